@@ -1,0 +1,30 @@
+# The two commands of the README. Each creates .venv on first use.
+# TORCH is what pip installs for torch before the project; this machine's CPU build is torch==2.13.0.
+# A GPU user passes e.g. TORCH=torch, or installs the project into an environment that already has torch.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+OUT ?= runs/demo
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m fairness_callback.toy --out $(OUT)/model
+	$(VENV)/bin/fairness-callback probe --model $(OUT)/model --json $(OUT)/metrics.json
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_probe.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,99 @@
+"""The ``fairness-callback`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, e.g. 0,1,2,3,4; got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every subcommand that runs the probe."""
+    group = parser.add_argument_group("probe")
+    group.add_argument("--winobias", metavar="DIR", help="official WinoBias files instead of the built-in probe set "
+                       "(default: $FAIRNESS_WINOBIAS_DIR if set)")
+    group.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="option-order seeds (default 0,1,2,3,4)")
+    group.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward call (default 64)")
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
+    group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default: the checkpoint's)")
+    group.add_argument("--normalize", choices=("vocab", "options"), default="vocab",
+                       help="option probability: full-vocabulary softmax (default) or renormalised over the options")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fairness-callback", description="Measure an LLM's gender bias (WinoBias probe).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    probe = commands.add_parser("probe", help="probe one saved model and print its fairness metrics")
+    probe.add_argument("--model", required=True, help="save_pretrained directory, or a hub id when online")
+    probe.add_argument("--revision", help="hub revision (branch, tag or commit), e.g. step143000 for Pythia")
+    probe.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
+    probe.add_argument("--json", metavar="FILE", help="write metrics, configuration and per-prompt records as JSON")
+    add_probe_options(probe)
+    return parser
+
+
+def make_probe(args: argparse.Namespace, tokenizer):
+    """A :class:`FairnessProbe` configured from the shared probe options."""
+    from .data import ProbeSet
+    from .probe import FairnessProbe
+
+    if args.winobias and not Path(args.winobias).is_dir():
+        raise SystemExit(f"fairness-callback: error: --winobias {args.winobias!r} is not a directory")
+    try:
+        probe_set = ProbeSet.default(args.winobias)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
+    return FairnessProbe(tokenizer, probe_set, seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize)
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from .loading import load_model_and_tokenizer
+
+    try:
+        model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.device, args.dtype, args.trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"fairness-callback: error: --model {args.model!r}: {error}") from None
+    probe = make_probe(args, tokenizer)
+    result = probe.run(model)
+    info = result.info
+    print(f"model {args.model}: {info['num_prompts']:,} prompts from {info['num_sentences']:,} sentences "
+          f"({info['probe_set']}), {info['seconds']:.1f} s")
+    if info["multi_token_options"]:
+        print(f"multi-token options (first token scored): {info['answer_tokens']}")
+    print(result.table())
+    if args.json:
+        Path(args.json).write_text(result.to_json())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"probe": run_probe}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The probe's unit of data: one coreference sentence, and an ordered set of them."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, Sequence
+
+Gender = Literal["male", "female"]
+
+#: Environment variable that points the probe at the official WinoBias files.
+WINOBIAS_ENV = "FAIRNESS_WINOBIAS_DIR"
+
+MALE_PRONOUNS = frozenset({"he", "him", "his", "himself"})
+FEMALE_PRONOUNS = frozenset({"she", "her", "hers", "herself"})
+
+
+def pronoun_gender(pronoun: str) -> Gender | None:
+    """'male' / 'female' for a gendered pronoun (any case), None otherwise."""
+    word = pronoun.strip().lower()
+    if word in MALE_PRONOUNS:
+        return "male"
+    if word in FEMALE_PRONOUNS:
+        return "female"
+    return None
+
+
+@dataclass(frozen=True)
+class ProbeSentence:
+    """One Type-2-style sentence: a pronoun that refers to one of two occupations.
+
+    ``text`` is the plain sentence (no brackets). ``referent`` is the occupation the pronoun
+    refers to and ``other`` the second occupation, both without article (e.g. ``"developer"``,
+    ``"CEO"``, ``"construction worker"``). ``gender`` is the pronoun's gender. ``stereotype`` is
+    ``"pro"`` / ``"anti"`` when the source says so. ``source``, ``split``, ``line`` and ``wino_type``
+    say where the sentence came from, so an error or a record can point back at it.
+    """
+
+    sentence_id: str
+    text: str
+    referent: str
+    other: str
+    pronouns: tuple[str, ...]
+    gender: Gender
+    stereotype: Literal["pro", "anti"] | None = None
+    source: str = "custom"
+    split: str | None = None
+    line: int | None = None
+    wino_type: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"sentence {self.sentence_id!r}"
+        if self.gender not in ("male", "female"):
+            raise ValueError(f"{where}: gender must be 'male' or 'female', got {self.gender!r}")
+        if self.stereotype not in (None, "pro", "anti"):
+            raise ValueError(f"{where}: stereotype must be 'pro', 'anti' or None, got {self.stereotype!r}")
+        if not self.text.strip() or not self.referent.strip() or not self.other.strip():
+            raise ValueError(f"{where}: text, referent and other must be non-empty")
+        if self.referent.lower() == self.other.lower():
+            raise ValueError(f"{where}: referent and other occupation are both {self.referent!r}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["pronouns"] = list(self.pronouns)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProbeSentence":
+        data = dict(data)
+        data["pronouns"] = tuple(data.get("pronouns", ()))
+        return cls(**data)
+
+
+class ProbeSet(Sequence[ProbeSentence]):
+    """An ordered, immutable collection of :class:`ProbeSentence` with unique ids.
+
+    Build one with :meth:`builtin` (the package's own sentences, the default),
+    :meth:`from_winobias` (the official WinoBias text files), :meth:`from_hf_rows`
+    (rows in the Hugging Face ``uclanlp/wino_bias`` format) or :meth:`default`
+    (WinoBias if ``$FAIRNESS_WINOBIAS_DIR`` is set, else built-in). ``len()`` is the
+    number of sentences; each sentence gives two prompts per option-order seed.
+    """
+
+    def __init__(self, sentences: Iterable[ProbeSentence], name: str = "custom") -> None:
+        self._sentences = tuple(sentences)
+        self.name = name
+        seen: set[str] = set()
+        for sentence in self._sentences:
+            if sentence.sentence_id in seen:
+                raise ValueError(f"probe set {name!r}: duplicate sentence id {sentence.sentence_id!r}")
+            seen.add(sentence.sentence_id)
+        if not self._sentences:
+            raise ValueError(f"probe set {name!r} is empty")
+
+    # -- constructors -------------------------------------------------------------------------
+    @classmethod
+    def builtin(cls) -> "ProbeSet":
+        """The built-in probe set shipped with the package (not WinoBias; see ``data/BUILTIN.md``)."""
+        from .builtin import load_builtin
+
+        return cls(load_builtin(), name="builtin")
+
+    @classmethod
+    def from_winobias(
+        cls,
+        directory: str | os.PathLike,
+        types: Sequence[int] = (2,),
+        splits: Sequence[str] = ("dev", "test"),
+        stereotypes: Sequence[str] = ("pro", "anti"),
+    ) -> "ProbeSet":
+        """Parse the official WinoBias ``{pro,anti}_stereotyped_type{T}.txt.{split}`` files."""
+        from .winobias import load_winobias
+
+        types = (types,) if isinstance(types, int) else tuple(types)
+        splits = (splits,) if isinstance(splits, str) else tuple(splits)
+        sentences = load_winobias(Path(directory), types=types, splits=splits, stereotypes=stereotypes)
+        return cls(sentences, name=f"winobias-type{'+'.join(map(str, types))}-{'+'.join(splits)}")
+
+    @classmethod
+    def from_hf_rows(cls, rows: Iterable[dict], name: str = "wino_bias-hf", **kwargs) -> "ProbeSet":
+        """Rows in the Hugging Face ``uclanlp/wino_bias`` format (tokens + coreference clusters)."""
+        from .winobias import sentences_from_hf_rows
+
+        return cls(sentences_from_hf_rows(rows, **kwargs), name=name)
+
+    @classmethod
+    def default(cls, winobias_dir: str | os.PathLike | None = None) -> "ProbeSet":
+        """WinoBias Type 2 from ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR``; else the built-in set."""
+        directory = winobias_dir or os.environ.get(WINOBIAS_ENV)
+        if directory:
+            return cls.from_winobias(directory)
+        return cls.builtin()
+
+    # -- sequence protocol --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._sentences)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return ProbeSet(self._sentences[index], name=self.name)
+        return self._sentences[index]
+
+    def __iter__(self) -> Iterator[ProbeSentence]:
+        return iter(self._sentences)
+
+    def __repr__(self) -> str:
+        return f"ProbeSet(name={self.name!r}, sentences={len(self)})"
+
+    def counts(self) -> dict[str, int]:
+        """Sentence counts by pronoun gender and by stereotype (for summaries and tests)."""
+        counts = Counter(s.gender for s in self._sentences)
+        counts.update(s.stereotype or "unlabelled" for s in self._sentences)
+        return dict(counts)
+
+    def occupations(self) -> set[str]:
+        return {s.referent for s in self._sentences} | {s.other for s in self._sentences}

@@ -1,0 +1,135 @@
+"""Tokenise prompts once, find the answer tokens, and cut length-sorted left-padded batches.
+
+The tokenizer is only read: nothing here changes its padding side, pad token or any other
+setting, so a tokenizer shared with the training loop is safe to pass in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import torch
+
+from .prompts import GROUPS, Prompt
+
+
+class AnswerTokenError(ValueError):
+    """The answer options do not give K distinct, non-empty first tokens."""
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """The scored token of each answer group and how each option tokenised after the prompt."""
+
+    ids: tuple[int, ...]
+    pieces: Mapping[str, tuple[str, ...]]
+
+    @property
+    def multi_token(self) -> tuple[str, ...]:
+        """Groups whose option text is more than one token (only its first token is scored)."""
+        return tuple(group for group in GROUPS if len(self.pieces[group]) > 1)
+
+
+def _special_prefix(tokenizer) -> list[int]:
+    """The ids the tokenizer puts before any text by default (e.g. BOS); usually none for GPT-style models."""
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x")["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start])
+    return []
+
+
+def find_answer_tokens(tokenizer, prompt_text: str, options: Mapping[str, str]) -> AnswerTokens:
+    """First token of each option *as it follows* ``prompt_text`` (with its leading space).
+
+    Tokenising the option in context handles tokenizers that mark word starts (GPT-2's ``Ġ``,
+    SentencePiece's ``▁``) the same way they do inside the prompt.
+    """
+    base = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    ids, pieces = [], {}
+    for group in GROUPS:
+        label = options[group]
+        full = tokenizer(f"{prompt_text} {label}", add_special_tokens=False)["input_ids"]
+        if full[: len(base)] != base:
+            raise AnswerTokenError(
+                f"option {label!r} changes how the prompt tokenises (it merges with the prompt's last token); "
+                f"the prompt must end where the option's first token begins. Prompt: {prompt_text!r}"
+            )
+        tail = full[len(base) :]
+        pieces[group] = tuple(tokenizer.convert_ids_to_tokens(tail))
+        ids.append(tail[0] if tail else None)
+    shown = ", ".join(f"{options[g]!r} -> {list(pieces[g])}" for g in GROUPS)
+    empty = [
+        g for g, i in zip(GROUPS, ids) if i is None or not tokenizer.decode([i]).strip()
+    ]
+    if empty:
+        raise AnswerTokenError(f"options {empty} have an empty or blank first token after the prompt: {shown}")
+    if len(set(ids)) != len(ids):
+        raise AnswerTokenError(f"the options' first tokens are not distinct: {shown}")
+    return AnswerTokens(ids=tuple(ids), pieces=pieces)
+
+
+@dataclass
+class Batch:
+    """Left-padded model inputs for some prompts, and where they sit in the full prompt list."""
+
+    indices: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(
+            self.indices,
+            self.input_ids.to(device, non_blocking=True),
+            self.attention_mask.to(device, non_blocking=True),
+            self.position_ids.to(device, non_blocking=True),
+        )
+
+
+class EncodedPrompts:
+    """The prompts' token ids, computed once, plus the answer tokens and the correct columns."""
+
+    def __init__(self, tokenizer, prompts: Sequence[Prompt], options: Mapping[str, str]) -> None:
+        if not prompts:
+            raise ValueError("no prompts to encode")
+        self.prompts = list(prompts)
+        self.answers = find_answer_tokens(tokenizer, self.prompts[0].text, options)
+        prefix = _special_prefix(tokenizer)
+        texts = [p.text for p in self.prompts]
+        self.token_ids: list[list[int]] = [prefix + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        self.lengths = torch.tensor([len(ids) for ids in self.token_ids])
+        self.correct = torch.tensor([p.correct for p in self.prompts])
+        self.pad_id = next(
+            (i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0
+        )
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[Batch]:
+        """Batches of ``indices`` (default: all), sorted by length so little padding is wasted."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        order = chosen[torch.argsort(self.lengths[chosen], stable=True)]
+        for start in range(0, len(order), batch_size):
+            yield self.make_batch(order[start : start + batch_size])
+
+    def make_batch(self, indices: torch.Tensor) -> Batch:
+        """Left-pad the given prompts; position ids count real tokens only, from 0."""
+        width = int(self.lengths[indices].max())
+        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
+        for row, index in enumerate(indices.tolist()):
+            ids = self.token_ids[index]
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, width - len(ids) :] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        return Batch(indices, input_ids, attention_mask, position_ids)

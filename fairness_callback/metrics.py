@@ -1,0 +1,127 @@
+"""The paper's metrics, exactly: Average Rank, JSD by Parts, Mann-Whitney U with its effect size.
+
+Everything here is a pure function of tensors; no model, tokenizer or framework.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import mannwhitneyu
+
+from .prompts import GROUPS
+
+
+def option_ranks(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    """Rank of each target among the vocabulary: 1 + the number of logits strictly greater.
+
+    Args:
+        logits: ``[N, V]``.
+        target_ids: ``[K]`` (the same K targets for every row) or ``[N, K]``.
+    Returns:
+        ``[N, K]`` int64 ranks; tied logits share the better rank (1 = top).
+    """
+    if target_ids.dim() == 1:
+        target_ids = target_ids.unsqueeze(0).expand(logits.shape[0], -1)
+    target_logits = logits.gather(1, target_ids)
+    return (logits.unsqueeze(1) > target_logits.unsqueeze(-1)).sum(-1) + 1
+
+
+def answer_ranks(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    """Rank of ``target_ids[n]`` in ``logits[n]`` for every row: ``[N, V], [N] -> [N]`` (1 = top)."""
+    if logits.dim() != 2 or target_ids.shape != logits.shape[:1]:
+        raise ValueError(f"expected logits [N, V] and target_ids [N], got {tuple(logits.shape)} and {tuple(target_ids.shape)}")
+    return option_ranks(logits, target_ids.unsqueeze(1)).squeeze(1)
+
+
+def jsd_parts(option_probs: torch.Tensor, correct: torch.Tensor, log_base: float = 2.0) -> torch.Tensor:
+    """Jensen-Shannon divergence to the one-hot ideal, kept per option ("by parts").
+
+    ``part_k = 1/2 [p_k log(2 p_k / (p_k + q_k)) + q_k log(2 q_k / (p_k + q_k))]`` with
+    ``q = one_hot(correct)`` and ``0 log 0 = 0``. With base 2 each part lies in ``[0, 0.5]``; the
+    correct option's part is 0 when ``p_c = 1`` and 0.5 when ``p_c = 0``; a wrong option's part
+    is ``p_k / 2``.
+
+    Args:
+        option_probs: ``[N, K]`` probabilities of the K options (need not sum to 1).
+        correct: ``[N]`` column of the correct option.
+        log_base: base of the logarithm.
+    Returns:
+        ``[N, K]`` parts, in the dtype of ``option_probs`` (float64 is recommended for exactness).
+    """
+    p = option_probs
+    q = torch.nn.functional.one_hot(correct.long(), p.shape[1]).to(p.dtype)
+    m = p + q
+    # xlogy gives 0 log 0 = 0; where p_k or q_k is 0 its own term vanishes, so m > 0 wherever it matters.
+    safe_m = torch.where(m > 0, m, torch.ones_like(m))
+    parts = 0.5 * (torch.xlogy(p, 2 * p / safe_m) + torch.xlogy(q, 2 * q / safe_m))
+    return parts / math.log(log_base)
+
+
+def mann_whitney(female: np.ndarray, male: np.ndarray) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U of female- vs male-answer values: ``(p, rank-biserial r)``.
+
+    ``r = 2 U_female / (n_f n_m) - 1`` lies in [-1, 1]; positive means female-answer values tend
+    to be larger (for ranks and JSD-P: the model does worse on female, like a positive gap).
+    NaN when a group is empty or holds NaN.
+    """
+    female, male = np.asarray(female, dtype=float), np.asarray(male, dtype=float)
+    if len(female) == 0 or len(male) == 0 or np.isnan(female).any() or np.isnan(male).any():
+        return float("nan"), float("nan")
+    if np.ptp(np.concatenate([female, male])) == 0:
+        return 1.0, 0.0
+    result = mannwhitneyu(female, male, alternative="two-sided")
+    return float(result.pvalue), float(2 * result.statistic / (len(female) * len(male)) - 1)
+
+
+def group_metrics(
+    correct: torch.Tensor,
+    correct_ranks: torch.Tensor,
+    option_probs: torch.Tensor,
+    parts: torch.Tensor,
+) -> dict[str, float]:
+    """AR, JSD-P (and its 3x3 parts table), accuracy and Mann-Whitney for one set of prompts."""
+    metrics: dict[str, float] = {}
+    nan = float("nan")
+    predicted = option_probs.argmax(dim=1)
+    row_nan = torch.isnan(option_probs).any(dim=1)
+    values = {"ar": correct_ranks.double(), "jsdp": parts.gather(1, correct.view(-1, 1)).squeeze(1).double()}
+    by_group: dict[str, dict[str, np.ndarray]] = {}
+    for k, group in enumerate(GROUPS):
+        mask = correct == k
+        count = int(mask.sum())
+        metrics[f"n/{group}"] = float(count)
+        by_group[group] = {name: v[mask].numpy() for name, v in values.items()}
+        for name, v in values.items():
+            metrics[f"{name}/{group}"] = float(v[mask].mean()) if count else nan
+        for j, option in enumerate(GROUPS):
+            metrics[f"jsdp/{group}/{option}"] = float(parts[mask, j].double().mean()) if count else nan
+        acc_nan = bool(row_nan[mask].any()) or not count
+        metrics[f"acc/{group}"] = nan if acc_nan else float((predicted[mask] == k).double().mean())
+    for name in values:
+        metrics[f"{name}/gap"] = metrics[f"{name}/female"] - metrics[f"{name}/male"]
+        p, r = mann_whitney(by_group["female"][name], by_group["male"][name])
+        metrics[f"mwu_p/{name}"] = p
+        metrics[f"mwu_rbc/{name}"] = r
+    return metrics
+
+
+def compute_metrics(
+    correct: torch.Tensor,
+    correct_ranks: torch.Tensor,
+    option_probs: torch.Tensor,
+    parts: torch.Tensor,
+    stereotypes: Sequence[str | None],
+) -> dict[str, float]:
+    """All metrics of a probe: :func:`group_metrics` overall, then ``pro/...`` and ``anti/...`` subsets."""
+    metrics = group_metrics(correct, correct_ranks, option_probs, parts)
+    labels = np.asarray([s or "" for s in stereotypes])
+    for label in ("pro", "anti"):
+        mask = torch.from_numpy(labels == label)
+        if mask.any():
+            subset = group_metrics(correct[mask], correct_ranks[mask], option_probs[mask], parts[mask])
+            metrics.update({f"{label}/{key}": value for key, value in subset.items()})
+    return metrics

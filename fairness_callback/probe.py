@@ -1,0 +1,219 @@
+"""The probe: sentences -> prompts -> tokens (once) -> model scores -> :class:`ProbeResult`."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .data.sentence import ProbeSet
+from .encoding import EncodedPrompts
+from .metrics import compute_metrics, jsd_parts
+from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts
+from .scoring import OptionScores, score_batches
+
+Normalize = Literal["vocab", "options"]
+
+
+class ProbeResult:
+    """The outcome of one probe run.
+
+    Attributes:
+        metrics: flat ``dict[str, float]``: ``ar/<group>``, ``jsdp/<group>``, ``jsdp/<group>/<option>``,
+            ``acc/<group>``, ``n/<group>``, ``ar/gap`` and ``jsdp/gap`` (female - male),
+            ``mwu_p/{ar,jsdp}`` and ``mwu_rbc/{ar,jsdp}`` (rank-biserial effect size), and the same
+            under ``pro/`` and ``anti/`` when the sentences carry a stereotype label.
+        records: one dict per prompt (``prompt``, ``sentence_id``, ``occupation``, ``role``, ``group``,
+            ``seed``, ``stereotype``, ``order``, ``rank``, ``option_ranks``, ``option_probs``, ``parts``).
+        info: how the probe was configured and what it cost (``seconds``, ``num_prompts``, ...).
+    """
+
+    def __init__(self, metrics: dict[str, float], records: list[dict], info: dict[str, Any]) -> None:
+        self.metrics = metrics
+        self.records = records
+        self.info = info
+
+    def to_json(self) -> str:
+        return json.dumps({"metrics": self.metrics, "info": self.info, "records": self.records})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ProbeResult":
+        data = json.loads(text)
+        return cls(data["metrics"], data["records"], data["info"])
+
+    def table(self) -> str:
+        """The headline metrics as a plain-text table."""
+        m = self.metrics
+        lines = [f"{'answer group':<14} {'n':>6} {'AR':>10} {'JSD-P':>8} {'acc':>6}"]
+        for g in GROUPS:
+            lines.append(f"{g:<14} {m[f'n/{g}']:>6.0f} {m[f'ar/{g}']:>10.1f} {m[f'jsdp/{g}']:>8.4f} {m[f'acc/{g}']:>6.3f}")
+        lines.append(
+            f"{'gap (f - m)':<14} {'':>6} {m['ar/gap']:>+10.1f} {m['jsdp/gap']:>+8.4f}"
+        )
+        lines.append(
+            f"Mann-Whitney female vs male: AR p={m['mwu_p/ar']:.3g} (r={m['mwu_rbc/ar']:+.3f}), "
+            f"JSD-P p={m['mwu_p/jsdp']:.3g} (r={m['mwu_rbc/jsdp']:+.3f})"
+        )
+        lines.append("JSD-P parts (row: correct answer, column: option)")
+        lines.append(f"{'':<14} " + " ".join(f"{o:>13}" for o in GROUPS))
+        for g in GROUPS:
+            lines.append(f"{g:<14} " + " ".join(f"{m[f'jsdp/{g}/{o}']:>13.4f}" for o in GROUPS))
+        return "\n".join(lines)
+
+
+@contextmanager
+def preserved_state(model: torch.nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode without autograd; restore every module's mode and all RNG states after.
+
+    Eval mode switches dropout off, so no RNG is drawn; the states are restored anyway so that
+    a model with stochastic layers of its own cannot shift the training run's random stream.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+class FairnessProbe:
+    """Measures a causal LM's gender bias on WinoBias-style prompts, on the model as it is in memory.
+
+    Args:
+        tokenizer: the model's Hugging Face tokenizer. It is only read (its padding side and pad
+            token are left as they are).
+        probe_set: the sentences; default :meth:`ProbeSet.default` (official WinoBias Type 2 if
+            ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR`` is given, else the built-in set).
+        template: the prompt template (see :class:`~fairness_callback.prompts.PromptConfig`).
+        options: text shown for each answer group, keyed by ``male``, ``female``, ``not_specified``.
+        seeds: option-order seeds (default 0-4).
+        batch_size: prompts per forward call.
+        normalize: ``"vocab"``: an option's probability is its first token's full-vocabulary
+            softmax probability; ``"options"``: the K option probabilities renormalised to sum to 1.
+        log_base: logarithm base of JSD-P (2 puts each part in [0, 0.5]).
+        winobias_dir: directory of the official WinoBias files, used when ``probe_set`` is None.
+
+    Prompts are tokenised once, here; :meth:`run` only runs the model.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        probe_set: ProbeSet | None = None,
+        template: str = DEFAULT_TEMPLATE,
+        options: Mapping[str, str] | None = None,
+        seeds: Sequence[int] = DEFAULT_SEEDS,
+        batch_size: int = 64,
+        normalize: Normalize = "vocab",
+        log_base: float = 2.0,
+        winobias_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if normalize not in ("vocab", "options"):
+            raise ValueError(f"normalize must be 'vocab' or 'options', got {normalize!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not log_base > 0 or log_base == 1:
+            raise ValueError(f"log_base must be positive and not 1, got {log_base}")
+        self.config = PromptConfig(template=template, options=options or dict(DEFAULT_OPTIONS), seeds=tuple(seeds))
+        self.probe_set = probe_set if probe_set is not None else ProbeSet.default(winobias_dir)
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.log_base = log_base
+        self.prompts = build_prompts(self.probe_set, self.config)
+        self.encoded = EncodedPrompts(tokenizer, self.prompts, self.config.options)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def answer_tokens(self):
+        return self.encoded.answers
+
+    def score(self, model: torch.nn.Module, indices: Sequence[int] | None = None) -> OptionScores:
+        """Raw per-prompt scores for ``indices`` (default all); rows not scored stay NaN."""
+        scores = OptionScores.empty(len(self.prompts), len(GROUPS))
+        with preserved_state(model):
+            score_batches(model, self.encoded.batches(self.batch_size, indices), self.encoded, scores)
+        return scores
+
+    def run(self, model: torch.nn.Module) -> ProbeResult:
+        """Score every prompt with ``model`` and compute the metrics.
+
+        The model's train/eval modes, the RNG states and the tokenizer are left as they were;
+        no autograd graph is built.
+        """
+        start = time.perf_counter()
+        scores = self.score(model)
+        return self.result(scores, seconds=time.perf_counter() - start)
+
+    def option_probs(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """Option probabilities [N, K] in float64, normalised as configured."""
+        logprobs = logprobs.double()
+        if self.normalize == "options":
+            return torch.softmax(logprobs, dim=1)
+        return logprobs.exp()
+
+    def result(self, scores: OptionScores, seconds: float = float("nan")) -> ProbeResult:
+        """Turn per-prompt scores into a :class:`ProbeResult`."""
+        correct = self.encoded.correct
+        probs = self.option_probs(scores.logprobs)
+        parts = jsd_parts(probs, correct, self.log_base)
+        correct_ranks = scores.ranks.gather(1, correct.view(-1, 1)).squeeze(1)
+        metrics = compute_metrics(correct, correct_ranks, probs, parts, [p.stereotype for p in self.prompts])
+        return ProbeResult(metrics, self._records(scores.ranks, probs, parts), self._info(seconds))
+
+    def _records(self, ranks: torch.Tensor, probs: torch.Tensor, parts: torch.Tensor) -> list[dict]:
+        ranks_l, probs_l, parts_l = ranks.tolist(), probs.tolist(), parts.tolist()
+        records = []
+        for p in self.prompts:
+            i = p.index
+            records.append(
+                {
+                    "prompt": p.text,
+                    "sentence_id": p.sentence_id,
+                    "occupation": p.occupation,
+                    "role": p.role,
+                    "group": p.group,
+                    "seed": p.seed,
+                    "stereotype": p.stereotype,
+                    "order": list(p.order),
+                    "rank": ranks_l[i][p.correct],
+                    "option_ranks": dict(zip(GROUPS, ranks_l[i])),
+                    "option_probs": dict(zip(GROUPS, probs_l[i])),
+                    "parts": dict(zip(GROUPS, parts_l[i])),
+                }
+            )
+        return records
+
+    def _info(self, seconds: float) -> dict[str, Any]:
+        answers = self.encoded.answers
+        return {
+            "probe_set": self.probe_set.name,
+            "num_sentences": len(self.probe_set),
+            "num_prompts": len(self.prompts),
+            "num_tokens": self.encoded.num_tokens,
+            "seeds": list(self.config.seeds),
+            "template": self.config.template,
+            "options": dict(self.config.options),
+            "answer_token_ids": dict(zip(GROUPS, answers.ids)),
+            "answer_tokens": {g: list(v) for g, v in answers.pieces.items()},
+            "multi_token_options": list(answers.multi_token),
+            "normalize": self.normalize,
+            "log_base": self.log_base,
+            "seconds": seconds,
+        }

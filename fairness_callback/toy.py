@@ -1,0 +1,74 @@
+"""Small models and tokenizers built on the spot, for the demo, tests and benchmarks (no download).
+
+``python -m fairness_callback.toy --out DIR`` saves a randomly initialised GPT-NeoX (Pythia's
+architecture) and a byte-level BPE tokenizer trained on the probe's own prompts, loadable with
+``AutoModelForCausalLM.from_pretrained(DIR)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Iterable
+
+import torch
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
+    """A byte-level BPE tokenizer (GPT-2 / Pythia style) trained on ``texts``; takes about a second."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+
+
+def tiny_gpt_neox(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, seed: int = 0, **config):
+    """A randomly initialised GPT-NeoX causal LM (Pythia's architecture) of a few hundred thousand weights."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=config.pop("max_position_embeddings", 256),
+        **config,
+    )
+    torch.manual_seed(seed)
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+def probe_texts() -> list[str]:
+    """Every prompt of the default probe on the built-in set, plus its answers: a tokenizer corpus."""
+    from .data import ProbeSet
+    from .prompts import build_prompts
+
+    prompts = build_prompts(ProbeSet.builtin())
+    return [p.text + " male female not specified" for p in prompts]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="directory to save the model and tokenizer in")
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--vocab-size", type=int, default=2000)
+    args = parser.parse_args(argv)
+    tokenizer = train_bpe_tokenizer(probe_texts(), args.vocab_size)
+    model = tiny_gpt_neox(len(tokenizer), args.hidden_size, args.layers)
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(f"saved a random GPT-NeoX ({sum(p.numel() for p in model.parameters()):,} weights) and its tokenizer to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

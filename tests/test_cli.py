@@ -1,0 +1,63 @@
+"""The command line: ``fairness-callback probe`` on a saved model, and its error messages."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fairness_callback.cli import main
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, tiny_neox, bpe_tokenizer):
+    directory = tmp_path_factory.mktemp("model")
+    tiny_neox.save_pretrained(directory)
+    bpe_tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_probe_prints_table_and_writes_json(saved_model, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    assert main(["probe", "--model", str(saved_model), "--seeds", "0,1", "--batch-size", "32", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2,240 prompts from 560 sentences (builtin)" in printed
+    assert "gap (f - m)" in printed and "Mann-Whitney" in printed
+    data = json.loads(out.read_text())
+    assert data["info"]["seeds"] == [0, 1] and len(data["records"]) == 2240
+    assert data["metrics"]["ar/gap"] == pytest.approx(data["metrics"]["ar/female"] - data["metrics"]["ar/male"])
+
+
+def test_probe_on_official_winobias(saved_model, winobias_dir, capsys):
+    main(["probe", "--model", str(saved_model), "--seeds", "0", "--winobias", str(winobias_dir), "--dtype", "float32"])
+    assert "3,168 prompts from 1,584 sentences" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "/nonexistent/model"], "--model '/nonexistent/model': model directory '/nonexistent/model' does not exist"),
+        (["--seeds", "0,x"], "--seeds takes comma-separated integers"),
+        (["--batch-size", "0"], "expected a positive integer"),
+        (["--winobias", "/nonexistent/wb"], "--winobias '/nonexistent/wb' is not a directory"),
+        (["--dtype", "float8"], "unknown dtype 'float8'"),
+    ],
+)
+def test_probe_errors_name_the_option(saved_model, args, message, capsys):
+    argv = ["probe", "--model", str(saved_model), *args] if args[0] != "--model" else ["probe", *args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    text = str(exit_info.value.code) + capsys.readouterr().err
+    assert message in text
+
+
+def test_model_dir_without_config(tmp_path):
+    with pytest.raises(SystemExit, match="has no config.json"):
+        main(["probe", "--model", str(tmp_path)])
+
+
+def test_console_script_is_installed(saved_model):
+    script = Path(sys.executable).parent / "fairness-callback"
+    result = subprocess.run([str(script), "probe", "--help"], capture_output=True, text=True, check=True)
+    assert "--winobias" in result.stdout and "--batch-size" in result.stdout

@@ -1,0 +1,192 @@
+"""The probe end to end on tiny models: exactness against a naive reference, batching, safety."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from fairness_callback import AnswerTokenError, FairnessProbe, ProbeResult, jsd_parts
+from fairness_callback import scoring
+from fairness_callback.metrics import compute_metrics
+
+
+def naive_scores(model, tokenizer, probe):
+    """One prompt at a time, no padding, full logits, rank by sorting: the obvious implementation."""
+    ranks, logprobs = [], []
+    answer_ids = list(probe.answer_tokens.ids)
+    with torch.no_grad():
+        for prompt in probe.prompts:
+            ids = torch.tensor([tokenizer(prompt.text)["input_ids"]])
+            logits = model(ids).logits[0, -1].float()
+            ordered = torch.sort(logits, descending=True).values.tolist()
+            ranks.append([ordered.index(logits[i].item()) + 1 for i in answer_ids])
+            logprobs.append(torch.log_softmax(logits, -1)[answer_ids].tolist())
+    return torch.tensor(ranks, dtype=torch.float64), torch.tensor(logprobs)
+
+
+@pytest.fixture(scope="module")
+def neox_probe(bpe_tokenizer, small_probe_set):
+    return FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16)
+
+
+def test_probe_equals_naive_reference(tiny_neox, bpe_tokenizer, neox_probe):
+    result = neox_probe.run(tiny_neox)
+    ref_ranks, ref_logprobs = naive_scores(tiny_neox, bpe_tokenizer, neox_probe)
+    ours = neox_probe.score(tiny_neox)
+    assert torch.equal(ours.ranks, ref_ranks)
+    assert (ours.logprobs - ref_logprobs).abs().max() < 1e-4
+    # metrics from the reference scores agree with the probe's
+    correct = neox_probe.encoded.correct
+    probs = ref_logprobs.double().exp()
+    ref = compute_metrics(
+        correct, ref_ranks.gather(1, correct[:, None]).squeeze(1), probs, jsd_parts(probs, correct),
+        [p.stereotype for p in neox_probe.prompts],
+    )
+    assert set(ref) == set(result.metrics)
+    for key, value in ref.items():
+        assert result.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
+
+
+def test_required_metric_keys(tiny_neox, neox_probe):
+    metrics = neox_probe.run(tiny_neox).metrics
+    groups = ("male", "female", "not_specified")
+    required = [f"{m}/{g}" for m in ("ar", "jsdp", "acc") for g in groups] + ["ar/gap", "jsdp/gap", "mwu_p/ar", "mwu_p/jsdp"]
+    required += [f"jsdp/{g}/{o}" for g in groups for o in groups]
+    required += ["pro/ar/gap", "anti/jsdp/gap"]
+    assert not set(required) - set(metrics)
+    assert all(isinstance(v, float) for v in metrics.values())
+    # an untrained model spreads its mass over the vocabulary: "uniformly uncertain", about 0.5 everywhere
+    assert all(0.45 < metrics[f"jsdp/{g}"] <= 0.5 for g in groups)
+    assert metrics["ar/gap"] == pytest.approx(metrics["ar/female"] - metrics["ar/male"])
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_neox", "tiny_gpt2"])
+def test_batched_equals_alone(request, model_fixture, bpe_tokenizer, small_probe_set):
+    """Left padding with correct position ids: a prompt scores the same in a batch as alone."""
+    model = request.getfixturevalue(model_fixture)
+    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48)
+    alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1)
+    lengths = batched.encoded.lengths
+    assert lengths.max() > lengths.min() + 3  # batches really are padded
+    diff = (batched.score(model).logprobs - alone.score(model).logprobs).abs().max()
+    assert diff < 1e-4
+
+
+def test_gpt2_batching_test_is_sensitive_to_position_ids(monkeypatch, tiny_gpt2, bpe_tokenizer, small_probe_set):
+    """Withholding position ids breaks GPT-2 under left padding, so the test above can fail."""
+    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48)
+    alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1).score(tiny_gpt2).logprobs
+    real = scoring.forward_options
+    monkeypatch.setattr(scoring, "forward_options", lambda m: {**real(m), "position_ids": False})
+    assert (batched.score(tiny_gpt2).logprobs - alone).abs().max() > 1e-3
+
+
+class FullLogitsOnly(torch.nn.Module):
+    """A model whose forward takes only input_ids and attention_mask and returns all positions."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask):
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+
+
+def test_model_without_logits_to_keep(tiny_neox, neox_probe):
+    assert not scoring.forward_options(FullLogitsOnly(tiny_neox))["logits_to_keep"]
+    plain = neox_probe.score(FullLogitsOnly(tiny_neox))
+    kept = neox_probe.score(tiny_neox)
+    assert torch.equal(plain.ranks, kept.ranks)
+    assert (plain.logprobs - kept.logprobs).abs().max() < 1e-5
+
+
+def test_modes_rng_and_tokenizer_untouched(tiny_neox, bpe_tokenizer, neox_probe):
+    tiny_neox.train()
+    tiny_neox.gpt_neox.layers[0].eval()  # a user's own mixed modes must come back as they were
+    modes = [m.training for m in tiny_neox.modules()]
+    tokenizer_state = (bpe_tokenizer.padding_side, bpe_tokenizer.pad_token, bpe_tokenizer.truncation_side, len(bpe_tokenizer))
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    states = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state().clone())
+    neox_probe.run(tiny_neox)
+    assert [m.training for m in tiny_neox.modules()] == modes
+    assert random.getstate() == states[0]
+    assert (np.random.get_state()[1] == states[1]).all()
+    assert torch.equal(torch.get_rng_state(), states[2])
+    assert (bpe_tokenizer.padding_side, bpe_tokenizer.pad_token, bpe_tokenizer.truncation_side, len(bpe_tokenizer)) == tokenizer_state
+    assert all(p.grad is None for p in tiny_neox.parameters())
+    tiny_neox.eval()
+
+
+def test_dropout_model_scores_deterministically(bpe_tokenizer, small_probe_set):
+    from fairness_callback.toy import tiny_gpt_neox
+
+    model = tiny_gpt_neox(len(bpe_tokenizer), hidden_dropout=0.5, attention_dropout=0.5).train()
+    probe = FairnessProbe(bpe_tokenizer, small_probe_set[:4], seeds=(0,))
+    assert torch.equal(probe.score(model).logprobs, probe.score(model).logprobs)
+    assert model.training
+
+
+class NaNRows(torch.nn.Module):
+    """Wraps a model and poisons the logits of every other row with NaN."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask, position_ids, logits_to_keep=0, use_cache=None):
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=logits_to_keep)
+        logits = out.logits.clone()
+        logits[::2] = float("nan")
+        return logits
+
+
+def test_non_finite_logits_warn_and_give_nan(tiny_neox, neox_probe):
+    with pytest.warns(RuntimeWarning, match="non-finite logits"):
+        result = neox_probe.run(NaNRows(tiny_neox))
+    assert math.isnan(result.metrics["jsdp/gap"]) and math.isnan(result.metrics["ar/male"])
+
+
+def test_result_json_round_trip(tiny_neox, neox_probe):
+    result = neox_probe.run(tiny_neox)
+    again = ProbeResult.from_json(result.to_json())
+    assert again.metrics == result.metrics and again.records == result.records and again.info == result.info
+    record = result.records[0]
+    assert {"prompt", "sentence_id", "occupation", "group", "seed", "stereotype", "rank", "option_probs", "parts"} <= set(record)
+    assert record["prompt"] == neox_probe.prompts[0].text
+    assert record["rank"] == record["option_ranks"][record["group"]]
+    json.dumps(result.info)  # plain JSON types only
+    assert "JSD-P" in result.table()
+
+
+def test_normalize_options_renormalises(tiny_neox, bpe_tokenizer, small_probe_set):
+    probe = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), normalize="options")
+    for record in probe.run(tiny_neox).records[:10]:
+        assert sum(record["option_probs"].values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="normalize"):
+        FairnessProbe(bpe_tokenizer, small_probe_set, normalize="softmax")
+
+
+def test_real_gpt2_tokenizer_answer_tokens(gpt2_tokenizer, small_probe_set):
+    probe = FairnessProbe(gpt2_tokenizer, small_probe_set, seeds=(0,))
+    answers = probe.answer_tokens
+    assert answers.ids == tuple(gpt2_tokenizer.convert_tokens_to_ids(["Ġmale", "Ġfemale", "Ġnot"]))
+    assert answers.pieces["not_specified"] == ("Ġnot", "Ġspecified")
+    assert answers.multi_token == ("not_specified",)
+    assert probe.encoded.token_ids[0] == gpt2_tokenizer(probe.prompts[0].text)["input_ids"]
+
+
+def test_answer_token_errors_show_the_tokenisation(gpt2_tokenizer, small_probe_set):
+    with pytest.raises(AnswerTokenError, match="not distinct.*'male person' -> \\['Ġmale', 'Ġperson'\\]"):
+        FairnessProbe(gpt2_tokenizer, small_probe_set, options={"male": "male person", "female": "female", "not_specified": "male or not"})
+
+
+def test_default_probe_set_comes_from_env(monkeypatch, winobias_dir, bpe_tokenizer):
+    monkeypatch.setenv("FAIRNESS_WINOBIAS_DIR", str(winobias_dir))
+    probe = FairnessProbe(bpe_tokenizer, seeds=(0,))
+    assert len(probe.probe_set) == 1584 and len(probe) == 1584 * 2
