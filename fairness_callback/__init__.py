@@ -8,9 +8,25 @@ from .data import OCCUPATIONS, WINOBIAS_ENV, ProbeSentence, ProbeSet
 from .encoding import AnswerTokenError, AnswerTokens
 from .metrics import answer_ranks, jsd_parts, mann_whitney, option_ranks
 from .probe import FairnessProbe, ProbeResult
+from .stopping import FairnessEarlyStopping, StopDecision, StopReason
 from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts, option_order
 
 __version__ = "0.1.0"
+
+_ADAPTERS = {
+    "HFFairnessCallback": ("fairness_callback.integrations.hf", "FairnessCallback"),
+    "LightningFairnessCallback": ("fairness_callback.integrations.lightning", "FairnessCallback"),
+}
+
+
+def __getattr__(name: str):
+    # The adapters import their frameworks; load them only when asked for, so the core never does.
+    if name in _ADAPTERS:
+        import importlib
+
+        module, attr = _ADAPTERS[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'fairness_callback' has no attribute {name!r}")
 
 __all__ = [
     "AnswerTokenError",
@@ -18,12 +34,17 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "DEFAULT_SEEDS",
     "DEFAULT_TEMPLATE",
+    "FairnessEarlyStopping",
     "FairnessProbe",
+    "HFFairnessCallback",
+    "LightningFairnessCallback",
     "GROUPS",
     "OCCUPATIONS",
     "ProbeResult",
     "ProbeSentence",
     "ProbeSet",
+    "StopDecision",
+    "StopReason",
     "PromptConfig",
     "WINOBIAS_ENV",
     "answer_ranks",

@@ -73,9 +73,14 @@ def find_answer_tokens(tokenizer, prompt_text: str, options: Mapping[str, str]) 
 
 @dataclass
 class Batch:
-    """Left-padded model inputs for some prompts, and where they sit in the full prompt list."""
+    """Left-padded model inputs for some prompts.
+
+    ``indices`` are the prompts' indices in the full prompt list; ``positions`` are their
+    positions in the index list the batch was cut from.
+    """
 
     indices: torch.Tensor
+    positions: torch.Tensor
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
@@ -83,6 +88,7 @@ class Batch:
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(
             self.indices,
+            self.positions,
             self.input_ids.to(device, non_blocking=True),
             self.attention_mask.to(device, non_blocking=True),
             self.position_ids.to(device, non_blocking=True),
@@ -118,11 +124,12 @@ class EncodedPrompts:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        order = chosen[torch.argsort(self.lengths[chosen], stable=True)]
-        for start in range(0, len(order), batch_size):
-            yield self.make_batch(order[start : start + batch_size])
+        positions = torch.argsort(self.lengths[chosen], stable=True)
+        for start in range(0, len(positions), batch_size):
+            batch_positions = positions[start : start + batch_size]
+            yield self.make_batch(chosen[batch_positions], batch_positions)
 
-    def make_batch(self, indices: torch.Tensor) -> Batch:
+    def make_batch(self, indices: torch.Tensor, positions: torch.Tensor | None = None) -> Batch:
         """Left-pad the given prompts; position ids count real tokens only, from 0."""
         width = int(self.lengths[indices].max())
         input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
@@ -132,4 +139,6 @@ class EncodedPrompts:
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             attention_mask[row, width - len(ids) :] = 1
         position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
-        return Batch(indices, input_ids, attention_mask, position_ids)
+        if positions is None:
+            positions = torch.arange(len(indices))
+        return Batch(indices, positions, input_ids, attention_mask, position_ids)

@@ -103,6 +103,7 @@ def group_metrics(
         metrics[f"acc/{group}"] = nan if acc_nan else float((predicted[mask] == k).double().mean())
     for name in values:
         metrics[f"{name}/gap"] = metrics[f"{name}/female"] - metrics[f"{name}/male"]
+        metrics[f"{name}/abs_gap"] = abs(metrics[f"{name}/gap"])
         p, r = mann_whitney(by_group["female"][name], by_group["male"][name])
         metrics[f"mwu_p/{name}"] = p
         metrics[f"mwu_rbc/{name}"] = r

@@ -16,7 +16,8 @@ from .data.sentence import ProbeSet
 from .encoding import EncodedPrompts
 from .metrics import compute_metrics, jsd_parts
 from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts
-from .scoring import OptionScores, score_batches
+from .distributed import ProbeScoreState, shard_indices, world
+from .scoring import OptionScores, iter_scores, model_device
 
 Normalize = Literal["vocab", "options"]
 
@@ -95,8 +96,8 @@ class FairnessProbe:
     """Measures a causal LM's gender bias on WinoBias-style prompts, on the model as it is in memory.
 
     Args:
-        tokenizer: the model's Hugging Face tokenizer. It is only read (its padding side and pad
-            token are left as they are).
+        tokenizer: the model's Hugging Face tokenizer, or a path / hub id to load one from. It is
+            only read (its padding side and pad token are left as they are).
         probe_set: the sentences; default :meth:`ProbeSet.default` (official WinoBias Type 2 if
             ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR`` is given, else the built-in set).
         template: the prompt template (see :class:`~fairness_callback.prompts.PromptConfig`).
@@ -129,6 +130,10 @@ class FairnessProbe:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not log_base > 0 or log_base == 1:
             raise ValueError(f"log_base must be positive and not 1, got {log_base}")
+        if isinstance(tokenizer, (str, os.PathLike)):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         self.config = PromptConfig(template=template, options=options or dict(DEFAULT_OPTIONS), seeds=tuple(seeds))
         self.probe_set = probe_set if probe_set is not None else ProbeSet.default(winobias_dir)
         self.batch_size = batch_size
@@ -144,21 +149,44 @@ class FairnessProbe:
     def answer_tokens(self):
         return self.encoded.answers
 
-    def score(self, model: torch.nn.Module, indices: Sequence[int] | None = None) -> OptionScores:
-        """Raw per-prompt scores for ``indices`` (default all); rows not scored stay NaN."""
-        scores = OptionScores.empty(len(self.prompts), len(GROUPS))
-        with preserved_state(model):
-            score_batches(model, self.encoded.batches(self.batch_size, indices), self.encoded, scores)
-        return scores
+    def score(
+        self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False
+    ) -> OptionScores:
+        """Raw per-prompt scores for ``indices`` (default all); rows not scored are NaN.
 
-    def run(self, model: torch.nn.Module) -> ProbeResult:
+        With ``distributed=True`` (call it on every rank) each rank scores an equal shard and one
+        all-reduce gives every rank all the scores.
+        """
+        rank, world_size = world() if distributed else (0, 1)
+        chosen = torch.arange(len(self.prompts)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        shard, real = shard_indices(self.encoded.lengths[chosen], rank, world_size)
+        mine = chosen[shard]
+        state = ProbeScoreState(len(self.prompts), len(GROUPS), distributed=world_size > 1).to(model_device(model))
+        error: BaseException | None = None
+        with preserved_state(model):
+            try:
+                for batch, ranks, logprobs in iter_scores(model, self.encoded.batches(self.batch_size, mine), self.answer_tokens.ids):
+                    keep = batch.positions < real
+                    state.update(batch.indices[keep], ranks[keep], logprobs[keep])
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the collective
+                if world_size == 1:
+                    raise
+                # Join the all-reduce anyway, so that the other ranks do not wait for this one forever.
+                error = exc
+            ranks, logprobs = state.compute()
+        if error is not None:
+            raise error
+        return OptionScores(ranks, logprobs)
+
+    def run(self, model: torch.nn.Module, distributed: bool = False) -> ProbeResult:
         """Score every prompt with ``model`` and compute the metrics.
 
         The model's train/eval modes, the RNG states and the tokenizer are left as they were;
-        no autograd graph is built.
+        no autograd graph is built. With ``distributed=True`` it must be called on every rank of
+        the default process group; every rank returns the same result.
         """
         start = time.perf_counter()
-        scores = self.score(model)
+        scores = self.score(model, distributed=distributed)
         return self.result(scores, seconds=time.perf_counter() - start)
 
     def option_probs(self, logprobs: torch.Tensor) -> torch.Tensor:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import inspect
 import warnings
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .encoding import Batch, EncodedPrompts
+from .encoding import Batch
 from .metrics import option_ranks
 
 
@@ -28,14 +28,6 @@ class OptionScores:
     ranks: torch.Tensor
     logprobs: torch.Tensor
 
-    @classmethod
-    def empty(cls, num_prompts: int, num_options: int) -> "OptionScores":
-        nan = float("nan")
-        return cls(
-            torch.full((num_prompts, num_options), nan, dtype=torch.float64),
-            torch.full((num_prompts, num_options), nan, dtype=torch.float32),
-        )
-
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The module whose ``forward`` signature tells which keyword arguments it takes.
@@ -48,6 +40,14 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
         while hasattr(inner, attr) and isinstance(getattr(inner, attr), torch.nn.Module):
             inner = getattr(inner, attr)
     return inner
+
+
+def forward_target(model: torch.nn.Module) -> torch.nn.Module:
+    """What to call for an inference forward: DDP's inner module (its replicas need no sync),
+    anything else as it is (FSDP must be called through its hooks to gather its shards)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def forward_options(model: torch.nn.Module) -> dict[str, bool]:
@@ -84,24 +84,27 @@ def score_logits(logits: torch.Tensor, answer_ids: torch.Tensor) -> tuple[torch.
     return ranks, logprobs
 
 
-def score_batches(model: torch.nn.Module, batches: Iterable[Batch], encoded: EncodedPrompts, into: OptionScores) -> int:
-    """Run ``batches`` through ``model`` and fill their rows of ``into``; returns the non-finite row count."""
+def iter_scores(model: torch.nn.Module, batches: Iterable[Batch], answer_ids: Sequence[int]) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
+    """Run ``batches`` through ``model``; yield each batch with its ranks and log-probs (on CPU).
+
+    Warns once at the end if any prompt gave non-finite logits (its row is NaN).
+    """
     accepts = forward_options(model)
-    device = _model_device(model)
-    answer_ids = torch.tensor(encoded.answers.ids, device=device)
+    device = model_device(model)
+    model = forward_target(model)
+    answers = torch.tensor(list(answer_ids), device=device)
     bad = 0
     for batch in batches:
         logits = last_token_logits(model, batch.to(device), accepts)
-        ranks, logprobs = score_logits(logits, answer_ids)
+        ranks, logprobs = score_logits(logits, answers)
+        del logits
         bad += int(torch.isnan(ranks[:, 0]).sum())
-        into.ranks[batch.indices] = ranks.cpu()
-        into.logprobs[batch.indices] = logprobs.cpu()
+        yield batch, ranks.cpu(), logprobs.cpu()
     if bad:
         warnings.warn(f"{bad} prompt(s) gave non-finite logits; their metrics are NaN", RuntimeWarning, stacklevel=2)
-    return bad
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     for param in model.parameters():
         return param.device
     return torch.device("cpu")

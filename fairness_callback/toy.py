@@ -35,6 +35,8 @@ def tiny_gpt_neox(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, n
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     cfg = GPTNeoXConfig(
+        bos_token_id=0,
+        eos_token_id=0,
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
@@ -44,7 +46,28 @@ def tiny_gpt_neox(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, n
         **config,
     )
     torch.manual_seed(seed)
-    return GPTNeoXForCausalLM(cfg).eval()
+    return GPTNeoXForCausalLM(cfg)
+
+
+class TokenBlocks(torch.utils.data.Dataset):
+    """Causal-LM training examples: each text tokenised, cut or padded to ``length`` tokens.
+
+    Items are dicts with ``input_ids``, ``attention_mask`` and ``labels`` (-100 on padding), the
+    form both the HF Trainer and a plain LightningModule can use.
+    """
+
+    def __init__(self, tokenizer, texts: Iterable[str], length: int = 64) -> None:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
+        rows = [ids[:length] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        self.input_ids = torch.tensor([ids + [pad] * (length - len(ids)) for ids in rows])
+        self.attention_mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in rows])
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        labels = self.input_ids[index].masked_fill(self.attention_mask[index] == 0, -100)
+        return {"input_ids": self.input_ids[index], "attention_mask": self.attention_mask[index], "labels": labels}
 
 
 def probe_texts() -> list[str]:

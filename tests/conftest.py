@@ -66,7 +66,7 @@ def tiny_neox(bpe_tokenizer):
     """A random 2-layer GPT-NeoX (rotary positions) over ``bpe_tokenizer``'s vocabulary."""
     from fairness_callback.toy import tiny_gpt_neox
 
-    return tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=0)
+    return tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=0).eval()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,85 @@
+"""What the probe needs from ``torch.distributed``: equal shards, one all-reduce, one vote.
+
+Every rank scores an equal share of the prompts (padded with a repeated prompt whose result is
+dropped), so every rank makes the same number of forward calls: a sharded model (FSDP, ZeRO-3)
+that needs every rank in each forward cannot hang. The per-prompt scores live in a torchmetrics
+sum state, zero except on the rows a rank scored, so one all-reduce gives every rank every row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torchmetrics import Metric
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group, ``(0, 1)`` when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_rank_zero() -> bool:
+    return world()[0] == 0
+
+
+def shard_indices(lengths: torch.Tensor, rank: int, world_size: int) -> tuple[torch.Tensor, int]:
+    """This rank's prompt indices and how many of them are real (the rest are padding).
+
+    Prompts are dealt round-robin in length order, so every rank gets prompts of similar lengths
+    and the same count; the last shards are padded by repeating a prompt.
+    """
+    order = torch.argsort(lengths, stable=True)
+    per_rank = -(-len(order) // world_size)
+    mine = order[rank::world_size]
+    real = len(mine)
+    if real < per_rank:
+        mine = torch.cat([mine, order[-1:].repeat(per_rank - real)])
+    return mine, real
+
+
+def _all_reduce_sync(tensor: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
+    """torchmetrics ``dist_sync_fn`` that sums with one all-reduce instead of an all-gather."""
+    reduced = tensor.clone()
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM, group=group)
+    return [reduced]
+
+
+class ProbeScoreState(Metric):
+    """Per-prompt scores as one ``[N, 2K + 1]`` float64 sum state: K ranks, K log-probs, a scored flag.
+
+    ``update`` writes the rows a rank scored; rows it did not score stay zero, so the sum over
+    ranks is every row exactly once. ``compute`` syncs (one all-reduce) when distributed and
+    returns NaN for rows no rank scored.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_prompts: int, num_options: int, distributed: bool = False) -> None:
+        super().__init__(sync_on_compute=distributed, dist_sync_fn=_all_reduce_sync)
+        self.num_options = num_options
+        self.add_state("table", default=torch.zeros(num_prompts, 2 * num_options + 1, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, indices: torch.Tensor, ranks: torch.Tensor, logprobs: torch.Tensor) -> None:
+        flag = torch.ones(len(indices), 1, dtype=torch.float64)
+        rows = torch.cat([ranks.double(), logprobs.double(), flag], dim=1).to(self.table.device)
+        self.table[indices.to(self.table.device)] = rows
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self.table.cpu()
+        table[table[:, -1] == 0] = float("nan")
+        k = self.num_options
+        return table[:, :k], table[:, k : 2 * k].float()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if ``flag`` is True on any rank (one all-reduce; local value when not distributed)."""
+    if world()[1] == 1:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item() > 0)

@@ -1,0 +1,185 @@
+"""Hugging Face Trainer adapter: :class:`FairnessCallback`, a ``transformers.TrainerCallback``.
+
+Events (see :class:`FairnessCallback` for what each does):
+
+- ``on_init_end`` / ``on_train_begin``: move this callback to the front of the Trainer's list (so
+  its additions to the evaluation metrics reach the stock ``EarlyStoppingCallback``), build the
+  probe from the Trainer's tokenizer, restore the early-stopping state of a resumed run.
+- ``on_step_begin`` (first step only): the step-0 probe (``probe_at_start``).
+- ``on_step_end``: every ``every_n_steps`` optimizer steps (``on_step_end`` fires once per
+  optimizer step, never per micro-batch), probe, log, and set ``control.should_training_stop``.
+- ``on_evaluate``: read ``eval_loss``; add ``eval_fairness/...`` to the evaluation metrics.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from typing import Any, Literal
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import CallbackHandler
+
+from ..monitor import FairnessMonitor, tensorboard_layout
+from ..probe import FairnessProbe
+from ..stopping import FairnessEarlyStopping, StopReason
+
+log = logging.getLogger("fairness_callback")
+
+#: Key of this callback's state in ``TrainerState.stateful_callbacks`` (saved with every checkpoint).
+STATE_KEY = "fairness_callback"
+
+
+def _find_handler() -> CallbackHandler | None:
+    """The Trainer's CallbackHandler, which is calling us now (callbacks are not given the Trainer)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, CallbackHandler):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+class FairnessCallback(TrainerCallback):
+    """Probe the model's gender bias every N optimizer steps, log it, and stop when it grows.
+
+    Add it to a Trainer: ``Trainer(..., callbacks=[FairnessCallback(every_n_steps=200)])``.
+    Metrics go through ``Trainer``'s own logging (``report_to``: TensorBoard, W&B, ...) at the
+    current global step, under ``fairness/`` (HF's reporters show them as ``train/fairness/...``),
+    and into ``trainer.state.log_history``. At each evaluation they are added to the metrics as
+    ``eval_fairness/...``, so ``metric_for_best_model="eval_fairness/jsdp/abs_gap"`` with
+    ``greater_is_better=False`` and the stock ``EarlyStoppingCallback`` can use them.
+
+    Args:
+        every_n_steps: probe every this many optimizer steps.
+        probe: the :class:`~fairness_callback.FairnessProbe` to run; by default one is built from
+            ``tokenizer`` or the Trainer's ``processing_class`` with the default probe set.
+        tokenizer: the tokenizer (or a path to load one from) for the default probe.
+        early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
+            watch. Its held-out loss is ``eval_loss`` unless it names another ``loss_key``.
+        probe_at_start: probe once before the first optimizer step (step 0, or the resumed step).
+        history_path: JSONL file that gets one line per probe, flushed at once (rank 0 writes);
+            default ``<output_dir>/fairness_history.jsonl``. A resumed run appends to it.
+        on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on
+            (the next probe is tried again); ``"raise"``: the error ends training.
+        log_all_metrics: send every metric to the loggers, not just the headline ones (the
+            history file always has all of them).
+        probe_on_evaluate: also probe at each evaluation not already probed at that step, so the
+            ``eval_fairness/...`` metrics are of the evaluated weights.
+
+    Attributes:
+        last_metrics: the latest probe's metrics (same keys as ``ProbeResult.metrics``), identical on every rank.
+        stopped_reason: a :class:`~fairness_callback.StopReason` once fairness early stopping fired, else None.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        probe: FairnessProbe | None = None,
+        tokenizer: Any = None,
+        early_stopping: FairnessEarlyStopping | None = None,
+        probe_at_start: bool = True,
+        history_path: str | os.PathLike | None = None,
+        on_error: Literal["warn", "raise"] = "warn",
+        log_all_metrics: bool = False,
+        probe_on_evaluate: bool = True,
+    ) -> None:
+        self.monitor = FairnessMonitor(
+            every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+            log_all_metrics, default_loss_key="eval_loss",
+        )
+        self.probe_on_evaluate = probe_on_evaluate
+        self._handler: CallbackHandler | None = None
+        self._start_pending = False
+        self._layout_written = False
+
+    @property
+    def last_metrics(self) -> dict[str, float] | None:
+        return self.monitor.last_metrics
+
+    @property
+    def stopped_reason(self) -> StopReason | None:
+        return self.monitor.stopped_reason
+
+    # -- events -----------------------------------------------------------------------------------
+    def on_init_end(self, args, state, control, **kwargs):
+        self._move_to_front()
+
+    def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
+        self._move_to_front()
+        self.monitor.setup(tokenizer=processing_class, default_dir=args.output_dir)
+        saved = state.stateful_callbacks.get(STATE_KEY)
+        if saved:
+            self.monitor.load_state_dict(saved)
+        self._start_pending = self.monitor.probe_at_start
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if self._start_pending:
+            self._start_pending = False
+            if self.monitor.last_probed_step != state.global_step:
+                self._probe(args, state, control, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.monitor.is_due(state.global_step):
+            self._probe(args, state, control, model)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if metrics is None:
+            return
+        self.monitor.update_loss(metrics)
+        if self.probe_on_evaluate and self.monitor.last_probed_step != state.global_step and model is not None:
+            self._probe(args, state, control, model)
+        if self.monitor.last_metrics is not None:
+            logged = self.monitor.logged_metrics(self.monitor.last_metrics)
+            metrics.update({f"eval_{key}": value for key, value in logged.items()})
+        self._export_state(state)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _move_to_front(self) -> None:
+        # Safe inside CallbackHandler.call_event's loop: removing index i and inserting at 0
+        # leaves every later callback at its index, so none is skipped or called twice.
+        handler = self._handler or _find_handler()
+        if handler is None:
+            return
+        self._handler = handler
+        if handler.callbacks and handler.callbacks[0] is not self and self in handler.callbacks:
+            handler.callbacks.remove(self)
+            handler.callbacks.insert(0, self)
+
+    def _probe(self, args, state, control, model: torch.nn.Module) -> None:
+        outcome = self.monitor.run_probe(model, state.global_step, self._autocast(args, model))
+        if outcome.metrics is not None:
+            self._log(args, state, control, self.monitor.logged_metrics(outcome.metrics))
+        if outcome.should_stop:
+            control.should_training_stop = True
+        self._export_state(state)
+
+    @staticmethod
+    def _autocast(args, model: torch.nn.Module):
+        """The autocast of the training step (``bf16`` / ``fp16``), or None for full precision."""
+        if not (args.bf16 or args.fp16):
+            return None
+        device_type = next(model.parameters()).device.type
+        return torch.autocast(device_type, dtype=torch.bfloat16 if args.bf16 else torch.float16)
+
+    def _log(self, args, state, control, logs: dict[str, float]) -> None:
+        state.log_history.append({**logs, "step": state.global_step})
+        if self._handler is None:
+            log.warning("FairnessCallback: the Trainer's callback handler was not found; metrics go to the history file only")
+            return
+        self._handler.on_log(args, state, control, logs=dict(logs))
+        if not self._layout_written:
+            self._write_layout()
+
+    def _write_layout(self) -> None:
+        for callback in self._handler.callbacks:
+            writer = getattr(callback, "tb_writer", None)
+            if writer is not None and hasattr(writer, "add_custom_scalars"):
+                writer.add_custom_scalars(tensorboard_layout(prefix="train/fairness/"))
+                self._layout_written = True
+
+    def _export_state(self, state) -> None:
+        state.stateful_callbacks[STATE_KEY] = self.monitor.state_dict()

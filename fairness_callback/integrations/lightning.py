@@ -1,0 +1,127 @@
+"""PyTorch Lightning adapter: :class:`FairnessCallback`, a ``lightning.pytorch.Callback``.
+
+Hooks: ``setup`` builds the probe and picks the history file; ``on_train_start`` runs the
+step-0 probe; ``on_train_batch_end`` probes once per optimizer step that is a multiple of
+``every_n_steps`` (with gradient accumulation ``trainer.global_step`` only moves on optimizer
+steps); ``on_validation_end`` reads the held-out loss; ``state_dict`` / ``load_state_dict``
+carry the early-stopping state through checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from ..monitor import FairnessMonitor, tensorboard_layout
+from ..probe import FairnessProbe
+from ..stopping import FairnessEarlyStopping, StopReason
+
+
+class FairnessCallback(pl.Callback):
+    """Probe the model's gender bias every N optimizer steps, log it, and stop when it grows.
+
+    ``Trainer(callbacks=[FairnessCallback(every_n_steps=200, early_stopping=FairnessEarlyStopping())])``.
+    Metrics are sent to every attached logger (TensorBoard, W&B, CSV, ...) at
+    ``trainer.global_step`` under ``fairness/`` (e.g. ``fairness/jsdp/gap``), and put in
+    ``trainer.callback_metrics`` so the stock ``ModelCheckpoint`` / ``EarlyStopping`` can monitor them.
+
+    Args:
+        every_n_steps: probe every this many optimizer steps.
+        probe: the :class:`~fairness_callback.FairnessProbe` to run; by default one is built from
+            ``tokenizer``, else ``pl_module.tokenizer``, else ``trainer.datamodule.tokenizer``.
+        tokenizer: the tokenizer (or a path to load one from) for the default probe.
+        early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
+            watch. Its held-out loss is ``val_loss`` unless it names another ``loss_key``.
+        probe_at_start: probe once before the first optimizer step (step 0, or the resumed step).
+        history_path: JSONL file that gets one line per probe, flushed at once (rank 0 writes);
+            default ``<default_root_dir>/fairness_history.jsonl``. A resumed run appends to it.
+        on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on;
+            ``"raise"``: the error ends training.
+        log_all_metrics: send every metric to the loggers, not just the headline ones.
+        model_attr: attribute of the LightningModule that holds the causal LM (e.g. a Hugging Face
+            model at ``self.model``); if the module has no such attribute, the LightningModule
+            itself is called with ``input_ids`` / ``attention_mask``.
+
+    Attributes:
+        last_metrics: the latest probe's metrics, identical on every rank.
+        stopped_reason: a :class:`~fairness_callback.StopReason` once fairness early stopping fired, else None.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        probe: FairnessProbe | None = None,
+        tokenizer: Any = None,
+        early_stopping: FairnessEarlyStopping | None = None,
+        probe_at_start: bool = True,
+        history_path: str | os.PathLike | None = None,
+        on_error: Literal["warn", "raise"] = "warn",
+        log_all_metrics: bool = False,
+        model_attr: str = "model",
+    ) -> None:
+        super().__init__()
+        self.monitor = FairnessMonitor(
+            every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+            log_all_metrics, default_loss_key="val_loss",
+        )
+        self.model_attr = model_attr
+        self._layout_written = False
+
+    @property
+    def last_metrics(self) -> dict[str, float] | None:
+        return self.monitor.last_metrics
+
+    @property
+    def stopped_reason(self) -> StopReason | None:
+        return self.monitor.stopped_reason
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = getattr(trainer, "datamodule", None)
+        tokenizer = getattr(pl_module, "tokenizer", None) or getattr(datamodule, "tokenizer", None)
+        self.monitor.setup(tokenizer=tokenizer, default_dir=trainer.default_root_dir)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.monitor.probe_at_start and self.monitor.last_probed_step != trainer.global_step:
+            self._probe(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.monitor.is_due(trainer.global_step):
+            self._probe(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.monitor.update_loss(dict(trainer.callback_metrics))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.monitor.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state_dict)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        model = getattr(pl_module, self.model_attr, pl_module)
+        outcome = self.monitor.run_probe(model, trainer.global_step, trainer.precision_plugin.forward_context())
+        if outcome.metrics is not None:
+            logged = self.monitor.logged_metrics(outcome.metrics)
+            for logger in trainer.loggers:
+                logger.log_metrics(logged, step=trainer.global_step)
+            trainer.callback_metrics.update({key: torch.tensor(value) for key, value in logged.items()})
+            self._write_layout(trainer)
+        if outcome.should_stop:
+            trainer.should_stop = True
+
+    def _write_layout(self, trainer: pl.Trainer) -> None:
+        if self._layout_written or trainer.global_rank != 0:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_custom_scalars(tensorboard_layout())
+        self._layout_written = True

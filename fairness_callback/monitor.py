@@ -1,0 +1,195 @@
+"""The engine behind both training callbacks: when to probe, the probe itself, history, stopping.
+
+The adapters (``integrations/hf.py``, ``integrations/lightning.py``) only translate their
+framework's events into :meth:`FairnessMonitor.maybe_probe` calls and act on what it returns;
+everything here is framework-free and the same under both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ContextManager, Literal
+
+import torch
+
+from .distributed import any_rank, is_rank_zero
+from .history import HISTORY_FILENAME, HistoryWriter
+from .probe import FairnessProbe
+from .stopping import FairnessEarlyStopping, StopReason
+
+log = logging.getLogger("fairness_callback")
+
+#: Metrics sent to the training loggers by default (every metric goes to the history file).
+HEADLINE_METRICS: tuple[str, ...] = tuple(
+    [f"{m}/{g}" for m in ("ar", "jsdp", "acc") for g in ("male", "female", "not_specified")]
+    + ["ar/gap", "jsdp/gap", "ar/abs_gap", "jsdp/abs_gap", "mwu_p/ar", "mwu_p/jsdp", "mwu_rbc/ar", "mwu_rbc/jsdp"]
+)
+
+
+def tensorboard_layout(prefix: str = "fairness/") -> dict:
+    """TensorBoard custom-scalars layout: the three answer groups of each metric on one chart."""
+    groups = ("male", "female", "not_specified")
+    charts = {
+        f"{title} by answer group": ["Multiline", [f"{prefix}{metric}/{g}" for g in groups]]
+        for metric, title in (("ar", "Average Rank"), ("jsdp", "JSD-P"), ("acc", "accuracy"))
+    }
+    charts["JSD-P gap (female - male)"] = ["Multiline", [f"{prefix}jsdp/gap"]]
+    charts["Average Rank gap (female - male)"] = ["Multiline", [f"{prefix}ar/gap"]]
+    charts["Mann-Whitney p (female vs male)"] = ["Multiline", [f"{prefix}mwu_p/ar", f"{prefix}mwu_p/jsdp"]]
+    return {"fairness": charts}
+
+
+@dataclass
+class ProbeOutcome:
+    """What one probe produced: its metrics (None if it failed) and whether to stop now."""
+
+    step: int
+    metrics: dict[str, float] | None
+    should_stop: bool
+    message: str = ""
+
+
+class FairnessMonitor:
+    """Runs the probe every ``every_n_steps`` optimizer steps and keeps what it finds.
+
+    See :class:`fairness_callback.integrations.hf.FairnessCallback` for the arguments; the
+    adapters pass them through unchanged, plus ``default_loss_key`` and ``default_dir``.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int,
+        probe: FairnessProbe | None,
+        tokenizer: Any,
+        early_stopping: FairnessEarlyStopping | None,
+        probe_at_start: bool,
+        history_path: str | os.PathLike | None,
+        on_error: Literal["warn", "raise"],
+        log_all_metrics: bool,
+        default_loss_key: str,
+    ) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        if on_error not in ("warn", "raise"):
+            raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
+        self.every_n_steps = every_n_steps
+        self.probe = probe
+        self.tokenizer = tokenizer
+        self.early_stopping = early_stopping
+        self.probe_at_start = probe_at_start
+        self.history_path = Path(history_path) if history_path is not None else None
+        self.on_error = on_error
+        self.log_all_metrics = log_all_metrics
+        if early_stopping is not None and early_stopping.loss_key is None:
+            early_stopping.loss_key = default_loss_key
+        self.loss_key = early_stopping.loss_key if early_stopping is not None else default_loss_key
+        self.last_metrics: dict[str, float] | None = None
+        self.last_probed_step: int | None = None
+        self.stopped_reason: StopReason | None = None
+        self.stop_message: str | None = None
+        self._writer: HistoryWriter | None = None
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def setup(self, tokenizer: Any = None, default_dir: str | os.PathLike | None = None) -> None:
+        """Build the probe from the framework's tokenizer if none was given; choose the history file."""
+        if self.probe is None:
+            tokenizer = self.tokenizer if self.tokenizer is not None else tokenizer
+            if tokenizer is None:
+                raise ValueError(
+                    "FairnessCallback needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
+                    "tokenizer=..., or give the trainer / LightningModule a tokenizer"
+                )
+            self.probe = FairnessProbe(tokenizer)
+        if self.history_path is None and default_dir is not None:
+            self.history_path = Path(default_dir) / HISTORY_FILENAME
+        if self.history_path is not None and is_rank_zero():
+            self._writer = HistoryWriter(self.history_path)
+
+    # -- the probe ------------------------------------------------------------------------------
+    def is_due(self, step: int) -> bool:
+        return step % self.every_n_steps == 0 and step != self.last_probed_step
+
+    def logged_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The metrics to send to the training loggers, under the ``fairness/`` prefix."""
+        keys = metrics if self.log_all_metrics else [k for k in HEADLINE_METRICS if k in metrics]
+        return {f"fairness/{k}": float(metrics[k]) for k in keys}
+
+    def run_probe(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+        """Probe at ``step`` on every rank; failures are logged (or raised with ``on_error="raise"``).
+
+        Every rank takes part in the stop vote even when its probe failed, so no rank waits forever.
+        """
+        self.last_probed_step = step
+        metrics, stop, message, error = None, False, "", None
+        start = time.perf_counter()
+        try:
+            with autocast or contextlib.nullcontext():
+                result = self.probe.run(model, distributed=True)
+            metrics = result.metrics
+            seconds = time.perf_counter() - start
+            decision = self.early_stopping.step(step, metrics) if self.early_stopping else None
+            stop = bool(decision and decision.should_stop)
+            message = decision.message if decision else ""
+            self._write_probe(step, metrics, seconds)
+        except Exception as exc:  # noqa: BLE001 - a probe must never crash training unless asked to
+            error = exc
+            log.error("fairness probe at step %d failed; training goes on", step, exc_info=True)
+        stop = any_rank(stop)
+        if error is not None and self.on_error == "raise":
+            raise error
+        if metrics is not None:
+            self.last_metrics = metrics
+        if stop:
+            self._record_stop(step, message)
+        return ProbeOutcome(step, metrics, stop, message)
+
+    def _write_probe(self, step: int, metrics: dict[str, float], seconds: float) -> None:
+        if self._writer is None:
+            return
+        record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds}
+        record.update(metrics)
+        if self.early_stopping is not None:
+            record[self.loss_key] = self.early_stopping.latest_loss
+            record["stopping/best"] = self.early_stopping.best
+            record["stopping/best_step"] = self.early_stopping.best_step
+            record["stopping/wait"] = self.early_stopping.wait
+        self._writer.append(record)
+
+    def _record_stop(self, step: int, message: str) -> None:
+        stopping = self.early_stopping
+        reason = stopping.reason if stopping and stopping.reason is not StopReason.NOT_STOPPED else StopReason.GAP_GREW
+        if not message:  # another rank voted to stop; this rank's policy did not (it should not happen)
+            message = f"stopping at step {step}: another rank's fairness early stopping fired"
+        self.stopped_reason, self.stop_message = reason, message
+        log.warning("FairnessEarlyStopping: %s", message)
+        if self._writer is not None:
+            self._writer.append({
+                "event": "stop", "step": step, "time": time.time(), "reason": reason.value, "message": message,
+                "monitor": stopping.monitor if stopping else None,
+                "best_step": stopping.best_step if stopping else None,
+                "best_value": stopping.best if stopping else None,
+            })
+
+    def update_loss(self, losses: dict[str, Any]) -> None:
+        """Pass the trainer's held-out loss (if ``losses`` has it) to the early-stopping policy."""
+        if self.early_stopping is None or self.loss_key not in losses:
+            return
+        value = losses[self.loss_key]
+        self.early_stopping.update_loss(float(value.item() if isinstance(value, torch.Tensor) else value))
+
+    # -- resume ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "last_probed_step": self.last_probed_step,
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_probed_step = state.get("last_probed_step")
+        if self.early_stopping is not None and state.get("early_stopping"):
+            self.early_stopping.load_state_dict(state["early_stopping"])

@@ -1,0 +1,188 @@
+"""Fairness-aware early stopping: stop when the male/female gap grows while held-out loss holds.
+
+Framework-free: the adapters feed it probe metrics and held-out losses, and act on its decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+
+class StopReason(str, Enum):
+    """Why :class:`FairnessEarlyStopping` stopped training (or did not)."""
+
+    NOT_STOPPED = "not_stopped"
+    GAP_GREW = "gap_grew"
+    """The gap exceeded its best for ``patience`` probes and held-out loss was within tolerance."""
+    GAP_GREW_NO_LOSS = "gap_grew_no_loss"
+    """The gap exceeded its best for ``patience`` probes; no held-out loss was known."""
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """The outcome of one probe: stop or not, why, and a sentence with the numbers."""
+
+    should_stop: bool
+    reason: StopReason
+    message: str
+
+
+class FairnessEarlyStopping:
+    """Stop training when the fairness gap grows while held-out loss stays within tolerance.
+
+    The rule: track the best (smallest) monitored value seen; count consecutive probes where it
+    exceeds ``best + min_delta``; when the count reaches ``patience`` and the latest held-out loss
+    is within ``loss_tolerance`` (relative) of the best held-out loss seen, stop.
+
+    Args:
+        monitor: metric key of the probe to watch, e.g. ``"jsdp/gap"``, ``"ar/gap"``, ``"pro/jsdp/gap"``.
+        min_delta: how far above the best a value must be to count as worse.
+        patience: consecutive worse probes before stopping.
+        loss_key: name of the held-out loss; None lets the adapter choose (``"eval_loss"`` for the
+            HF Trainer, ``"val_loss"`` for Lightning).
+        loss_tolerance: stop only if ``latest_loss <= best_loss * (1 + loss_tolerance)``.
+        warmup_steps: probes before this step are ignored (the phase where an untrained model
+            answers one option for every prompt and the gap jumps with it).
+        use_abs: watch ``|value|`` (a gap in either direction is unfair); False watches the signed value.
+        stop_on_significant_only: a probe counts as worse only if male and female answers differ
+            significantly (Mann-Whitney ``p < alpha`` on the monitored metric).
+        alpha: significance level for ``stop_on_significant_only``.
+        require_loss: never stop without a held-out loss (by default it says so once and decides on
+            the gap alone).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "jsdp/gap",
+        min_delta: float = 0.0,
+        patience: int = 3,
+        loss_key: str | None = None,
+        loss_tolerance: float = 0.02,
+        warmup_steps: int = 0,
+        use_abs: bool = True,
+        stop_on_significant_only: bool = False,
+        alpha: float = 0.01,
+        require_loss: bool = False,
+    ) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta}")
+        if loss_tolerance < 0:
+            raise ValueError(f"loss_tolerance must be >= 0, got {loss_tolerance}")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        self.monitor = monitor
+        self.min_delta = min_delta
+        self.patience = patience
+        self.loss_key = loss_key
+        self.loss_tolerance = loss_tolerance
+        self.warmup_steps = warmup_steps
+        self.use_abs = use_abs
+        self.stop_on_significant_only = stop_on_significant_only
+        self.alpha = alpha
+        self.require_loss = require_loss
+        self.reset()
+
+    def reset(self) -> None:
+        self.best: float = math.inf
+        self.best_step: int | None = None
+        self.wait = 0
+        self.best_loss: float = math.inf
+        self.latest_loss: float | None = None
+        self.stopped_step: int | None = None
+        self.reason = StopReason.NOT_STOPPED
+        self._said_no_loss = False
+
+    @property
+    def p_value_key(self) -> str:
+        """The Mann-Whitney key that goes with ``monitor`` (``"jsdp/gap"`` -> ``"mwu_p/jsdp"``)."""
+        parts = self.monitor.split("/")
+        if len(parts) < 2 or parts[-1] != "gap":
+            raise ValueError(f"stop_on_significant_only needs a '.../<metric>/gap' monitor, got {self.monitor!r}")
+        return "/".join(parts[:-2] + ["mwu_p", parts[-2]])
+
+    def update_loss(self, loss: float) -> None:
+        """Record a held-out loss (call it whenever the trainer evaluates)."""
+        if loss is None or not math.isfinite(loss):
+            return
+        self.latest_loss = float(loss)
+        self.best_loss = min(self.best_loss, float(loss))
+
+    def step(self, step: int, metrics: Mapping[str, float]) -> StopDecision:
+        """Feed one probe's metrics; returns whether to stop now, and why."""
+        if self.monitor not in metrics:
+            raise KeyError(f"FairnessEarlyStopping: monitor {self.monitor!r} is not a probe metric "
+                           f"(known: {', '.join(sorted(k for k in metrics if k.endswith('gap')))})")
+        raw = float(metrics[self.monitor])
+        if step < self.warmup_steps:
+            return self._go_on(f"step {step} is within warmup_steps={self.warmup_steps}")
+        if not math.isfinite(raw):
+            return self._go_on(f"{self.monitor} is {raw} at step {step}; probe ignored")
+        value = abs(raw) if self.use_abs else raw
+        if value < self.best:
+            self.best, self.best_step, self.wait = value, step, 0
+            return self._go_on(f"{self.monitor} {value:.4g} is the best so far")
+        if value <= self.best + self.min_delta:
+            self.wait = 0
+            return self._go_on(f"{self.monitor} {value:.4g} within min_delta of best {self.best:.4g}")
+        if self.stop_on_significant_only:
+            p = float(metrics[self.p_value_key])
+            if not p < self.alpha:
+                self.wait = 0
+                return self._go_on(f"{self.monitor} grew but {self.p_value_key}={p:.3g} is not below {self.alpha}")
+        self.wait += 1
+        if self.wait < self.patience:
+            return self._go_on(f"{self.monitor} exceeded best for {self.wait}/{self.patience} probes")
+        gap_text = (f"{self.monitor} {value:.4g} exceeded best {self.best:.4g} + {self.min_delta:g} "
+                    f"for {self.wait} probes (best at step {self.best_step})")
+        return self._decide_on_loss(step, gap_text)
+
+    def _decide_on_loss(self, step: int, gap_text: str) -> StopDecision:
+        loss_name = self.loss_key or "held-out loss"
+        if self.latest_loss is None:
+            if self.require_loss:
+                return self._go_on(f"{gap_text}, but no {loss_name} is known and require_loss=True")
+            if not self._said_no_loss:
+                log.warning("FairnessEarlyStopping: no %s has been logged; deciding on the fairness gap alone", loss_name)
+                self._said_no_loss = True
+            return self._stop(step, StopReason.GAP_GREW_NO_LOSS, f"stopping at step {step}: {gap_text}; no {loss_name} known")
+        limit = self.best_loss * (1 + self.loss_tolerance) if self.best_loss >= 0 else self.best_loss * (1 - self.loss_tolerance)
+        relation = f"{loss_name} {self.latest_loss:.4g} {{}} {self.loss_tolerance:.0%} of best {self.best_loss:.4g}"
+        if self.latest_loss > limit:
+            return self._go_on(f"{gap_text}, but {relation.format('not within')}")
+        return self._stop(step, StopReason.GAP_GREW, f"stopping at step {step}: {gap_text}; {relation.format('within')}")
+
+    def _go_on(self, message: str) -> StopDecision:
+        return StopDecision(False, StopReason.NOT_STOPPED, message)
+
+    def _stop(self, step: int, reason: StopReason, message: str) -> StopDecision:
+        self.stopped_step, self.reason = step, reason
+        return StopDecision(True, reason, message)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best, "best_step": self.best_step, "wait": self.wait, "best_loss": self.best_loss,
+            "latest_loss": self.latest_loss, "stopped_step": self.stopped_step, "reason": self.reason.value,
+            "said_no_loss": self._said_no_loss,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.best_step = state["best_step"]
+        self.wait = int(state["wait"])
+        self.best_loss = float(state["best_loss"])
+        self.latest_loss = state["latest_loss"]
+        self.stopped_step = state["stopped_step"]
+        self.reason = StopReason(state["reason"])
+        self._said_no_loss = bool(state.get("said_no_loss", False))
+
+    def __repr__(self) -> str:
+        return (f"FairnessEarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
+                f"loss_tolerance={self.loss_tolerance}, warmup_steps={self.warmup_steps})")
