@@ -1,0 +1,61 @@
+"""The probe under torch.distributed with 2 real gloo processes (torchrun), no training framework."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import make_model, make_tokenizer, small_probe
+
+SCRIPT = Path(__file__).parent / "dist" / "probe_gloo.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script: Path, *args: str, tmp_path: Path, timeout: int = 240) -> None:
+    """Run ``script`` on 2 CPU ranks; fail with its output if it fails or hangs."""
+    command = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--master_port", str(free_port()),
+               str(script), *args]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"{script.name} hung for {timeout} s:\n{error.stdout}\n{error.stderr}")
+    assert result.returncode == 0, f"{script.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+def read_ranks(outdir: Path) -> list[dict]:
+    return [json.loads((outdir / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_two_ranks_agree_with_one_process(tmp_path):
+    torchrun(SCRIPT, str(tmp_path), "equal", tmp_path=tmp_path)
+    rank0, rank1 = read_ranks(tmp_path)
+    assert rank0["metrics"] == rank1["metrics"]
+    assert rank0["forward_calls"] == rank1["forward_calls"]  # equal shares: a sharded model cannot hang
+    tokenizer = make_tokenizer()
+    model = make_model(tokenizer).eval()
+    probe = small_probe(tokenizer, sentences=20, seeds=(0, 1))
+    single = probe.run(model).metrics
+    for key, value in single.items():
+        assert rank0["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
+    # an odd number of prompts: one rank pads its shard with a repeated prompt that must not count twice
+    subset = probe.score(model, indices=list(range(41))).ranks.tolist()
+    assert rank0["subset_ranks"][:41] == subset[:41]
+    assert all(math.isnan(v) for row in rank0["subset_ranks"][41:] for v in row)
+
+
+def test_a_failing_rank_does_not_hang_the_others(tmp_path):
+    torchrun(SCRIPT, str(tmp_path), "fail", tmp_path=tmp_path, timeout=180)
+    rank0, rank1 = read_ranks(tmp_path)
+    assert rank1["error"] == "injected failure on rank 1"
+    assert math.isnan(rank0["metrics"]["jsdp/gap"])

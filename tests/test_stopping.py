@@ -1,0 +1,131 @@
+"""The fairness early-stopping rule, probe by probe, without any training framework."""
+
+import logging
+import math
+
+import pytest
+
+from fairness_callback import FairnessEarlyStopping, StopReason
+
+
+def feed(policy, gaps, start=0, every=100, p=0.001):
+    """Probe steps start, start+every, ...; returns the step that stopped (or None) and the decisions."""
+    decisions = []
+    for i, gap in enumerate(gaps):
+        step = start + i * every
+        decision = policy.step(step, {"jsdp/gap": gap, "mwu_p/jsdp": p})
+        decisions.append(decision)
+        if decision.should_stop:
+            return step, decisions
+    return None, decisions
+
+
+def test_stops_after_patience_probes_above_best_with_loss_within_tolerance(caplog):
+    policy = FairnessEarlyStopping(patience=3, loss_key="eval_loss")
+    policy.update_loss(2.27)
+    policy.update_loss(2.31)
+    stopped, decisions = feed(policy, [0.06, 0.041, 0.05, 0.07, 0.083])
+    assert stopped == 400
+    assert policy.reason is StopReason.GAP_GREW and policy.best_step == 100 and policy.best == 0.041
+    assert decisions[-1].message == (
+        "stopping at step 400: jsdp/gap 0.083 exceeded best 0.041 + 0 for 3 probes (best at step 100); "
+        "eval_loss 2.31 within 2% of best 2.27"
+    )
+
+
+def test_a_probe_back_at_best_resets_the_count():
+    policy = FairnessEarlyStopping(patience=2)
+    policy.update_loss(1.0)
+    assert feed(policy, [0.04, 0.05, 0.04, 0.05, 0.06])[0] == 400
+    assert policy.wait == 2
+
+
+def test_min_delta():
+    policy = FairnessEarlyStopping(patience=1, min_delta=0.01)
+    policy.update_loss(1.0)
+    assert feed(policy, [0.04, 0.049, 0.045])[0] is None
+    assert feed(policy, [0.051], start=300)[0] == 300
+
+
+def test_use_abs_treats_negative_gaps_as_unfair():
+    absolute = FairnessEarlyStopping(patience=1)
+    signed = FairnessEarlyStopping(patience=1, use_abs=False)
+    for policy in (absolute, signed):
+        policy.update_loss(1.0)
+    assert feed(absolute, [0.01, -0.05])[0] == 100
+    assert feed(signed, [0.01, -0.05])[0] is None
+
+
+def test_warmup_steps_ignore_early_probes():
+    policy = FairnessEarlyStopping(patience=1, warmup_steps=300)
+    policy.update_loss(1.0)
+    # the early phase where the model answers one option everywhere: the gap jumps, then settles
+    stopped, _ = feed(policy, [0.0, 0.3, 0.0, 0.02, 0.01, 0.03])
+    assert policy.best_step == 400 and stopped == 500
+
+
+def test_loss_out_of_tolerance_blocks_the_stop():
+    policy = FairnessEarlyStopping(patience=1, loss_tolerance=0.02, loss_key="val_loss")
+    policy.update_loss(2.0)
+    policy.update_loss(2.1)
+    stopped, decisions = feed(policy, [0.01, 0.02])
+    assert stopped is None
+    assert "val_loss 2.1 not within 2% of best 2" in decisions[-1].message
+    policy.update_loss(2.03)
+    assert feed(policy, [0.03], start=200)[0] == 200
+
+
+def test_no_loss_decides_on_gap_and_says_so_once(caplog):
+    policy = FairnessEarlyStopping(patience=1, loss_key="eval_loss")
+    with caplog.at_level(logging.WARNING, logger="fairness_callback.stopping"):
+        assert feed(policy, [0.01, 0.02])[0] == 100
+        assert policy.reason is StopReason.GAP_GREW_NO_LOSS
+        feed(policy, [0.03], start=200)
+    assert sum("no eval_loss has been logged" in r.message for r in caplog.records) == 1
+
+
+def test_require_loss_never_stops_without_one():
+    policy = FairnessEarlyStopping(patience=1, require_loss=True)
+    assert feed(policy, [0.01, 0.02, 0.03])[0] is None
+
+
+def test_stop_on_significant_only():
+    policy = FairnessEarlyStopping(patience=2, stop_on_significant_only=True, alpha=0.01)
+    policy.update_loss(1.0)
+    assert feed(policy, [0.01, 0.02, 0.03], p=0.2)[0] is None
+    assert policy.wait == 0
+    assert feed(policy, [0.04, 0.05], start=300, p=0.001)[0] == 400
+    assert FairnessEarlyStopping(monitor="pro/ar/gap").p_value_key == "pro/mwu_p/ar"
+    with pytest.raises(ValueError, match="monitor"):
+        _ = FairnessEarlyStopping(monitor="jsdp/male").p_value_key
+
+
+def test_nan_probe_is_ignored():
+    policy = FairnessEarlyStopping(patience=1)
+    policy.update_loss(1.0)
+    stopped, decisions = feed(policy, [0.01, math.nan, 0.005])
+    assert stopped is None and "ignored" in decisions[1].message and policy.best == 0.005
+
+
+def test_unknown_monitor_names_the_known_keys():
+    with pytest.raises(KeyError, match="'jsdp/gapp' is not a probe metric.*jsdp/gap"):
+        FairnessEarlyStopping(monitor="jsdp/gapp").step(0, {"jsdp/gap": 0.1})
+
+
+def test_state_dict_round_trip_continues_the_count():
+    policy = FairnessEarlyStopping(patience=3)
+    policy.update_loss(1.5)
+    feed(policy, [0.02, 0.03, 0.04])
+    restored = FairnessEarlyStopping(patience=3)
+    restored.load_state_dict(policy.state_dict())
+    assert restored.state_dict() == policy.state_dict()
+    assert restored.step(300, {"jsdp/gap": 0.05}).should_stop
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"patience": 0}, "patience"), ({"min_delta": -1}, "min_delta"), ({"loss_tolerance": -0.1}, "loss_tolerance"), ({"alpha": 1.5}, "alpha")],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FairnessEarlyStopping(**kwargs)
