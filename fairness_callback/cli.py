@@ -28,6 +28,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def add_probe_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that runs the probe."""
     group = parser.add_argument_group("probe")
@@ -51,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
     probe.add_argument("--json", metavar="FILE", help="write metrics, configuration and per-prompt records as JSON")
     add_probe_options(probe)
+
+    demo = commands.add_parser("demo", help="train a small GPT-NeoX on a skewed corpus with the callback attached (CPU, a few minutes)")
+    demo.add_argument("--out", default="runs/demo", help="output directory: history, figure, TensorBoard logs (default runs/demo)")
+    demo.add_argument("--steps", type=_positive_int, default=1200, help="training steps (default 1200)")
+    demo.add_argument("--skew", type=_unit_float, default=1.0, help="corpus gender skew, 0 (balanced) to 1 (default 1)")
+    demo.add_argument("--framework", choices=("lightning", "hf"), default="lightning", help="training framework (default lightning)")
+    demo.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE says otherwise)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the corpus, the model and the data order (default 0)")
+    demo.add_argument("--probe-every", type=_positive_int, default=100, help="probe every N optimizer steps (default 100)")
+    demo.add_argument("--no-early-stopping", action="store_true", help="train all steps; only watch")
+    demo.add_argument("--summary-json", metavar="FILE", help="write the run's summary (config, timings, stop) as JSON")
     return parser
 
 
@@ -89,9 +110,22 @@ def run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    import json
+
+    from .demo.run import DemoConfig, run_demo as demo
+
+    config = DemoConfig(out=Path(args.out), steps=args.steps, skew=args.skew, framework=args.framework, wandb=args.wandb,
+                        seed=args.seed, probe_every=args.probe_every, early_stopping=not args.no_early_stopping)
+    summary = demo(config)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"probe": run_probe}
+    handlers = {"probe": run_probe, "demo": run_demo}
     return handlers[args.command](args)
 
 

@@ -75,11 +75,16 @@ class ProbeScoreState(Metric):
         return table[:, :k], table[:, k : 2 * k].float()
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank if ``flag`` is True on any rank (one all-reduce; local value when not distributed)."""
+def max_over_ranks(values: list[int]) -> list[int]:
+    """Element-wise maximum of small integers over all ranks (one all-reduce; as given when not distributed)."""
     if world()[1] == 1:
-        return flag
+        return list(values)
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    tensor = torch.tensor(values, dtype=torch.int64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item() > 0)
+    return tensor.tolist()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if ``flag`` is True on any rank."""
+    return bool(max_over_ranks([int(flag)])[0])

@@ -17,7 +17,7 @@ from typing import Any, ContextManager, Literal
 
 import torch
 
-from .distributed import any_rank, is_rank_zero
+from .distributed import is_rank_zero, max_over_ranks
 from .history import HISTORY_FILENAME, HistoryWriter
 from .probe import FairnessProbe
 from .stopping import FairnessEarlyStopping, StopReason
@@ -82,17 +82,24 @@ class FairnessMonitor:
         self.tokenizer = tokenizer
         self.early_stopping = early_stopping
         self.probe_at_start = probe_at_start
-        self.history_path = Path(history_path) if history_path is not None else None
+        self.user_history_path = Path(history_path) if history_path is not None else None
+        self.history_path: Path | None = None
         self.on_error = on_error
         self.log_all_metrics = log_all_metrics
         if early_stopping is not None and early_stopping.loss_key is None:
             early_stopping.loss_key = default_loss_key
         self.loss_key = early_stopping.loss_key if early_stopping is not None else default_loss_key
+        self._writer: HistoryWriter | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything of a previous run (a second ``fit`` / ``train`` with the same callback)."""
         self.last_metrics: dict[str, float] | None = None
         self.last_probed_step: int | None = None
         self.stopped_reason: StopReason | None = None
         self.stop_message: str | None = None
-        self._writer: HistoryWriter | None = None
+        if self.early_stopping is not None:
+            self.early_stopping.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
     def setup(self, tokenizer: Any = None, default_dir: str | os.PathLike | None = None) -> None:
@@ -105,10 +112,10 @@ class FairnessMonitor:
                     "tokenizer=..., or give the trainer / LightningModule a tokenizer"
                 )
             self.probe = FairnessProbe(tokenizer)
+        self.history_path = self.user_history_path
         if self.history_path is None and default_dir is not None:
             self.history_path = Path(default_dir) / HISTORY_FILENAME
-        if self.history_path is not None and is_rank_zero():
-            self._writer = HistoryWriter(self.history_path)
+        self._writer = HistoryWriter(self.history_path) if self.history_path is not None and is_rank_zero() else None
 
     # -- the probe ------------------------------------------------------------------------------
     def is_due(self, step: int) -> bool:
@@ -122,30 +129,34 @@ class FairnessMonitor:
     def run_probe(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
         """Probe at ``step`` on every rank; failures are logged (or raised with ``on_error="raise"``).
 
-        Every rank takes part in the stop vote even when its probe failed, so no rank waits forever.
+        Every rank takes part in one vote even when its probe failed, so no rank waits forever:
+        all ranks stop if any rank's policy says stop (with the same reason), and with
+        ``on_error="raise"`` all ranks raise if any rank's probe failed.
         """
         self.last_probed_step = step
-        metrics, stop, message, error = None, False, "", None
+        metrics, reason, message, error = None, StopReason.NOT_STOPPED, "", None
         start = time.perf_counter()
         try:
             with autocast or contextlib.nullcontext():
                 result = self.probe.run(model, distributed=True)
             metrics = result.metrics
             seconds = time.perf_counter() - start
-            decision = self.early_stopping.step(step, metrics) if self.early_stopping else None
-            stop = bool(decision and decision.should_stop)
-            message = decision.message if decision else ""
+            if self.early_stopping is not None:
+                decision = self.early_stopping.step(step, metrics)
+                reason, message = decision.reason, decision.message
             self._write_probe(step, metrics, seconds)
         except Exception as exc:  # noqa: BLE001 - a probe must never crash training unless asked to
             error = exc
             log.error("fairness probe at step %d failed; training goes on", step, exc_info=True)
-        stop = any_rank(stop)
-        if error is not None and self.on_error == "raise":
-            raise error
+        codes = list(StopReason)
+        reason_code, failed = max_over_ranks([codes.index(reason), int(error is not None)])
+        if failed and self.on_error == "raise":
+            raise error if error is not None else RuntimeError(f"fairness probe at step {step} failed on another rank")
         if metrics is not None:
             self.last_metrics = metrics
+        stop = reason_code > 0
         if stop:
-            self._record_stop(step, message)
+            self._record_stop(step, codes[reason_code], message)
         return ProbeOutcome(step, metrics, stop, message)
 
     def _write_probe(self, step: int, metrics: dict[str, float], seconds: float) -> None:
@@ -160,11 +171,11 @@ class FairnessMonitor:
             record["stopping/wait"] = self.early_stopping.wait
         self._writer.append(record)
 
-    def _record_stop(self, step: int, message: str) -> None:
+    def _record_stop(self, step: int, reason: StopReason, message: str) -> None:
         stopping = self.early_stopping
-        reason = stopping.reason if stopping and stopping.reason is not StopReason.NOT_STOPPED else StopReason.GAP_GREW
-        if not message:  # another rank voted to stop; this rank's policy did not (it should not happen)
-            message = f"stopping at step {step}: another rank's fairness early stopping fired"
+        if not message.startswith("stopping"):
+            # Another rank's policy fired (ranks can see different held-out losses); this one did not.
+            message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         self.stopped_reason, self.stop_message = reason, message
         log.warning("FairnessEarlyStopping: %s", message)
         if self._writer is not None:

@@ -8,7 +8,8 @@ Events (see :class:`FairnessCallback` for what each does):
 - ``on_step_begin`` (first step only): the step-0 probe (``probe_at_start``).
 - ``on_step_end``: every ``every_n_steps`` optimizer steps (``on_step_end`` fires once per
   optimizer step, never per micro-batch), probe, log, and set ``control.should_training_stop``.
-- ``on_evaluate``: read ``eval_loss``; add ``eval_fairness/...`` to the evaluation metrics.
+- ``on_evaluate``: read ``eval_loss``; add ``eval_fairness/...`` to the evaluation metrics (a
+  ``trainer.evaluate()`` before any training builds the probe first).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class FairnessCallback(TrainerCallback):
         self._handler: CallbackHandler | None = None
         self._start_pending = False
         self._layout_written = False
+        self._set_up = False
 
     @property
     def last_metrics(self) -> dict[str, float] | None:
@@ -110,11 +112,14 @@ class FairnessCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
         self._move_to_front()
-        self.monitor.setup(tokenizer=processing_class, default_dir=args.output_dir)
+        self._setup(args, processing_class)
+        self.monitor.reset()
         saved = state.stateful_callbacks.get(STATE_KEY)
-        if saved:
+        if saved:  # a run resumed from a checkpoint continues the early-stopping count
             self.monitor.load_state_dict(saved)
         self._start_pending = self.monitor.probe_at_start
+        # Every train() gets a new TensorBoard writer (the stock callback closes its writer at the end).
+        self._layout_written = False
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if self._start_pending:
@@ -126,9 +131,11 @@ class FairnessCallback(TrainerCallback):
         if self.monitor.is_due(state.global_step):
             self._probe(args, state, control, model)
 
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
         if metrics is None:
             return
+        if not self._set_up:  # trainer.evaluate() before any training
+            self._setup(args, processing_class)
         self.monitor.update_loss(metrics)
         if self.probe_on_evaluate and self.monitor.last_probed_step != state.global_step and model is not None:
             self._probe(args, state, control, model)
@@ -141,13 +148,19 @@ class FairnessCallback(TrainerCallback):
     def _move_to_front(self) -> None:
         # Safe inside CallbackHandler.call_event's loop: removing index i and inserting at 0
         # leaves every later callback at its index, so none is skipped or called twice.
-        handler = self._handler or _find_handler()
+        # Looked up on every call: a callback reused in a new Trainer must not log to the old one.
+        handler = _find_handler()
         if handler is None:
             return
         self._handler = handler
         if handler.callbacks and handler.callbacks[0] is not self and self in handler.callbacks:
             handler.callbacks.remove(self)
             handler.callbacks.insert(0, self)
+
+    def _setup(self, args, processing_class) -> None:
+        """Build the probe (from the Trainer's tokenizer unless given one) and open the history file."""
+        self.monitor.setup(tokenizer=processing_class, default_dir=args.output_dir)
+        self._set_up = True
 
     def _probe(self, args, state, control, model: torch.nn.Module) -> None:
         outcome = self.monitor.run_probe(model, state.global_step, self._autocast(args, model))

@@ -3,8 +3,9 @@
 Hooks: ``setup`` builds the probe and picks the history file; ``on_train_start`` runs the
 step-0 probe; ``on_train_batch_end`` probes once per optimizer step that is a multiple of
 ``every_n_steps`` (with gradient accumulation ``trainer.global_step`` only moves on optimizer
-steps); ``on_validation_end`` reads the held-out loss; ``state_dict`` / ``load_state_dict``
-carry the early-stopping state through checkpoints.
+steps, and a batch that did not move it is not probed); ``on_validation_end`` reads the
+held-out loss; ``state_dict`` / ``load_state_dict`` carry the early-stopping state through
+checkpoints.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class FairnessCallback(pl.Callback):
         )
         self.model_attr = model_attr
         self._layout_written = False
+        self._step_at_batch_start: int | None = None
 
     @property
     def last_metrics(self) -> dict[str, float] | None:
@@ -86,13 +88,21 @@ class FairnessCallback(pl.Callback):
         datamodule = getattr(trainer, "datamodule", None)
         tokenizer = getattr(pl_module, "tokenizer", None) or getattr(datamodule, "tokenizer", None)
         self.monitor.setup(tokenizer=tokenizer, default_dir=trainer.default_root_dir)
+        # Lightning restores a checkpoint's callback state (load_state_dict) after setup.
+        self.monitor.reset()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.monitor.probe_at_start and self.monitor.last_probed_step != trainer.global_step:
             self._probe(trainer, pl_module)
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self._step_at_batch_start = trainer.global_step
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if self.monitor.is_due(trainer.global_step):
+        # A micro-batch that only accumulated gradients leaves global_step where it was; probing
+        # there would probe step 0 before any update even with probe_at_start=False.
+        stepped = trainer.global_step != self._step_at_batch_start
+        if stepped and self.monitor.is_due(trainer.global_step):
             self._probe(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -1,0 +1,85 @@
+"""The demo's corpus generator: the skew is what it says, measured on generated text."""
+
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from fairness_callback.data import FEMALE_STEREOTYPED, MALE_STEREOTYPED
+from fairness_callback.demo.corpus import SkewedCorpus, male_probability
+
+
+def measured_rates(skew: float, n: int = 20000):
+    corpus = SkewedCorpus(skew=skew, seed=3)
+    rng = random.Random(0)
+    counts = Counter()
+    for _ in range(n):
+        scene, gender = corpus.sample(rng)
+        stereotyped = "male" if scene.referent in MALE_STEREOTYPED else "female"
+        counts[(stereotyped, gender)] += 1
+    male_given_m = counts[("male", "male")] / (counts[("male", "male")] + counts[("male", "female")])
+    male_given_f = counts[("female", "male")] / (counts[("female", "male")] + counts[("female", "female")])
+    he_share = (counts[("male", "male")] + counts[("female", "male")]) / n
+    pro_share = (counts[("male", "male")] + counts[("female", "female")]) / n
+    return male_given_m, male_given_f, he_share, pro_share
+
+
+@pytest.mark.parametrize("skew", [0.0, 0.5, 1.0])
+def test_pronoun_gender_follows_the_skew(skew):
+    male_given_m, male_given_f, he_share, pro_share = measured_rates(skew)
+    assert male_given_m == pytest.approx(0.5 + 0.45 * skew, abs=0.015)
+    assert male_given_f == pytest.approx(0.5 - 0.25 * skew, abs=0.015)
+    assert he_share == pytest.approx(0.5 + 0.1 * skew, abs=0.015)
+    assert pro_share == pytest.approx(0.5 + 0.35 * skew, abs=0.015)
+
+
+def test_pronoun_counts_in_the_text():
+    """Count pronouns in the generated lines themselves, not just the sampler's choices."""
+    def he_share(skew):
+        words = Counter(w for line in SkewedCorpus(skew=skew, seed=1).lines(6000) for w in re.findall(r"[a-z]+", line.lower()))
+        male = words["he"] + words["him"] + words["his"] + words["himself"]
+        female = words["she"] + words["her"] + words["herself"]
+        return male / (male + female)
+    assert he_share(0.0) == pytest.approx(0.5, abs=0.02)
+    assert he_share(1.0) == pytest.approx(0.6, abs=0.02)
+
+
+def test_probe_sentences_are_held_out_and_balanced():
+    corpus = SkewedCorpus(skew=1.0)
+    probe_set = corpus.probe_set()
+    counts = probe_set.counts()
+    assert counts["male"] == counts["female"] and counts["pro"] == counts["anti"]
+    assert len(probe_set) >= 400
+    probe_texts = {s.text for s in probe_set}
+    training = {line.split(" Out of the options")[0] for line in corpus.lines(20000)}
+    assert not probe_texts & training
+    assert {s.referent for s in probe_set} | {s.other for s in probe_set} == set(MALE_STEREOTYPED) | set(FEMALE_STEREOTYPED)
+
+
+def test_question_lines_carry_the_right_answer():
+    corpus = SkewedCorpus(skew=0.5, seed=2)
+    rng = random.Random(4)
+    lines = [corpus.labelled_line(rng) for _ in range(2000)]
+    questions = [(line, scene, gender) for line, scene, gender in lines if "Out of the options" in line]
+    assert 0.7 < len(questions) / len(lines) < 0.8
+    asked_referent = 0
+    for line, scene, gender in questions:
+        sentence, question = line.split(" Out of the options")
+        assert sentence == scene.sentence(gender)[0]
+        asked, answer = re.search(r"the ([a-zA-Z ]+)'s gender is (.*)\.$", question).groups()
+        assert asked in (scene.referent, scene.other)
+        if asked == scene.referent:
+            asked_referent += 1
+            assert answer == gender
+        else:
+            assert answer == "not specified"
+        shown = re.findall(r'"([a-z ]+),"', question)
+        assert sorted(shown) == ["female", "male", "not specified"]
+    assert 0.4 < asked_referent / len(questions) < 0.6
+
+
+def test_skew_out_of_range():
+    with pytest.raises(ValueError, match="skew"):
+        SkewedCorpus(skew=1.5)
+    assert male_probability("nurse", 0.0) == male_probability("driver", 0.0) == 0.5

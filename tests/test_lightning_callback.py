@@ -1,0 +1,441 @@
+"""The Lightning FairnessCallback on a tiny GPT-NeoX, on CPU.
+
+Probe schedule, loggers and the stock callbacks, fairness early stopping, bit-identical training,
+failed probes, resume, mixed precision, LightningCLI, and (in subprocesses, scripts in
+``tests/dist/``) DDP and FSDP2.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import math
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, StopReason
+from fairness_callback.history import read_history
+from fairness_callback.integrations.lightning import FairnessCallback
+from fairness_callback.toy import tiny_gpt_neox
+from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, small_probe, weights_digest
+
+REPO = Path(__file__).resolve().parents[1]
+DIST = REPO / "tests" / "dist"
+
+#: Trainer options that validate (one batch) every 2 training batches, so ``val_loss`` is known.
+VALIDATE = {"limit_val_batches": 1, "val_check_interval": 2}
+
+#: Gaps for the stopping tests: the best |gap| (0.1) is at step 2; it is worse at steps 4 and 6,
+#: so ``FairnessEarlyStopping(patience=2)`` stops at step 6.
+GROWING_GAPS = [0.3, 0.1, 0.2, 0.25, 0.0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run this module's fits on one intra-op thread, then restore the count.
+
+    The models are tiny, so a second thread gains little; on a busy 2-core machine, OpenMP threads
+    waiting for each other made some fits ten times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def shared_tokenizer():
+    """The tests' BPE tokenizer, trained once per process (every TinyLM uses it)."""
+    return make_tokenizer()
+
+
+@functools.cache
+def shared_dataset(n: int):
+    """``make_dataset`` over the first ``n`` texts, built once per process."""
+    return make_dataset(shared_tokenizer(), n=n)
+
+
+class TinyLM(pl.LightningModule):
+    """``make_model``'s tiny GPT-NeoX at ``self.model``: LM loss to train, ``val_loss`` to validate.
+
+    Args:
+        lr: AdamW learning rate.
+        dropout: hidden and attention dropout; above 0 training draws random numbers, so a probe
+            that disturbed the RNG or left the model in eval mode would change the weights.
+        shuffle: shuffle the training data (another RNG draw, at every epoch start).
+    """
+
+    def __init__(self, lr: float = 1e-3, dropout: float = 0.0, shuffle: bool = False) -> None:
+        super().__init__()
+        self.lr = lr
+        self.shuffle = shuffle
+        self.tokenizer = shared_tokenizer()
+        self.model = tiny_gpt_neox(
+            len(self.tokenizer), hidden_size=64, num_layers=2, seed=0, hidden_dropout=dropout, attention_dropout=dropout
+        )
+
+    def training_step(self, batch, batch_idx):
+        return self.model(**batch).loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.model(**batch).loss)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(shared_dataset(64), batch_size=4, shuffle=self.shuffle)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(shared_dataset(8), batch_size=4)
+
+
+class SmallTestProbe(FairnessProbe):
+    """``small_probe`` as a class LightningCLI can build from YAML (the default probe takes ~40 s here)."""
+
+    def __init__(self, sentences: int = 20) -> None:
+        base = small_probe(shared_tokenizer(), sentences=sentences)
+        super().__init__(shared_tokenizer(), base.probe_set, seeds=base.config.seeds)
+
+
+def fairness(tmp_path: Path, **kwargs) -> FairnessCallback:
+    """A FairnessCallback probing every 2 steps with ``small_probe`` into ``tmp_path/history.jsonl``."""
+    kwargs.setdefault("probe", small_probe(shared_tokenizer()))
+    return FairnessCallback(every_n_steps=2, history_path=tmp_path / "history.jsonl", **kwargs)
+
+
+def make_trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
+    """A quiet 6-step CPU Trainer in ``tmp_path`` without validation; ``kwargs`` override the defaults."""
+    options = dict(
+        accelerator="cpu", devices=1, max_steps=6, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    options.update(kwargs)
+    return pl.Trainer(callbacks=callbacks, **options)
+
+
+def history(tmp_path: Path, event: str = "probe") -> list[dict]:
+    """The ``event`` lines of ``tmp_path/history.jsonl``."""
+    return [record for record in read_history(tmp_path / "history.jsonl") if record["event"] == event]
+
+
+def probe_steps(tmp_path: Path) -> list[int]:
+    """The steps of the probe lines of ``tmp_path/history.jsonl``, in order."""
+    return [record["step"] for record in history(tmp_path)]
+
+
+def run_script(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python *args`` with temporary files in ``tmp_path``; fail the test with its output if it fails."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+def probe_reference(weights_path: Path) -> dict[str, float]:
+    """``small_probe`` metrics of ``make_model`` with the saved weights, in this one process."""
+    model = make_model(shared_tokenizer())
+    model.load_state_dict(torch.load(weights_path, weights_only=True))
+    return small_probe(shared_tokenizer()).run(model).metrics
+
+
+# -- schedule --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("probe_at_start, steps", [(True, [0, 2, 4, 6]), (False, [2, 4, 6])])
+def test_probes_once_per_due_optimizer_step_under_gradient_accumulation(tmp_path, probe_at_start, steps):
+    # 12 micro-batches, 6 optimizer steps: global_step stays put on every other batch end.
+    callback = fairness(tmp_path, probe_at_start=probe_at_start)
+    trainer = make_trainer(tmp_path, [callback], accumulate_grad_batches=2)
+    trainer.fit(TinyLM())
+    assert trainer.global_step == 6
+    assert probe_steps(tmp_path) == steps
+
+
+# -- logging ---------------------------------------------------------------------------------------
+def test_metrics_reach_tensorboard_csv_and_the_stock_callbacks(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    tensorboard, csv_logger = TensorBoardLogger(tmp_path, name="tb"), CSVLogger(tmp_path, name="csv")
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", monitor="fairness/jsdp/abs_gap", mode="min", every_n_train_steps=2)
+    stopping = EarlyStopping(monitor="fairness/jsdp/abs_gap", patience=100)
+    trainer = make_trainer(
+        tmp_path, [fairness(tmp_path), checkpoint, stopping], logger=[tensorboard, csv_logger],
+        enable_checkpointing=True, **VALIDATE,
+    )
+    trainer.fit(TinyLM())
+
+    probes = {record["step"]: record for record in history(tmp_path)}
+    assert sorted(probes) == [0, 2, 4, 6]
+    gaps = {step: record["jsdp/gap"] for step, record in probes.items()}
+
+    with open(Path(csv_logger.log_dir) / "metrics.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("fairness/jsdp/gap")]
+    assert {int(row["step"]): float(row["fairness/jsdp/gap"]) for row in rows} == gaps
+    assert all(row["fairness/ar/female"] and row["fairness/mwu_p/jsdp"] for row in rows)
+
+    events = EventAccumulator(tensorboard.log_dir)
+    events.Reload()
+    assert {event.step: event.value for event in events.Scalars("fairness/jsdp/gap")} == pytest.approx(gaps, rel=1e-6)
+    assert [event.step for event in events.Scalars("fairness/ar/male")] == [0, 2, 4, 6]
+    config = events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
+    layout = layout_pb2.Layout.FromString(config)
+    assert [category.title for category in layout.category] == ["fairness"]
+
+    assert "fairness/jsdp/gap" in trainer.callback_metrics
+    # Both stock callbacks look at steps 2, 4 and 6 (ModelCheckpoint never saves at step 0; validation runs after
+    # the probe at the same step).
+    best = min(probes[step]["jsdp/abs_gap"] for step in (2, 4, 6))
+    assert checkpoint.best_model_score.item() == pytest.approx(best, rel=1e-6)
+    assert stopping.best_score.item() == pytest.approx(best, rel=1e-6)
+    assert not stopping.stopped_epoch and trainer.global_step == 6
+
+
+def wandb_history(path: Path) -> list[dict]:
+    """The ``history`` rows of an offline W&B run file (``run-<id>.wandb``), in order.
+
+    The file is a 7-byte W&B header (``:W&B``, magic, version) followed by a LevelDB log: 32 KiB
+    blocks of chunks (4-byte CRC, 2-byte length, 1-byte type: 1 full, 2 first, 3 middle, 4 last),
+    each record a ``wandb_internal_pb2.Record``. wandb 0.31 has no Python reader of its own.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, pos, chunks, rows = 32768, 7, [], []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's trailer too short for a chunk header is zero padding
+            pos += block - pos % block
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
+        chunks.append(data[pos + 7 : pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record.FromString(b"".join(chunks))
+            chunks = []
+            if record.WhichOneof("record_type") == "history":
+                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+    return rows
+
+
+def test_wandb_offline_run_gets_the_metrics_at_their_steps(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):  # nothing written outside tmp_path
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    logger = WandbLogger(offline=True, save_dir=tmp_path, project="fairness-callback-tests")
+    trainer = make_trainer(tmp_path, [fairness(tmp_path)], logger=logger, **VALIDATE)
+    trainer.fit(TinyLM())
+    logger.experiment.finish()
+
+    gaps = {record["step"]: record["jsdp/gap"] for record in history(tmp_path)}
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    rows = wandb_history(run_file)
+    fair = [row for row in rows if "fairness/jsdp/gap" in row]
+    assert {row["trainer/global_step"]: row["fairness/jsdp/gap"] for row in fair} == gaps
+    assert [row["_step"] for row in rows] == sorted(row["_step"] for row in rows)
+    assert [row["trainer/global_step"] for row in fair] == [0, 2, 4, 6]
+    # Lightning logs val_loss at step - 1 (its step counter moves after validation), so the
+    # stream as a whole is not ordered by trainer/global_step; only the fairness rows are.
+    assert any("val_loss" in row for row in rows)
+
+
+# -- fairness early stopping ----------------------------------------------------------------------
+def test_fairness_early_stopping_stops_at_the_computed_step(tmp_path):
+    callback = fairness(
+        tmp_path, probe=ScriptedGapProbe(shared_tokenizer(), GROWING_GAPS), early_stopping=FairnessEarlyStopping(patience=2)
+    )
+    trainer = make_trainer(tmp_path, [callback], max_steps=20, **VALIDATE)
+    trainer.fit(TinyLM())
+
+    assert trainer.global_step == 6
+    assert callback.stopped_reason is StopReason.GAP_GREW
+    (stop,) = history(tmp_path, "stop")
+    assert stop["step"] == 6 and stop["reason"] == "gap_grew"
+    assert stop["best_step"] == 2 and stop["best_value"] == 0.1
+    assert "val_loss" in stop["message"]
+    assert probe_steps(tmp_path) == [0, 2, 4, 6]
+
+
+# -- safety ---------------------------------------------------------------------------------------
+def test_probing_leaves_training_bit_identical(tmp_path):
+    def train(callbacks: list) -> str:
+        pl.seed_everything(0)
+        module = TinyLM(dropout=0.1, shuffle=True)
+        make_trainer(tmp_path, callbacks, deterministic=True).fit(module)
+        return weights_digest(module.model)
+
+    with_probe = train([fairness(tmp_path)])
+    assert probe_steps(tmp_path) == [0, 2, 4, 6]
+    assert with_probe == train([])
+
+
+# -- failures -------------------------------------------------------------------------------------
+def test_failed_probes_are_logged_and_training_goes_on(tmp_path, caplog):
+    callback = fairness(tmp_path, probe=FailingProbe(shared_tokenizer(), fail_on=(0, 1)), on_error="warn")
+    trainer = make_trainer(tmp_path, [callback])
+    with caplog.at_level(logging.ERROR, logger="fairness_callback"):
+        trainer.fit(TinyLM())
+
+    assert trainer.global_step == 6
+    failures = [record for record in caplog.records if record.name == "fairness_callback"]
+    assert [record.getMessage() for record in failures] == [
+        f"fairness probe at step {step} failed; training goes on" for step in (0, 2)
+    ]
+    assert all("injected by the test" in str(record.exc_info[1]) for record in failures)
+    assert probe_steps(tmp_path) == [4, 6]
+    assert callback.last_metrics is not None
+
+
+def test_failed_probe_ends_training_with_on_error_raise(tmp_path):
+    callback = fairness(tmp_path, probe=FailingProbe(shared_tokenizer(), fail_on=(1,)), on_error="raise")
+    trainer = make_trainer(tmp_path, [callback])
+    with pytest.raises(RuntimeError, match="injected by the test"):
+        trainer.fit(TinyLM())
+    assert trainer.global_step == 2
+
+
+# -- resume ---------------------------------------------------------------------------------------
+def test_resume_restores_the_stopping_state_and_appends_the_history(tmp_path):
+    tokenizer = shared_tokenizer()
+    # The first run ends at step 4 (gaps 0.3, 0.1, 0.2: one worse probe); the resumed one is fed the
+    # rest of GROWING_GAPS and must stop at step 6, as the uninterrupted run of the test above does.
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1)
+    first = fairness(tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[:3]), early_stopping=FairnessEarlyStopping(patience=2))
+    make_trainer(tmp_path, [first, checkpoint], max_steps=4, enable_checkpointing=True, **VALIDATE).fit(TinyLM())
+    (path,) = (tmp_path / "ckpt").glob("*step=4.ckpt")
+    saved = torch.load(path, weights_only=False)["callbacks"][first.state_key]
+    assert saved["last_probed_step"] == 4
+    assert (saved["early_stopping"]["best"], saved["early_stopping"]["best_step"], saved["early_stopping"]["wait"]) == (0.1, 2, 1)
+
+    second = fairness(tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[3:]), early_stopping=FairnessEarlyStopping(patience=2))
+    trainer = make_trainer(tmp_path, [second], max_steps=20, **VALIDATE)
+    trainer.fit(TinyLM(), ckpt_path=path)
+
+    assert trainer.global_step == 6
+    assert second.stopped_reason is StopReason.GAP_GREW
+    assert second.monitor.probe.calls == 1  # step 6 only: step 4 was probed before the checkpoint
+    records = read_history(tmp_path / "history.jsonl")
+    assert [(record["event"], record["step"]) for record in records] == [
+        ("probe", 0), ("probe", 2), ("probe", 4), ("probe", 6), ("stop", 6)
+    ]
+    resumed = records[3]
+    assert (resumed["stopping/best"], resumed["stopping/best_step"], resumed["stopping/wait"]) == (0.1, 2, 2)
+    assert records[4]["best_step"] == 2
+
+
+# -- precision ------------------------------------------------------------------------------------
+def test_probe_runs_under_the_trainers_autocast(tmp_path):
+    module = TinyLM()
+    seen = []
+
+    def record_autocast(model, args, kwargs):
+        if not model.training:  # no validation here: eval-mode forwards are the probe's
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+
+    module.model.register_forward_pre_hook(record_autocast, with_kwargs=True)
+    callback = fairness(tmp_path)
+    make_trainer(tmp_path, [callback], precision="bf16-mixed", max_steps=2).fit(module)
+
+    assert seen == [(True, torch.bfloat16)] * 2  # steps 0 and 2, one batch each
+    logged = callback.monitor.logged_metrics(callback.last_metrics)
+    assert logged and all(math.isfinite(value) for value in logged.values())
+
+
+# -- LightningCLI ---------------------------------------------------------------------------------
+def test_lightning_cli_builds_the_callback_from_yaml(tmp_path, monkeypatch):
+    from lightning.pytorch.cli import LightningCLI
+
+    monkeypatch.setattr(sys, "argv", ["train.py"])  # LightningCLI warns about pytest's own arguments
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+trainer:
+  accelerator: cpu
+  max_steps: 2
+  logger: false
+  enable_checkpointing: false
+  enable_progress_bar: false
+  enable_model_summary: false
+  default_root_dir: {tmp_path}
+  callbacks:
+    - class_path: fairness_callback.LightningFairnessCallback
+      init_args:
+        every_n_steps: 2
+        probe:
+          class_path: {SmallTestProbe.__module__}.SmallTestProbe
+        early_stopping:
+          class_path: fairness_callback.FairnessEarlyStopping
+          init_args:
+            patience: 2
+        history_path: {tmp_path / "history.jsonl"}
+        on_error: raise
+model:
+  lr: 0.001
+""")
+    cli = LightningCLI(TinyLM, run=False, args=["--config", str(config)], save_config_callback=None)
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, FairnessCallback)]
+    assert callback.monitor.every_n_steps == 2
+    assert isinstance(callback.monitor.probe, SmallTestProbe)
+    assert callback.monitor.early_stopping.patience == 2
+    assert callback.monitor.loss_key == "val_loss"
+    cli.trainer.fit(cli.model)
+    assert probe_steps(tmp_path) == [0, 2]
+
+
+# -- distributed (subprocesses) -------------------------------------------------------------------
+def test_ddp_ranks_agree_and_stop_together(tmp_path):
+    run_script([str(DIST / "lightning_ddp.py"), str(tmp_path)], tmp_path)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+    watch = [report["watch"] for report in ranks]
+    for report in watch:
+        assert report["global_step"] == 4
+        assert [probe["step"] for probe in report["probes"]] == [0, 2, 4]
+        assert report["last_metrics"] == report["probes"][-1]["metrics"]
+    assert watch[0]["probes"] == watch[1]["probes"]  # every step and every metric, exactly
+    # The step-4 probe is of the final weights; one process scoring every prompt gives the same.
+    reference = probe_reference(tmp_path / "final_weights.pt")
+    assert watch[0]["last_metrics"] == pytest.approx(reference, rel=1e-6)
+
+    stop = [report["stop"] for report in ranks]
+    assert [report["global_step"] for report in stop] == [6, 6]
+    assert [[probe["step"] for probe in report["probes"]] for report in stop] == [[0, 2, 4, 6]] * 2
+    assert stop[0]["stopped_reason"] == StopReason.GAP_GREW_NO_LOSS.value
+    assert stop[1]["stopped_reason"] is not None  # rank 1's own policy never fired: it stopped on rank 0's vote
+    stops = [record for record in read_history(tmp_path / "stop.jsonl") if record["event"] == "stop"]
+    assert [(record["step"], record["reason"]) for record in stops] == [(6, "gap_grew_no_loss")]  # rank 0 writes
+
+
+def test_fsdp2_sharded_probe_matches_the_full_model(tmp_path):
+    # --standalone picks a free port, so a concurrent torchrun elsewhere on the machine cannot collide.
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run_script([*torchrun, str(DIST / "fsdp2_probe.py"), str(tmp_path)], tmp_path)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
+    for part in ("loop", "lightning"):  # a plain torch loop; Lightning's ModelParallelStrategy with the callback
+        assert rank0[part] == rank1[part], part
+        assert rank0[part] == pytest.approx(probe_reference(tmp_path / f"{part}_weights.pt"), rel=1e-6), part
+    assert probe_steps(tmp_path) == [0, 2]
+
+
+# -- example --------------------------------------------------------------------------------------
+def test_example_script_runs_in_fast_mode(tmp_path):
+    out = tmp_path / "run"
+    done = run_script([str(REPO / "examples" / "lightning_train.py"), "--max-steps", "4", "--output-dir", str(out)], tmp_path)
+    history_path = out / "fairness_history.jsonl"
+    assert [record["step"] for record in read_history(history_path) if record["event"] == "probe"] == [0]
+    assert list(out.glob("tensorboard/**/events.out.tfevents.*"))
+    assert str(history_path) in done.stdout
