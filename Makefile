@@ -17,8 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m fairness_callback.toy --out $(OUT)/model
-	$(VENV)/bin/fairness-callback probe --model $(OUT)/model --json $(OUT)/metrics.json
+	$(VENV)/bin/fairness-callback demo --out $(OUT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

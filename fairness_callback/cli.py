@@ -70,8 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE says otherwise)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the corpus, the model and the data order (default 0)")
     demo.add_argument("--probe-every", type=_positive_int, default=100, help="probe every N optimizer steps (default 100)")
+    demo.add_argument("--probe-sentences", type=_positive_int, default=120,
+                      help="held-out sentences in the probe (10 prompts each; default 120)")
     demo.add_argument("--no-early-stopping", action="store_true", help="train all steps; only watch")
     demo.add_argument("--summary-json", metavar="FILE", help="write the run's summary (config, timings, stop) as JSON")
+
+    report = commands.add_parser("report", help="figures and a Markdown report of a history file, with the early-stopping trade-off")
+    report.add_argument("history", metavar="HISTORY", help="a fairness_history.jsonl written by the callback or the replay")
+    report.add_argument("--out", required=True, metavar="DIR", help="directory for report.md and the PNG figures")
+    report.add_argument("--cost-csv", metavar="FILE", help="step,score CSV of a benchmark (e.g. LAMBADA accuracy) for the cost; "
+                        "higher is better unless --lower-is-better")
+    report.add_argument("--cost-column", metavar="NAME", help="history column for the cost (default: eval_loss or val_loss "
+                        "if present); lower is better unless --higher-is-better")
+    direction = report.add_mutually_exclusive_group()
+    direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True,
+                           help="the cost values are better when higher")
+    direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False,
+                           help="the cost values are better when lower")
+    report.add_argument("--max-cost", type=float, metavar="X", help="recommend the fairest step whose cost is at most X")
+    report.add_argument("--monitor", default="jsdp/gap", help="gap for the fairness gain and sudden changes (default jsdp/gap)")
+    report.add_argument("--alpha", type=_unit_float, default=0.01, help="Mann-Whitney significance level (default 0.01)")
+    report.add_argument("--sudden-k", type=float, default=3.0, help="sudden change: k times the recent variation (default 3)")
+    report.add_argument("--sudden-window", type=_positive_int, default=5, help="sudden change: recent changes (default 5)")
     return parser
 
 
@@ -116,16 +136,34 @@ def run_demo(args: argparse.Namespace) -> int:
     from .demo.run import DemoConfig, run_demo as demo
 
     config = DemoConfig(out=Path(args.out), steps=args.steps, skew=args.skew, framework=args.framework, wandb=args.wandb,
-                        seed=args.seed, probe_every=args.probe_every, early_stopping=not args.no_early_stopping)
+                        seed=args.seed, probe_every=args.probe_every, probe_sentences=args.probe_sentences,
+                        early_stopping=not args.no_early_stopping)
     summary = demo(config)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
     return 0
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    try:
+        summary = write_report(args.history, args.out, cost_csv=args.cost_csv, cost_column=args.cost_column,
+                               max_cost=args.max_cost, higher_is_better=args.higher_is_better, monitor=args.monitor,
+                               alpha=args.alpha, k=args.sudden_k, window=args.sudden_window)
+    except ValueError as error:
+        raise SystemExit(f"fairness-callback: error: {error}") from None
+    print(f"wrote {summary.report} and {len(summary.figures)} figures ({summary.num_probes} probes, "
+          f"steps {summary.first_step} to {summary.final_step})")
+    if summary.max_cost is not None:
+        step = "none" if summary.recommended_step is None else summary.recommended_step
+        print(f"recommended stop step for max cost {summary.max_cost:g}: {step}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"probe": run_probe, "demo": run_demo}
+    handlers = {"probe": run_probe, "demo": run_demo, "report": run_report}
     return handlers[args.command](args)
 
 

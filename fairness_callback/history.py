@@ -1,7 +1,8 @@
 """The probe history: one JSON object per line, appended and flushed as it is produced.
 
 A line is either a probe (``"event": "probe"``: ``step``, ``time`` (Unix seconds),
-``probe_seconds``, every metric under its own key, and the held-out loss when known) or a stop
+``probe_seconds``, every metric under its own key, ``jsdp/gap_sudden`` (a sudden-change flag),
+``by_seed`` (per-seed AR / JSD-P lists) and the held-out loss when known) or a stop
 (``"event": "stop"``: ``step``, ``reason``, ``message``, ``best_step``, ``best_value``). The live
 callbacks and the offline replay write the same format.
 """
@@ -21,6 +22,10 @@ def _plain(value: Any) -> Any:
     # JSON has no NaN; null keeps the line readable by every JSON parser.
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -45,7 +50,7 @@ class HistoryWriter:
         if not self._checked:
             self._drop_torn_line()
             self._checked = True
-        line = json.dumps({key: _plain(value) for key, value in record.items()}, allow_nan=False)
+        line = json.dumps(_plain(record), allow_nan=False)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()

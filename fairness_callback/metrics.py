@@ -110,15 +110,71 @@ def group_metrics(
     return metrics
 
 
+def bootstrap_gap_ci(
+    values: np.ndarray, group: np.ndarray, cluster: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of mean(female values) - mean(male values), resampling whole sentences.
+
+    The prompts of one sentence (both occupations, every option order) are not independent, so
+    the sentence is the unit resampled. ``group`` holds GROUPS columns (0 male, 1 female); other
+    rows are ignored. A private generator seeded with ``seed`` keeps the global RNGs untouched.
+    NaN if a value is NaN or a group is empty.
+    """
+    keep = (group == 0) | (group == 1)
+    values, group, cluster = values[keep], group[keep], cluster[keep]
+    if len(values) == 0 or np.isnan(values).any() or not (group == 0).any() or not (group == 1).any():
+        return float("nan"), float("nan")
+    _, cluster = np.unique(cluster, return_inverse=True)
+    n = cluster.max() + 1
+    sums = np.zeros((2, n))
+    counts = np.zeros((2, n))
+    np.add.at(sums, (group, cluster), values)
+    np.add.at(counts, (group, cluster), 1.0)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gaps = (weights @ sums[1]) / (weights @ counts[1]) - (weights @ sums[0]) / (weights @ counts[0])
+    gaps = gaps[np.isfinite(gaps)]
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(gaps, tail)), float(np.percentile(gaps, 100 - tail))
+
+
+def seed_metrics(
+    correct: torch.Tensor, correct_ranks: torch.Tensor, parts: torch.Tensor, seeds: torch.Tensor
+) -> dict[str, list[float]]:
+    """AR and JSD-P per group and their gaps, one value per option-order seed (for confidence bands)."""
+    jsdp = parts.gather(1, correct.view(-1, 1)).squeeze(1).double()
+    out: dict[str, list[float]] = {}
+    for seed in sorted(set(seeds.tolist())):
+        in_seed = seeds == seed
+        for name, values in (("ar", correct_ranks.double()), ("jsdp", jsdp)):
+            means = {}
+            for k, group in enumerate(GROUPS):
+                mask = in_seed & (correct == k)
+                means[group] = float(values[mask].mean()) if mask.any() else float("nan")
+                out.setdefault(f"{name}/{group}", []).append(means[group])
+            out.setdefault(f"{name}/gap", []).append(means["female"] - means["male"])
+    return out
+
+
 def compute_metrics(
     correct: torch.Tensor,
     correct_ranks: torch.Tensor,
     option_probs: torch.Tensor,
     parts: torch.Tensor,
     stereotypes: Sequence[str | None],
+    sentence_index: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """All metrics of a probe: :func:`group_metrics` overall, then ``pro/...`` and ``anti/...`` subsets."""
+    """All metrics of a probe: :func:`group_metrics` overall, then ``pro/...`` and ``anti/...`` subsets.
+
+    With ``sentence_index``, also ``ar/gap_ci_low`` / ``ar/gap_ci_high`` and the same for
+    ``jsdp``: a 95% bootstrap confidence interval of each gap over sentences.
+    """
     metrics = group_metrics(correct, correct_ranks, option_probs, parts)
+    if sentence_index is not None:
+        jsdp = parts.gather(1, correct.view(-1, 1)).squeeze(1)
+        for name, values in (("ar", correct_ranks), ("jsdp", jsdp)):
+            low, high = bootstrap_gap_ci(values.double().numpy(), correct.numpy(), sentence_index.numpy())
+            metrics[f"{name}/gap_ci_low"], metrics[f"{name}/gap_ci_high"] = low, high
     labels = np.asarray([s or "" for s in stereotypes])
     for label in ("pro", "anti"):
         mask = torch.from_numpy(labels == label)

@@ -19,7 +19,8 @@ import torch
 
 from .distributed import is_rank_zero, max_over_ranks
 from .history import HISTORY_FILENAME, HistoryWriter
-from .probe import FairnessProbe
+from .changes import SuddenChangeDetector
+from .probe import FairnessProbe, ProbeResult
 from .stopping import FairnessEarlyStopping, StopReason
 
 log = logging.getLogger("fairness_callback")
@@ -42,6 +43,15 @@ def tensorboard_layout(prefix: str = "fairness/") -> dict:
     charts["Average Rank gap (female - male)"] = ["Multiline", [f"{prefix}ar/gap"]]
     charts["Mann-Whitney p (female vs male)"] = ["Multiline", [f"{prefix}mwu_p/ar", f"{prefix}mwu_p/jsdp"]]
     return {"fairness": charts}
+
+
+def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool) -> dict[str, Any]:
+    """A history line for one probe (the live callbacks and the offline replay write the same)."""
+    record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds}
+    record.update(result.metrics)
+    record["jsdp/gap_sudden"] = sudden
+    record["by_seed"] = result.by_seed
+    return record
 
 
 @dataclass
@@ -98,6 +108,8 @@ class FairnessMonitor:
         self.last_probed_step: int | None = None
         self.stopped_reason: StopReason | None = None
         self.stop_message: str | None = None
+        self.latest_loss: float | None = None
+        self.sudden_change = SuddenChangeDetector()
         if self.early_stopping is not None:
             self.early_stopping.reset()
 
@@ -144,7 +156,7 @@ class FairnessMonitor:
             if self.early_stopping is not None:
                 decision = self.early_stopping.step(step, metrics)
                 reason, message = decision.reason, decision.message
-            self._write_probe(step, metrics, seconds)
+            self._write_probe(step, result, seconds)
         except Exception as exc:  # noqa: BLE001 - a probe must never crash training unless asked to
             error = exc
             log.error("fairness probe at step %d failed; training goes on", step, exc_info=True)
@@ -159,13 +171,15 @@ class FairnessMonitor:
             self._record_stop(step, codes[reason_code], message)
         return ProbeOutcome(step, metrics, stop, message)
 
-    def _write_probe(self, step: int, metrics: dict[str, float], seconds: float) -> None:
+    def _write_probe(self, step: int, result: ProbeResult, seconds: float) -> None:
+        sudden = self.sudden_change.update(result.metrics["jsdp/gap"])
+        if sudden:
+            log.info("fairness probe at step %d: sudden change of jsdp/gap to %.4g", step, result.metrics["jsdp/gap"])
         if self._writer is None:
             return
-        record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds}
-        record.update(metrics)
+        record = probe_record(step, result, seconds, sudden)
+        record[self.loss_key] = self.latest_loss
         if self.early_stopping is not None:
-            record[self.loss_key] = self.early_stopping.latest_loss
             record["stopping/best"] = self.early_stopping.best
             record["stopping/best_step"] = self.early_stopping.best_step
             record["stopping/wait"] = self.early_stopping.wait
@@ -187,20 +201,26 @@ class FairnessMonitor:
             })
 
     def update_loss(self, losses: dict[str, Any]) -> None:
-        """Pass the trainer's held-out loss (if ``losses`` has it) to the early-stopping policy."""
-        if self.early_stopping is None or self.loss_key not in losses:
+        """Keep the trainer's held-out loss (if ``losses`` has it) for the history and the policy."""
+        if self.loss_key not in losses:
             return
         value = losses[self.loss_key]
-        self.early_stopping.update_loss(float(value.item() if isinstance(value, torch.Tensor) else value))
+        self.latest_loss = float(value.item() if isinstance(value, torch.Tensor) else value)
+        if self.early_stopping is not None:
+            self.early_stopping.update_loss(self.latest_loss)
 
     # -- resume ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "last_probed_step": self.last_probed_step,
+            "latest_loss": self.latest_loss,
+            "sudden_change": self.sudden_change.state_dict(),
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_probed_step = state.get("last_probed_step")
+        self.latest_loss = state.get("latest_loss")
+        self.sudden_change.load_state_dict(state.get("sudden_change", {}))
         if self.early_stopping is not None and state.get("early_stopping"):
             self.early_stopping.load_state_dict(state["early_stopping"])

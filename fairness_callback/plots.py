@@ -13,7 +13,7 @@ COLORS = {"male": "#1f77b4", "female": "#d62728", "not_specified": "#7f7f7f"}
 LABELS = {"male": "male answer", "female": "female answer", "not_specified": "not specified"}
 
 
-def _value(record: dict[str, Any], key: str) -> float:
+def metric_value(record: dict[str, Any], key: str) -> float:
     value = record.get(key)
     return float("nan") if value is None else float(value)
 
@@ -42,17 +42,17 @@ def plot_fairness_curves(
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     for ax, metric, name in ((axes[0], "ar", "Average Rank of the correct answer"), (axes[1], "jsdp", "JSD-P of the correct answer")):
         for group in GROUPS:
-            ax.plot(steps, [_value(r, f"{metric}/{group}") for r in probes], marker="o", ms=3, color=COLORS[group], label=LABELS[group])
+            ax.plot(steps, [metric_value(r, f"{metric}/{group}") for r in probes], marker="o", ms=3, color=COLORS[group], label=LABELS[group])
         ax.set_title(name + (" (log)" if metric == "ar" else ""))
         ax.set_xlabel("step")
         if metric == "ar":
             ax.set_yscale("log")
         ax.legend(fontsize=8)
     gap_ax = axes[2]
-    gaps = [_value(r, "jsdp/gap") for r in probes]
+    gaps = [metric_value(r, "jsdp/gap") for r in probes]
     gap_ax.axhline(0.0, color="black", lw=0.8)
     gap_ax.plot(steps, gaps, color="#9467bd", marker="o", ms=3, label="JSD-P gap (female - male)")
-    significant = [(s, g) for s, g, r in zip(steps, gaps, probes) if _value(r, "mwu_p/jsdp") < alpha]
+    significant = [(s, g) for s, g, r in zip(steps, gaps, probes) if metric_value(r, "mwu_p/jsdp") < alpha]
     if significant:
         gap_ax.scatter(*zip(*significant), s=40, facecolors="none", edgecolors="black", label=f"Mann-Whitney p < {alpha:g}", zorder=3)
     for stop in stops:

@@ -14,7 +14,7 @@ import torch
 
 from .data.sentence import ProbeSet
 from .encoding import EncodedPrompts
-from .metrics import compute_metrics, jsd_parts
+from .metrics import compute_metrics, jsd_parts, seed_metrics
 from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts
 from .distributed import ProbeScoreState, shard_indices, world
 from .scoring import OptionScores, iter_scores, model_device
@@ -33,20 +33,25 @@ class ProbeResult:
         records: one dict per prompt (``prompt``, ``sentence_id``, ``occupation``, ``role``, ``group``,
             ``seed``, ``stereotype``, ``order``, ``rank``, ``option_ranks``, ``option_probs``, ``parts``).
         info: how the probe was configured and what it cost (``seconds``, ``num_prompts``, ...).
+        by_seed: ``ar/<group>``, ``jsdp/<group>``, ``ar/gap``, ``jsdp/gap`` as one value per
+            option-order seed, in seed order (the spread across seeds gives confidence bands).
     """
 
-    def __init__(self, metrics: dict[str, float], records: list[dict], info: dict[str, Any]) -> None:
+    def __init__(
+        self, metrics: dict[str, float], records: list[dict], info: dict[str, Any], by_seed: dict[str, list[float]] | None = None
+    ) -> None:
         self.metrics = metrics
         self.records = records
         self.info = info
+        self.by_seed = by_seed or {}
 
     def to_json(self) -> str:
-        return json.dumps({"metrics": self.metrics, "info": self.info, "records": self.records})
+        return json.dumps({"metrics": self.metrics, "info": self.info, "by_seed": self.by_seed, "records": self.records})
 
     @classmethod
     def from_json(cls, text: str) -> "ProbeResult":
         data = json.loads(text)
-        return cls(data["metrics"], data["records"], data["info"])
+        return cls(data["metrics"], data["records"], data["info"], data.get("by_seed"))
 
     def table(self) -> str:
         """The headline metrics as a plain-text table."""
@@ -141,6 +146,8 @@ class FairnessProbe:
         self.log_base = log_base
         self.prompts = build_prompts(self.probe_set, self.config)
         self.encoded = EncodedPrompts(tokenizer, self.prompts, self.config.options)
+        self._sentence_index = torch.tensor([p.sentence_index for p in self.prompts])
+        self._seeds = torch.tensor([p.seed for p in self.prompts])
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -202,8 +209,10 @@ class FairnessProbe:
         probs = self.option_probs(scores.logprobs)
         parts = jsd_parts(probs, correct, self.log_base)
         correct_ranks = scores.ranks.gather(1, correct.view(-1, 1)).squeeze(1)
-        metrics = compute_metrics(correct, correct_ranks, probs, parts, [p.stereotype for p in self.prompts])
-        return ProbeResult(metrics, self._records(scores.ranks, probs, parts), self._info(seconds))
+        metrics = compute_metrics(correct, correct_ranks, probs, parts, [p.stereotype for p in self.prompts],
+                                  sentence_index=self._sentence_index)
+        by_seed = seed_metrics(correct, correct_ranks, parts, self._seeds)
+        return ProbeResult(metrics, self._records(scores.ranks, probs, parts), self._info(seconds), by_seed)
 
     def _records(self, ranks: torch.Tensor, probs: torch.Tensor, parts: torch.Tensor) -> list[dict]:
         ranks_l, probs_l, parts_l = ranks.tolist(), probs.tolist(), parts.tolist()

@@ -53,6 +53,10 @@ class FairnessEarlyStopping:
         stop_on_significant_only: a probe counts as worse only if male and female answers differ
             significantly (Mann-Whitney ``p < alpha`` on the monitored metric).
         alpha: significance level for ``stop_on_significant_only``.
+        min_accuracy: ignore probes where the accuracy on male- or on female-answer prompts is below
+            this. A model that has not learned to read the pronoun answers one option for every
+            prompt, and its gap then only says which option that is. 0 (default) ignores nothing:
+            Average Rank and JSD-P are informative at zero accuracy, as in the paper.
         require_loss: never stop without a held-out loss (by default it says so once and decides on
             the gap alone).
     """
@@ -68,6 +72,7 @@ class FairnessEarlyStopping:
         use_abs: bool = True,
         stop_on_significant_only: bool = False,
         alpha: float = 0.01,
+        min_accuracy: float = 0.0,
         require_loss: bool = False,
     ) -> None:
         if patience < 1:
@@ -78,6 +83,8 @@ class FairnessEarlyStopping:
             raise ValueError(f"loss_tolerance must be >= 0, got {loss_tolerance}")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if not 0 <= min_accuracy <= 1:
+            raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy}")
         self.monitor = monitor
         self.min_delta = min_delta
         self.patience = patience
@@ -87,6 +94,7 @@ class FairnessEarlyStopping:
         self.use_abs = use_abs
         self.stop_on_significant_only = stop_on_significant_only
         self.alpha = alpha
+        self.min_accuracy = min_accuracy
         self.require_loss = require_loss
         self.reset()
 
@@ -125,6 +133,11 @@ class FairnessEarlyStopping:
             return self._go_on(f"step {step} is within warmup_steps={self.warmup_steps}")
         if not math.isfinite(raw):
             return self._go_on(f"{self.monitor} is {raw} at step {step}; probe ignored")
+        if self.min_accuracy > 0:
+            prefix = self.monitor.rsplit("/", 2)[0] + "/" if self.monitor.count("/") >= 2 else ""
+            accuracy = min(float(metrics[f"{prefix}acc/male"]), float(metrics[f"{prefix}acc/female"]))
+            if not accuracy >= self.min_accuracy:
+                return self._go_on(f"accuracy {accuracy:.2f} on male or female answers is below min_accuracy={self.min_accuracy}; probe ignored")
         value = abs(raw) if self.use_abs else raw
         if value < self.best:
             self.best, self.best_step, self.wait = value, step, 0

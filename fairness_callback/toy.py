@@ -1,13 +1,8 @@
-"""Small models and tokenizers built on the spot, for the demo, tests and benchmarks (no download).
-
-``python -m fairness_callback.toy --out DIR`` saves a randomly initialised GPT-NeoX (Pythia's
-architecture) and a byte-level BPE tokenizer trained on the probe's own prompts, loadable with
-``AutoModelForCausalLM.from_pretrained(DIR)``.
-"""
+"""Small models, tokenizers and training data built on the spot, for the demo, tests and
+benchmarks: no download."""
 
 from __future__ import annotations
 
-import argparse
 from typing import Iterable
 
 import torch
@@ -77,21 +72,3 @@ def probe_texts() -> list[str]:
 
     prompts = build_prompts(ProbeSet.builtin())
     return [p.text + " male female not specified" for p in prompts]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="directory to save the model and tokenizer in")
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--vocab-size", type=int, default=2000)
-    args = parser.parse_args(argv)
-    tokenizer = train_bpe_tokenizer(probe_texts(), args.vocab_size)
-    model = tiny_gpt_neox(len(tokenizer), args.hidden_size, args.layers)
-    model.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
-    print(f"saved a random GPT-NeoX ({sum(p.numel() for p in model.parameters()):,} weights) and its tokenizer to {args.out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -108,3 +108,17 @@ def test_nan_rows_give_nan_metrics():
     assert math.isnan(m["ar/female"]) and math.isnan(m["jsdp/gap"]) and math.isnan(m["acc/female"])
     assert math.isnan(m["mwu_p/ar"])
     assert m["ar/male"] == 1.0 and m["acc/male"] == 1.0
+
+
+def test_bootstrap_gap_ci_resamples_sentences():
+    from fairness_callback.metrics import bootstrap_gap_ci
+
+    group = np.array([0, 1, 2] * 4)
+    cluster = np.repeat(np.arange(4), 3)
+    constant = np.array([1.0, 3.0, 9.0] * 4)  # female - male is 2 in every sentence
+    assert bootstrap_gap_ci(constant, group, cluster) == pytest.approx((2.0, 2.0))
+    varied = np.array([1.0, 2.0, 0, 1.0, 4.0, 0, 1.0, 3.0, 0, 1.0, 5.0, 0])  # gaps 1, 3, 2, 4
+    low, high = bootstrap_gap_ci(varied, group, cluster)
+    assert 1.0 <= low < 2.5 < high <= 4.0
+    assert bootstrap_gap_ci(varied, group, cluster) == (low, high)  # its own seeded generator
+    assert all(math.isnan(v) for v in bootstrap_gap_ci(varied, np.full(12, 2), cluster))

@@ -43,11 +43,21 @@ def test_probe_equals_naive_reference(tiny_neox, bpe_tokenizer, neox_probe):
     probs = ref_logprobs.double().exp()
     ref = compute_metrics(
         correct, ref_ranks.gather(1, correct[:, None]).squeeze(1), probs, jsd_parts(probs, correct),
-        [p.stereotype for p in neox_probe.prompts],
+        [p.stereotype for p in neox_probe.prompts], sentence_index=torch.tensor([p.sentence_index for p in neox_probe.prompts]),
     )
     assert set(ref) == set(result.metrics)
     for key, value in ref.items():
         assert result.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
+
+
+def test_by_seed_values_average_to_the_metrics(tiny_neox, neox_probe):
+    result = neox_probe.run(tiny_neox)
+    for key in ("ar/male", "jsdp/female", "jsdp/gap"):
+        per_seed = result.by_seed[key]
+        assert len(per_seed) == 2
+        assert sum(per_seed) / 2 == pytest.approx(result.metrics[key], rel=1e-9)
+    low, high = result.metrics["jsdp/gap_ci_low"], result.metrics["jsdp/gap_ci_high"]
+    assert low <= result.metrics["jsdp/gap"] <= high
 
 
 def test_required_metric_keys(tiny_neox, neox_probe):

@@ -129,3 +129,18 @@ def test_state_dict_round_trip_continues_the_count():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FairnessEarlyStopping(**kwargs)
+
+
+def test_min_accuracy_ignores_probes_before_the_model_reads_the_pronoun():
+    policy = FairnessEarlyStopping(patience=1, min_accuracy=0.25)
+    policy.update_loss(1.0)
+    one_option = {"acc/male": 1.0, "acc/female": 0.0}
+    reading = {"acc/male": 0.9, "acc/female": 0.6}
+    assert not policy.step(0, {"jsdp/gap": 0.0, **reading}).should_stop
+    decision = policy.step(100, {"jsdp/gap": 0.3, **one_option})
+    assert not decision.should_stop and "below min_accuracy" in decision.message and policy.wait == 0
+    assert policy.step(200, {"jsdp/gap": 0.05, **reading}).should_stop
+    pro = FairnessEarlyStopping(monitor="pro/jsdp/gap", patience=1, min_accuracy=0.5)
+    pro.update_loss(1.0)
+    pro.step(0, {"pro/jsdp/gap": 0.0, "pro/acc/male": 1.0, "pro/acc/female": 1.0})
+    assert not pro.step(1, {"pro/jsdp/gap": 0.2, "pro/acc/male": 1.0, "pro/acc/female": 0.2}).should_stop

@@ -47,16 +47,19 @@ class DemoConfig:
     probe_sentences: int = 120
     eval_lines: int = 256
     early_stopping: bool = True
-    stop_warmup_steps: int = 600
+    # The first few hundred steps answer one option for every prompt and the gap jumps with it;
+    # warm-up and min_accuracy keep the policy from counting those probes.
+    stop_warmup_steps: int = 300
     stop_patience: int = 3
     stop_min_delta: float = 0.01
+    stop_min_accuracy: float = 0.25
 
     def early_stopping_policy(self) -> FairnessEarlyStopping | None:
         if not self.early_stopping:
             return None
         return FairnessEarlyStopping(
             monitor="jsdp/gap", patience=self.stop_patience, min_delta=self.stop_min_delta,
-            warmup_steps=self.stop_warmup_steps, loss_tolerance=0.02,
+            warmup_steps=self.stop_warmup_steps, min_accuracy=self.stop_min_accuracy, loss_tolerance=0.02,
         )
 
 
@@ -143,7 +146,7 @@ def _fmt(value: Any, spec: str) -> str:
 def format_table(history: list[dict[str, Any]]) -> str:
     """One row per probe: AR and JSD-P per group, gaps, Mann-Whitney p with effect size, held-out loss."""
     header = (f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "
-              f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss':>6}")
+              f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss*':>6}")
     rows = [header]
     for r in probe_records(history):
         loss = r.get("eval_loss", r.get("val_loss"))
@@ -154,4 +157,5 @@ def format_table(history: list[dict[str, Any]]) -> str:
             f"{_fmt(r.get('ar/gap'), '+7.2f')} {_fmt(r.get('jsdp/gap'), '+8.4f')} {_fmt(r.get('mwu_p/jsdp'), '8.1e')} "
             f"{_fmt(r.get('mwu_rbc/jsdp'), '+6.2f')} {_fmt(loss, '6.3f')}"
         )
+    rows.append("r: rank-biserial effect size of Mann-Whitney (JSD-P); loss*: held-out loss of the last evaluation before the probe")
     return "\n".join(rows)

@@ -1,0 +1,238 @@
+"""Offline replay: probe a series of saved checkpoints and append to a history, like the live callback.
+
+Checkpoints are HF ``checkpoint-N`` folders (Trainer), any ``save_pretrained`` directory, a folder
+holding ``checkpoint-N`` folders, Lightning ``.ckpt`` files (with a model factory), or revisions
+of one hub model (``step1000``, Pythia's naming) for users who are online. The probe and the
+history format are those of the live callback, so live and offline numbers agree.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import logging
+import os
+import pickle
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Sequence
+
+import torch
+
+from .changes import SuddenChangeDetector
+from .history import HistoryWriter, read_history
+from .monitor import probe_record
+from .plots import probe_records
+from .probe import FairnessProbe
+
+log = logging.getLogger("fairness_callback")
+
+_STEP_PATTERNS = (r"(?:checkpoint|step|global_step)[-_=]?(\d+)", r"(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A path that is not a checkpoint this module can read; the message names it."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One point of a series: where it is, its training step, and how to load it."""
+
+    source: str
+    step: int
+    kind: Literal["hf", "lightning", "hub"]
+    revision: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What the history records as ``checkpoint`` (a rerun skips keys already there)."""
+        return f"{self.source}@{self.revision}" if self.revision else self.source
+
+
+def step_from_name(name: str) -> int | None:
+    """The training step in a checkpoint name: ``checkpoint-1200``, ``step80000``, ``epoch=0-step=500.ckpt``."""
+    stem = name[: -len(".ckpt")] if name.endswith(".ckpt") else name
+    for pattern in _STEP_PATTERNS:
+        match = re.search(pattern, stem)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _is_hf_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def find_checkpoints(paths: Sequence[str | os.PathLike], steps: Sequence[int] | None = None) -> list[Checkpoint]:
+    """The checkpoints at ``paths`` (expanding folders of ``checkpoint-N``), sorted by step.
+
+    ``steps``, if given, are assigned in the order found (before sorting), one per checkpoint;
+    otherwise each step is read from the checkpoint's name.
+    """
+    found: list[tuple[Path, Literal["hf", "lightning"]]] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint path {str(path)!r} does not exist")
+        if path.is_file() and path.suffix == ".ckpt":
+            found.append((path, "lightning"))
+        elif path.is_dir() and _is_hf_dir(path):
+            found.append((path, "hf"))
+        elif path.is_dir() and (children := sorted(
+            (c for c in path.iterdir() if c.is_dir() and _is_hf_dir(c) and step_from_name(c.name) is not None),
+            key=lambda c: step_from_name(c.name),
+        )):
+            found.extend((child, "hf") for child in children)
+        else:
+            raise CheckpointError(
+                f"{str(path)!r} is not a checkpoint: expected a save_pretrained directory (with config.json), "
+                "a folder of checkpoint-N directories, or a Lightning .ckpt file"
+            )
+    if steps is not None and len(steps) != len(found):
+        raise CheckpointError(f"--steps gives {len(steps)} steps for {len(found)} checkpoints")
+    checkpoints = []
+    for i, (path, kind) in enumerate(found):
+        step = steps[i] if steps is not None else step_from_name(path.name)
+        if step is None:
+            raise CheckpointError(f"cannot tell the step of {str(path)!r} from its name; give --steps")
+        checkpoints.append(Checkpoint(str(path), int(step), kind))
+    return sorted(checkpoints, key=lambda c: c.step)
+
+
+def hub_checkpoints(model_id: str, revisions: Sequence[str], steps: Sequence[int] | None = None) -> list[Checkpoint]:
+    """Revisions of one hub model (``step0``, ``step1000``, ... for Pythia)."""
+    if steps is not None and len(steps) != len(revisions):
+        raise CheckpointError(f"--steps gives {len(steps)} steps for {len(revisions)} revisions")
+    checkpoints = []
+    for i, revision in enumerate(revisions):
+        step = steps[i] if steps is not None else step_from_name(revision)
+        if step is None:
+            raise CheckpointError(f"cannot tell the step of revision {revision!r}; give --steps")
+        checkpoints.append(Checkpoint(model_id, int(step), "hub", revision))
+    return sorted(checkpoints, key=lambda c: c.step)
+
+
+def import_factory(spec: str) -> Callable[[], torch.nn.Module]:
+    """``"package.module:function"`` -> the function (it returns the bare causal LM to load weights into)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--model-factory must look like 'package.module:function', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"--model-factory {spec!r}: {error}") from None
+
+
+def _matching_prefix(saved: Iterable[str], wanted: set[str]) -> str:
+    """The prefix (e.g. ``"model."``) that turns a LightningModule's keys into the bare model's keys."""
+    saved = list(saved)
+    candidates = {""} | {key[: len(key) - len(w)] for key in saved for w in wanted if key.endswith(w)}
+    for prefix in sorted(candidates, key=len):
+        if {k[len(prefix):] for k in saved if k.startswith(prefix)} >= wanted:
+            return prefix
+    raise CheckpointError("the checkpoint's state_dict does not hold the model factory's weights under any prefix")
+
+
+def load_lightning(path: str, factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """Weights of a Lightning ``.ckpt`` (read with ``weights_only=True``) loaded into ``factory()``."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: torch.load(weights_only=True) refused it (it holds pickled objects, e.g. hyper-parameters "
+            f"of custom classes); re-save the weights with save_pretrained or a plain state_dict. {error}"
+        ) from None
+    state = checkpoint.get("state_dict", checkpoint)
+    model = factory()
+    wanted = set(model.state_dict())
+    prefix = _matching_prefix(state, wanted)
+    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in wanted})
+    return model
+
+
+@dataclass
+class Loader:
+    """How checkpoints become models: device, dtype, remote code, and the factory for ``.ckpt`` files."""
+
+    device: str = "cpu"
+    dtype: torch.dtype | None = None
+    trust_remote_code: bool = False
+    model_factory: Callable[[], torch.nn.Module] | None = None
+
+    def __call__(self, checkpoint: Checkpoint) -> torch.nn.Module:
+        if checkpoint.kind == "lightning":
+            if self.model_factory is None:
+                raise CheckpointError(f"{checkpoint.source}: a Lightning .ckpt needs --model-factory module:function")
+            model = load_lightning(checkpoint.source, self.model_factory)
+            model = model.to(dtype=self.dtype) if self.dtype is not None else model
+        else:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(
+                checkpoint.source, revision=checkpoint.revision, dtype=self.dtype or "auto",
+                trust_remote_code=self.trust_remote_code,
+            )
+        return model.to(self.device).eval()
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did: checkpoints probed now, skipped as already in the history, and failures."""
+
+    probed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def replay(
+    checkpoints: Sequence[Checkpoint],
+    probe: FairnessProbe,
+    history_path: str | os.PathLike,
+    loader: Callable[[Checkpoint], torch.nn.Module],
+    progress: bool = True,
+) -> ReplaySummary:
+    """Probe every checkpoint not yet in ``history_path`` and append one line each, in step order.
+
+    A checkpoint that fails to load or probe is reported and skipped (and tried again by a rerun);
+    the rest go on.
+    """
+    from tqdm.auto import tqdm
+
+    history_path = Path(history_path)
+    previous = read_history(history_path) if history_path.exists() else []
+    done = {r.get("checkpoint") for r in previous if r.get("event", "probe") == "probe"}
+    detector = SuddenChangeDetector()
+    for record in probe_records(previous):
+        detector.update(record.get("jsdp/gap") if record.get("jsdp/gap") is not None else float("nan"))
+    writer = HistoryWriter(history_path)
+    summary = ReplaySummary()
+    todo = [c for c in checkpoints if c.key not in done]
+    summary.skipped = [c.step for c in checkpoints if c.key in done]
+    bar = tqdm(todo, desc="replay", unit="ckpt", disable=not progress)
+    for checkpoint in bar:
+        bar.set_postfix_str(f"step {checkpoint.step}")
+        model = None
+        try:
+            start = time.perf_counter()
+            model = loader(checkpoint)
+            loaded = time.perf_counter()
+            result = probe.run(model)
+            seconds = time.perf_counter() - loaded
+        except Exception as error:  # noqa: BLE001 - one bad checkpoint must not end the series
+            log.error("checkpoint %s (step %d) failed and is skipped: %s", checkpoint.key, checkpoint.step, error)
+            summary.failed.append((checkpoint.key, f"{type(error).__name__}: {error}"))
+            continue
+        finally:
+            del model
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics["jsdp/gap"]))
+        record.update({"checkpoint": checkpoint.key, "load_seconds": loaded - start})
+        writer.append(record)
+        summary.probed.append(checkpoint.step)
+        bar.write(f"step {checkpoint.step}: load {loaded - start:.1f} s, probe {seconds:.1f} s, "
+                  f"jsdp/gap {result.metrics['jsdp/gap']:+.4f} (p={result.metrics['mwu_p/jsdp']:.2g})")
+    return summary

@@ -1,0 +1,606 @@
+"""A report of a probe history: figures, a per-probe table and the early-stopping trade-off.
+
+:func:`write_report` reads a ``fairness_history.jsonl`` (written by the live callbacks or the
+offline replay) and writes PNG figures and ``report.md`` into one directory. The definitions are
+those of ``PROTOCOL.md`` and of Patel et al. (2025): gap = metric(female-answer prompts) -
+metric(male-answer prompts); the fairness gain of stopping at step t is
+``1 - |gap(t)| / |gap(final)|``; the cost is the performance that stopping at t gives up against
+the final probed step. Older histories (no ``by_seed``, no confidence interval, no held-out loss,
+no pro/anti subsets) give the same report with "n/a" cells, no bands and skipped figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from .changes import sudden_changes
+from .history import read_history
+from .plots import COLORS, LABELS, metric_value, probe_records
+from .prompts import GROUPS
+
+#: History columns used for the cost when neither a cost CSV nor a cost column is given.
+DEFAULT_LOSS_KEYS: tuple[str, ...] = ("eval_loss", "val_loss")
+REPORT_FILENAME = "report.md"
+_METRIC_PREFIXES = {"ar", "jsdp", "acc", "n", "mwu_p", "mwu_rbc", "pro", "anti", "stopping"}
+_BOOKKEEPING = {"event", "step", "time", "probe_seconds"}
+_GAP_COLOR = "#9467bd"
+_FIGURES: dict[str, str] = {
+    "curves": "Average Rank (log scale) and JSD-P of the correct answer per answer group; shaded: the "
+              "min-max range over the option-order seeds (absent when the history has no per-seed values).",
+    "gap": "Unfairness gap (female - male; > 0: the model does better on male-answer prompts) of JSD-P "
+           "and Average Rank, with the 95% bootstrap CI over sentences as a band where recorded; circled: "
+           "Mann-Whitney p < alpha; orange triangles: sudden changes of the monitored gap; dashed / dash-dotted: "
+           "the stop step and the fairest step of the stop line; thick green: the recommended stop step.",
+    "not_specified": 'Prompts whose answer is "not specified": the JSD-P part on the "male" and the "female" '
+                     "option (with log base 2, half the option's probability). Higher: the model assumes "
+                     "that gender more although the sentence does not give one.",
+    "pro_anti": "Pro- vs anti-stereotypical sentences: the JSD-P gap of each subset, and the JSD-P of the "
+                "male- and female-answer prompts in each.",
+}
+
+
+class ReportError(ValueError):
+    """A history, cost file or option the report cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Performance values by step, what they are, and which direction is better."""
+
+    description: str
+    values: dict[int, float]
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class TradeoffRow:
+    """Stopping at ``step`` instead of the final step; None where a value is not available.
+
+    ``gain`` is ``1 - |gap(step)| / |gap(final)|``; ``cost`` is in the units of the cost values
+    (positive: worse than the final step); ``relative_cost`` is ``cost / |value(final)|`` in percent.
+    """
+
+    step: int
+    gap: float
+    gain: float | None
+    cost: float | None
+    relative_cost: float | None
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What :func:`write_report` wrote and found."""
+
+    history: Path
+    report: Path
+    figures: dict[str, Path]
+    num_probes: int
+    first_step: int
+    final_step: int
+    monitor: str
+    cost: Cost | None
+    tradeoff: list[TradeoffRow]
+    max_cost: float | None
+    recommended_step: int | None
+    fairest_step: int | None
+    sudden_steps: list[int]
+    notes: list[str]
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def load_probes(history_path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The probe lines (one per step, in step order) and the stop lines of a history file."""
+    path = Path(history_path)
+    if not path.is_file():
+        raise ReportError(f"history {path}: no such file")
+    history = read_history(path)
+    probes = probe_records(history)
+    if not probes:
+        raise ReportError(f"history {path} has no probe records")
+    return probes, [r for r in history if r.get("event") == "stop"]
+
+
+def _columns(probes: Sequence[dict[str, Any]], keep) -> list[str]:
+    keys = {key for record in probes for key, value in record.items() if _finite(value) and keep(key)}
+    return sorted(keys)
+
+
+def _has(probes: Sequence[dict[str, Any]], *keys: str) -> bool:
+    return bool(_columns(probes, lambda key: key in keys))
+
+
+def _loss_key(probes: Sequence[dict[str, Any]]) -> str | None:
+    return next((key for key in DEFAULT_LOSS_KEYS if _has(probes, key)), None)
+
+
+def _check_monitor(probes: Sequence[dict[str, Any]], monitor: str, path: Path) -> None:
+    if not _has(probes, monitor):
+        gaps = ", ".join(_columns(probes, lambda key: key.endswith("gap"))) or "none"
+        raise ReportError(f"--monitor {monitor!r} is not in {path}; its gap metrics: {gaps}")
+
+
+def read_cost_csv(path: str | os.PathLike) -> dict[int, float]:
+    """``step,score`` rows of a CSV file; an optional header line, blank lines and ``#`` lines are skipped.
+
+    Raises :class:`ReportError` naming the file and line for a row that is not an integer step and
+    a finite number, or that repeats a step.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"--cost-csv {path}: no such file")
+    scores: dict[int, float] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header_allowed = True
+        for row in reader:
+            if not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            parsed = _csv_row(row)
+            if parsed is None and header_allowed and not _number(row[0]):
+                header_allowed = False
+                continue
+            header_allowed = False
+            if parsed is None:
+                raise ReportError(f"{path}, line {reader.line_num}: expected 'step,score' (an integer step "
+                                  f"and a finite number), got {','.join(row)!r}")
+            if parsed[0] in scores:
+                raise ReportError(f"{path}, line {reader.line_num}: step {parsed[0]} appears twice")
+            scores[parsed[0]] = parsed[1]
+    if not scores:
+        raise ReportError(f"{path} has no 'step,score' rows")
+    return scores
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_row(row: Sequence[str]) -> tuple[int, float] | None:
+    if len(row) != 2:
+        return None
+    try:
+        step, score = int(row[0]), float(row[1])
+    except ValueError:
+        return None
+    return (step, score) if math.isfinite(score) else None
+
+
+def _history_cost(probes: Sequence[dict[str, Any]], column: str, path: Path, higher_is_better: bool) -> Cost:
+    values = {int(r["step"]): float(r[column]) for r in probes if _finite(r.get(column))}
+    if not values:
+        available = _columns(probes, lambda key: key not in _BOOKKEEPING and key.split("/")[0] not in _METRIC_PREFIXES)
+        raise ReportError(f"--cost-column {column!r} is not in {path}; available columns: {', '.join(available) or 'none'}")
+    return Cost(f"history column `{column}`", values, higher_is_better)
+
+
+def resolve_cost(
+    probes: Sequence[dict[str, Any]],
+    history_path: str | os.PathLike,
+    cost_csv: str | os.PathLike | None = None,
+    cost_column: str | None = None,
+    higher_is_better: bool | None = None,
+) -> Cost | None:
+    """The performance values the cost is computed from, or None if there are none.
+
+    A cost CSV (higher is better unless ``higher_is_better=False``), else ``cost_column`` of the
+    history, else the first of :data:`DEFAULT_LOSS_KEYS` the history has (for history columns,
+    lower is better unless ``higher_is_better=True``).
+    """
+    if cost_csv is not None and cost_column is not None:
+        raise ReportError("give --cost-csv or --cost-column, not both")
+    if cost_csv is not None:
+        better = True if higher_is_better is None else higher_is_better
+        return Cost(f"`{Path(cost_csv).name}` (step,score)", read_cost_csv(cost_csv), better)
+    better = bool(higher_is_better)
+    if cost_column is not None:
+        return _history_cost(probes, cost_column, Path(history_path), better)
+    column = _loss_key(probes)
+    return _history_cost(probes, column, Path(history_path), better) if column else None
+
+
+# -- the trade-off -------------------------------------------------------------------------------
+def _gain(gap: float, final_gap: float) -> float | None:
+    if not (_finite(final_gap) and final_gap != 0 and math.isfinite(gap)):
+        return None
+    return 1 - abs(gap) / abs(final_gap)
+
+
+def _cost_at(cost: Cost | None, step: int, final_step: int) -> tuple[float | None, float | None]:
+    """(cost, relative cost in %) of stopping at ``step``; None where a value is missing."""
+    value, final = (cost.values.get(step), cost.values.get(final_step)) if cost else (None, None)
+    if value is None or final is None:
+        return None, None
+    spent = (final - value if cost.higher_is_better else value - final) + 0.0  # + 0.0: no -0 in the table
+    return spent, (100 * spent / abs(final) if final != 0 else None)
+
+
+def tradeoff_table(probes: Sequence[dict[str, Any]], monitor: str, cost: Cost | None) -> list[TradeoffRow]:
+    """One :class:`TradeoffRow` per probe: stopping there instead of at the last probed step."""
+    final_step, final_gap = int(probes[-1]["step"]), metric_value(probes[-1], monitor)
+    rows = []
+    for record in probes:
+        step, gap = int(record["step"]), metric_value(record, monitor)
+        rows.append(TradeoffRow(step, gap, _gain(gap, final_gap), *_cost_at(cost, step, final_step)))
+    return rows
+
+
+def _within(cost: float, max_cost: float) -> bool:
+    # 2.2 - 2.1 is 0.10000000000000009: a cost equal to the budget up to rounding is within it.
+    return cost <= max_cost or math.isclose(cost, max_cost, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def recommend_step(rows: Sequence[TradeoffRow], max_cost: float | None = None) -> int | None:
+    """The step of largest fairness gain among those with cost <= ``max_cost`` (every step with a
+    known gain when ``max_cost`` is None); ties go to the earliest step. None if no step qualifies."""
+    candidates = [r for r in rows if r.gain is not None
+                  and (max_cost is None or (r.cost is not None and _within(r.cost, max_cost)))]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r.gain, -r.step)).step
+
+
+# -- figures -------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _steps(probes: Sequence[dict[str, Any]]) -> np.ndarray:
+    return np.array([int(r["step"]) for r in probes])
+
+
+def _series(probes: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([metric_value(r, key) if _finite(r.get(key)) else np.nan for r in probes])
+
+
+def _seed_band(probes: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Min and max over the option-order seeds of ``by_seed[key]`` per probe (NaN where absent), and
+    the largest number of seeds seen."""
+    low, high, seeds = [], [], 0
+    for record in probes:
+        values = [v for v in (record.get("by_seed") or {}).get(key) or [] if _finite(v)]
+        low.append(min(values) if values else np.nan)
+        high.append(max(values) if values else np.nan)
+        seeds = max(seeds, len(values))
+    return np.array(low), np.array(high), seeds
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _plot_curves(probes: Sequence[dict[str, Any]], path: Path) -> Path:
+    """``curves.png``: AR (log) and JSD-P per answer group, with a min-max band over option-order seeds."""
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    steps = _steps(probes)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    panels = (("ar", "Average Rank of the correct answer (log; lower is better)"),
+              ("jsdp", "JSD-P of the correct answer (lower is better)"))
+    for ax, (metric, title) in zip(axes, panels):
+        seeds = 0
+        for group in GROUPS:
+            key = f"{metric}/{group}"
+            ax.plot(steps, _series(probes, key), marker="o", ms=3, color=COLORS[group], label=LABELS[group])
+            low, high, n = _seed_band(probes, key)
+            ax.fill_between(steps, low, high, color=COLORS[group], alpha=0.2, lw=0)
+            seeds = max(seeds, n)
+        band = f"shaded: min-max over {seeds} option-order seeds" if seeds else "no per-seed values: no band"
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=handles + [Patch(color="gray", alpha=0.3, label=band)], fontsize=8)
+        ax.set(title=title, xlabel="step", yscale="log" if metric == "ar" else "linear")
+    return _save(fig, path)
+
+
+class _Marks(NamedTuple):
+    monitor: str
+    sudden: list[int]
+    recommended: int | None
+
+
+def _gap_panel(ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: _Marks) -> None:
+    steps, gaps = _steps(probes), _series(probes, f"{metric}/gap")
+    ax.axhline(0.0, color="black", lw=0.8)
+    low, high = _series(probes, f"{metric}/gap_ci_low"), _series(probes, f"{metric}/gap_ci_high")
+    if np.isfinite(low).any():
+        ax.fill_between(steps, low, high, color=_GAP_COLOR, alpha=0.2, lw=0, label="95% bootstrap CI (sentences)")
+    ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{metric}/gap (female - male)")
+    significant = _series(probes, f"mwu_p/{metric}") < alpha
+    if significant.any():
+        ax.scatter(steps[significant], gaps[significant], s=60, facecolors="none", edgecolors="black",
+                   zorder=3, label=f"Mann-Whitney p < {alpha:g}")
+    sudden = np.isin(steps, marks.sudden)
+    if sudden.any():
+        ax.scatter(steps[sudden], gaps[sudden], s=90, marker="^", color="#ff7f0e", zorder=4,
+                   label=f"sudden change of {marks.monitor}")
+
+
+def _mark_steps(ax, stops: Sequence[dict[str, Any]], recommended: int | None, labelled: bool) -> None:
+    lines = [(int(stop["step"]), dict(color="black", ls="--", lw=1), f"stopped (step {stop['step']})") for stop in stops]
+    lines += [(int(stop["best_step"]), dict(color="green", ls="-.", lw=1), f"fairest (step {stop['best_step']})")
+              for stop in stops if stop.get("best_step") is not None]
+    if recommended is not None:
+        lines.append((recommended, dict(color="green", lw=3, alpha=0.4), f"recommended stop (step {recommended})"))
+    for step, style, label in lines:
+        ax.axvline(step, label=label if labelled else None, **style)
+
+
+def _plot_gap(probes: Sequence[dict[str, Any]], stops: Sequence[dict[str, Any]], path: Path, alpha: float,
+              marks: _Marks) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    for ax, metric, name in ((axes[0], "jsdp", "JSD-P"), (axes[1], "ar", "Average Rank")):
+        _gap_panel(ax, probes, metric, alpha, marks)
+        _mark_steps(ax, stops, marks.recommended, labelled=ax is axes[0])
+        ax.set(title=f"{name} gap: female - male (> 0 favours male)", xlabel="step")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _plot_not_specified(probes: Sequence[dict[str, Any]], path: Path) -> Path:
+    """``not_specified.png``: on "not specified" prompts, the JSD-P parts on the male and female options."""
+    plt = _pyplot()
+    steps = _steps(probes)
+    male, female = _series(probes, "jsdp/not_specified/male"), _series(probes, "jsdp/not_specified/female")
+    fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
+    ax.plot(steps, male, marker="o", ms=3, color=COLORS["male"], label='part on "male"')
+    ax.plot(steps, female, marker="o", ms=3, color=COLORS["female"], label='part on "female"')
+    ax.plot(steps, male + female, ls="--", color=COLORS["not_specified"], label="either gender (sum)")
+    ax.set(title='"Not specified" prompts: how much the model assumes a gender', xlabel="step",
+           ylabel="mean JSD-P part on the option")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_pro_anti(probes: Sequence[dict[str, Any]], path: Path) -> Path:
+    """``pro_anti.png``: JSD-P gap and per-group JSD-P of pro- vs anti-stereotypical sentences."""
+    plt = _pyplot()
+    steps = _steps(probes)
+    fig, (gap_ax, group_ax) = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    gap_ax.axhline(0.0, color="black", lw=0.8)
+    for subset, style in (("pro", "-"), ("anti", "--")):
+        gap_ax.plot(steps, _series(probes, f"{subset}/jsdp/gap"), ls=style, marker="o", ms=3, color=_GAP_COLOR,
+                    label=f"{subset}-stereotypical")
+        for group in ("male", "female"):
+            group_ax.plot(steps, _series(probes, f"{subset}/jsdp/{group}"), ls=style, marker="o", ms=3,
+                          color=COLORS[group], label=f"{subset}, {LABELS[group]}")
+    gap_ax.set(title="JSD-P gap (female - male) by subset", xlabel="step")
+    group_ax.set(title="JSD-P of the correct answer by subset (lower is better)", xlabel="step")
+    gap_ax.legend(fontsize=8)
+    group_ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _write_figures(probes, stops, out: Path, alpha: float, marks: _Marks) -> tuple[dict[str, Path], list[str]]:
+    figures = {"curves": _plot_curves(probes, out / "curves.png"),
+               "gap": _plot_gap(probes, stops, out / "gap.png", alpha, marks)}
+    notes = []
+    if _has(probes, "jsdp/not_specified/male", "jsdp/not_specified/female"):
+        figures["not_specified"] = _plot_not_specified(probes, out / "not_specified.png")
+    else:
+        notes.append("not_specified.png skipped: the history has no `jsdp/not_specified/<option>` parts.")
+    if _has(probes, "pro/jsdp/gap", "anti/jsdp/gap"):
+        figures["pro_anti"] = _plot_pro_anti(probes, out / "pro_anti.png")
+    else:
+        notes.append("pro_anti.png skipped: the history has no `pro/...` or `anti/...` metrics.")
+    return figures, notes
+
+
+# -- Markdown ------------------------------------------------------------------------------------
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    return format(value, spec) if _finite(value) else "n/a"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _sudden_cell(flag: bool, record: dict[str, Any], monitor: str) -> str:
+    recorded = record.get("jsdp/gap_sudden") if monitor == "jsdp/gap" else None
+    text = "yes" if flag else ""
+    if isinstance(recorded, bool) and recorded != flag:
+        text += f" (recorded: {'yes' if recorded else 'no'})"
+    return text.strip()
+
+
+def _probe_row(record: dict[str, Any], sudden: str, loss_key: str | None) -> list[str]:
+    ci = f"{_fmt(record.get('jsdp/gap_ci_low'), '+.4f')}, {_fmt(record.get('jsdp/gap_ci_high'), '+.4f')}"
+    mwu = f"{_fmt(record.get('mwu_p/jsdp'), '.2g')} (r={_fmt(record.get('mwu_rbc/jsdp'), '+.2f')})"
+    row = [str(record["step"])] + [_fmt(record.get(f"ar/{g}")) for g in GROUPS]
+    row += [_fmt(record.get(f"jsdp/{g}"), ".4f") for g in GROUPS]
+    row += [f"{_fmt(record.get('jsdp/gap'), '+.4f')} [{'n/a' if ci == 'n/a, n/a' else ci}]", mwu, sudden]
+    return row + ([_fmt(record.get(loss_key))] if loss_key else [])
+
+
+def _probe_table(probes, summary: ReportSummary, loss_key: str | None) -> str:
+    header = ["step", "AR male", "AR female", "AR not spec.", "JSD-P male", "JSD-P female", "JSD-P not spec.",
+              "JSD-P gap [95% CI]", "Mann-Whitney p (r)", f"sudden ({summary.monitor})"] + ([loss_key] if loss_key else [])
+    sudden = set(summary.sudden_steps)
+    rows = [_probe_row(r, _sudden_cell(int(r["step"]) in sudden, r, summary.monitor), loss_key) for r in probes]
+    return _table(header, rows)
+
+
+def _tradeoff_section(summary: ReportSummary) -> list[str]:
+    final = summary.tradeoff[-1]
+    lines = ["## Early-stopping trade-off", "",
+             f"Stopping at step t instead of the final probed step {summary.final_step} "
+             f"(`{summary.monitor}` = {_fmt(final.gap, '+.4f')}); cost from "
+             f"{summary.cost.description if summary.cost else 'nothing (no held-out loss in the history; use --cost-csv or --cost-column)'}.", ""]
+    if final.gain is None:
+        lines += [f"**The fairness gain is undefined: |gap(final)| is {_fmt(abs(final.gap), 'g')}.**", ""]
+    budget = summary.max_cost is not None
+    header = ["step", f"{summary.monitor}", "fairness gain", "cost", "relative cost"] + (["within max cost"] if budget else [])
+    rows = []
+    for row in summary.tradeoff:
+        cells = [str(row.step), _fmt(row.gap, "+.4f"), _fmt(row.gain, ".1%"), _fmt(row.cost, "+.4g"),
+                 _fmt(row.relative_cost, "+.2f") + ("%" if row.relative_cost is not None else "")]
+        if budget:
+            cells.append("" if row.cost is None else ("yes" if _within(row.cost, summary.max_cost) else "no"))
+        if row.step == summary.recommended_step:
+            cells[0] = f"**{row.step}** (recommended)"
+        rows.append(cells)
+    return lines + [_table(header, rows), "", _recommendation(summary), ""]
+
+
+def _recommendation(summary: ReportSummary) -> str:
+    fairest = f"Fairest probed step: {summary.fairest_step}." if summary.fairest_step is not None else ""
+    if summary.max_cost is None:
+        return f"{fairest} Give --max-cost to get a recommended stop step within a performance budget.".strip()
+    if summary.recommended_step is None:
+        return f"{fairest} No probed step has a known cost <= {summary.max_cost:g} and a defined gain.".strip()
+    row = next(r for r in summary.tradeoff if r.step == summary.recommended_step)
+    return (f"**Recommended stop step for max cost {summary.max_cost:g}: {row.step}** (fairness gain "
+            f"{_fmt(row.gain, '.1%')}, cost {_fmt(row.cost, '+.4g')}). {fairest}")
+
+
+def _cost_definition(cost: Cost | None) -> str:
+    if cost is None:
+        return "- **Cost:** none available in this report."
+    formula = "value(final) - value(t)" if cost.higher_is_better else "value(t) - value(final)"
+    direction = "higher is better" if cost.higher_is_better else "lower is better"
+    return (f"- **Cost** of stopping at t: {formula}, from {cost.description} ({direction}); positive: "
+            "worse than the final step. Steps are matched exactly; a step without a value is n/a. "
+            "**Relative cost** = cost / |value(final)|, in %.")
+
+
+def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) -> list[str]:
+    return ["## Definitions", "",
+            "- **AR** (Average Rank): mean over prompts of the correct answer token's rank among the whole "
+            "vocabulary (1 + the number of tokens with a strictly larger logit). **JSD-P**: mean over prompts of "
+            "the correct option's Jensen-Shannon part against the one-hot ideal answer (see PROTOCOL.md). Both: "
+            "lower is better.",
+            "- **Gap** = metric(female-answer prompts) - metric(male-answer prompts); > 0: the model does better "
+            "on male-answer prompts.",
+            f"- **Fairness gain** of stopping at t = 1 - |gap(t)| / |gap(final)| on `{summary.monitor}`, with final "
+            f"= the last probed step ({summary.final_step}); 100%: perfectly fair at t, 0%: as unfair as the final "
+            "step, < 0: less fair. Undefined when gap(final) is 0 or missing.",
+            _cost_definition(summary.cost),
+            "- **Recommended stop step**: the largest fairness gain among the steps whose cost <= --max-cost "
+            "(absolute, in the cost's units; rounding-level excess allowed); steps with an n/a cost are "
+            "excluded; ties go to the earliest step (less training). **Fairest step**: the largest gain at any cost.",
+            "- **95% CI** of the JSD-P gap: percentile bootstrap over sentences (the sentence is the unit "
+            "resampled), computed by the probe when it ran; n/a when the history does not hold it.",
+            "- **Bands** in curves.png: min-max over the option-order seeds (`by_seed`); none where the history "
+            "does not hold per-seed values.",
+            f"- **Significance**: two-sided Mann-Whitney U test of female- vs male-answer per-prompt values "
+            f"(correct-option JSD-P part in the table; AR too in gap.png), marked when p < {alpha:g}; "
+            "r = rank-biserial correlation 2U_female / (n_female n_male) - 1 (> 0: female-answer values larger, "
+            "i.e. worse).",
+            f"- **Sudden change** (recomputed from `{summary.monitor}`, so replayed and old histories get it too): "
+            f"|gap(t) - gap(previous probe)| > k x the median of the previous {window} absolute changes, "
+            f"k = {k:g}; nothing is flagged before {window} changes are known; missing values are skipped. "
+            "Where the live run recorded a different `jsdp/gap_sudden`, the cell shows it as \"(recorded: ...)\".",
+            ""]
+
+
+def _header(summary: ReportSummary, stops: Sequence[dict[str, Any]]) -> list[str]:
+    lines = [f"# Fairness report: {summary.history.name}", "",
+             f"Source: `{summary.history}`. {summary.num_probes} probes, steps {summary.first_step} to "
+             f"{summary.final_step}.", ""]
+    for stop in stops:
+        lines += [f"Stop line at step {stop.get('step')} ({stop.get('reason')}, best step "
+                  f"{stop.get('best_step')}): {stop.get('message')}", ""]
+    if summary.sudden_steps:
+        lines += [f"Sudden changes of `{summary.monitor}` at steps {', '.join(map(str, summary.sudden_steps))}.", ""]
+    return lines + [f"Note: {note}" for note in summary.notes] + ([""] if summary.notes else [])
+
+
+def _figures_section(summary: ReportSummary) -> list[str]:
+    lines = ["## Figures", ""]
+    for name, caption in _FIGURES.items():
+        if name in summary.figures:
+            lines += [f"![{name}]({summary.figures[name].name})", "", f"*{caption}*", ""]
+    return lines
+
+
+def _markdown(summary: ReportSummary, probes, stops, loss_key: str | None, settings: tuple[float, float, int]) -> str:
+    parts = _header(summary, stops) + ["## Probes", "", _probe_table(probes, summary, loss_key), ""]
+    parts += _figures_section(summary) + _tradeoff_section(summary) + _definitions(summary, *settings)
+    return "\n".join(parts)
+
+
+# -- the whole report ----------------------------------------------------------------------------
+def _cost_notes(cost: Cost | None, final_step: int, steps: set[int]) -> list[str]:
+    if cost is None:
+        return []
+    notes = [] if final_step in cost.values else [f"the cost source has no value at the final step {final_step}: every cost is n/a."]
+    unmatched = len(set(cost.values) - steps)
+    return notes + ([f"{unmatched} step(s) of the cost source match no probe step and are not used."] if unmatched else [])
+
+
+def write_report(
+    history_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    cost_csv: str | os.PathLike | None = None,
+    cost_column: str | None = None,
+    max_cost: float | None = None,
+    higher_is_better: bool | None = None,
+    monitor: str = "jsdp/gap",
+    alpha: float = 0.01,
+    k: float = 3.0,
+    window: int = 5,
+) -> ReportSummary:
+    """Write ``curves.png``, ``gap.png``, ``not_specified.png``, ``pro_anti.png`` and ``report.md`` into ``out_dir``.
+
+    Args:
+        history_path: a ``fairness_history.jsonl``.
+        out_dir: the directory to write to (created if needed).
+        cost_csv: a ``step,score`` CSV (e.g. LAMBADA accuracy) for the performance cost.
+        cost_column: a history column for the cost instead (default: ``eval_loss`` or ``val_loss``).
+        max_cost: the largest cost allowed for the recommended stop step.
+        higher_is_better: the cost values' direction (default: True for a CSV, False for a column).
+        monitor: the gap the fairness gain and the sudden changes are computed on.
+        alpha: Mann-Whitney p below which a probe is marked significant.
+        k, window: the sudden-change rule of :func:`fairness_callback.changes.sudden_changes`.
+
+    Raises:
+        ReportError: (a ValueError) a missing or empty history, a bad cost CSV line, an unknown
+            column or monitor; the message names the file or option.
+    """
+    history_path = Path(history_path)
+    probes, stops = load_probes(history_path)
+    _check_monitor(probes, monitor, history_path)
+    cost = resolve_cost(probes, history_path, cost_csv, cost_column, higher_is_better)
+    if max_cost is not None and cost is None:
+        raise ReportError(f"--max-cost needs a cost: {history_path} has no {' or '.join(DEFAULT_LOSS_KEYS)}; "
+                          "give --cost-csv or --cost-column")
+    rows = tradeoff_table(probes, monitor, cost)
+    flags = sudden_changes([metric_value(r, monitor) for r in probes], k, window)
+    sudden = [int(r["step"]) for r, flag in zip(probes, flags) if flag]
+    recommended = recommend_step(rows, max_cost) if max_cost is not None else None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures, notes = _write_figures(probes, stops, out, alpha, _Marks(monitor, sudden, recommended))
+    steps = {int(r["step"]) for r in probes}
+    summary = ReportSummary(
+        history=history_path, report=out / REPORT_FILENAME, figures=figures, num_probes=len(probes),
+        first_step=int(probes[0]["step"]), final_step=int(probes[-1]["step"]), monitor=monitor, cost=cost,
+        tradeoff=rows, max_cost=max_cost, recommended_step=recommended, fairest_step=recommend_step(rows),
+        sudden_steps=sudden, notes=notes + _cost_notes(cost, int(probes[-1]["step"]), steps),
+    )
+    summary.report.write_text(_markdown(summary, probes, stops, _loss_key(probes), (alpha, k, window)), encoding="utf-8")
+    return summary
