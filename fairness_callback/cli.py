@@ -28,6 +28,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _unit_float(text: str) -> float:
     try:
         value = float(text)
@@ -46,7 +53,8 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="option-order seeds (default 0,1,2,3,4)")
     group.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward call (default 64)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
-    group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default: the checkpoint's)")
+    group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (auto: bfloat16 on CUDA, "
+                       "else the checkpoint's own)")
     group.add_argument("--normalize", choices=("vocab", "options"), default="vocab",
                        help="option probability: full-vocabulary softmax (default) or renormalised over the options")
 
@@ -61,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
     probe.add_argument("--json", metavar="FILE", help="write metrics, configuration and per-prompt records as JSON")
     add_probe_options(probe)
+
+    replay = commands.add_parser("replay", help="probe a series of checkpoints and append them to a history file (resumable)")
+    replay.add_argument("paths", nargs="*", metavar="PATH", help="checkpoint-N folders, save_pretrained directories, "
+                        "folders of checkpoint-N, or Lightning .ckpt files")
+    replay.add_argument("--history", required=True, metavar="OUT.jsonl", help="history file to append to (a rerun skips what it holds)")
+    replay.add_argument("--model", help="a hub model id to replay the --revisions of (online users)")
+    replay.add_argument("--revisions", type=lambda t: [r for r in t.split(",") if r], help="comma-separated hub revisions, e.g. step0,step1000")
+    replay.add_argument("--steps", type=_int_list, help="comma-separated steps, one per checkpoint, when the names do not say")
+    replay.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the first checkpoint's, or --model)")
+    replay.add_argument("--model-factory", metavar="MODULE:FUNCTION", help="for .ckpt files: a function that returns the bare causal LM")
+    replay.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
+    add_probe_options(replay)
 
     demo = commands.add_parser("demo", help="train a small GPT-NeoX on a skewed corpus with the callback attached (CPU, a few minutes)")
     demo.add_argument("--out", default="runs/demo", help="output directory: history, figure, TensorBoard logs (default runs/demo)")
@@ -110,10 +130,11 @@ def make_probe(args: argparse.Namespace, tokenizer):
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from .loading import load_model_and_tokenizer
+    from .loading import load_model_and_tokenizer, parse_dtype
 
     try:
-        model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.device, args.dtype, args.trust_remote_code)
+        model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.device, parse_dtype(args.dtype, args.device),
+                                                    args.trust_remote_code)
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: --model {args.model!r}: {error}") from None
     probe = make_probe(args, tokenizer)
@@ -128,6 +149,37 @@ def run_probe(args: argparse.Namespace) -> int:
         Path(args.json).write_text(result.to_json())
         print(f"wrote {args.json}")
     return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from .loading import parse_dtype
+    from .replay import Loader, find_checkpoints, hub_checkpoints, import_factory, replay
+
+    if bool(args.paths) == bool(args.model):
+        raise SystemExit("fairness-callback: error: replay needs checkpoint PATHs or --model ID --revisions ..., not both")
+    try:
+        if args.model:
+            if not args.revisions:
+                raise ValueError("--model needs --revisions, e.g. --revisions step0,step1000")
+            checkpoints = hub_checkpoints(args.model, args.revisions, args.steps)
+        else:
+            checkpoints = find_checkpoints(args.paths, args.steps)
+        factory = import_factory(args.model_factory) if args.model_factory else None
+        loader = Loader(args.device, parse_dtype(args.dtype, args.device), args.trust_remote_code, factory)
+        tokenizer = args.tokenizer or args.model or next((c.source for c in checkpoints if c.kind == "hf"), None)
+        if tokenizer is None:
+            raise ValueError("Lightning .ckpt files carry no tokenizer: give --tokenizer")
+        from transformers import AutoTokenizer
+
+        probe = make_probe(args, AutoTokenizer.from_pretrained(tokenizer, revision=checkpoints[0].revision))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"fairness-callback: error: {error}") from None
+    summary = replay(checkpoints, probe, args.history, loader)
+    print(f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
+          f"{len(summary.failed)} failed")
+    for key, error in summary.failed:
+        print(f"  failed: {key}: {error}")
+    return 1 if summary.failed else 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -163,7 +215,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"probe": run_probe, "demo": run_demo, "report": run_report}
+    handlers = {"probe": run_probe, "replay": run_replay, "demo": run_demo, "report": run_report}
     return handlers[args.command](args)
 
 

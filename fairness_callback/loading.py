@@ -10,10 +10,11 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16}
 
 
-def parse_dtype(name: str | None) -> torch.dtype | None:
-    """``"bf16"`` -> ``torch.bfloat16`` etc.; None and ``"auto"`` mean the checkpoint's own dtype."""
+def parse_dtype(name: str | None, device: str | torch.device = "cpu") -> torch.dtype | None:
+    """``"bf16"`` -> ``torch.bfloat16`` etc.; ``"auto"`` (or None) means bfloat16 on CUDA and the
+    checkpoint's own dtype elsewhere (None)."""
     if name is None or name == "auto":
-        return None
+        return torch.bfloat16 if torch.device(device).type == "cuda" else None
     try:
         return DTYPES[name.lower()]
     except KeyError:
@@ -39,7 +40,7 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(dtype, str) or dtype is None:
-        dtype = parse_dtype(dtype)
+        dtype = parse_dtype(dtype, device)
     if looks_like_local_path(name_or_path):
         path = Path(name_or_path).expanduser()
         if not path.is_dir():

@@ -78,3 +78,8 @@ class FailingProbe(FairnessProbe):
         if call in self.fail_on:
             raise RuntimeError(f"probe failure injected by the test (run {call})")
         return super().run(model, distributed=distributed)
+
+
+def tiny_model_factory():
+    """A model factory for replaying Lightning ``.ckpt`` files (``--model-factory support:tiny_model_factory``)."""
+    return make_model(make_tokenizer())
