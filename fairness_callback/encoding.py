@@ -95,6 +95,38 @@ class Batch:
         )
 
 
+@dataclass
+class PrefixBatch:
+    """Prompts that share per-sentence prefixes: the prefixes once, then every prompt's suffix.
+
+    ``rows[j]`` is the prefix row of prompt ``j``; ``prefix_lengths`` count real prefix tokens.
+    Both parts are left-padded; the suffix positions continue from the prompt's own prefix.
+    """
+
+    indices: torch.Tensor
+    positions: torch.Tensor
+    prefix: Batch
+    rows: torch.Tensor
+    suffix_ids: torch.Tensor
+    suffix_mask: torch.Tensor
+    suffix_position_ids: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "PrefixBatch":
+        return PrefixBatch(
+            self.indices, self.positions, self.prefix.to(device), self.rows.to(device),
+            self.suffix_ids.to(device), self.suffix_mask.to(device), self.suffix_position_ids.to(device),
+        )
+
+
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    first = sequences[0]
+    length = min(len(s) for s in sequences)
+    for i in range(length):
+        if any(s[i] != first[i] for s in sequences):
+            return i
+    return length
+
+
 class EncodedPrompts:
     """The prompts' token ids, computed once, plus the answer tokens and the correct columns."""
 
@@ -111,6 +143,18 @@ class EncodedPrompts:
         self.pad_id = next(
             (i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0
         )
+        self.sentence_of = torch.tensor([p.sentence_index for p in self.prompts])
+        # Every prompt of a sentence starts with the sentence: the shared token prefix, at most
+        # all but each prompt's last token (which must run to give the next-token logits).
+        by_sentence: dict[int, list[int]] = {}
+        for i, p in enumerate(self.prompts):
+            by_sentence.setdefault(p.sentence_index, []).append(i)
+        self.prefix_length = torch.zeros(len(self.prompts), dtype=torch.long)
+        for members in by_sentence.values():
+            shared = _common_prefix_length([self.token_ids[i] for i in members])
+            shared = min(shared, min(len(self.token_ids[i]) for i in members) - 1)
+            self.prefix_length[members] = shared
+        self.prefix_usable = bool((self.prefix_length >= 1).all())
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -129,16 +173,53 @@ class EncodedPrompts:
             batch_positions = positions[start : start + batch_size]
             yield self.make_batch(chosen[batch_positions], batch_positions)
 
-    def make_batch(self, indices: torch.Tensor, positions: torch.Tensor | None = None) -> Batch:
-        """Left-pad the given prompts; position ids count real tokens only, from 0."""
-        width = int(self.lengths[indices].max())
-        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, index in enumerate(indices.tolist()):
-            ids = self.token_ids[index]
+    def prefix_batches(self, max_prompts: int, indices: Sequence[int] | None = None) -> Iterator[PrefixBatch]:
+        """Batches of whole sentences (their prompts among ``indices``), at most ``max_prompts`` prompts
+        each (at least one sentence), sentences in order of prompt length."""
+        chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        groups: dict[int, list[int]] = {}
+        for position, index in enumerate(chosen.tolist()):
+            groups.setdefault(int(self.sentence_of[index]), []).append(position)
+        ordered = sorted(groups.values(), key=lambda g: int(self.lengths[chosen[g[0]]]))
+        batch: list[list[int]] = []
+        for group in ordered:
+            if batch and sum(map(len, batch)) + len(group) > max_prompts:
+                yield self._prefix_batch(chosen, batch)
+                batch = []
+            batch.append(group)
+        if batch:
+            yield self._prefix_batch(chosen, batch)
+
+    def _prefix_batch(self, chosen: torch.Tensor, groups: list[list[int]]) -> PrefixBatch:
+        positions = torch.tensor([p for g in groups for p in g])
+        indices = chosen[positions]
+        heads = [int(chosen[g[0]]) for g in groups]
+        rows = torch.tensor([row for row, g in enumerate(groups) for _ in g])
+        prefix_tokens = [self.token_ids[i][: int(self.prefix_length[i])] for i in heads]
+        prefix = self._left_pad(prefix_tokens, torch.arange(len(groups)), torch.arange(len(groups)))
+        suffix_tokens = [self.token_ids[i][int(self.prefix_length[i]) :] for i in indices.tolist()]
+        width = max(len(t) for t in suffix_tokens)
+        suffix_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
+        suffix_mask = torch.zeros((len(indices), width), dtype=torch.long)
+        for row, tokens in enumerate(suffix_tokens):
+            suffix_ids[row, width - len(tokens) :] = torch.tensor(tokens)
+            suffix_mask[row, width - len(tokens) :] = 1
+        start = self.prefix_length[indices].unsqueeze(1)
+        suffix_positions = start + (suffix_mask.cumsum(-1) - 1).clamp_min(0)
+        return PrefixBatch(indices, positions, prefix, rows, suffix_ids, suffix_mask, suffix_positions)
+
+    def _left_pad(self, sequences: list[list[int]], indices: torch.Tensor, positions: torch.Tensor) -> Batch:
+        width = max(len(ids) for ids in sequences)
+        input_ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, ids in enumerate(sequences):
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             attention_mask[row, width - len(ids) :] = 1
         position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+        return Batch(indices, positions, input_ids, attention_mask, position_ids)
+
+    def make_batch(self, indices: torch.Tensor, positions: torch.Tensor | None = None) -> Batch:
+        """Left-pad the given prompts; position ids count real tokens only, from 0."""
         if positions is None:
             positions = torch.arange(len(indices))
-        return Batch(indices, positions, input_ids, attention_mask, position_ids)
+        return self._left_pad([self.token_ids[i] for i in indices.tolist()], indices, positions)

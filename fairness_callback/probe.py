@@ -17,7 +17,7 @@ from .encoding import EncodedPrompts
 from .metrics import compute_metrics, jsd_parts, seed_metrics
 from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts
 from .distributed import ProbeScoreState, shard_indices, world
-from .scoring import OptionScores, iter_scores, model_device
+from .scoring import OptionScores, iter_scores, model_device, supports_prefix_cache
 
 Normalize = Literal["vocab", "options"]
 
@@ -113,6 +113,11 @@ class FairnessProbe:
             softmax probability; ``"options"``: the K option probabilities renormalised to sum to 1.
         log_base: logarithm base of JSD-P (2 puts each part in [0, 0.5]).
         winobias_dir: directory of the official WinoBias files, used when ``probe_set`` is None.
+        prefix_cache: run each sentence (the shared prefix of its prompts) once and only the
+            prompts' own suffixes against its key/value cache. ``"auto"`` (default) does so for
+            architectures known to work (GPT-NeoX, GPT-2, Llama-style; see
+            ``scoring.PREFIX_CACHE_MODEL_TYPES``) and uses the plain batched path otherwise;
+            both give the same numbers within float rounding.
 
     Prompts are tokenised once, here; :meth:`run` only runs the model.
     """
@@ -128,6 +133,7 @@ class FairnessProbe:
         normalize: Normalize = "vocab",
         log_base: float = 2.0,
         winobias_dir: str | os.PathLike | None = None,
+        prefix_cache: bool | Literal["auto"] = "auto",
     ) -> None:
         if normalize not in ("vocab", "options"):
             raise ValueError(f"normalize must be 'vocab' or 'options', got {normalize!r}")
@@ -142,6 +148,7 @@ class FairnessProbe:
         self.config = PromptConfig(template=template, options=options or dict(DEFAULT_OPTIONS), seeds=tuple(seeds))
         self.probe_set = probe_set if probe_set is not None else ProbeSet.default(winobias_dir)
         self.batch_size = batch_size
+        self.prefix_cache = prefix_cache
         self.normalize = normalize
         self.log_base = log_base
         self.prompts = build_prompts(self.probe_set, self.config)
@@ -166,13 +173,15 @@ class FairnessProbe:
         """
         rank, world_size = world() if distributed else (0, 1)
         chosen = torch.arange(len(self.prompts)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        shard, real = shard_indices(self.encoded.lengths[chosen], rank, world_size)
-        mine = chosen[shard]
+        prefix = self.uses_prefix_cache(model) and (world_size == 1 or indices is None)
+        mine, real = self._shard(chosen, rank, world_size, by_sentence=prefix)
+        batches = (self.encoded.prefix_batches(self.batch_size, mine) if prefix
+                   else self.encoded.batches(self.batch_size, mine))
         state = ProbeScoreState(len(self.prompts), len(GROUPS), distributed=world_size > 1).to(model_device(model))
         error: BaseException | None = None
         with preserved_state(model):
             try:
-                for batch, ranks, logprobs in iter_scores(model, self.encoded.batches(self.batch_size, mine), self.answer_tokens.ids):
+                for batch, ranks, logprobs in iter_scores(model, batches, self.answer_tokens.ids):
                     keep = batch.positions < real
                     state.update(batch.indices[keep], ranks[keep], logprobs[keep])
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the collective
@@ -184,6 +193,31 @@ class FairnessProbe:
         if error is not None:
             raise error
         return OptionScores(ranks, logprobs)
+
+    def uses_prefix_cache(self, model: torch.nn.Module) -> bool:
+        """Whether :meth:`score` runs shared prefixes once (see ``prefix_cache``) for this model."""
+        if self.prefix_cache == "auto":
+            return self.encoded.prefix_usable and supports_prefix_cache(model)
+        return bool(self.prefix_cache) and self.encoded.prefix_usable
+
+    def _shard(self, chosen: torch.Tensor, rank: int, world_size: int, by_sentence: bool) -> tuple[torch.Tensor, int]:
+        """This rank's prompts (real ones first, then padding) and how many are real.
+
+        By sentence for the prefix path: whole sentences, the same number on every rank, so every
+        rank makes the same number of forward calls (all sentences have equally many prompts).
+        """
+        if not by_sentence:
+            shard, real = shard_indices(self.encoded.lengths[chosen], rank, world_size)
+            return chosen[shard], real
+        sentences = sorted({int(self.encoded.sentence_of[i]) for i in chosen})
+        members = {s: [] for s in sentences}
+        for i in chosen.tolist():
+            members[int(self.encoded.sentence_of[i])].append(i)
+        lengths = torch.tensor([int(self.encoded.lengths[members[s][0]]) for s in sentences])
+        shard, real_sentences = shard_indices(lengths, rank, world_size)
+        picked = [members[sentences[k]] for k in shard.tolist()]
+        real = sum(len(m) for m in picked[:real_sentences])
+        return torch.tensor([i for m in picked for i in m], dtype=torch.long), real
 
     def run(self, model: torch.nn.Module, distributed: bool = False) -> ProbeResult:
         """Score every prompt with ``model`` and compute the metrics.

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .encoding import Batch
+from .encoding import Batch, PrefixBatch
 from .metrics import option_ranks
 
 
@@ -53,7 +53,20 @@ def forward_target(model: torch.nn.Module) -> torch.nn.Module:
 def forward_options(model: torch.nn.Module) -> dict[str, bool]:
     """Which of the optional keyword arguments the model's forward accepts by name."""
     params = inspect.signature(unwrap_model(model).forward).parameters
-    return {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache")}
+    return {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache", "cache", "past_key_values")}
+
+
+#: Architectures whose key/value cache is known to give the plain path's numbers for a shared
+#: prefix followed by left-padded suffixes (tested: GPT-NeoX, GPT-2, Llama).
+PREFIX_CACHE_MODEL_TYPES = frozenset({"gpt_neox", "gpt2", "llama", "mistral", "qwen2", "olmo", "olmo2", "gemma", "phi3"})
+
+
+def supports_prefix_cache(model: torch.nn.Module) -> bool:
+    """True if the model takes a cache argument and its architecture is known to work with one."""
+    inner = unwrap_model(model)
+    accepts = forward_options(model)
+    model_type = getattr(getattr(inner, "config", None), "model_type", None)
+    return (accepts["cache"] or accepts["past_key_values"]) and model_type in PREFIX_CACHE_MODEL_TYPES
 
 
 def last_token_logits(model: torch.nn.Module, batch: Batch, accepts: dict[str, bool]) -> torch.Tensor:
@@ -71,6 +84,22 @@ def last_token_logits(model: torch.nn.Module, batch: Batch, accepts: dict[str, b
     return logits[:, -1, :]
 
 
+def prefix_last_logits(model: torch.nn.Module, batch: PrefixBatch, accepts: dict[str, bool]) -> torch.Tensor:
+    """Last-position logits [B, V] of prompts run as a cached shared prefix plus their own suffix."""
+    cache_arg = "cache" if accepts["cache"] else "past_key_values"
+    prefix = batch.prefix
+    output = model(input_ids=prefix.input_ids, attention_mask=prefix.attention_mask, position_ids=prefix.position_ids,
+                   use_cache=True, **({"logits_to_keep": 1} if accepts["logits_to_keep"] else {}))
+    cache = output.get("cache") if "cache" in output else output.get("past_key_values")
+    cache.reorder_cache(batch.rows)  # one cache row per prompt (its sentence's prefix)
+    mask = torch.cat([prefix.attention_mask[batch.rows], batch.suffix_mask], dim=1)
+    kwargs = {"input_ids": batch.suffix_ids, "attention_mask": mask, "position_ids": batch.suffix_position_ids,
+              cache_arg: cache, "use_cache": True}
+    if accepts["logits_to_keep"]:
+        kwargs["logits_to_keep"] = 1
+    return model(**kwargs).logits[:, -1, :]
+
+
 def score_logits(logits: torch.Tensor, answer_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Ranks [B, K] and full-vocabulary log-probs [B, K] of the answer tokens; NaN rows where non-finite."""
     logits = logits.float()
@@ -84,10 +113,11 @@ def score_logits(logits: torch.Tensor, answer_ids: torch.Tensor) -> tuple[torch.
     return ranks, logprobs
 
 
-def iter_scores(model: torch.nn.Module, batches: Iterable[Batch], answer_ids: Sequence[int]) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
-    """Run ``batches`` through ``model``; yield each batch with its ranks and log-probs (on CPU).
-
-    Warns once at the end if any prompt gave non-finite logits (its row is NaN).
+def iter_scores(
+    model: torch.nn.Module, batches: Iterable[Batch | PrefixBatch], answer_ids: Sequence[int]
+) -> Iterator[tuple[Batch | PrefixBatch, torch.Tensor, torch.Tensor]]:
+    """Run ``batches`` (plain or prefix-cached) through ``model``; yield each with its ranks and
+    log-probs (on CPU). Warns once at the end if any prompt gave non-finite logits (its row is NaN).
     """
     accepts = forward_options(model)
     device = model_device(model)
@@ -95,7 +125,11 @@ def iter_scores(model: torch.nn.Module, batches: Iterable[Batch], answer_ids: Se
     answers = torch.tensor(list(answer_ids), device=device)
     bad = 0
     for batch in batches:
-        logits = last_token_logits(model, batch.to(device), accepts)
+        on_device = batch.to(device)
+        if isinstance(batch, PrefixBatch):
+            logits = prefix_last_logits(model, on_device, accepts)
+        else:
+            logits = last_token_logits(model, on_device, accepts)
         ranks, logprobs = score_logits(logits, answers)
         del logits
         bad += int(torch.isnan(ranks[:, 0]).sum())

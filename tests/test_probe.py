@@ -77,8 +77,8 @@ def test_required_metric_keys(tiny_neox, neox_probe):
 def test_batched_equals_alone(request, model_fixture, bpe_tokenizer, small_probe_set):
     """Left padding with correct position ids: a prompt scores the same in a batch as alone."""
     model = request.getfixturevalue(model_fixture)
-    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48)
-    alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1)
+    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48, prefix_cache=False)
+    alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1, prefix_cache=False)
     lengths = batched.encoded.lengths
     assert lengths.max() > lengths.min() + 3  # batches really are padded
     diff = (batched.score(model).logprobs - alone.score(model).logprobs).abs().max()
@@ -87,7 +87,7 @@ def test_batched_equals_alone(request, model_fixture, bpe_tokenizer, small_probe
 
 def test_gpt2_batching_test_is_sensitive_to_position_ids(monkeypatch, tiny_gpt2, bpe_tokenizer, small_probe_set):
     """Withholding position ids breaks GPT-2 under left padding, so the test above can fail."""
-    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48)
+    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48, prefix_cache=False)
     alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1).score(tiny_gpt2).logprobs
     real = scoring.forward_options
     monkeypatch.setattr(scoring, "forward_options", lambda m: {**real(m), "position_ids": False})
@@ -200,3 +200,34 @@ def test_default_probe_set_comes_from_env(monkeypatch, winobias_dir, bpe_tokeniz
     monkeypatch.setenv("FAIRNESS_WINOBIAS_DIR", str(winobias_dir))
     probe = FairnessProbe(bpe_tokenizer, seeds=(0,))
     assert len(probe.probe_set) == 1584 and len(probe) == 1584 * 2
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(bpe_tokenizer):
+    """A random 2-layer Llama (grouped-query attention, rotary): the SmolLM2 / Llama-style cache."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    config = LlamaConfig(vocab_size=len(bpe_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_neox", "tiny_gpt2", "tiny_llama"])
+def test_prefix_cache_equals_the_plain_path(request, model_fixture, bpe_tokenizer, small_probe_set):
+    """Each sentence run once, the prompts' suffixes against its key/value cache: same numbers."""
+    model = request.getfixturevalue(model_fixture)
+    plain = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16, prefix_cache=False)
+    cached = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16, prefix_cache=True)
+    assert cached.uses_prefix_cache(model) and not plain.uses_prefix_cache(model)
+    assert int(cached.encoded.prefix_length.min()) >= 5  # the sentence really is shared
+    a, b = plain.score(model), cached.score(model)
+    assert (a.logprobs - b.logprobs).abs().max() < 1e-4
+    assert torch.equal(a.ranks, b.ranks)
+    subset = list(range(0, len(plain), 3))  # partial sentences: prefixes of fewer prompts
+    assert (plain.score(model, subset).logprobs[subset] - cached.score(model, subset).logprobs[subset]).abs().max() < 1e-4
+
+
+def test_prefix_cache_auto_falls_back_for_unknown_models(tiny_neox, neox_probe):
+    assert neox_probe.uses_prefix_cache(tiny_neox)
+    assert not neox_probe.uses_prefix_cache(FullLogitsOnly(tiny_neox))  # no cache argument: plain path
