@@ -97,6 +97,7 @@ def group_metrics(
         by_group[group] = {name: v[mask].numpy() for name, v in values.items()}
         for name, v in values.items():
             metrics[f"{name}/{group}"] = float(v[mask].mean()) if count else nan
+            metrics[f"{name}/{group}/se"] = float(v[mask].std() / math.sqrt(count)) if count > 1 else nan
         for j, option in enumerate(GROUPS):
             metrics[f"jsdp/{group}/{option}"] = float(parts[mask, j].double().mean()) if count else nan
         acc_nan = bool(row_nan[mask].any()) or not count
@@ -104,6 +105,7 @@ def group_metrics(
     for name in values:
         metrics[f"{name}/gap"] = metrics[f"{name}/female"] - metrics[f"{name}/male"]
         metrics[f"{name}/abs_gap"] = abs(metrics[f"{name}/gap"])
+        metrics[f"{name}/gap/se"] = math.hypot(metrics[f"{name}/female/se"], metrics[f"{name}/male/se"])
         p, r = mann_whitney(by_group["female"][name], by_group["male"][name])
         metrics[f"mwu_p/{name}"] = p
         metrics[f"mwu_rbc/{name}"] = r

@@ -8,6 +8,7 @@ everything here is framework-free and the same under both.
 from __future__ import annotations
 
 import contextlib
+import math
 import logging
 import os
 import time
@@ -82,12 +83,16 @@ class FairnessMonitor:
         on_error: Literal["warn", "raise"],
         log_all_metrics: bool,
         default_loss_key: str,
+        probe_budget: float | None = None,
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        if probe_budget is not None and not 0 < probe_budget < 1:
+            raise ValueError(f"probe_budget must be a fraction of training time in (0, 1), got {probe_budget}")
         if on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = self.initial_every_n_steps = every_n_steps
+        self.probe_budget = probe_budget
         self.probe = probe
         self.tokenizer = tokenizer
         self.early_stopping = early_stopping
@@ -110,6 +115,9 @@ class FairnessMonitor:
         self.stop_message: str | None = None
         self.latest_loss: float | None = None
         self.sudden_change = SuddenChangeDetector()
+        self.every_n_steps = self.initial_every_n_steps
+        self._clock: tuple[float, int] | None = None  # (wall time, step) when this run was first seen
+        self._probe_seconds_total = 0.0
         if self.early_stopping is not None:
             self.early_stopping.reset()
 
@@ -131,7 +139,17 @@ class FairnessMonitor:
 
     # -- the probe ------------------------------------------------------------------------------
     def is_due(self, step: int) -> bool:
+        if self._clock is None:
+            self._clock = (time.perf_counter(), step)
         return step % self.every_n_steps == 0 and step != self.last_probed_step
+
+    def _budget_interval(self, step: int, probe_seconds: float) -> int:
+        """The interval that keeps probing at ``probe_budget`` of training time (0: not known yet)."""
+        if self.probe_budget is None or self._clock is None or step <= self._clock[1]:
+            return 0
+        training = time.perf_counter() - self._clock[0] - self._probe_seconds_total - probe_seconds
+        step_seconds = max(training, 1e-9) / (step - self._clock[1])
+        return max(1, math.ceil(probe_seconds / (self.probe_budget * step_seconds)))
 
     def logged_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """The metrics to send to the training loggers, under the ``fairness/`` prefix."""
@@ -146,7 +164,7 @@ class FairnessMonitor:
         ``on_error="raise"`` all ranks raise if any rank's probe failed.
         """
         self.last_probed_step = step
-        metrics, reason, message, error = None, StopReason.NOT_STOPPED, "", None
+        metrics, reason, message, error, interval = None, StopReason.NOT_STOPPED, "", None, 0
         start = time.perf_counter()
         try:
             with autocast or contextlib.nullcontext():
@@ -156,14 +174,22 @@ class FairnessMonitor:
             if self.early_stopping is not None:
                 decision = self.early_stopping.step(step, metrics)
                 reason, message = decision.reason, decision.message
+            interval = self._budget_interval(step, seconds)
             self._write_probe(step, result, seconds)
         except Exception as exc:  # noqa: BLE001 - a probe must never crash training unless asked to
             error = exc
             log.error("fairness probe at step %d failed; training goes on", step, exc_info=True)
+        self._probe_seconds_total += time.perf_counter() - start
         codes = list(StopReason)
-        reason_code, failed = max_over_ranks([codes.index(reason), int(error is not None)])
+        # One all-reduce carries the stop vote, the failure flag and the budget interval, so that
+        # every rank stops, raises and probes at the same steps.
+        reason_code, failed, interval = max_over_ranks([codes.index(reason), int(error is not None), interval])
         if failed and self.on_error == "raise":
             raise error if error is not None else RuntimeError(f"fairness probe at step {step} failed on another rank")
+        if interval and interval != self.every_n_steps:
+            log.warning("fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
+                        100 * self.probe_budget, time.perf_counter() - start, interval, self.every_n_steps)
+            self.every_n_steps = interval
         if metrics is not None:
             self.last_metrics = metrics
         stop = reason_code > 0
@@ -214,6 +240,7 @@ class FairnessMonitor:
         return {
             "last_probed_step": self.last_probed_step,
             "latest_loss": self.latest_loss,
+            "every_n_steps": self.every_n_steps,
             "sudden_change": self.sudden_change.state_dict(),
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
         }
@@ -221,6 +248,7 @@ class FairnessMonitor:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_probed_step = state.get("last_probed_step")
         self.latest_loss = state.get("latest_loss")
+        self.every_n_steps = state.get("every_n_steps", self.every_n_steps)
         self.sudden_change.load_state_dict(state.get("sudden_change", {}))
         if self.early_stopping is not None and state.get("early_stopping"):
             self.early_stopping.load_state_dict(state["early_stopping"])

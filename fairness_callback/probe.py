@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -97,6 +98,15 @@ def preserved_state(model: torch.nn.Module) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
+def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: int) -> ProbeSet:
+    """Whole sentences in SHA-256 order of their ids, as many as fit in ``max_prompts`` prompts."""
+    count = max_prompts // prompts_per_sentence
+    if count < 1:
+        raise ValueError(f"max_prompts={max_prompts} is less than one sentence's {prompts_per_sentence} prompts")
+    order = sorted(probe_set, key=lambda s: hashlib.sha256(s.sentence_id.encode()).hexdigest())
+    return ProbeSet(order[:count], name=f"{probe_set.name}[{min(count, len(probe_set))} of {len(probe_set)}]")
+
+
 class FairnessProbe:
     """Measures a causal LM's gender bias on WinoBias-style prompts, on the model as it is in memory.
 
@@ -118,6 +128,9 @@ class FairnessProbe:
             architectures known to work (GPT-NeoX, GPT-2, Llama-style; see
             ``scoring.PREFIX_CACHE_MODEL_TYPES``) and uses the plain batched path otherwise;
             both give the same numbers within float rounding.
+        max_prompts: probe a fixed subset of whole sentences with at most this many prompts: the
+            same sentences on every rank and at every probe (chosen by a hash of their ids), so
+            the curve is consistent; ``<metric>/se`` keys give each mean's standard error.
 
     Prompts are tokenised once, here; :meth:`run` only runs the model.
     """
@@ -134,6 +147,7 @@ class FairnessProbe:
         log_base: float = 2.0,
         winobias_dir: str | os.PathLike | None = None,
         prefix_cache: bool | Literal["auto"] = "auto",
+        max_prompts: int | None = None,
     ) -> None:
         if normalize not in ("vocab", "options"):
             raise ValueError(f"normalize must be 'vocab' or 'options', got {normalize!r}")
@@ -146,7 +160,9 @@ class FairnessProbe:
 
             tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         self.config = PromptConfig(template=template, options=options or dict(DEFAULT_OPTIONS), seeds=tuple(seeds))
-        self.probe_set = probe_set if probe_set is not None else ProbeSet.default(winobias_dir)
+        probe_set = probe_set if probe_set is not None else ProbeSet.default(winobias_dir)
+        self.full_size = len(probe_set)
+        self.probe_set = fixed_subset(probe_set, max_prompts, 2 * len(self.config.seeds)) if max_prompts else probe_set
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
         self.normalize = normalize
@@ -276,6 +292,7 @@ class FairnessProbe:
         return {
             "probe_set": self.probe_set.name,
             "num_sentences": len(self.probe_set),
+            "num_sentences_available": self.full_size,
             "num_prompts": len(self.prompts),
             "num_tokens": self.encoded.num_tokens,
             "seeds": list(self.config.seeds),

@@ -231,3 +231,19 @@ def test_prefix_cache_equals_the_plain_path(request, model_fixture, bpe_tokenize
 def test_prefix_cache_auto_falls_back_for_unknown_models(tiny_neox, neox_probe):
     assert neox_probe.uses_prefix_cache(tiny_neox)
     assert not neox_probe.uses_prefix_cache(FullLogitsOnly(tiny_neox))  # no cache argument: plain path
+
+
+def test_max_prompts_takes_a_fixed_subset_of_whole_sentences(bpe_tokenizer, tiny_neox):
+    from fairness_callback import ProbeSet
+
+    full = ProbeSet.builtin()
+    a = FairnessProbe(bpe_tokenizer, full, seeds=(0, 1), max_prompts=203)
+    b = FairnessProbe(bpe_tokenizer, ProbeSet(list(full)[::-1], name="reversed"), seeds=(0, 1), max_prompts=203)
+    assert len(a) == 200 and len(a.probe_set) == 50  # whole sentences: 4 prompts each
+    assert {s.sentence_id for s in a.probe_set} == {s.sentence_id for s in b.probe_set}  # order-independent
+    assert a.probe_set.name == "builtin[50 of 560]"
+    metrics = a.run(tiny_neox).metrics
+    assert metrics["jsdp/male/se"] > 0 and metrics["jsdp/gap/se"] == pytest.approx(
+        math.hypot(metrics["jsdp/male/se"], metrics["jsdp/female/se"]))
+    with pytest.raises(ValueError, match="less than one sentence"):
+        FairnessProbe(bpe_tokenizer, full, seeds=(0, 1), max_prompts=3)

@@ -66,6 +66,9 @@ class FairnessCallback(TrainerCallback):
             default ``<output_dir>/fairness_history.jsonl``. A resumed run appends to it.
         on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on
             (the next probe is tried again); ``"raise"``: the error ends training.
+        probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
+            interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
+            same on every rank, and the choice is logged. None keeps ``every_n_steps``.
         log_all_metrics: send every metric to the loggers, not just the headline ones (the
             history file always has all of them).
         probe_on_evaluate: also probe at each evaluation not already probed at that step, so the
@@ -86,11 +89,12 @@ class FairnessCallback(TrainerCallback):
         history_path: str | os.PathLike | None = None,
         on_error: Literal["warn", "raise"] = "warn",
         log_all_metrics: bool = False,
+        probe_budget: float | None = None,
         probe_on_evaluate: bool = True,
     ) -> None:
         self.monitor = FairnessMonitor(
             every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-            log_all_metrics, default_loss_key="eval_loss",
+            log_all_metrics, default_loss_key="eval_loss", probe_budget=probe_budget,
         )
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None

@@ -42,6 +42,9 @@ class FairnessCallback(pl.Callback):
             default ``<default_root_dir>/fairness_history.jsonl``. A resumed run appends to it.
         on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on;
             ``"raise"``: the error ends training.
+        probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
+            interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
+            same on every rank, and the choice is logged. None keeps ``every_n_steps``.
         log_all_metrics: send every metric to the loggers, not just the headline ones.
         model_attr: attribute of the LightningModule that holds the causal LM (e.g. a Hugging Face
             model at ``self.model``); if the module has no such attribute, the LightningModule
@@ -62,12 +65,13 @@ class FairnessCallback(pl.Callback):
         history_path: str | os.PathLike | None = None,
         on_error: Literal["warn", "raise"] = "warn",
         log_all_metrics: bool = False,
+        probe_budget: float | None = None,
         model_attr: str = "model",
     ) -> None:
         super().__init__()
         self.monitor = FairnessMonitor(
             every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-            log_all_metrics, default_loss_key="val_loss",
+            log_all_metrics, default_loss_key="val_loss", probe_budget=probe_budget,
         )
         self.model_attr = model_attr
         self._layout_written = False

@@ -1,0 +1,54 @@
+"""The framework-free engine: probe budget, with a fake clock (no training framework)."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from fairness_callback import monitor as monitor_module
+from fairness_callback.monitor import FairnessMonitor
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class TwoSecondProbe:
+    """Stands in for FairnessProbe: every run takes 2 s of the fake clock."""
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def run(self, model, distributed=False):
+        self.clock.now += 2.0
+        return SimpleNamespace(metrics={"jsdp/gap": 0.01}, by_seed={})
+
+
+def test_budget_sets_the_interval_from_measured_probe_and_step_times(monkeypatch, caplog):
+    clock = FakeClock()
+    monkeypatch.setattr(monitor_module.time, "perf_counter", clock)
+    monitor = FairnessMonitor(10, TwoSecondProbe(clock), None, None, True, None, "warn", False, "val_loss", probe_budget=0.02)
+    monitor.setup()
+    assert monitor.is_due(0)
+    monitor.run_probe(model=None, step=0)
+    assert monitor.every_n_steps == 10  # no training step measured yet
+    for step in range(1, 11):
+        clock.now += 1.0  # one second a training step
+        due = monitor.is_due(step)
+    assert due
+    with caplog.at_level("WARNING", logger="fairness_callback"):
+        monitor.run_probe(model=None, step=10)
+    # 2 s probes at 2% of 1 s steps: every ceil(2 / 0.02) = 100 steps
+    assert monitor.every_n_steps == 100
+    assert "probing every 100 steps from now (was 10)" in caplog.text
+    assert monitor.state_dict()["every_n_steps"] == 100
+    monitor.reset()
+    assert monitor.every_n_steps == 10
+
+
+def test_budget_must_be_a_fraction():
+    with pytest.raises(ValueError, match="probe_budget"):
+        FairnessMonitor(10, None, None, None, True, None, "warn", False, "val_loss", probe_budget=2.0)
