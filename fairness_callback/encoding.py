@@ -99,23 +99,25 @@ class Batch:
 class PrefixBatch:
     """Prompts that share per-sentence prefixes: the prefixes once, then every prompt's suffix.
 
-    ``rows[j]`` is the prefix row of prompt ``j``; ``prefix_lengths`` count real prefix tokens.
-    Both parts are left-padded; the suffix positions continue from the prompt's own prefix.
+    ``prefix`` has one row per sentence, ``suffix`` one per prompt (``indices``, ``positions``
+    as in :class:`Batch`); ``rows[j]`` is the prefix row of prompt ``j``. Both are left-padded;
+    the suffix position ids continue from the prompt's own prefix.
     """
 
-    indices: torch.Tensor
-    positions: torch.Tensor
     prefix: Batch
+    suffix: Batch
     rows: torch.Tensor
-    suffix_ids: torch.Tensor
-    suffix_mask: torch.Tensor
-    suffix_position_ids: torch.Tensor
+
+    @property
+    def indices(self) -> torch.Tensor:
+        return self.suffix.indices
+
+    @property
+    def positions(self) -> torch.Tensor:
+        return self.suffix.positions
 
     def to(self, device: torch.device | str) -> "PrefixBatch":
-        return PrefixBatch(
-            self.indices, self.positions, self.prefix.to(device), self.rows.to(device),
-            self.suffix_ids.to(device), self.suffix_mask.to(device), self.suffix_position_ids.to(device),
-        )
+        return PrefixBatch(self.prefix.to(device), self.suffix.to(device), self.rows.to(device))
 
 
 def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -198,15 +200,9 @@ class EncodedPrompts:
         prefix_tokens = [self.token_ids[i][: int(self.prefix_length[i])] for i in heads]
         prefix = self._left_pad(prefix_tokens, torch.arange(len(groups)), torch.arange(len(groups)))
         suffix_tokens = [self.token_ids[i][int(self.prefix_length[i]) :] for i in indices.tolist()]
-        width = max(len(t) for t in suffix_tokens)
-        suffix_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
-        suffix_mask = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, tokens in enumerate(suffix_tokens):
-            suffix_ids[row, width - len(tokens) :] = torch.tensor(tokens)
-            suffix_mask[row, width - len(tokens) :] = 1
-        start = self.prefix_length[indices].unsqueeze(1)
-        suffix_positions = start + (suffix_mask.cumsum(-1) - 1).clamp_min(0)
-        return PrefixBatch(indices, positions, prefix, rows, suffix_ids, suffix_mask, suffix_positions)
+        suffix = self._left_pad(suffix_tokens, indices, positions)
+        suffix.position_ids += self.prefix_length[indices].unsqueeze(1)
+        return PrefixBatch(prefix, suffix, rows)
 
     def _left_pad(self, sequences: list[list[int]], indices: torch.Tensor, positions: torch.Tensor) -> Batch:
         width = max(len(ids) for ids in sequences)

@@ -92,8 +92,9 @@ def prefix_last_logits(model: torch.nn.Module, batch: PrefixBatch, accepts: dict
                    use_cache=True, **({"logits_to_keep": 1} if accepts["logits_to_keep"] else {}))
     cache = output.get("cache") if "cache" in output else output.get("past_key_values")
     cache.reorder_cache(batch.rows)  # one cache row per prompt (its sentence's prefix)
-    mask = torch.cat([prefix.attention_mask[batch.rows], batch.suffix_mask], dim=1)
-    kwargs = {"input_ids": batch.suffix_ids, "attention_mask": mask, "position_ids": batch.suffix_position_ids,
+    suffix = batch.suffix
+    mask = torch.cat([prefix.attention_mask[batch.rows], suffix.attention_mask], dim=1)
+    kwargs = {"input_ids": suffix.input_ids, "attention_mask": mask, "position_ids": suffix.position_ids,
               cache_arg: cache, "use_cache": True}
     if accepts["logits_to_keep"]:
         kwargs["logits_to_keep"] = 1
