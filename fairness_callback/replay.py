@@ -160,6 +160,7 @@ class Loader:
     dtype: torch.dtype | None = None
     trust_remote_code: bool = False
     model_factory: Callable[[], torch.nn.Module] | None = None
+    gguf_file: str | None = None
 
     def __call__(self, checkpoint: Checkpoint) -> torch.nn.Module:
         if checkpoint.kind == "lightning":
@@ -172,7 +173,7 @@ class Loader:
 
             model = AutoModelForCausalLM.from_pretrained(
                 checkpoint.source, revision=checkpoint.revision, dtype=self.dtype or "auto",
-                trust_remote_code=self.trust_remote_code,
+                trust_remote_code=self.trust_remote_code, gguf_file=self.gguf_file,
             )
         return model.to(self.device).eval()
 

@@ -365,7 +365,9 @@ def test_two_gloo_ranks_agree_and_stop_together(tmp_path, bpe_tokenizer):
     single = small_probe(bpe_tokenizer).run(model).metrics
     assert single.keys() == ranks[0]["last_metrics"].keys()
     for key, value in single.items():
-        assert ranks[0]["last_metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-12, nan_ok=True), key
+        # rel 1e-5: the prefix-cache path groups other sentences per batch on 2 ranks than on 1,
+        # which moves float32 rounding at the 1e-6 level (measured up to 4.5e-6 on the standard errors)
+        assert ranks[0]["last_metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-12, nan_ok=True), key
 
     # only rank 0's policy fired (at step 4); rank 1 stopped with it, on the same step, for the same reason
     stops = [json.loads((tmp_path / f"stop-rank{r}.json").read_text()) for r in range(2)]

@@ -350,7 +350,7 @@ def test_probe_runs_under_the_trainers_autocast(tmp_path):
     callback = fairness(tmp_path)
     make_trainer(tmp_path, [callback], precision="bf16-mixed", max_steps=2).fit(module)
 
-    assert seen == [(True, torch.bfloat16)] * 2  # steps 0 and 2, one batch each
+    assert seen == [(True, torch.bfloat16)] * 4  # steps 0 and 2, one batch each: its prefix and its suffixes
     logged = callback.monitor.logged_metrics(callback.last_metrics)
     assert logged and all(math.isfinite(value) for value in logged.values())
 
@@ -409,7 +409,8 @@ def test_ddp_ranks_agree_and_stop_together(tmp_path):
     assert watch[0]["probes"] == watch[1]["probes"]  # every step and every metric, exactly
     # The step-4 probe is of the final weights; one process scoring every prompt gives the same.
     reference = probe_reference(tmp_path / "final_weights.pt")
-    assert watch[0]["last_metrics"] == pytest.approx(reference, rel=1e-6)
+    # rel 1e-5: 2 ranks batch other sentences together than 1 (prefix-cache path): float32 rounding
+    assert watch[0]["last_metrics"] == pytest.approx(reference, rel=1e-5)
 
     stop = [report["stop"] for report in ranks]
     assert [report["global_step"] for report in stop] == [6, 6]
@@ -427,7 +428,7 @@ def test_fsdp2_sharded_probe_matches_the_full_model(tmp_path):
     rank0, rank1 = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
     for part in ("loop", "lightning"):  # a plain torch loop; Lightning's ModelParallelStrategy with the callback
         assert rank0[part] == rank1[part], part
-        assert rank0[part] == pytest.approx(probe_reference(tmp_path / f"{part}_weights.pt"), rel=1e-6), part
+        assert rank0[part] == pytest.approx(probe_reference(tmp_path / f"{part}_weights.pt"), rel=1e-5), part
     assert probe_steps(tmp_path) == [0, 2]
 
 
