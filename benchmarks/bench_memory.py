@@ -36,12 +36,13 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 HIDDEN = 512
 
 
 def status_kib() -> dict[str, int]:
-    text = open("/proc/self/status").read()
+    text = Path("/proc/self/status").read_text()
     return {key: int(re.search(rf"{key}:\s+(\d+) kB", text).group(1)) for key in ("VmRSS", "VmHWM")}
 
 
@@ -122,8 +123,8 @@ def main() -> None:
     has_prefix = has_prefix_option(FairnessProbe)
     load_before = load_average()
     print(f"load average before (1, 5, 15 min): {load_before}")
-    print("measured: extra peak RSS of the second probe.score on the longest sentences over the RSS before it, a fresh process per row; "
-          "analytic: 7 B V (logits, rank comparisons) and 32 B L H (MLP activations)")
+    print("measured: extra peak RSS of the second probe.score on the longest sentences over the RSS before it, "
+          "a fresh process per row; analytic: 7 B V (logits, rank comparisons), 32 B L H (MLP activations)")
     if not has_prefix:
         print("prefix path: skipped, this FairnessProbe has no prefix_cache option")
     print(f"{'path':<7} {'batch':>5} {'vocab':>6} {'L':>4} {'model MB':>9} {'peak MB':>8} {'peak/model':>10} "

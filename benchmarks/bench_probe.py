@@ -50,10 +50,10 @@ from pathlib import Path
 import torch
 
 from fairness_callback import FairnessProbe, ProbeSet
+from fairness_callback.prompts import GROUPS
 from fairness_callback.toy import tiny_gpt_neox
 
 TOLERANCE = 1e-4
-OPTION_TEXTS = (" male", " female", " not specified")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 WINOBIAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "winobias"
 
@@ -113,15 +113,17 @@ class LmEval:
         return cls(model, tokenizer, batch_size)
 
     def loglikelihoods(self, probe: FairnessProbe, indices: list[int]) -> torch.Tensor:
-        """[len(indices), 3] log-likelihoods of the three option continuations after each prompt."""
+        """[len(indices), K] log-likelihoods of each option's text (" male", ...) after each prompt,
+        columns in the probe's group order."""
         from lm_eval.api.instance import Instance
 
+        options = [f" {probe.config.options[group]}" for group in GROUPS]
         requests = [
             Instance(request_type="loglikelihood", doc={}, arguments=(probe.prompts[i].text, option), idx=k)
-            for i in indices for k, option in enumerate(OPTION_TEXTS)
+            for i in indices for k, option in enumerate(options)
         ]
         results = self.lm.loglikelihood(requests, disable_tqdm=True)
-        return torch.tensor([logprob for logprob, _ in results], dtype=torch.float64).view(len(indices), len(OPTION_TEXTS))
+        return torch.tensor([logprob for logprob, _ in results], dtype=torch.float64).view(len(indices), len(options))
 
 
 def timed(clock, fn, *args):
@@ -217,21 +219,31 @@ def main() -> None:
         "lmeval_over_probe": None if lmeval_s is None else round(lmeval_s / probe_s, 2),
         "prompts_per_s": round(n_prompts / probe_s, 1),
         "tokens_per_s": round(n_tokens / probe_s, 1),
+        "prefix_prompts_per_s": None if prefix_s is None else round(n_prompts / prefix_s, 1),
+        "prefix_tokens_per_s": None if prefix_s is None else round(n_tokens / prefix_s, 1),
         "naive_max_abs_diff": float((naive_logprobs - plain.logprobs[peer_indices]).abs().max()),
         "naive_rank_max_diff": int((naive_ranks - plain.ranks[peer_indices]).abs().max()),
         "naive_ranks_equal_frac": round(float((naive_ranks == plain.ranks[peer_indices]).double().mean()), 4),
+        "naive_same_answers": None,
         "peer_prompts": len(peer_indices),
         **{f"{name}_runs_s": [round(t, 3) for t in runs] for name, runs in times.items() if runs},
     }
+    # Same answers: log-probabilities within TOLERANCE; a vocabulary rank may move by one where
+    # float rounding reorders near-tied logits.
+    figures["naive_same_answers"] = figures["naive_max_abs_diff"] <= TOLERANCE and figures["naive_rank_max_diff"] <= 1
+    # lm-eval scores an option's whole text; the probe its first token: compare the one-token options.
+    single = [k for k, group in enumerate(GROUPS) if group not in probe.answer_tokens.multi_token]
+    single_text = "/".join(repr(f" {probe.config.options[GROUPS[k]]}") for k in single)
     if lmeval_ll is not None:
         ours = plain.logprobs[peer_indices].double()
-        single = slice(0, 2)  # " male", " female": one GPT-2 token each
         figures["lmeval_max_abs_diff"] = float((lmeval_ll[:, single] - ours[:, single]).abs().max())
         figures["lmeval_argmax_agree"] = bool(torch.equal(lmeval_ll[:, single].argmax(1), ours[:, single].argmax(1)))
-        figures["lmeval_argmax3_agree_frac"] = round(float((lmeval_ll.argmax(1) == ours.argmax(1)).double().mean()), 4)
+        figures["lmeval_same_answers"] = figures["lmeval_max_abs_diff"] <= TOLERANCE and figures["lmeval_argmax_agree"]
+        figures["lmeval_argmax_all_agree_frac"] = round(float((lmeval_ll.argmax(1) == ours.argmax(1)).double().mean()), 4)
     if prefix_scores is not None:
         figures["prefix_max_abs_diff"] = float((prefix_scores.logprobs - plain.logprobs).abs().max())
         figures["prefix_rank_max_diff"] = int((prefix_scores.ranks - plain.ranks).abs().max())
+        figures["prefix_same_answers"] = figures["prefix_max_abs_diff"] <= TOLERANCE and figures["prefix_rank_max_diff"] <= 1
     figures.update({f"builtin_{k}": v for k, v in token_counts(FairnessProbe(tokenizer, ProbeSet.builtin()).encoded).items()})
     winobias = Path(os.environ.get("FAIRNESS_WINOBIAS_DIR", WINOBIAS_DIR))
     if (winobias / "pro_stereotyped_type2.txt.dev").exists():
@@ -239,32 +251,34 @@ def main() -> None:
         figures.update({f"winobias_{k}": v for k, v in token_counts(wb).items()})
     figures.update(clock=args.clock, threads=args.threads, load_before=load_before, load_after=load_after)
 
-    def ratio(value, target: str) -> str:
-        return "skipped" if value is None else f"{value}  (target {target})"
+    def line(name: str, seconds: float | None, ratio: str, what: str, target: str) -> None:
+        if seconds is None:
+            print(f"{name:<8} skipped")
+        else:
+            print(f"{name:<8}{seconds:8.3f} s  {figures[ratio]}x {what}  (target {target})")
 
     print(f"floor   {floor_s:8.3f} s  (bare batched forward, last-position logits)")
-    print(f"probe   {probe_s:8.3f} s  = {ratio(figures['probe_over_floor'], '<= 1.10')}x floor")
-    print(f"prefix  {'skipped' if prefix_s is None else f'{prefix_s:8.3f} s'}  = "
-          f"{ratio(figures['prefix_over_floor'], '<= 0.7')}x floor")
-    print(f"naive   {naive_s:8.3f} s  = probe x {ratio(figures['naive_over_probe'], '>= 5')}")
-    print(f"lm-eval {'skipped' if lmeval_s is None else f'{lmeval_s:8.3f} s'}  = "
-          f"probe x {ratio(figures['lmeval_over_probe'], '>= 5')}")
+    line("probe", probe_s, "probe_over_floor", "floor", "<= 1.10x")
+    line("prefix", prefix_s, "prefix_over_floor", "floor", "<= 0.7x")
+    line("naive", naive_s, "naive_over_probe", "the probe's time", ">= 5x")
+    line("lm-eval", lmeval_s, "lmeval_over_probe", "the probe's time", ">= 5x")
     if prefix_s is not None:
         print(f"against the prefix path (the default for GPT-NeoX): naive x {naive_s / prefix_s:.2f}"
               + ("" if lmeval_s is None else f", lm-eval x {lmeval_s / prefix_s:.2f}"))
-    print(f"probe throughput: {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s")
-    print(f"same answers: naive vs probe max |diff| of option log-probs {figures['naive_max_abs_diff']:.2e} "
-          f"(tolerance {TOLERANCE}), ranks equal on {figures['naive_ranks_equal_frac']:.1%} of option cells, "
-          f"at most {figures['naive_rank_max_diff']} apart (float rounding at near-ties of a random model)", end="")
+    print(f"throughput: probe {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s"
+          + ("" if prefix_s is None else f"; prefix {figures['prefix_prompts_per_s']} prompts/s, "
+                                         f"{figures['prefix_tokens_per_s']} prompt tokens/s"))
+    print(f"same answers (option log-probs within {TOLERANCE}, vocabulary ranks within 1):")
+    print(f"  naive: {figures['naive_same_answers']}: max |diff| {figures['naive_max_abs_diff']:.2e}, ranks equal "
+          f"in {figures['naive_ranks_equal_frac']:.1%} of cells, at most {figures['naive_rank_max_diff']} apart")
     if lmeval_ll is not None:
-        print(f"; lm-eval vs probe on ' male'/' female' (single tokens): max |diff| "
-              f"{figures['lmeval_max_abs_diff']:.2e} (tolerance {TOLERANCE}), argmax agrees: "
-              f"{figures['lmeval_argmax_agree']}; three-way argmax (lm-eval scores both tokens of "
-              f"' not specified', the probe its first) agrees on {figures['lmeval_argmax3_agree_frac']:.1%}", end="")
+        print(f"  lm-eval on the one-token options {single_text}: {figures['lmeval_same_answers']}: max |diff| "
+              f"{figures['lmeval_max_abs_diff']:.2e}, same argmax among them: {figures['lmeval_argmax_agree']}; "
+              f"argmax among all options (lm-eval scores every token of an option, the probe its first) "
+              f"agrees on {figures['lmeval_argmax_all_agree_frac']:.1%}")
     if prefix_scores is not None:
-        print(f"; prefix vs plain max |diff| {figures['prefix_max_abs_diff']:.2e} (tolerance {TOLERANCE}), "
-              f"ranks at most {figures['prefix_rank_max_diff']} apart", end="")
-    print()
+        print(f"  prefix: {figures['prefix_same_answers']}: max |diff| {figures['prefix_max_abs_diff']:.2e}, "
+              f"ranks at most {figures['prefix_rank_max_diff']} apart")
     print(f"FLOP floor for GPU users, 2 x parameters x tokens: 2 x {params / 1e6:.1f}M x {n_tokens} = "
           f"{2 * params * n_tokens / 1e12:.2f} TFLOP for these prompts")
     for name, label in (("builtin", "built-in set"), ("winobias", "WinoBias Type 2 (dev + test) x 5 seeds")):
