@@ -27,7 +27,9 @@ def option_ranks(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor
     if target_ids.dim() == 1:
         target_ids = target_ids.unsqueeze(0).expand(logits.shape[0], -1)
     target_logits = logits.gather(1, target_ids)
-    return (logits.unsqueeze(1) > target_logits.unsqueeze(-1)).sum(-1) + 1
+    # One column at a time: a [N, K, V] comparison (and its int64 sum) would dominate probe memory.
+    columns = [(logits > target_logits[:, k : k + 1]).sum(-1) for k in range(target_logits.shape[1])]
+    return torch.stack(columns, dim=1) + 1
 
 
 def answer_ranks(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
