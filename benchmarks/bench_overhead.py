@@ -2,9 +2,9 @@
 
 Both runs are the demo's own (``fairness_callback.demo``: ``DemoConfig``, ``build``,
 ``lightning_runner.train_lightning``), shortened to ``--steps`` (default 300) with the demo's probe
-(1,200 prompts from 120 held-out sentences, ``prefix_cache="auto"``: the prefix path for this
-GPT-NeoX) at its default interval (every 100 steps, plus the step-0 probe: 4 probes in 300 steps). The baseline is the same run with the FairnessCallback not
-attached: this script swaps it for a callback that does nothing (in the benchmark, not in the
+(1,200 prompts from 120 held-out sentences, ``prefix_sharing="auto"``: the token-tree path for
+this GPT-NeoX) at its default interval (every 100 steps, plus the step-0 probe: 4 probes in 300
+steps). The baseline is the same run with the FairnessCallback not attached: this script swaps it for a callback that does nothing (in the benchmark, not in the
 package). Early stopping is off in both, so both train every step; the held-out evaluation runs in
 both. Only ``train_lightning`` is timed (Trainer set-up, fit, teardown), not ``build``.
 

@@ -5,17 +5,20 @@ Model: a Pythia-70m-sized GPT-NeoX with random weights (hidden 512, 6 layers, 8 
 
 - floor: one bare batched forward over the probe's own token batches, last-position logits only
   (``logits_to_keep=1``), nothing else: what any in-memory probe of the plain path must pay.
-- probe: ``FairnessProbe(..., prefix_cache=False).run``, the plain batched path (forward, ranks,
+- probe: ``FairnessProbe(..., prefix_sharing="off").run``, the plain batched path (forward, ranks,
   softmax, metrics, Mann-Whitney, records).
-- prefix: ``FairnessProbe(..., prefix_cache=True).run``, each sentence's shared prefix run once
-  and its prompts' suffixes against the key/value cache (only if this FairnessProbe has the option;
-  its default ``"auto"`` takes this path for GPT-NeoX). The peers are compared with the plain path.
+- prefix: ``FairnessProbe(...).run`` with the default ``prefix_sharing="auto"``, which takes the
+  token-tree path for this GPT-NeoX: each sentence's prompts packed into one row, every shared
+  prefix (the sentence, each option list) run once, under a tree attention mask.
+- cache: ``prefix_sharing="cache"``: each sentence run once, its prompts' suffixes against the
+  key/value cache (what ``"auto"`` takes where the tree mask cannot be used, e.g. flash attention).
+  The peers are compared with the plain path.
 - naive: one prompt at a time, no batching, full logits, rank by sorting the vocabulary.
 - lm-eval: lm-evaluation-harness's ``HFLM(pretrained=<this model>).loglikelihood`` on
   (prompt, " male" / " female" / " not specified") requests, at the probe's batch size
   (``pip install -e ".[bench]"``; the column is skipped with a message when lm-eval is missing).
 
-floor, probe and prefix are timed ``--repeats`` times, interleaved, and the median is kept; the
+floor, probe, prefix and cache are timed ``--repeats`` times, interleaved, and the median is kept; the
 peers (naive, lm-eval), each several times slower, once, on ``--peer-prompts`` evenly spaced
 prompts (default 200 of 600; 0: all), their time scaled to all prompts per prompt. Times are wall
 clock, or with ``--clock cpu`` this process's CPU time: with ``--threads 1`` that is robust to
@@ -26,8 +29,8 @@ ranks may differ by one where float rounding reorders near-tied logits; both are
 lm-eval's log-likelihoods of the single-token options (" male", " female") must equal the probe's
 option log-probabilities within 1e-4 and pick the same one of the two (" not specified" is two
 GPT-2 tokens: lm-eval scores both, the probe its first, as the paper does, so it enters only an
-informational three-way argmax); the prefix path's log-probabilities must equal the plain path's
-within 1e-4 (ranks again may differ by one at near-ties).
+informational three-way argmax); the prefix and cache paths' log-probabilities must equal the plain
+path's within 1e-4 (ranks again may differ by one at near-ties).
 
 The load average of the machine is printed before and after. The last line printed is one JSON
 object with the figures and ratios.
@@ -40,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import inspect
 import json
 import os
 import statistics
@@ -50,6 +52,7 @@ from pathlib import Path
 import torch
 
 from fairness_callback import FairnessProbe, ProbeSet
+from fairness_callback.packing import build_tree
 from fairness_callback.prompts import GROUPS
 from fairness_callback.toy import tiny_gpt_neox
 
@@ -133,13 +136,19 @@ def timed(clock, fn, *args):
 
 
 def token_counts(encoded) -> dict[str, int]:
-    """Prompts, tokens, and (where the encoding has shared prefixes) the tokens the prefix path runs:
-    each sentence's prefix once plus every prompt's suffix."""
-    counts = {"prompts": len(encoded), "tokens": encoded.num_tokens}
-    if hasattr(encoded, "prefix_length"):
-        prefixes = dict(zip(encoded.sentence_of.tolist(), encoded.prefix_length.tolist()))
-        counts["prefix_tokens"] = sum(prefixes.values()) + int((encoded.lengths - encoded.prefix_length).sum())
-    return counts
+    """Prompts and tokens, the tokens the token-tree path runs (each sentence's trie: every shared
+    prefix once) and the tokens the cache path runs (each sentence once plus every prompt's suffix)."""
+    members: dict[int, list[int]] = {}
+    for i, sentence in enumerate(encoded.sentence_of.tolist()):
+        members.setdefault(sentence, []).append(i)
+    trees = [build_tree([encoded.token_ids[i] for i in m]) for m in members.values()]
+    prefixes = {s: int(encoded.prefix_length[m[0]]) for s, m in members.items()}
+    return {
+        "prompts": len(encoded),
+        "tokens": encoded.num_tokens,
+        "prefix_tokens": sum(len(t.tokens) + len(t.paths) for t in trees),
+        "cache_tokens": sum(prefixes.values()) + int((encoded.lengths - encoded.prefix_length).sum()),
+    }
 
 
 def main() -> None:
@@ -160,8 +169,7 @@ def main() -> None:
     tokenizer = gpt2_tokenizer()
     model = pythia_70m_sized().eval()
     probe_set = ProbeSet.builtin()[: args.sentences]
-    has_prefix = "prefix_cache" in inspect.signature(FairnessProbe).parameters
-    probe = FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, **({"prefix_cache": False} if has_prefix else {}))
+    probe = FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, prefix_sharing="off")
     counts = token_counts(probe.encoded)
     n_prompts, n_tokens = counts["prompts"], counts["tokens"]
     params = sum(p.numel() for p in model.parameters())
@@ -169,9 +177,9 @@ def main() -> None:
     print(f"model: GPT-NeoX {params / 1e6:.1f}M weights (Pythia-70m-sized, random); "
           f"{n_prompts} prompts, {n_tokens} tokens, batch size {args.batch_size}")
 
-    prefix_probe = FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, prefix_cache=True) if has_prefix else None
-    if not has_prefix:
-        print("prefix: skipped, this FairnessProbe has no prefix_cache option")
+    shared = {name: FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, prefix_sharing=mode)
+              for name, mode in (("prefix", "auto"), ("cache", "cache"))}
+    print(f"prefix sharing: the default 'auto' takes {shared['prefix'].prefix_sharing_for(model)!r} for this model")
     lmeval = LmEval.load(model, tokenizer, args.batch_size)
     if lmeval is None:
         print('lm-eval: skipped, lm_eval is not installed (pip install -e ".[bench]")')
@@ -186,16 +194,16 @@ def main() -> None:
     # Warm-up: one pass of each path (first-call allocations, lazy imports).
     floor(model, probe)
     plain = probe.score(model)
-    prefix_scores = prefix_probe.score(model) if prefix_probe else None
+    shared_scores = {name: p.score(model) for name, p in shared.items()}
     if lmeval:
         lmeval.loglikelihoods(probe, peer_indices[:8])
 
-    times: dict[str, list[float]] = {"floor": [], "probe": [], "prefix": []}
+    times: dict[str, list[float]] = {"floor": [], "probe": [], "prefix": [], "cache": []}
     for _ in range(args.repeats):
         times["floor"].append(timed(clock, floor, model, probe)[0])
         times["probe"].append(timed(clock, probe.run, model)[0])
-        if prefix_probe:
-            times["prefix"].append(timed(clock, prefix_probe.run, model)[0])
+        for name, shared_probe in shared.items():
+            times[name].append(timed(clock, shared_probe.run, model)[0])
     naive_s, (naive_ranks, naive_logprobs) = timed(clock, naive, model, probe, peer_indices)
     naive_s *= scale
     lmeval_s, lmeval_ll = timed(clock, lmeval.loglikelihoods, probe, peer_indices) if lmeval else (None, None)
@@ -203,24 +211,28 @@ def main() -> None:
     load_after = load_average()
 
     floor_s, probe_s = statistics.median(times["floor"]), statistics.median(times["probe"])
-    prefix_s = statistics.median(times["prefix"]) if prefix_probe else None
+    prefix_s, cache_s = statistics.median(times["prefix"]), statistics.median(times["cache"])
 
     figures: dict = {
         **counts,
         "params": params,
         "floor_s": round(floor_s, 4),
         "probe_s": round(probe_s, 4),
-        "prefix_s": None if prefix_s is None else round(prefix_s, 4),
+        "prefix_s": round(prefix_s, 4),
+        "cache_s": round(cache_s, 4),
         "naive_s": round(naive_s, 4),
         "lmeval_s": None if lmeval_s is None else round(lmeval_s, 4),
         "probe_over_floor": round(probe_s / floor_s, 4),
-        "prefix_over_floor": None if prefix_s is None else round(prefix_s / floor_s, 4),
+        "prefix_over_floor": round(prefix_s / floor_s, 4),
+        "cache_over_floor": round(cache_s / floor_s, 4),
         "naive_over_probe": round(naive_s / probe_s, 2),
         "lmeval_over_probe": None if lmeval_s is None else round(lmeval_s / probe_s, 2),
         "prompts_per_s": round(n_prompts / probe_s, 1),
         "tokens_per_s": round(n_tokens / probe_s, 1),
-        "prefix_prompts_per_s": None if prefix_s is None else round(n_prompts / prefix_s, 1),
-        "prefix_tokens_per_s": None if prefix_s is None else round(n_tokens / prefix_s, 1),
+        "prefix_prompts_per_s": round(n_prompts / prefix_s, 1),
+        "prefix_tokens_per_s": round(n_tokens / prefix_s, 1),
+        "naive_over_prefix": round(naive_s / prefix_s, 2),
+        "lmeval_over_prefix": None if lmeval_s is None else round(lmeval_s / prefix_s, 2),
         "naive_max_abs_diff": float((naive_logprobs - plain.logprobs[peer_indices]).abs().max()),
         "naive_rank_max_diff": int((naive_ranks - plain.ranks[peer_indices]).abs().max()),
         "naive_ranks_equal_frac": round(float((naive_ranks == plain.ranks[peer_indices]).double().mean()), 4),
@@ -240,10 +252,10 @@ def main() -> None:
         figures["lmeval_argmax_agree"] = bool(torch.equal(lmeval_ll[:, single].argmax(1), ours[:, single].argmax(1)))
         figures["lmeval_same_answers"] = figures["lmeval_max_abs_diff"] <= TOLERANCE and figures["lmeval_argmax_agree"]
         figures["lmeval_argmax_all_agree_frac"] = round(float((lmeval_ll.argmax(1) == ours.argmax(1)).double().mean()), 4)
-    if prefix_scores is not None:
-        figures["prefix_max_abs_diff"] = float((prefix_scores.logprobs - plain.logprobs).abs().max())
-        figures["prefix_rank_max_diff"] = int((prefix_scores.ranks - plain.ranks).abs().max())
-        figures["prefix_same_answers"] = figures["prefix_max_abs_diff"] <= TOLERANCE and figures["prefix_rank_max_diff"] <= 1
+    for name, scores in shared_scores.items():
+        figures[f"{name}_max_abs_diff"] = float((scores.logprobs - plain.logprobs).abs().max())
+        figures[f"{name}_rank_max_diff"] = int((scores.ranks - plain.ranks).abs().max())
+        figures[f"{name}_same_answers"] = figures[f"{name}_max_abs_diff"] <= TOLERANCE and figures[f"{name}_rank_max_diff"] <= 1
     figures.update({f"builtin_{k}": v for k, v in token_counts(FairnessProbe(tokenizer, ProbeSet.builtin()).encoded).items()})
     winobias = Path(os.environ.get("FAIRNESS_WINOBIAS_DIR", WINOBIAS_DIR))
     if (winobias / "pro_stereotyped_type2.txt.dev").exists():
@@ -260,14 +272,14 @@ def main() -> None:
     print(f"floor   {floor_s:8.3f} s  (bare batched forward, last-position logits)")
     line("probe", probe_s, "probe_over_floor", "floor", "<= 1.10x")
     line("prefix", prefix_s, "prefix_over_floor", "floor", "<= 0.7x")
+    line("cache", cache_s, "cache_over_floor", "floor", "none, informational")
     line("naive", naive_s, "naive_over_probe", "the probe's time", ">= 5x")
     line("lm-eval", lmeval_s, "lmeval_over_probe", "the probe's time", ">= 5x")
-    if prefix_s is not None:
-        print(f"against the prefix path (the default for GPT-NeoX): naive x {naive_s / prefix_s:.2f}"
-              + ("" if lmeval_s is None else f", lm-eval x {lmeval_s / prefix_s:.2f}"))
-    print(f"throughput: probe {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s"
-          + ("" if prefix_s is None else f"; prefix {figures['prefix_prompts_per_s']} prompts/s, "
-                                         f"{figures['prefix_tokens_per_s']} prompt tokens/s"))
+    print(f"against the prefix path (the default for GPT-NeoX): naive x {figures['naive_over_prefix']}"
+          + ("" if lmeval_s is None else f", lm-eval x {figures['lmeval_over_prefix']}"))
+    print(f"throughput: probe {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s; "
+          f"prefix {figures['prefix_prompts_per_s']} prompts/s, {figures['prefix_tokens_per_s']} prompt tokens/s "
+          f"(it runs {counts['prefix_tokens']} of the {n_tokens} prompt tokens; the cache path {counts['cache_tokens']})")
     print(f"same answers (option log-probs within {TOLERANCE}, vocabulary ranks within 1):")
     print(f"  naive: {figures['naive_same_answers']}: max |diff| {figures['naive_max_abs_diff']:.2e}, ranks equal "
           f"in {figures['naive_ranks_equal_frac']:.1%} of cells, at most {figures['naive_rank_max_diff']} apart")
@@ -276,17 +288,17 @@ def main() -> None:
               f"{figures['lmeval_max_abs_diff']:.2e}, same argmax among them: {figures['lmeval_argmax_agree']}; "
               f"argmax among all options (lm-eval scores every token of an option, the probe its first) "
               f"agrees on {figures['lmeval_argmax_all_agree_frac']:.1%}")
-    if prefix_scores is not None:
-        print(f"  prefix: {figures['prefix_same_answers']}: max |diff| {figures['prefix_max_abs_diff']:.2e}, "
-              f"ranks at most {figures['prefix_rank_max_diff']} apart")
+    for name in shared_scores:
+        print(f"  {name}: {figures[f'{name}_same_answers']}: max |diff| {figures[f'{name}_max_abs_diff']:.2e}, "
+              f"ranks at most {figures[f'{name}_rank_max_diff']} apart")
     print(f"FLOP floor for GPU users, 2 x parameters x tokens: 2 x {params / 1e6:.1f}M x {n_tokens} = "
           f"{2 * params * n_tokens / 1e12:.2f} TFLOP for these prompts")
     for name, label in (("builtin", "built-in set"), ("winobias", "WinoBias Type 2 (dev + test) x 5 seeds")):
         if f"{name}_tokens" in figures:
-            run = figures.get(f"{name}_prefix_tokens")
+            run, cached = figures[f"{name}_prefix_tokens"], figures[f"{name}_cache_tokens"]
             print(f"  {label}: {figures[f'{name}_prompts']} prompts, {figures[f'{name}_tokens']} tokens "
-                  f"({2 * params * figures[f'{name}_tokens'] / 1e12:.1f} TFLOP)"
-                  + ("" if run is None else f"; the prefix path runs {run} tokens ({2 * params * run / 1e12:.1f} TFLOP)"))
+                  f"({2 * params * figures[f'{name}_tokens'] / 1e12:.1f} TFLOP); the prefix (tree) path runs {run} "
+                  f"tokens ({2 * params * run / 1e12:.1f} TFLOP), the cache path {cached} ({2 * params * cached / 1e12:.1f})")
     print(f"load average after (1, 5, 15 min): {load_after}")
     print(json.dumps(figures))
 

@@ -60,6 +60,9 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
                        "else the checkpoint's own)")
     group.add_argument("--normalize", choices=("vocab", "options"), default="vocab",
                        help="option probability: full-vocabulary softmax (default) or renormalised over the options")
+    group.add_argument("--prefix-sharing", choices=("auto", "tree", "cache", "off"), default="auto",
+                       help="run prompts' shared prefixes once: as a token tree, through the key/value cache, or off "
+                       "(default auto: the fastest path known to be exact for the model)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +141,8 @@ def make_probe(args: argparse.Namespace, tokenizer):
         probe_set = ProbeSet.default(args.winobias)
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
-    return FairnessProbe(tokenizer, probe_set, seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize)
+    return FairnessProbe(tokenizer, probe_set, seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize,
+                         prefix_sharing=args.prefix_sharing)
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -154,7 +158,7 @@ def run_probe(args: argparse.Namespace) -> int:
     result = probe.run(model)
     info = result.info
     print(f"model {args.model}: {info['num_prompts']:,} prompts from {info['num_sentences']:,} sentences "
-          f"({info['probe_set']}), {info['seconds']:.1f} s")
+          f"({info['probe_set']}), {info['seconds']:.1f} s, prefix sharing: {info['prefix_sharing']}")
     if info["multi_token_options"]:
         print(f"multi-token options (first token scored): {info['answer_tokens']}")
     print(result.table())

@@ -11,6 +11,7 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
+from .packing import MAX_PROMPTS_PER_TREE, TreeBatch, build_tree, pack_trees
 from .prompts import GROUPS, Prompt
 
 
@@ -157,6 +158,7 @@ class EncodedPrompts:
             shared = min(shared, min(len(self.token_ids[i]) for i in members) - 1)
             self.prefix_length[members] = shared
         self.prefix_usable = bool((self.prefix_length >= 1).all())
+        self._packed: tuple[tuple[int, bytes], list[TreeBatch]] | None = None
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -175,22 +177,48 @@ class EncodedPrompts:
             batch_positions = positions[start : start + batch_size]
             yield self.make_batch(chosen[batch_positions], batch_positions)
 
+    def _sentence_groups(self, chosen: torch.Tensor) -> list[list[int]]:
+        """Positions in ``chosen`` grouped by sentence, sentences in order of prompt length."""
+        groups: dict[int, list[int]] = {}
+        for position, index in enumerate(chosen.tolist()):
+            groups.setdefault(int(self.sentence_of[index]), []).append(position)
+        return sorted(groups.values(), key=lambda g: int(self.lengths[chosen[g[0]]]))
+
+    @staticmethod
+    def _cut(groups: list[list[int]], max_prompts: int) -> Iterator[list[list[int]]]:
+        """Consecutive runs of whole groups with at most ``max_prompts`` members (at least one group)."""
+        batch: list[list[int]] = []
+        for group in groups:
+            if batch and sum(map(len, batch)) + len(group) > max_prompts:
+                yield batch
+                batch = []
+            batch.append(group)
+        if batch:
+            yield batch
+
     def prefix_batches(self, max_prompts: int, indices: Sequence[int] | None = None) -> Iterator[PrefixBatch]:
         """Batches of whole sentences (their prompts among ``indices``), at most ``max_prompts`` prompts
         each (at least one sentence), sentences in order of prompt length."""
         chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        groups: dict[int, list[int]] = {}
-        for position, index in enumerate(chosen.tolist()):
-            groups.setdefault(int(self.sentence_of[index]), []).append(position)
-        ordered = sorted(groups.values(), key=lambda g: int(self.lengths[chosen[g[0]]]))
-        batch: list[list[int]] = []
-        for group in ordered:
-            if batch and sum(map(len, batch)) + len(group) > max_prompts:
-                yield self._prefix_batch(chosen, batch)
-                batch = []
-            batch.append(group)
-        if batch:
-            yield self._prefix_batch(chosen, batch)
+        for groups in self._cut(self._sentence_groups(chosen), max_prompts):
+            yield self._prefix_batch(chosen, groups)
+
+    def tree_batches(self, max_prompts: int, indices: Sequence[int] | None = None) -> list[TreeBatch]:
+        """Like :meth:`prefix_batches`, but each sentence's prompts packed into one row as a token tree
+        (see :mod:`fairness_callback.packing`). The batches of the last call are kept: a probe asks
+        for the same ones every time."""
+        chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        key = (max_prompts, chosen.numpy().tobytes())
+        if self._packed is None or self._packed[0] != key:
+            rows = [g[i : i + MAX_PROMPTS_PER_TREE] for g in self._sentence_groups(chosen)
+                    for i in range(0, len(g), MAX_PROMPTS_PER_TREE)]
+            batches = []
+            for groups in self._cut(rows, max_prompts):
+                positions = torch.tensor([p for g in groups for p in g])
+                trees = [build_tree([self.token_ids[i] for i in chosen[g].tolist()]) for g in groups]
+                batches.append(pack_trees(trees, self.pad_id, chosen[positions], positions))
+            self._packed = (key, batches)
+        return self._packed[1]
 
     def _prefix_batch(self, chosen: torch.Tensor, groups: list[list[int]]) -> PrefixBatch:
         positions = torch.tensor([p for g in groups for p in g])

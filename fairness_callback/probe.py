@@ -18,7 +18,7 @@ from .encoding import EncodedPrompts
 from .metrics import compute_metrics, jsd_parts, seed_metrics
 from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts
 from .distributed import ProbeScoreState, shard_indices, world
-from .scoring import OptionScores, iter_scores, model_device, supports_prefix_cache
+from .scoring import OptionScores, iter_scores, model_device, supports_prefix_cache, supports_tree_attention
 
 Normalize = Literal["vocab", "options"]
 
@@ -107,6 +107,10 @@ def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: in
     return ProbeSet(order[:count], name=f"{probe_set.name}[{min(count, len(probe_set))} of {len(probe_set)}]")
 
 
+#: Values of ``FairnessProbe(prefix_sharing=...)``.
+PREFIX_SHARING = ("auto", "tree", "cache", "off")
+
+
 class FairnessProbe:
     """Measures a causal LM's gender bias on WinoBias-style prompts, on the model as it is in memory.
 
@@ -123,11 +127,15 @@ class FairnessProbe:
             softmax probability; ``"options"``: the K option probabilities renormalised to sum to 1.
         log_base: logarithm base of JSD-P (2 puts each part in [0, 0.5]).
         winobias_dir: directory of the official WinoBias files, used when ``probe_set`` is None.
-        prefix_cache: run each sentence (the shared prefix of its prompts) once and only the
-            prompts' own suffixes against its key/value cache. ``"auto"`` (default) does so for
-            architectures known to work (GPT-NeoX, GPT-2, Llama-style; see
-            ``scoring.PREFIX_CACHE_MODEL_TYPES``) and uses the plain batched path otherwise;
-            both give the same numbers within float rounding.
+        prefix_sharing: how the prompts of a sentence share their common prefixes.
+            ``"tree"``: each sentence's prompts packed into one row as a token tree (the sentence
+            and each option list once) with a tree attention mask, one forward call, no cache;
+            ``"cache"``: each sentence run once, then every prompt's suffix against its
+            key/value cache; ``"off"``: every prompt whole. ``"auto"`` (default) takes ``"tree"``
+            where it is known to be exact (``scoring.supports_tree_attention``: GPT-NeoX, GPT-2,
+            Llama-style models with sdpa or eager attention under transformers >= 5), else
+            ``"cache"`` for those architectures (e.g. with flash attention), else ``"off"``.
+            All give the same numbers within float rounding.
         max_prompts: probe a fixed subset of whole sentences with at most this many prompts: the
             same sentences on every rank and at every probe (chosen by a hash of their ids), so
             the curve is consistent; ``<metric>/se`` keys give each mean's standard error.
@@ -146,13 +154,15 @@ class FairnessProbe:
         normalize: Normalize = "vocab",
         log_base: float = 2.0,
         winobias_dir: str | os.PathLike | None = None,
-        prefix_cache: bool | Literal["auto"] = "auto",
+        prefix_sharing: Literal["auto", "tree", "cache", "off"] = "auto",
         max_prompts: int | None = None,
     ) -> None:
         if normalize not in ("vocab", "options"):
             raise ValueError(f"normalize must be 'vocab' or 'options', got {normalize!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if prefix_sharing not in PREFIX_SHARING:
+            raise ValueError(f"prefix_sharing must be one of {PREFIX_SHARING}, got {prefix_sharing!r}")
         if not log_base > 0 or log_base == 1:
             raise ValueError(f"log_base must be positive and not 1, got {log_base}")
         if isinstance(tokenizer, (str, os.PathLike)):
@@ -164,7 +174,7 @@ class FairnessProbe:
         self.full_size = len(probe_set)
         self.probe_set = fixed_subset(probe_set, max_prompts, 2 * len(self.config.seeds)) if max_prompts else probe_set
         self.batch_size = batch_size
-        self.prefix_cache = prefix_cache
+        self.prefix_sharing = prefix_sharing
         self.normalize = normalize
         self.log_base = log_base
         self.prompts = build_prompts(self.probe_set, self.config)
@@ -189,10 +199,15 @@ class FairnessProbe:
         """
         rank, world_size = world() if distributed else (0, 1)
         chosen = torch.arange(len(self.prompts)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        prefix = self.uses_prefix_cache(model) and (world_size == 1 or indices is None)
-        mine, real = self._shard(chosen, rank, world_size, by_sentence=prefix)
-        batches = (self.encoded.prefix_batches(self.batch_size, mine) if prefix
-                   else self.encoded.batches(self.batch_size, mine))
+        # Shared prefixes need whole sentences on a rank; a distributed subset is scored plainly.
+        sharing = self.prefix_sharing_for(model) if world_size == 1 or indices is None else "off"
+        mine, real = self._shard(chosen, rank, world_size, by_sentence=sharing != "off")
+        if sharing == "tree":
+            batches = self.encoded.tree_batches(self.batch_size, mine)
+        elif sharing == "cache":
+            batches = self.encoded.prefix_batches(self.batch_size, mine)
+        else:
+            batches = self.encoded.batches(self.batch_size, mine)
         state = ProbeScoreState(len(self.prompts), len(GROUPS), distributed=world_size > 1).to(model_device(model))
         error: BaseException | None = None
         with preserved_state(model):
@@ -210,11 +225,15 @@ class FairnessProbe:
             raise error
         return OptionScores(ranks, logprobs)
 
-    def uses_prefix_cache(self, model: torch.nn.Module) -> bool:
-        """Whether :meth:`score` runs shared prefixes once (see ``prefix_cache``) for this model."""
-        if self.prefix_cache == "auto":
-            return self.encoded.prefix_usable and supports_prefix_cache(model)
-        return bool(self.prefix_cache) and self.encoded.prefix_usable
+    def prefix_sharing_for(self, model: torch.nn.Module) -> Literal["tree", "cache", "off"]:
+        """How :meth:`score` shares prompt prefixes for this model (see ``prefix_sharing``)."""
+        if not self.encoded.prefix_usable or self.prefix_sharing == "off":
+            return "off"
+        if self.prefix_sharing != "auto":
+            return self.prefix_sharing
+        if supports_tree_attention(model):
+            return "tree"
+        return "cache" if supports_prefix_cache(model) else "off"
 
     def _shard(self, chosen: torch.Tensor, rank: int, world_size: int, by_sentence: bool) -> tuple[torch.Tensor, int]:
         """This rank's prompts (real ones first, then padding) and how many are real.
@@ -244,7 +263,9 @@ class FairnessProbe:
         """
         start = time.perf_counter()
         scores = self.score(model, distributed=distributed)
-        return self.result(scores, seconds=time.perf_counter() - start)
+        result = self.result(scores, seconds=time.perf_counter() - start)
+        result.info["prefix_sharing"] = self.prefix_sharing_for(model)
+        return result
 
     def option_probs(self, logprobs: torch.Tensor) -> torch.Tensor:
         """Option probabilities [N, K] in float64, normalised as configured."""

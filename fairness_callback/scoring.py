@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 
 from .encoding import Batch, PrefixBatch
+from .packing import TreeBatch
 from .metrics import option_ranks
 
 
@@ -69,6 +70,42 @@ def supports_prefix_cache(model: torch.nn.Module) -> bool:
     return (accepts["cache"] or accepts["past_key_values"]) and model_type in PREFIX_CACHE_MODEL_TYPES
 
 
+#: Attention implementations that apply a custom 4D mask as given (flash attention does not take one).
+TREE_ATTENTION_IMPLEMENTATIONS = frozenset({"sdpa", "eager"})
+
+
+def supports_tree_attention(model: torch.nn.Module) -> bool:
+    """True if prompts packed as a token tree (one row per sentence, a 4D mask) score as they do alone:
+    an architecture of :data:`PREFIX_CACHE_MODEL_TYPES`, transformers >= 5 (whose mask functions
+    pass a 4D mask through unchanged), an sdpa or eager attention, and ``position_ids`` and
+    ``logits_to_keep`` arguments."""
+    import transformers
+
+    inner = unwrap_model(model)
+    config = getattr(inner, "config", None)
+    accepts = forward_options(model)
+    return (
+        int(transformers.__version__.split(".")[0]) >= 5
+        and getattr(config, "model_type", None) in PREFIX_CACHE_MODEL_TYPES
+        and getattr(config, "_attn_implementation", None) in TREE_ATTENTION_IMPLEMENTATIONS
+        and accepts["position_ids"]
+        and accepts["logits_to_keep"]
+    )
+
+
+def tree_last_logits(model: torch.nn.Module, batch: TreeBatch) -> torch.Tensor:
+    """Next-token logits [prompts, V] of prompts packed as token trees, in the order of ``batch.slots``."""
+    mask = batch.attention_mask()
+    if getattr(unwrap_model(model).config, "_attn_implementation", None) == "eager":
+        # Eager attention adds the mask to the scores; sdpa takes the boolean one as it is.
+        mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(
+            ~mask, torch.finfo(torch.float32).min)
+    slots = batch.slots.shape[1]
+    output = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
+                   use_cache=False, logits_to_keep=slots)
+    return output.logits[:, -slots:, :][batch.slots]
+
+
 def last_token_logits(model: torch.nn.Module, batch: Batch, accepts: dict[str, bool]) -> torch.Tensor:
     """Logits at the last position of a left-padded batch, shape [B, V]."""
     kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
@@ -115,9 +152,9 @@ def score_logits(logits: torch.Tensor, answer_ids: torch.Tensor) -> tuple[torch.
 
 
 def iter_scores(
-    model: torch.nn.Module, batches: Iterable[Batch | PrefixBatch], answer_ids: Sequence[int]
-) -> Iterator[tuple[Batch | PrefixBatch, torch.Tensor, torch.Tensor]]:
-    """Run ``batches`` (plain or prefix-cached) through ``model``; yield each with its ranks and
+    model: torch.nn.Module, batches: Iterable[Batch | PrefixBatch | TreeBatch], answer_ids: Sequence[int]
+) -> Iterator[tuple[Batch | PrefixBatch | TreeBatch, torch.Tensor, torch.Tensor]]:
+    """Run ``batches`` (plain, prefix-cached or tree-packed) through ``model``; yield each with its ranks and
     log-probs (on CPU). Warns once at the end if any prompt gave non-finite logits (its row is NaN).
     """
     accepts = forward_options(model)
@@ -127,7 +164,9 @@ def iter_scores(
     bad = 0
     for batch in batches:
         on_device = batch.to(device)
-        if isinstance(batch, PrefixBatch):
+        if isinstance(batch, TreeBatch):
+            logits = tree_last_logits(model, on_device)
+        elif isinstance(batch, PrefixBatch):
             logits = prefix_last_logits(model, on_device, accepts)
         else:
             logits = last_token_logits(model, on_device, accepts)

@@ -22,11 +22,24 @@ def test_probe_prints_table_and_writes_json(saved_model, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     assert main(["probe", "--model", str(saved_model), "--seeds", "0,1", "--batch-size", "32", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "2,240 prompts from 560 sentences (builtin)" in printed
+    assert "2,240 prompts from 560 sentences (builtin)" in printed and "prefix sharing: tree" in printed
     assert "gap (f - m)" in printed and "Mann-Whitney" in printed
     data = json.loads(out.read_text())
     assert data["info"]["seeds"] == [0, 1] and len(data["records"]) == 2240
     assert data["metrics"]["ar/gap"] == pytest.approx(data["metrics"]["ar/female"] - data["metrics"]["ar/male"])
+    plain = tmp_path / "plain.json"
+    main(["probe", "--model", str(saved_model), "--seeds", "0,1", "--prefix-sharing", "off", "--json", str(plain)])
+    assert "prefix sharing: off" in capsys.readouterr().out
+    assert json.loads(plain.read_text())["metrics"]["jsdp/gap"] == pytest.approx(data["metrics"]["jsdp/gap"], abs=1e-6)
+
+
+def test_cli_prefix_sharing_choices_are_the_probes():
+    from fairness_callback.cli import build_parser
+    from fairness_callback.probe import PREFIX_SHARING
+
+    probe_parser = build_parser()._subparsers._group_actions[0].choices["probe"]
+    action = next(a for a in probe_parser._actions if a.dest == "prefix_sharing")
+    assert tuple(action.choices) == PREFIX_SHARING
 
 
 def test_probe_on_official_winobias(saved_model, winobias_dir, capsys):
@@ -42,6 +55,7 @@ def test_probe_on_official_winobias(saved_model, winobias_dir, capsys):
         (["--batch-size", "0"], "expected a positive integer"),
         (["--winobias", "/nonexistent/wb"], "--winobias '/nonexistent/wb' is not a directory"),
         (["--dtype", "float8"], "unknown dtype 'float8'"),
+        (["--prefix-sharing", "yes"], "--prefix-sharing: invalid choice: 'yes'"),
     ],
 )
 def test_probe_errors_name_the_option(saved_model, args, message, capsys):

@@ -77,8 +77,8 @@ def test_required_metric_keys(tiny_neox, neox_probe):
 def test_batched_equals_alone(request, model_fixture, bpe_tokenizer, small_probe_set):
     """Left padding with correct position ids: a prompt scores the same in a batch as alone."""
     model = request.getfixturevalue(model_fixture)
-    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48, prefix_cache=False)
-    alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1, prefix_cache=False)
+    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48, prefix_sharing="off")
+    alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1, prefix_sharing="off")
     lengths = batched.encoded.lengths
     assert lengths.max() > lengths.min() + 3  # batches really are padded
     diff = (batched.score(model).logprobs - alone.score(model).logprobs).abs().max()
@@ -87,7 +87,7 @@ def test_batched_equals_alone(request, model_fixture, bpe_tokenizer, small_probe
 
 def test_gpt2_batching_test_is_sensitive_to_position_ids(monkeypatch, tiny_gpt2, bpe_tokenizer, small_probe_set):
     """Withholding position ids breaks GPT-2 under left padding, so the test above can fail."""
-    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48, prefix_cache=False)
+    batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48, prefix_sharing="off")
     alone = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=1).score(tiny_gpt2).logprobs
     real = scoring.forward_options
     monkeypatch.setattr(scoring, "forward_options", lambda m: {**real(m), "position_ids": False})
@@ -213,24 +213,45 @@ def tiny_llama(bpe_tokenizer):
     return LlamaForCausalLM(config).eval()
 
 
+@pytest.mark.parametrize("sharing", ["tree", "cache"])
 @pytest.mark.parametrize("model_fixture", ["tiny_neox", "tiny_gpt2", "tiny_llama"])
-def test_prefix_cache_equals_the_plain_path(request, model_fixture, bpe_tokenizer, small_probe_set):
-    """Each sentence run once, the prompts' suffixes against its key/value cache: same numbers."""
+def test_prefix_sharing_equals_the_plain_path(request, model_fixture, sharing, bpe_tokenizer, small_probe_set):
+    """Shared prefixes run once (packed as a token tree, or through the key/value cache): same numbers."""
     model = request.getfixturevalue(model_fixture)
-    plain = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16, prefix_cache=False)
-    cached = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16, prefix_cache=True)
-    assert cached.uses_prefix_cache(model) and not plain.uses_prefix_cache(model)
-    assert int(cached.encoded.prefix_length.min()) >= 5  # the sentence really is shared
-    a, b = plain.score(model), cached.score(model)
+    plain = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16, prefix_sharing="off")
+    shared = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16, prefix_sharing=sharing)
+    assert shared.prefix_sharing_for(model) == sharing and plain.prefix_sharing_for(model) == "off"
+    assert int(shared.encoded.prefix_length.min()) >= 5  # the sentence really is shared
+    a, b = plain.score(model), shared.score(model)
     assert (a.logprobs - b.logprobs).abs().max() < 1e-4
     assert torch.equal(a.ranks, b.ranks)
-    subset = list(range(0, len(plain), 3))  # partial sentences: prefixes of fewer prompts
-    assert (plain.score(model, subset).logprobs[subset] - cached.score(model, subset).logprobs[subset]).abs().max() < 1e-4
+    subset = list(range(0, len(plain), 3))  # partial sentences: fewer prompts per sentence
+    assert (plain.score(model, subset).logprobs[subset] - shared.score(model, subset).logprobs[subset]).abs().max() < 1e-4
 
 
-def test_prefix_cache_auto_falls_back_for_unknown_models(tiny_neox, neox_probe):
-    assert neox_probe.uses_prefix_cache(tiny_neox)
-    assert not neox_probe.uses_prefix_cache(FullLogitsOnly(tiny_neox))  # no cache argument: plain path
+def test_tree_packing_with_eager_attention(bpe_tokenizer, small_probe_set):
+    """Eager attention adds the mask to the scores: the boolean tree mask is turned into an additive one."""
+    from fairness_callback.toy import tiny_gpt_neox
+
+    model = tiny_gpt_neox(len(bpe_tokenizer), attn_implementation="eager").eval()
+    assert model.config._attn_implementation == "eager"
+    plain = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=16, prefix_sharing="off")
+    tree = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=16)
+    assert tree.prefix_sharing_for(model) == "tree"
+    assert (plain.score(model).logprobs - tree.score(model).logprobs).abs().max() < 1e-4
+
+
+def test_prefix_sharing_auto_choice(tiny_neox, neox_probe, bpe_tokenizer, small_probe_set):
+    assert neox_probe.prefix_sharing_for(tiny_neox) == "tree"
+    assert neox_probe.prefix_sharing_for(FullLogitsOnly(tiny_neox)) == "off"  # no cache, no position ids
+    implementation = tiny_neox.config._attn_implementation
+    try:
+        tiny_neox.config._attn_implementation = "flash_attention_2"  # takes no custom 4D mask
+        assert neox_probe.prefix_sharing_for(tiny_neox) == "cache"
+    finally:
+        tiny_neox.config._attn_implementation = implementation
+    with pytest.raises(ValueError, match="prefix_sharing must be one of"):
+        FairnessProbe(bpe_tokenizer, small_probe_set, prefix_sharing=True)
 
 
 def test_max_prompts_takes_a_fixed_subset_of_whole_sentences(bpe_tokenizer, tiny_neox):

@@ -115,9 +115,9 @@ def test_probe_runs_end_to_end(result, probe):
     assert result.info["answer_tokens"] == {"male": ["Ġmale"], "female": ["Ġfemale"], "not_specified": ["Ġnot", "Ġspecified"]}
 
 
-@pytest.mark.parametrize("prefix_cache", [False, True], ids=["plain", "prefix-cache"])
-def test_batched_scoring_equals_one_prompt_at_a_time(smollm2, probe_set8, naive, prefix_cache):
-    probe = FairnessProbe(smollm2[1], probe_set8, seeds=(0,), batch_size=6, prefix_cache=prefix_cache)
+@pytest.mark.parametrize("prefix_sharing", ["off", "cache", "tree"])
+def test_batched_scoring_equals_one_prompt_at_a_time(smollm2, probe_set8, naive, prefix_sharing):
+    probe = FairnessProbe(smollm2[1], probe_set8, seeds=(0,), batch_size=6, prefix_sharing=prefix_sharing)
     batched = probe.score(smollm2[0])
     for i, (ranks, logprobs, _) in enumerate(naive):
         assert batched.ranks[i].tolist() == ranks, f"prompt {i}: {probe.prompts[i].text!r}"
