@@ -25,8 +25,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# The three benchmark scripts of the README, about 12 minutes on 2 idle cores; each ends with a JSON line.
 bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_probe.py
+	$(PY) benchmarks/bench_overhead.py --pairs 3
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -76,7 +76,7 @@ def measure(batch_size: int, vocab_size: int, sharing: str) -> dict:
     probe.score(model, indices)
     peak = (status_kib()["VmHWM"] - before) * 1024
     if sharing == "tree":  # the forward runs packed rows: one per sentence, a sentence's trie wide
-        rows, tokens = next(probe.encoded.tree_batches(batch_size, indices)).input_ids.shape
+        rows, tokens = probe.encoded.tree_batches(batch_size, indices)[0].input_ids.shape
     else:
         rows, tokens = len(indices), int(probe.encoded.lengths[indices].max())
     return {

