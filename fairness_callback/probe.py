@@ -122,7 +122,8 @@ class FairnessProbe:
         template: the prompt template (see :class:`~fairness_callback.prompts.PromptConfig`).
         options: text shown for each answer group, keyed by ``male``, ``female``, ``not_specified``.
         seeds: option-order seeds (default 0-4).
-        batch_size: prompts per forward call.
+        batch_size: prompts per forward call (with shared prefixes: whole sentences, up to this many
+            prompts; at least one sentence).
         normalize: ``"vocab"``: an option's probability is its first token's full-vocabulary
             softmax probability; ``"options"``: the K option probabilities renormalised to sum to 1.
         log_base: logarithm base of JSD-P (2 puts each part in [0, 0.5]).

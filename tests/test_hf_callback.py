@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,7 @@ def wandb_records(run_file: Path):
             position += block - position % block
             continue
         _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        if kind == 0:
+        if kind == 0 or position + 7 + length > len(data):  # the end, or a chunk still being written
             return
         chunk += data[position + 7 : position + 7 + length]
         position += 7 + length
@@ -147,13 +148,19 @@ def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
     wandb.finish()  # the Trainer leaves the run open; finishing flushes the run file
 
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
-    rows, exit_code = [], None
-    for record in wandb_records(run_file):
-        if record.HasField("history"):
-            # wandb-core stores a key in nested_key (one element for a flat key), not in key
-            rows.append({item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
-        elif record.HasField("exit"):
-            exit_code = record.exit.exit_code
+    # wandb.finish() can return while wandb-core is still writing the file: read until the exit record is in.
+    deadline = time.monotonic() + 30
+    while True:
+        rows, exit_code = [], None
+        for record in wandb_records(run_file):
+            if record.HasField("history"):
+                # wandb-core stores a key in nested_key (one element for a flat key), not in key
+                rows.append({item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+            elif record.HasField("exit"):
+                exit_code = record.exit.exit_code
+        if exit_code is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert exit_code == 0
     assert {r["train/global_step"]: r["train/fairness/jsdp/gap"] for r in rows if "train/fairness/jsdp/gap" in r} \
         == pytest.approx(probed(trainer))
