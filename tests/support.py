@@ -6,7 +6,11 @@ Importable from a subprocess script with ``sys.path.insert(0, <repo>/tests)``.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+import json
+import struct
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import torch
 
@@ -83,3 +87,51 @@ class FailingProbe(FairnessProbe):
 def tiny_model_factory():
     """A model factory for replaying Lightning ``.ckpt`` files (``--model-factory support:tiny_model_factory``)."""
     return make_model(make_tokenizer())
+
+
+def wandb_records(run_file: Path) -> Iterator:
+    """The protobuf records of an offline W&B run file (``run-<id>.wandb``), in order.
+
+    The file is a 7-byte W&B header (``:W&B``, magic, version) followed by a LevelDB log: 32 KiB
+    blocks of chunks (4-byte CRC, 2-byte length, 1-byte type: 1 full, 2 first, 3 middle, 4 last),
+    each record a ``wandb_internal_pb2.Record``. wandb 0.31 has no Python reader of its own.
+    Stops at a chunk that is not completely written yet.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B"
+    block, position, chunk = 32768, 7, b""
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a chunk header is padding
+            position += block - position % block
+            continue
+        _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if kind == 0 or position + 7 + length > len(data):  # the end, or a chunk still being written
+            return
+        chunk += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a record is complete
+            yield wandb_internal_pb2.Record.FromString(chunk)
+            chunk = b""
+
+
+def read_wandb_run(run_file: Path, timeout: float = 30.0) -> tuple[list[dict], int | None]:
+    """The history rows and the exit code of a finished offline W&B run.
+
+    ``finish()`` can return while wandb-core is still writing the file, so this reads until the
+    exit record is in (or ``timeout`` seconds have passed; the exit code is then None).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        rows, exit_code = [], None
+        for record in wandb_records(run_file):
+            if record.HasField("history"):
+                # wandb-core stores a key in nested_key (one element for a flat key), not in key
+                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                             for item in record.history.item})
+            elif record.HasField("exit"):
+                exit_code = record.exit.exit_code
+        if exit_code is not None or time.monotonic() > deadline:
+            return rows, exit_code
+        time.sleep(0.2)

@@ -7,10 +7,8 @@ import logging
 import math
 import os
 import socket
-import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from fairness_callback.history import read_history
 from fairness_callback.integrations.hf import STATE_KEY, FairnessCallback
 from fairness_callback.monitor import HEADLINE_METRICS
 from fairness_callback.toy import tiny_gpt_neox
-from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, small_probe, weights_digest
+from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, read_wandb_run, small_probe, weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -113,29 +111,6 @@ def test_metrics_reach_tensorboard_and_log_history(tmp_path, bpe_tokenizer):
     assert "train/fairness/jsdp/gap" in charted
 
 
-def wandb_records(run_file: Path):
-    """The protobuf records of an offline W&B run file: a 7-byte header, then LevelDB log blocks."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = run_file.read_bytes()
-    assert data[:4] == b":W&B"
-    block, position, chunk = 32768, 7, b""
-    while position + 7 <= len(data):
-        if block - position % block < 7:  # a block's tail too short for a chunk header is padding
-            position += block - position % block
-            continue
-        _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        if kind == 0 or position + 7 + length > len(data):  # the end, or a chunk still being written
-            return
-        chunk += data[position + 7 : position + 7 + length]
-        position += 7 + length
-        if kind in (1, 4):  # FULL or LAST: a record is complete
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            yield record
-
-
 def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
     wandb = pytest.importorskip("wandb")
     for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
@@ -148,19 +123,7 @@ def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
     wandb.finish()  # the Trainer leaves the run open; finishing flushes the run file
 
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
-    # wandb.finish() can return while wandb-core is still writing the file: read until the exit record is in.
-    deadline = time.monotonic() + 30
-    while True:
-        rows, exit_code = [], None
-        for record in wandb_records(run_file):
-            if record.HasField("history"):
-                # wandb-core stores a key in nested_key (one element for a flat key), not in key
-                rows.append({item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
-            elif record.HasField("exit"):
-                exit_code = record.exit.exit_code
-        if exit_code is not None or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    rows, exit_code = read_wandb_run(run_file)
     assert exit_code == 0
     assert {r["train/global_step"]: r["train/fairness/jsdp/gap"] for r in rows if "train/fairness/jsdp/gap" in r} \
         == pytest.approx(probed(trainer))

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +27,8 @@ from fairness_callback import FairnessEarlyStopping, FairnessProbe, StopReason
 from fairness_callback.history import read_history
 from fairness_callback.integrations.lightning import FairnessCallback
 from fairness_callback.toy import tiny_gpt_neox
-from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, small_probe, weights_digest
+from support import (FailingProbe, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe,
+                     weights_digest)
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "tests" / "dist"
@@ -202,33 +202,6 @@ def test_metrics_reach_tensorboard_csv_and_the_stock_callbacks(tmp_path):
     assert not stopping.stopped_epoch and trainer.global_step == 6
 
 
-def wandb_history(path: Path) -> list[dict]:
-    """The ``history`` rows of an offline W&B run file (``run-<id>.wandb``), in order.
-
-    The file is a 7-byte W&B header (``:W&B``, magic, version) followed by a LevelDB log: 32 KiB
-    blocks of chunks (4-byte CRC, 2-byte length, 1-byte type: 1 full, 2 first, 3 middle, 4 last),
-    each record a ``wandb_internal_pb2.Record``. wandb 0.31 has no Python reader of its own.
-    """
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    block, pos, chunks, rows = 32768, 7, [], []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # a block's trailer too short for a chunk header is zero padding
-            pos += block - pos % block
-            continue
-        length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
-        chunks.append(data[pos + 7 : pos + 7 + length])
-        pos += 7 + length
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record.FromString(b"".join(chunks))
-            chunks = []
-            if record.WhichOneof("record_type") == "history":
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
-    return rows
-
-
 def test_wandb_offline_run_gets_the_metrics_at_their_steps(tmp_path, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
 
@@ -243,7 +216,8 @@ def test_wandb_offline_run_gets_the_metrics_at_their_steps(tmp_path, monkeypatch
 
     gaps = {record["step"]: record["jsdp/gap"] for record in history(tmp_path)}
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
-    rows = wandb_history(run_file)
+    rows, exit_code = read_wandb_run(run_file)
+    assert exit_code == 0
     fair = [row for row in rows if "fairness/jsdp/gap" in row]
     assert {row["trainer/global_step"]: row["fairness/jsdp/gap"] for row in fair} == gaps
     assert [row["_step"] for row in rows] == sorted(row["_step"] for row in rows)
