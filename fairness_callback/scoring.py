@@ -57,9 +57,10 @@ def forward_options(model: torch.nn.Module) -> dict[str, bool]:
     return {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache", "cache", "past_key_values")}
 
 
-#: Architectures whose key/value cache is known to give the plain path's numbers for a shared
-#: prefix followed by left-padded suffixes (tested: GPT-NeoX, GPT-2, Llama).
-PREFIX_CACHE_MODEL_TYPES = frozenset({"gpt_neox", "gpt2", "llama", "mistral", "qwen2", "olmo", "olmo2", "gemma", "phi3"})
+#: Architectures on which both prefix-sharing paths (the token tree and the key/value cache) give
+#: the plain path's numbers; each is tested with a tiny random model, GPT-NeoX, GPT-2 and Llama
+#: also with full and partial sentences.
+PREFIX_SHARING_MODEL_TYPES = frozenset({"gpt_neox", "gpt2", "llama", "mistral", "qwen2", "olmo", "olmo2", "gemma", "phi3"})
 
 
 def supports_prefix_cache(model: torch.nn.Module) -> bool:
@@ -67,7 +68,7 @@ def supports_prefix_cache(model: torch.nn.Module) -> bool:
     inner = unwrap_model(model)
     accepts = forward_options(model)
     model_type = getattr(getattr(inner, "config", None), "model_type", None)
-    return (accepts["cache"] or accepts["past_key_values"]) and model_type in PREFIX_CACHE_MODEL_TYPES
+    return (accepts["cache"] or accepts["past_key_values"]) and model_type in PREFIX_SHARING_MODEL_TYPES
 
 
 #: Attention implementations that apply a custom 4D mask as given (flash attention does not take one).
@@ -76,7 +77,7 @@ TREE_ATTENTION_IMPLEMENTATIONS = frozenset({"sdpa", "eager"})
 
 def supports_tree_attention(model: torch.nn.Module) -> bool:
     """True if prompts packed as a token tree (one row per sentence, a 4D mask) score as they do alone:
-    an architecture of :data:`PREFIX_CACHE_MODEL_TYPES`, transformers >= 5 (whose mask functions
+    an architecture of :data:`PREFIX_SHARING_MODEL_TYPES`, transformers >= 5 (whose mask functions
     pass a 4D mask through unchanged), an sdpa or eager attention, and ``position_ids`` and
     ``logits_to_keep`` arguments."""
     import transformers
@@ -86,7 +87,7 @@ def supports_tree_attention(model: torch.nn.Module) -> bool:
     accepts = forward_options(model)
     return (
         int(transformers.__version__.split(".")[0]) >= 5
-        and getattr(config, "model_type", None) in PREFIX_CACHE_MODEL_TYPES
+        and getattr(config, "model_type", None) in PREFIX_SHARING_MODEL_TYPES
         and getattr(config, "_attn_implementation", None) in TREE_ATTENTION_IMPLEMENTATIONS
         and accepts["position_ids"]
         and accepts["logits_to_keep"]

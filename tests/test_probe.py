@@ -287,7 +287,7 @@ def tiny_of_type(model_type: str, vocab_size: int) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(config).eval()
 
 
-@pytest.mark.parametrize("model_type", sorted(scoring.PREFIX_CACHE_MODEL_TYPES))
+@pytest.mark.parametrize("model_type", sorted(scoring.PREFIX_SHARING_MODEL_TYPES))
 def test_every_enabled_architecture_gives_the_plain_numbers(model_type, bpe_tokenizer, small_probe_set):
     """'auto' turns prefix sharing on by model type: each listed type is checked, both ways."""
     model = tiny_of_type(model_type, len(bpe_tokenizer))
