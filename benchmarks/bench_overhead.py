@@ -51,13 +51,14 @@ import torch
 
 from fairness_callback.demo import lightning_runner
 from fairness_callback.demo.run import DemoConfig, build
+from fairness_callback.integrations.lightning import FairnessCallback
 from fairness_callback.history import read_history
 from fairness_callback.plots import probe_records
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-class TimedFairnessCallback(lightning_runner.FairnessCallback):
+class TimedFairnessCallback(FairnessCallback):
     """The demo's FairnessCallback with a stopwatch around each of its own hooks."""
 
     seconds = 0.0
@@ -65,9 +66,9 @@ class TimedFairnessCallback(lightning_runner.FairnessCallback):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         TimedFairnessCallback.seconds = 0.0
-        base = lightning_runner.FairnessCallback
-        for name in dir(base):
-            if name.startswith("on_") and getattr(base, name) is not getattr(pl.Callback, name, None):
+        # The hooks FairnessCallback itself defines (lightning_runner's name for it is patched in the run).
+        for name in dir(FairnessCallback):
+            if name.startswith("on_") and getattr(FairnessCallback, name) is not getattr(pl.Callback, name, None):
                 setattr(self, name, self._timed(getattr(self, name)))
 
     @staticmethod

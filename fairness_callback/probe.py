@@ -224,7 +224,7 @@ class FairnessProbe:
             ranks, logprobs = state.compute()
         if error is not None:
             raise error
-        return OptionScores(ranks, logprobs)
+        return OptionScores(ranks, logprobs, sharing)
 
     def prefix_sharing_for(self, model: torch.nn.Module) -> Literal["tree", "cache", "off"]:
         """How :meth:`score` shares prompt prefixes for this model (see ``prefix_sharing``)."""
@@ -264,9 +264,7 @@ class FairnessProbe:
         """
         start = time.perf_counter()
         scores = self.score(model, distributed=distributed)
-        result = self.result(scores, seconds=time.perf_counter() - start)
-        result.info["prefix_sharing"] = self.prefix_sharing_for(model)
-        return result
+        return self.result(scores, seconds=time.perf_counter() - start)
 
     def option_probs(self, logprobs: torch.Tensor) -> torch.Tensor:
         """Option probabilities [N, K] in float64, normalised as configured."""
@@ -284,7 +282,8 @@ class FairnessProbe:
         metrics = compute_metrics(correct, correct_ranks, probs, parts, [p.stereotype for p in self.prompts],
                                   sentence_index=self._sentence_index)
         by_seed = seed_metrics(correct, correct_ranks, parts, self._seeds)
-        return ProbeResult(metrics, self._records(scores.ranks, probs, parts), self._info(seconds), by_seed)
+        info = {**self._info(seconds), "prefix_sharing": scores.prefix_sharing}
+        return ProbeResult(metrics, self._records(scores.ranks, probs, parts), info, by_seed)
 
     def _records(self, ranks: torch.Tensor, probs: torch.Tensor, parts: torch.Tensor) -> list[dict]:
         ranks_l, probs_l, parts_l = ranks.tolist(), probs.tolist(), parts.tolist()

@@ -23,11 +23,13 @@ class OptionScores:
     """Per-prompt scores, one row per prompt, one column per answer group (``GROUPS`` order).
 
     ``ranks`` are 1-based vocabulary ranks (float64 so that a non-finite row can hold NaN);
-    ``logprobs`` are full-vocabulary log-softmax values in float32.
+    ``logprobs`` are full-vocabulary log-softmax values in float32; ``prefix_sharing`` is the
+    path that scored them (``"tree"``, ``"cache"`` or ``"off"``).
     """
 
     ranks: torch.Tensor
     logprobs: torch.Tensor
+    prefix_sharing: str = "off"
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
