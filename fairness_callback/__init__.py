@@ -1,12 +1,14 @@
 """fairness-callback: watch an LLM's gender bias while it trains.
 
-The core (data, prompts, encoding, scoring, metrics, probe) is framework-free; the training
-framework adapters live in :mod:`fairness_callback.integrations`.
+The core (data, prompts, encoding, scoring, metrics, probe, and the monitor that custom loops
+drive) is framework-free; the training framework adapters live in
+:mod:`fairness_callback.integrations`.
 """
 
 from .data import OCCUPATIONS, WINOBIAS_ENV, ProbeSentence, ProbeSet
 from .encoding import AnswerTokenError, AnswerTokens
 from .metrics import answer_ranks, jsd_parts, mann_whitney, option_ranks
+from .monitor import FairnessMonitor, ProbeOutcome
 from .probe import FairnessProbe, ProbeResult
 from .stopping import FairnessEarlyStopping, StopDecision, StopReason
 from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts, option_order
@@ -35,11 +37,13 @@ __all__ = [
     "DEFAULT_SEEDS",
     "DEFAULT_TEMPLATE",
     "FairnessEarlyStopping",
+    "FairnessMonitor",
     "FairnessProbe",
     "HFFairnessCallback",
     "LightningFairnessCallback",
     "GROUPS",
     "OCCUPATIONS",
+    "ProbeOutcome",
     "ProbeResult",
     "ProbeSentence",
     "ProbeSet",

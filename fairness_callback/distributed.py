@@ -85,6 +85,15 @@ def max_over_ranks(values: list[int]) -> list[int]:
     return tensor.tolist()
 
 
+def from_rank_zero(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (one broadcast; ``value`` as given when not distributed)."""
+    if world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank if ``flag`` is True on any rank."""
     return bool(max_over_ranks([int(flag)])[0])

@@ -1,8 +1,11 @@
-"""The engine behind both training callbacks: when to probe, the probe itself, history, stopping.
+"""The engine behind both training callbacks, and the API for a training loop of one's own.
 
-The adapters (``integrations/hf.py``, ``integrations/lightning.py``) only translate their
-framework's events into :meth:`FairnessMonitor.maybe_probe` calls and act on what it returns;
-everything here is framework-free and the same under both.
+:class:`FairnessMonitor` decides when to probe, runs the probe on every rank, keeps the history
+file, logs, and takes the one stop vote. The adapters (``integrations/hf.py``,
+``integrations/lightning.py``) only translate their framework's events into
+:meth:`FairnessMonitor.start` / :meth:`FairnessMonitor.step` / :meth:`FairnessMonitor.update_loss`
+calls and act on what comes back; a custom loop calls the same three. Everything here is
+framework-free.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Literal
+from typing import Any, Callable, ContextManager, Literal
 
 import torch
 
-from .distributed import is_rank_zero, max_over_ranks
-from .history import HISTORY_FILENAME, HistoryWriter
+from .distributed import from_rank_zero, is_rank_zero, max_over_ranks
+from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .changes import SuddenChangeDetector
 from .probe import FairnessProbe, ProbeResult
+from .sinks import make_sink
 from .stopping import FairnessEarlyStopping, StopReason
 
 log = logging.getLogger("fairness_callback")
@@ -48,7 +52,8 @@ def tensorboard_layout(prefix: str = "fairness/") -> dict:
 
 def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool) -> dict[str, Any]:
     """A history line for one probe (the live callbacks and the offline replay write the same)."""
-    record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds}
+    record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds,
+                              "prefix_sharing": result.info.get("prefix_sharing")}
     record.update(result.metrics)
     record["jsdp/gap_sudden"] = sudden
     record["by_seed"] = result.by_seed
@@ -57,33 +62,87 @@ def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool) -
 
 @dataclass
 class ProbeOutcome:
-    """What one probe produced: its metrics (None if it failed) and whether to stop now."""
+    """What :meth:`FairnessMonitor.step` did at one step.
+
+    ``metrics`` is None when no probe ran (not due) or the probe failed (``failed``); ``should_stop``
+    is the same on every rank; ``message`` says why it stops.
+    """
 
     step: int
     metrics: dict[str, float] | None
     should_stop: bool
     message: str = ""
+    probed: bool = False
+    failed: bool = False
 
 
 class FairnessMonitor:
-    """Runs the probe every ``every_n_steps`` optimizer steps and keeps what it finds.
+    """Probe the model's gender bias every N optimizer steps, log it, keep a history, vote to stop.
 
-    See :class:`fairness_callback.integrations.hf.FairnessCallback` for the arguments; the
-    adapters pass them through unchanged, plus ``default_loss_key`` and ``default_dir``.
+    The engine of both callbacks, and the API for a loop of one's own::
+
+        monitor = FairnessMonitor(tokenizer=tok, every_n_steps=200, early_stopping=FairnessEarlyStopping(),
+                                  history_path="runs/x/fairness_history.jsonl", log=writer)
+        monitor.start(model)                          # the step-0 probe (probe_at_start)
+        for step in range(1, max_steps + 1):
+            ...                                       # forward, backward, optimizer.step()
+            if step % eval_every == 0:
+                monitor.update_loss({"val_loss": val_loss})
+            outcome = monitor.step(model, step)       # probes when due, on every rank
+            if outcome.should_stop:
+                break
+
+    Under ``torch.distributed`` call :meth:`start` and :meth:`step` on every rank at the same
+    steps: each rank scores an equal share of the prompts, one all-reduce gives every rank all
+    the scores, and one more carries the stop vote, so every rank stops at the same step.
+    ``model`` may be wrapped (DDP, FSDP2, DeepSpeed, accelerate, ``torch.compile``, PEFT); the
+    probe sees through the wrapper (see ``FairnessProbe``).
+
+    Args:
+        tokenizer: the tokenizer (or a path to load one from) for the default probe.
+        every_n_steps: probe at every step that is a multiple of this.
+        probe: the :class:`~fairness_callback.FairnessProbe` to run; default: one built from
+            ``tokenizer`` with the default probe set.
+        early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
+            watch. Its held-out loss is ``loss_key`` unless it names its own.
+        probe_at_start: :meth:`start` probes at the step it is given (0, or the resumed step).
+        history_path: JSONL file that gets a run-start line and one line per probe, each with this
+            run's ``run_id``, flushed at once (rank 0 writes); None: no history (the callbacks
+            default to their output folder). A resumed run continues its run id.
+        log: where metrics go at each probe (rank 0 only): a callable ``(metrics, step)``, a
+            ``SummaryWriter``, a ``wandb`` run or a logger with ``log_metrics``
+            (see :mod:`fairness_callback.sinks`). Keys are ``fairness/<metric>``.
+        on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on
+            (the next probe is tried again); ``"raise"``: the error is raised on every rank.
+        log_all_metrics: log every metric, not only the headline ones (the history always has all).
+        probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
+            interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
+            same on every rank, and the choice is logged. None keeps ``every_n_steps``.
+        loss_key: the held-out loss that :meth:`update_loss` looks for (the callbacks pass
+            ``eval_loss`` / ``val_loss``).
+        autocast: a context manager factory (e.g. ``lambda: torch.autocast("cuda", torch.bfloat16)``)
+            entered around each probe, to score in the training precision; None: as the model is.
+
+    Attributes:
+        last_metrics: the latest probe's metrics, identical on every rank (None before any).
+        stopped_reason: a :class:`~fairness_callback.StopReason` once early stopping fired, else None.
+        run_id: this run's id in the history (set by :meth:`start` or the first :meth:`step`).
     """
 
     def __init__(
         self,
-        every_n_steps: int,
-        probe: FairnessProbe | None,
-        tokenizer: Any,
-        early_stopping: FairnessEarlyStopping | None,
-        probe_at_start: bool,
-        history_path: str | os.PathLike | None,
-        on_error: Literal["warn", "raise"],
-        log_all_metrics: bool,
-        default_loss_key: str,
+        tokenizer: Any = None,
+        every_n_steps: int = 500,
+        probe: FairnessProbe | None = None,
+        early_stopping: FairnessEarlyStopping | None = None,
+        probe_at_start: bool = True,
+        history_path: str | os.PathLike | None = None,
+        log: Any = None,
+        on_error: Literal["warn", "raise"] = "warn",
+        log_all_metrics: bool = False,
         probe_budget: float | None = None,
+        loss_key: str = "val_loss",
+        autocast: Callable[[], ContextManager] | None = None,
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
@@ -98,12 +157,14 @@ class FairnessMonitor:
         self.early_stopping = early_stopping
         self.probe_at_start = probe_at_start
         self.user_history_path = Path(history_path) if history_path is not None else None
-        self.history_path: Path | None = None
+        self.history_path: Path | None = self.user_history_path
+        self.sink = make_sink(log, tensorboard_layout())
         self.on_error = on_error
         self.log_all_metrics = log_all_metrics
+        self.autocast = autocast
         if early_stopping is not None and early_stopping.loss_key is None:
-            early_stopping.loss_key = default_loss_key
-        self.loss_key = early_stopping.loss_key if early_stopping is not None else default_loss_key
+            early_stopping.loss_key = loss_key
+        self.loss_key = early_stopping.loss_key if early_stopping is not None else loss_key
         self._writer: HistoryWriter | None = None
         self.reset()
 
@@ -116,6 +177,10 @@ class FairnessMonitor:
         self.latest_loss: float | None = None
         self.sudden_change = SuddenChangeDetector()
         self.every_n_steps = self.initial_every_n_steps
+        self.run_id: str | None = None
+        self._resumed = False
+        self._begun = False
+        self._writer = None
         self._clock: tuple[float, int] | None = None  # (wall time, step) when this run was first seen
         self._probe_seconds_total = 0.0
         if self.early_stopping is not None:
@@ -123,22 +188,62 @@ class FairnessMonitor:
 
     # -- set-up ---------------------------------------------------------------------------------
     def setup(self, tokenizer: Any = None, default_dir: str | os.PathLike | None = None) -> None:
-        """Build the probe from the framework's tokenizer if none was given; choose the history file."""
+        """Build the probe from ``tokenizer`` if none was given; history in ``default_dir`` unless a path was given.
+
+        The callbacks call it with the framework's tokenizer and output folder; a custom loop
+        need not (:meth:`start` / :meth:`step` call it with no arguments).
+        """
         if self.probe is None:
             tokenizer = self.tokenizer if self.tokenizer is not None else tokenizer
             if tokenizer is None:
                 raise ValueError(
-                    "FairnessCallback needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
+                    "FairnessMonitor needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
                     "tokenizer=..., or give the trainer / LightningModule a tokenizer"
                 )
             self.probe = FairnessProbe(tokenizer)
         self.history_path = self.user_history_path
         if self.history_path is None and default_dir is not None:
             self.history_path = Path(default_dir) / HISTORY_FILENAME
-        self._writer = HistoryWriter(self.history_path) if self.history_path is not None and is_rank_zero() else None
 
-    # -- the probe ------------------------------------------------------------------------------
+    def _begin_run(self) -> None:
+        """Open this run's history (a new run id, or the restored one of a resumed run) with a run-start line."""
+        if self._begun:
+            return
+        if self.probe is None:
+            self.setup()
+        self._begun = True
+        # Every rank keeps rank 0's id (the one in the history and in rank 0's checkpoints).
+        self.run_id = from_rank_zero(self.run_id or new_run_id())
+        if self.history_path is not None and is_rank_zero():
+            self._writer = HistoryWriter(self.history_path, run_id=self.run_id)
+            self._writer.start_run(self.run_info(), resumed=self._resumed)
+
+    def run_info(self) -> dict[str, Any]:
+        """What a run-start line says of the probe and the schedule."""
+        probe_set = getattr(self.probe, "probe_set", None)
+        return {"probe_set": getattr(probe_set, "name", None), "num_prompts": len(self.probe) if probe_set else None,
+                "every_n_steps": self.every_n_steps, "probe_budget": self.probe_budget,
+                "monitor": self.early_stopping.monitor if self.early_stopping else None}
+
+    # -- the schedule ---------------------------------------------------------------------------
+    def start(self, model: torch.nn.Module, step: int = 0, autocast: ContextManager | None = None) -> ProbeOutcome:
+        """Begin the run at ``step`` (0, or the step a resumed run starts from) and, with
+        ``probe_at_start``, probe there unless that step was already probed."""
+        self._begin_run()
+        self._clock = (time.perf_counter(), step)
+        if self.probe_at_start and self.last_probed_step != step:
+            return self.run_probe(model, step, autocast)
+        return ProbeOutcome(step, None, False)
+
+    def step(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+        """Call after each optimizer step (on every rank): probes if ``step`` is due, else does nothing."""
+        self._begin_run()
+        if not self.is_due(step):
+            return ProbeOutcome(step, None, False)
+        return self.run_probe(model, step, autocast)
+
     def is_due(self, step: int) -> bool:
+        """True if ``step`` is a multiple of the interval and not probed yet."""
         if self._clock is None:
             self._clock = (time.perf_counter(), step)
         return step % self.every_n_steps == 0 and step != self.last_probed_step
@@ -156,18 +261,22 @@ class FairnessMonitor:
         keys = metrics if self.log_all_metrics else [k for k in HEADLINE_METRICS if k in metrics]
         return {f"fairness/{k}": float(metrics[k]) for k in keys}
 
+    # -- the probe ------------------------------------------------------------------------------
     def run_probe(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
-        """Probe at ``step`` on every rank; failures are logged (or raised with ``on_error="raise"``).
+        """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
         Every rank takes part in one vote even when its probe failed, so no rank waits forever:
         all ranks stop if any rank's policy says stop (with the same reason), and with
-        ``on_error="raise"`` all ranks raise if any rank's probe failed.
+        ``on_error="raise"`` all ranks raise if any rank's probe failed. ``autocast`` (a context
+        manager) overrides the monitor's own ``autocast`` for this probe.
         """
+        self._begin_run()
         self.last_probed_step = step
         metrics, reason, message, error, interval = None, StopReason.NOT_STOPPED, "", None, 0
         start = time.perf_counter()
         try:
-            with autocast or contextlib.nullcontext():
+            context = autocast or (self.autocast() if self.autocast is not None else contextlib.nullcontext())
+            with context:
                 result = self.probe.run(model, distributed=True)
             metrics = result.metrics
             seconds = time.perf_counter() - start
@@ -192,10 +301,21 @@ class FairnessMonitor:
             self.every_n_steps = interval
         if metrics is not None:
             self.last_metrics = metrics
+            self._send(metrics, step)
         stop = reason_code > 0
         if stop:
-            self._record_stop(step, codes[reason_code], message)
-        return ProbeOutcome(step, metrics, stop, message)
+            message = self._record_stop(step, codes[reason_code], message)
+        return ProbeOutcome(step, metrics, stop, message, probed=True, failed=bool(failed))
+
+    def _send(self, metrics: dict[str, float], step: int) -> None:
+        if self.sink is None or not is_rank_zero():
+            return
+        try:
+            self.sink(self.logged_metrics(metrics), step)
+        except Exception:  # noqa: BLE001 - a logger's failure must not end training either
+            if self.on_error == "raise":
+                raise
+            log.error("fairness metrics at step %d could not be logged; training goes on", step, exc_info=True)
 
     def _write_probe(self, step: int, result: ProbeResult, seconds: float) -> None:
         sudden = self.sudden_change.update(result.metrics["jsdp/gap"])
@@ -211,7 +331,7 @@ class FairnessMonitor:
             record["stopping/wait"] = self.early_stopping.wait
         self._writer.append(record)
 
-    def _record_stop(self, step: int, reason: StopReason, message: str) -> None:
+    def _record_stop(self, step: int, reason: StopReason, message: str) -> str:
         stopping = self.early_stopping
         if not message.startswith("stopping"):
             # Another rank's policy fired (ranks can see different held-out losses); this one did not.
@@ -225,9 +345,10 @@ class FairnessMonitor:
                 "best_step": stopping.best_step if stopping else None,
                 "best_value": stopping.best if stopping else None,
             })
+        return message
 
     def update_loss(self, losses: dict[str, Any]) -> None:
-        """Keep the trainer's held-out loss (if ``losses`` has it) for the history and the policy."""
+        """Keep the held-out loss (if ``losses`` has ``loss_key``) for the history and the policy."""
         if self.loss_key not in losses:
             return
         value = losses[self.loss_key]
@@ -237,7 +358,9 @@ class FairnessMonitor:
 
     # -- resume ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume: the schedule, the policy's state and the run id."""
         return {
+            "run_id": self.run_id,
             "last_probed_step": self.last_probed_step,
             "latest_loss": self.latest_loss,
             "every_n_steps": self.every_n_steps,
@@ -246,6 +369,9 @@ class FairnessMonitor:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (before :meth:`start`): the run continues under its run id."""
+        self.run_id = state.get("run_id") or self.run_id
+        self._resumed = True
         self.last_probed_step = state.get("last_probed_step")
         self.latest_loss = state.get("latest_loss")
         self.every_n_steps = state.get("every_n_steps", self.every_n_steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import time
@@ -18,7 +19,9 @@ from .encoding import EncodedPrompts
 from .metrics import compute_metrics, jsd_parts, seed_metrics
 from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts
 from .distributed import ProbeScoreState, shard_indices, world
-from .scoring import OptionScores, iter_scores, model_device, supports_prefix_cache, supports_tree_attention
+from .scoring import OptionScores, choose_path, iter_scores, model_device
+
+log = logging.getLogger("fairness_callback")
 
 Normalize = Literal["vocab", "options"]
 
@@ -133,10 +136,12 @@ class FairnessProbe:
             and each option list once) with a tree attention mask, one forward call, no cache;
             ``"cache"``: each sentence run once, then every prompt's suffix against its
             key/value cache; ``"off"``: every prompt whole. ``"auto"`` (default) takes ``"tree"``
-            where it is known to be exact (``scoring.supports_tree_attention``: GPT-NeoX, GPT-2,
+            where it is known to be exact (``scoring.choose_path``: GPT-NeoX, GPT-2,
             Llama-style models with sdpa or eager attention under transformers >= 5), else
-            ``"cache"`` for those architectures (e.g. with flash attention), else ``"off"``.
-            All give the same numbers within float rounding.
+            ``"cache"`` for those architectures (e.g. with flash attention), else ``"off"``,
+            seeing through DDP, FSDP, DeepSpeed, accelerate, ``torch.compile`` and PEFT
+            wrappers; the path and why are logged once. All give the same numbers within
+            float rounding.
         max_prompts: probe a fixed subset of whole sentences with at most this many prompts: the
             same sentences on every rank and at every probe (chosen by a hash of their ids), so
             the curve is consistent; ``<metric>/se`` keys give each mean's standard error.
@@ -182,6 +187,7 @@ class FairnessProbe:
         self.encoded = EncodedPrompts(tokenizer, self.prompts, self.config.options)
         self._sentence_index = torch.tensor([p.sentence_index for p in self.prompts])
         self._seeds = torch.tensor([p.seed for p in self.prompts])
+        self._said_path: tuple[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -201,7 +207,7 @@ class FairnessProbe:
         rank, world_size = world() if distributed else (0, 1)
         chosen = torch.arange(len(self.prompts)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
         # Shared prefixes need whole sentences on a rank; a distributed subset is scored plainly.
-        sharing = self.prefix_sharing_for(model) if world_size == 1 or indices is None else "off"
+        sharing = self._path(model)[0] if world_size == 1 or indices is None else "off"
         mine, real = self._shard(chosen, rank, world_size, by_sentence=sharing != "off")
         if sharing == "tree":
             batches = self.encoded.tree_batches(self.batch_size, mine)
@@ -228,13 +234,20 @@ class FairnessProbe:
 
     def prefix_sharing_for(self, model: torch.nn.Module) -> Literal["tree", "cache", "off"]:
         """How :meth:`score` shares prompt prefixes for this model (see ``prefix_sharing``)."""
-        if not self.encoded.prefix_usable or self.prefix_sharing == "off":
-            return "off"
-        if self.prefix_sharing != "auto":
-            return self.prefix_sharing
-        if supports_tree_attention(model):
-            return "tree"
-        return "cache" if supports_prefix_cache(model) else "off"
+        return self._path(model)[0]
+
+    def _path(self, model: torch.nn.Module) -> tuple[str, str]:
+        """``scoring.choose_path`` for this probe's prompts; logged once per path and reason."""
+        if not self.encoded.prefix_usable:
+            path, reason = "off", "the prompts of a sentence share no prefix"
+        else:
+            path, reason = choose_path(model, self.prefix_sharing)
+        if (path, reason) != self._said_path:
+            self._said_path = (path, reason)
+            fell_back = self.prefix_sharing == "auto" and path != "tree"
+            log.log(logging.WARNING if fell_back else logging.INFO, "fairness probe scores on the %s path: %s",
+                    {"off": "plain"}.get(path, path), reason)
+        return path, reason
 
     def _shard(self, chosen: torch.Tensor, rank: int, world_size: int, by_sentence: bool) -> tuple[torch.Tensor, int]:
         """This rank's prompts (real ones first, then padding) and how many are real.

@@ -32,29 +32,68 @@ class OptionScores:
     prefix_sharing: str = "off"
 
 
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module whose ``forward`` signature tells which keyword arguments it takes.
+#: Wrapper attributes that hold the wrapped module, outermost first: DDP, DeepSpeed engines, FSDP1 and
+#: accelerate's wrappers use ``module``; ``torch.compile`` uses ``_orig_mod``.
+_WRAPPED_ATTRS = ("module", "_orig_mod")
 
-    DDP and ``torch.compile`` wrap the model; calling the wrapper is right (DDP/FSDP hooks run),
-    but its signature is ``*args, **kwargs``.
+
+def _peft_inner(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The transformers model inside a PEFT ``PeftModel`` (its adapters are layers injected into it), else None."""
+    if not (hasattr(type(model), "get_base_model") and hasattr(model, "peft_config")):
+        return None
+    return model.get_base_model()
+
+
+def wrapper_chain(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """``model`` and every module it wraps, outermost first; the last is the bare model.
+
+    Sees through DDP, FSDP1, DeepSpeed engines and accelerate wrappers (``.module``),
+    ``torch.compile`` (``._orig_mod``) and PEFT (``PeftModel.get_base_model()``), in any nesting.
     """
-    inner = model
-    for attr in ("module", "_orig_mod"):
-        while hasattr(inner, attr) and isinstance(getattr(inner, attr), torch.nn.Module):
-            inner = getattr(inner, attr)
-    return inner
+    chain = [model]
+    while True:
+        inner = _peft_inner(chain[-1])
+        if inner is None:
+            inner = next((getattr(chain[-1], a) for a in _WRAPPED_ATTRS
+                          if isinstance(getattr(chain[-1], a, None), torch.nn.Module)), None)
+        if inner is None:
+            return chain
+        chain.append(inner)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model: the one whose ``config`` and ``forward`` signature say what it takes.
+
+    A wrapper's own ``forward`` is ``*args, **kwargs`` (PEFT's names only a few arguments and
+    passes the rest through), so what the model accepts cannot be read from the wrapper.
+    """
+    return wrapper_chain(model)[-1]
 
 
 def forward_target(model: torch.nn.Module) -> torch.nn.Module:
-    """What to call for an inference forward: DDP's inner module (its replicas need no sync),
-    anything else as it is (FSDP must be called through its hooks to gather its shards)."""
+    """What to call for the probe's inference forward.
+
+    DDP and DeepSpeed engines: their inner module (replicas need no gradient sync; ZeRO-3 gathers
+    through hooks on the module itself). ``torch.compile``: the original module, run eagerly, so
+    the probe's new shapes never recompile (or evict) the training graph. Everything else as it
+    is: FSDP (1 and 2) must be called through its hooks to gather its shards, and a ``PeftModel``
+    passes ``position_ids`` / ``logits_to_keep`` / a 4D mask through to its base model with its
+    adapters active.
+    """
     from torch.nn.parallel import DistributedDataParallel
 
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    target = model
+    while True:
+        if isinstance(target, DistributedDataParallel) or type(target).__name__ in ("DeepSpeedEngine", "PipelineEngine"):
+            target = target.module
+        elif isinstance(getattr(target, "_orig_mod", None), torch.nn.Module):
+            target = target._orig_mod
+        else:
+            return target
 
 
 def forward_options(model: torch.nn.Module) -> dict[str, bool]:
-    """Which of the optional keyword arguments the model's forward accepts by name."""
+    """Which of the optional keyword arguments the (unwrapped) model's forward accepts by name."""
     params = inspect.signature(unwrap_model(model).forward).parameters
     return {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache", "cache", "past_key_values")}
 
@@ -64,36 +103,62 @@ def forward_options(model: torch.nn.Module) -> dict[str, bool]:
 #: also with full and partial sentences.
 PREFIX_SHARING_MODEL_TYPES = frozenset({"gpt_neox", "gpt2", "llama", "mistral", "qwen2", "olmo", "olmo2", "gemma", "phi3"})
 
-
-def supports_prefix_cache(model: torch.nn.Module) -> bool:
-    """True if the model takes a cache argument and its architecture is known to work with one."""
-    inner = unwrap_model(model)
-    accepts = forward_options(model)
-    model_type = getattr(getattr(inner, "config", None), "model_type", None)
-    return (accepts["cache"] or accepts["past_key_values"]) and model_type in PREFIX_SHARING_MODEL_TYPES
-
-
 #: Attention implementations that apply a custom 4D mask as given (flash attention does not take one).
 TREE_ATTENTION_IMPLEMENTATIONS = frozenset({"sdpa", "eager"})
 
 
-def supports_tree_attention(model: torch.nn.Module) -> bool:
-    """True if prompts packed as a token tree (one row per sentence, a 4D mask) score as they do alone:
-    an architecture of :data:`PREFIX_SHARING_MODEL_TYPES`, transformers >= 5 (whose mask functions
-    pass a 4D mask through unchanged), an sdpa or eager attention, and ``position_ids`` and
-    ``logits_to_keep`` arguments."""
+def _prompt_learning_adapter(chain: Sequence[torch.nn.Module]) -> str | None:
+    """The PEFT type of an active prompt-learning adapter (prefix / prompt tuning: virtual tokens that
+    packed rows and caches cannot carry) among the wrappers, else None."""
+    for module in chain:
+        config = getattr(module, "active_peft_config", None) if _peft_inner(module) is not None else None
+        if config is not None and getattr(config, "is_prompt_learning", False):
+            peft_type = getattr(config, "peft_type", "prompt-learning")
+            return str(getattr(peft_type, "value", peft_type))
+    return None
+
+
+def choose_path(model: torch.nn.Module, requested: str = "auto") -> tuple[str, str]:
+    """The scoring path for ``model`` and why: ``("tree" | "cache" | "off", reason)``.
+
+    The one place that decides. ``requested`` is ``FairnessProbe(prefix_sharing=...)``: "auto"
+    takes the token tree where it is known to be exact (an architecture of
+    :data:`PREFIX_SHARING_MODEL_TYPES`, transformers >= 5, whose mask functions pass a 4D mask
+    through, an sdpa or eager attention, ``position_ids`` and ``logits_to_keep`` arguments), else
+    the key/value cache for those architectures (e.g. with flash attention), else the plain path.
+    "tree" and "cache" are taken as asked. Wrappers (DDP, FSDP, DeepSpeed, accelerate,
+    ``torch.compile``, PEFT) are seen through: the bare model's path is taken.
+    """
     import transformers
 
-    inner = unwrap_model(model)
+    chain = wrapper_chain(model)
+    inner = chain[-1]
+    seen = " > ".join(type(m).__name__ for m in chain)
+    if requested == "off":
+        return "off", "prefix_sharing='off'"
+    prompt_learning = _prompt_learning_adapter(chain)
+    if prompt_learning is not None:
+        return "off", f"the {prompt_learning} adapter prepends virtual tokens, which shared prefixes cannot carry ({seen})"
+    if requested in ("tree", "cache"):
+        return requested, f"prefix_sharing={requested!r} ({seen})"
     config = getattr(inner, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in PREFIX_SHARING_MODEL_TYPES:
+        return "off", f"model type {model_type!r} is not among the tested architectures ({seen})"
     accepts = forward_options(model)
-    return (
-        int(transformers.__version__.split(".")[0]) >= 5
-        and getattr(config, "model_type", None) in PREFIX_SHARING_MODEL_TYPES
-        and getattr(config, "_attn_implementation", None) in TREE_ATTENTION_IMPLEMENTATIONS
-        and accepts["position_ids"]
-        and accepts["logits_to_keep"]
-    )
+    attention = getattr(config, "_attn_implementation", None)
+    missing = [name for name in ("position_ids", "logits_to_keep") if not accepts[name]]
+    if int(transformers.__version__.split(".")[0]) < 5:
+        why = f"transformers {transformers.__version__} < 5 may rewrite a 4D mask"
+    elif attention not in TREE_ATTENTION_IMPLEMENTATIONS:
+        why = f"attention {attention!r} takes no 4D tree mask"
+    elif missing:
+        why = f"its forward does not take {' or '.join(missing)}"
+    else:
+        return "tree", f"{model_type} with {attention} attention ({seen})"
+    if accepts["cache"] or accepts["past_key_values"]:
+        return "cache", f"{why}; key/value cache instead ({seen})"
+    return "off", f"{why}, and it takes no key/value cache ({seen})"
 
 
 def tree_last_logits(model: torch.nn.Module, batch: TreeBatch) -> torch.Tensor:

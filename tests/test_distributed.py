@@ -59,3 +59,16 @@ def test_a_failing_rank_does_not_hang_the_others(tmp_path):
     rank0, rank1 = read_ranks(tmp_path)
     assert rank1["error"] == "injected failure on rank 1"
     assert math.isnan(rank0["metrics"]["jsdp/gap"])
+
+
+def test_deepspeed_zero3_engine_is_probed_through_its_module(tmp_path):
+    """Tested where DeepSpeed initialises on the CPU (it does here, with gloo)."""
+    pytest.importorskip("deepspeed")
+    torchrun(Path(__file__).parent / "dist" / "deepspeed_zero3.py", str(tmp_path), tmp_path=tmp_path, timeout=300)
+    rank0, rank1 = read_ranks(tmp_path)
+    assert rank0["engine"] == "DeepSpeedEngine" and rank0["partitioned"] and rank0["path"] == "tree"
+    assert rank0["probed"] == rank1["probed"] == [False, True]
+    assert rank0["after"] == rank1["after"]
+    for key, value in rank0["reference"].items():  # the sharded engine scores the same weights the same
+        assert rank0["before"][key] == pytest.approx(value, rel=1e-5, abs=1e-7, nan_ok=True), key
+    assert rank0["after"]["jsdp/gap"] != rank0["before"]["jsdp/gap"]  # it trained, and the probe saw it

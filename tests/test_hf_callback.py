@@ -47,8 +47,8 @@ def make_trainer(output_dir: Path, tokenizer, callbacks: list, model=None, **ove
 
 
 def history(output_dir: Path) -> list[tuple[str, int]]:
-    """``(event, step)`` of every line of the run's history file."""
-    return [(r["event"], r["step"]) for r in read_history(output_dir / "fairness_history.jsonl")]
+    """``(event, step)`` of every probe and stop line of the run's history file."""
+    return [(r["event"], r["step"]) for r in read_history(output_dir / "fairness_history.jsonl") if r["event"] != "run_start"]
 
 
 def probed(trainer: Trainer, key: str = "fairness/jsdp/gap") -> dict[int, float]:
@@ -98,7 +98,7 @@ def test_metrics_reach_tensorboard_and_log_history(tmp_path, bpe_tokenizer):
     for key in HEADLINE_METRICS:
         assert scalars[f"train/fairness/{key}"] == [0, 2, 4], key
     assert "train/fairness/jsdp/gap" in charted and "train/fairness/ar/male" in charted
-    gaps = {r["step"]: r["jsdp/gap"] for r in read_history(tmp_path / "first" / "fairness_history.jsonl")}
+    gaps = {r["step"]: r["jsdp/gap"] for r in read_history(tmp_path / "first" / "fairness_history.jsonl") if r["event"] == "probe"}
     assert probed(trainer) == gaps
     assert set(callback.last_metrics) == set(probe.run(trainer.model).metrics)
     assert callback.last_metrics["jsdp/gap"] == gaps[4]
@@ -280,10 +280,16 @@ def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokeni
     assert resumed.stopped_reason == StopReason.GAP_GREW_NO_LOSS
     # appended, and no second step-4 probe from probe_at_start
     assert history(tmp_path) == [("probe", 0), ("probe", 2), ("probe", 4), ("probe", 6), ("stop", 6)]
-    step6, stop = read_history(tmp_path / "fairness_history.jsonl")[-2:]
+    records = read_history(tmp_path / "fairness_history.jsonl")
+    step6, stop = records[-2:]
     assert {k: step6[k] for k in ("stopping/best", "stopping/best_step", "stopping/wait")} == \
         {"stopping/best": 0.01, "stopping/best_step": 0, "stopping/wait": 3}
     assert stop["best_step"] == 0
+    # one run: the resumed train() continues the run id saved with the checkpoint, and says it resumed
+    starts = [r for r in records if r["event"] == "run_start"]
+    assert [s["resumed"] for s in starts] == [False, True]
+    assert {r["run_id"] for r in records} == {saved["run_id"]}
+    assert [r["event"] for r in records].index("run_start", 1) == 4  # after steps 0, 2, 4 (and before 6)
 
 
 # -- precision --------------------------------------------------------------------------------------

@@ -302,10 +302,14 @@ def test_resume_restores_the_stopping_state_and_appends_the_history(tmp_path):
     assert trainer.global_step == 6
     assert second.stopped_reason is StopReason.GAP_GREW
     assert second.monitor.probe.calls == 1  # step 6 only: step 4 was probed before the checkpoint
-    records = read_history(tmp_path / "history.jsonl")
+    everything = read_history(tmp_path / "history.jsonl")
+    records = [record for record in everything if record["event"] != "run_start"]
     assert [(record["event"], record["step"]) for record in records] == [
         ("probe", 0), ("probe", 2), ("probe", 4), ("probe", 6), ("stop", 6)
     ]
+    # one run: the resumed fit continues the run id saved in the checkpoint, and says it resumed
+    assert [r["resumed"] for r in everything if r["event"] == "run_start"] == [False, True]
+    assert {r["run_id"] for r in everything} == {saved["run_id"]}
     resumed = records[3]
     assert (resumed["stopping/best"], resumed["stopping/best_step"], resumed["stopping/wait"]) == (0.1, 2, 2)
     assert records[4]["best_step"] == 2

@@ -30,7 +30,7 @@ class TwoSecondProbe:
 def test_budget_sets_the_interval_from_measured_probe_and_step_times(monkeypatch, caplog):
     clock = FakeClock()
     monkeypatch.setattr(monitor_module.time, "perf_counter", clock)
-    monitor = FairnessMonitor(10, TwoSecondProbe(clock), None, None, True, None, "warn", False, "val_loss", probe_budget=0.02)
+    monitor = FairnessMonitor(every_n_steps=10, probe=TwoSecondProbe(clock), probe_budget=0.02)
     monitor.setup()
     assert monitor.is_due(0)
     monitor.run_probe(model=None, step=0)
@@ -51,4 +51,4 @@ def test_budget_sets_the_interval_from_measured_probe_and_step_times(monkeypatch
 
 def test_budget_must_be_a_fraction():
     with pytest.raises(ValueError, match="probe_budget"):
-        FairnessMonitor(10, None, None, None, True, None, "warn", False, "val_loss", probe_budget=2.0)
+        FairnessMonitor(every_n_steps=10, probe_budget=2.0)

@@ -62,8 +62,10 @@ class FairnessCallback(TrainerCallback):
         early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
             watch. Its held-out loss is ``eval_loss`` unless it names another ``loss_key``.
         probe_at_start: probe once before the first optimizer step (step 0, or the resumed step).
-        history_path: JSONL file that gets one line per probe, flushed at once (rank 0 writes);
-            default ``<output_dir>/fairness_history.jsonl``. A resumed run appends to it.
+        history_path: JSONL file that gets a run-start line and one line per probe, flushed at once
+            (rank 0 writes); default ``<output_dir>/fairness_history.jsonl``. Every line carries
+            the run's id (saved with each checkpoint), so a resumed run continues its own run and
+            a new ``train()`` in the same folder starts another.
         on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on
             (the next probe is tried again); ``"raise"``: the error ends training.
         probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
@@ -93,8 +95,9 @@ class FairnessCallback(TrainerCallback):
         probe_on_evaluate: bool = True,
     ) -> None:
         self.monitor = FairnessMonitor(
-            every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-            log_all_metrics, default_loss_key="eval_loss", probe_budget=probe_budget,
+            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
+            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
+            log_all_metrics=log_all_metrics, probe_budget=probe_budget, loss_key="eval_loss",
         )
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None
@@ -121,15 +124,14 @@ class FairnessCallback(TrainerCallback):
         saved = state.stateful_callbacks.get(STATE_KEY)
         if saved:  # a run resumed from a checkpoint continues the early-stopping count
             self.monitor.load_state_dict(saved)
-        self._start_pending = self.monitor.probe_at_start
+        self._start_pending = True
         # Every train() gets a new TensorBoard writer (the stock callback closes its writer at the end).
         self._layout_written = False
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if self._start_pending:
             self._start_pending = False
-            if self.monitor.last_probed_step != state.global_step:
-                self._probe(args, state, control, model)
+            self._act(args, state, control, self.monitor.start(model, state.global_step, self._autocast(args, model)))
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.monitor.is_due(state.global_step):
@@ -167,7 +169,10 @@ class FairnessCallback(TrainerCallback):
         self._set_up = True
 
     def _probe(self, args, state, control, model: torch.nn.Module) -> None:
-        outcome = self.monitor.run_probe(model, state.global_step, self._autocast(args, model))
+        self._act(args, state, control, self.monitor.run_probe(model, state.global_step, self._autocast(args, model)))
+
+    def _act(self, args, state, control, outcome) -> None:
+        """Log a probe's metrics, pass on its stop vote, and keep the state for the next checkpoint."""
         if outcome.metrics is not None:
             self._log(args, state, control, self.monitor.logged_metrics(outcome.metrics))
         if outcome.should_stop:

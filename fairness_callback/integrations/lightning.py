@@ -39,7 +39,9 @@ class FairnessCallback(pl.Callback):
             watch. Its held-out loss is ``val_loss`` unless it names another ``loss_key``.
         probe_at_start: probe once before the first optimizer step (step 0, or the resumed step).
         history_path: JSONL file that gets one line per probe, flushed at once (rank 0 writes);
-            default ``<default_root_dir>/fairness_history.jsonl``. A resumed run appends to it.
+            default ``<trainer.log_dir>/fairness_history.jsonl`` (the logger's folder for this run,
+            e.g. ``lightning_logs/version_3``), or ``<default_root_dir>/...`` without a logger.
+            Every line carries the run's id; a resumed run continues it.
         on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on;
             ``"raise"``: the error ends training.
         probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
@@ -70,8 +72,9 @@ class FairnessCallback(pl.Callback):
     ) -> None:
         super().__init__()
         self.monitor = FairnessMonitor(
-            every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-            log_all_metrics, default_loss_key="val_loss", probe_budget=probe_budget,
+            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
+            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
+            log_all_metrics=log_all_metrics, probe_budget=probe_budget, loss_key="val_loss",
         )
         self.model_attr = model_attr
         self._layout_written = False
@@ -91,13 +94,15 @@ class FairnessCallback(pl.Callback):
             return
         datamodule = getattr(trainer, "datamodule", None)
         tokenizer = getattr(pl_module, "tokenizer", None) or getattr(datamodule, "tokenizer", None)
-        self.monitor.setup(tokenizer=tokenizer, default_dir=trainer.default_root_dir)
+        # A run's files live where its logger puts them (trainer.log_dir: e.g. lightning_logs/version_N,
+        # new for every fit; default_root_dir without a logger). It broadcasts: every rank is here.
+        self.monitor.setup(tokenizer=tokenizer, default_dir=trainer.log_dir or trainer.default_root_dir)
         # Lightning restores a checkpoint's callback state (load_state_dict) after setup.
         self.monitor.reset()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.monitor.probe_at_start and self.monitor.last_probed_step != trainer.global_step:
-            self._probe(trainer, pl_module)
+        model = getattr(pl_module, self.model_attr, pl_module)
+        self._act(trainer, self.monitor.start(model, trainer.global_step, trainer.precision_plugin.forward_context()))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         self._step_at_batch_start = trainer.global_step
@@ -122,7 +127,10 @@ class FairnessCallback(pl.Callback):
     # -- helpers ----------------------------------------------------------------------------------
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
-        outcome = self.monitor.run_probe(model, trainer.global_step, trainer.precision_plugin.forward_context())
+        self._act(trainer, self.monitor.run_probe(model, trainer.global_step, trainer.precision_plugin.forward_context()))
+
+    def _act(self, trainer: pl.Trainer, outcome) -> None:
+        """Log a probe's metrics to every logger and pass on its stop vote."""
         if outcome.metrics is not None:
             logged = self.monitor.logged_metrics(outcome.metrics)
             for logger in trainer.loggers:
