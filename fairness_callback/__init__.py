@@ -11,7 +11,9 @@ from .metrics import answer_ranks, jsd_parts, mann_whitney, option_ranks
 from .monitor import FairnessMonitor, ProbeOutcome
 from .probe import FairnessProbe, ProbeResult
 from .stopping import FairnessEarlyStopping, StopDecision, StopReason
-from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts, option_order
+from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, PromptSet, build_prompts, option_order
+from .suite import ProbeSuite
+from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "AnswerTokenError",
+    "BBQ_TASK",
+    "GENDER_TASK",
     "AnswerTokens",
     "DEFAULT_OPTIONS",
     "DEFAULT_SEEDS",
@@ -46,6 +50,9 @@ __all__ = [
     "ProbeOutcome",
     "ProbeResult",
     "ProbeSentence",
+    "ProbeSuite",
+    "ProbeTask",
+    "PromptSet",
     "ProbeSet",
     "StopDecision",
     "StopReason",

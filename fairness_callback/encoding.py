@@ -12,7 +12,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from .packing import MAX_PROMPTS_PER_TREE, TreeBatch, build_tree, pack_trees
-from .prompts import GROUPS, Prompt
+from .prompts import Prompt
 
 
 class AnswerTokenError(ValueError):
@@ -21,15 +21,21 @@ class AnswerTokenError(ValueError):
 
 @dataclass(frozen=True)
 class AnswerTokens:
-    """The scored token of each answer group and how each option tokenised after the prompt."""
+    """The scored token of each answer group and how each option tokenised after the prompt.
+
+    ``ids`` and ``pieces`` are those of the first prompt's options, in group order and by group
+    (the same for every prompt of the gender task); ``by_text`` maps every option text of the
+    prompts to its scored token id.
+    """
 
     ids: tuple[int, ...]
     pieces: Mapping[str, tuple[str, ...]]
+    by_text: Mapping[str, int] = None  # type: ignore[assignment]
 
     @property
     def multi_token(self) -> tuple[str, ...]:
         """Groups whose option text is more than one token (only its first token is scored)."""
-        return tuple(group for group in GROUPS if len(self.pieces[group]) > 1)
+        return tuple(group for group, pieces in self.pieces.items() if len(pieces) > 1)
 
 
 def _special_prefix(tokenizer) -> list[int]:
@@ -42,34 +48,37 @@ def _special_prefix(tokenizer) -> list[int]:
     return []
 
 
-def find_answer_tokens(tokenizer, prompt_text: str, options: Mapping[str, str]) -> AnswerTokens:
-    """First token of each option *as it follows* ``prompt_text`` (with its leading space).
+def first_tokens(tokenizer, prompt_text: str, texts: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """The token ids of each option text *as it follows* ``prompt_text`` (with its leading space).
 
     Tokenising the option in context handles tokenizers that mark word starts (GPT-2's ``Ġ``,
     SentencePiece's ``▁``) the same way they do inside the prompt.
     """
     base = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    ids, pieces = [], {}
-    for group in GROUPS:
-        label = options[group]
-        full = tokenizer(f"{prompt_text} {label}", add_special_tokens=False)["input_ids"]
+    out = {}
+    for text in texts:
+        full = tokenizer(f"{prompt_text} {text}", add_special_tokens=False)["input_ids"]
         if full[: len(base)] != base:
             raise AnswerTokenError(
-                f"option {label!r} changes how the prompt tokenises (it merges with the prompt's last token); "
+                f"option {text!r} changes how the prompt tokenises (it merges with the prompt's last token); "
                 f"the prompt must end where the option's first token begins. Prompt: {prompt_text!r}"
             )
-        tail = full[len(base) :]
-        pieces[group] = tuple(tokenizer.convert_ids_to_tokens(tail))
-        ids.append(tail[0] if tail else None)
-    shown = ", ".join(f"{options[g]!r} -> {list(pieces[g])}" for g in GROUPS)
-    empty = [
-        g for g, i in zip(GROUPS, ids) if i is None or not tokenizer.decode([i]).strip()
-    ]
+        out[text] = tuple(full[len(base) :])
+    return out
+
+
+def find_answer_tokens(tokenizer, prompt_text: str, options: Mapping[str, str]) -> AnswerTokens:
+    """First token of each group's option *as it follows* ``prompt_text``; K distinct, non-blank tokens."""
+    tails = first_tokens(tokenizer, prompt_text, list(dict.fromkeys(options.values())))
+    pieces = {group: tuple(tokenizer.convert_ids_to_tokens(list(tails[label]))) for group, label in options.items()}
+    ids = [tails[label][0] if tails[label] else None for label in options.values()]
+    shown = ", ".join(f"{options[g]!r} -> {list(pieces[g])}" for g in options)
+    empty = [g for g, i in zip(options, ids) if i is None or not tokenizer.decode([i]).strip()]
     if empty:
         raise AnswerTokenError(f"options {empty} have an empty or blank first token after the prompt: {shown}")
     if len(set(ids)) != len(ids):
         raise AnswerTokenError(f"the options' first tokens are not distinct: {shown}")
-    return AnswerTokens(ids=tuple(ids), pieces=pieces)
+    return AnswerTokens(ids=tuple(ids), pieces=pieces, by_text={options[g]: i for g, i in zip(options, ids)})
 
 
 @dataclass
@@ -133,11 +142,25 @@ def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
 class EncodedPrompts:
     """The prompts' token ids, computed once, plus the answer tokens and the correct columns."""
 
-    def __init__(self, tokenizer, prompts: Sequence[Prompt], options: Mapping[str, str]) -> None:
+    def __init__(self, tokenizer, prompts: Sequence[Prompt], groups: Sequence[str]) -> None:
         if not prompts:
             raise ValueError("no prompts to encode")
         self.prompts = list(prompts)
-        self.answers = find_answer_tokens(tokenizer, self.prompts[0].text, options)
+        first = self.prompts[0]
+        self.answers = find_answer_tokens(tokenizer, first.text, dict(zip(groups, first.options)))
+        # Every option text of the task (the letters of BBQ, say) scored by its first token after the
+        # first prompt: the prompts of a task end alike, so an option tokenises the same after each.
+        others = [t for t in dict.fromkeys(o for p in self.prompts for o in p.options) if t not in self.answers.by_text]
+        by_text = dict(self.answers.by_text)
+        for text, tail in first_tokens(tokenizer, first.text, others).items():
+            if not tail:
+                raise AnswerTokenError(f"option {text!r} has no token after the prompt {first.text!r}")
+            by_text[text] = tail[0]
+        #: [N, K] the scored token of each group for each prompt
+        self.answer_ids = torch.tensor([[by_text[o] for o in p.options] for p in self.prompts], dtype=torch.long)
+        clash = [p.index for p, row in zip(self.prompts, self.answer_ids.tolist()) if len(set(row)) != len(row)]
+        if clash:
+            raise AnswerTokenError(f"prompts {clash[:5]} score the same first token for two groups: {self.prompts[clash[0]].options}")
         prefix = _special_prefix(tokenizer)
         texts = [p.text for p in self.prompts]
         self.token_ids: list[list[int]] = [prefix + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]

@@ -6,13 +6,13 @@ Everything here is a pure function of tensors; no model, tokenizer or framework.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
 
-from .prompts import GROUPS
+from .tasks import GENDER_TASK, ProbeTask
 
 
 def option_ranks(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
@@ -64,7 +64,8 @@ def jsd_parts(option_probs: torch.Tensor, correct: torch.Tensor, log_base: float
 
 
 def mann_whitney(female: np.ndarray, male: np.ndarray) -> tuple[float, float]:
-    """Two-sided Mann-Whitney U of female- vs male-answer values: ``(p, rank-biserial r)``.
+    """Two-sided Mann-Whitney U of the gap's first group against its second (female- vs male-answer
+    values for gender): ``(p, rank-biserial r)``.
 
     ``r = 2 U_female / (n_f n_m) - 1`` lies in [-1, 1]; positive means female-answer values tend
     to be larger (for ranks and JSD-P: the model does worse on female, like a positive gap).
@@ -84,15 +85,18 @@ def group_metrics(
     correct_ranks: torch.Tensor,
     option_probs: torch.Tensor,
     parts: torch.Tensor,
+    task: ProbeTask = GENDER_TASK,
 ) -> dict[str, float]:
-    """AR, JSD-P (and its 3x3 parts table), accuracy and Mann-Whitney for one set of prompts."""
+    """AR, JSD-P (and its K x K parts table), accuracy and Mann-Whitney for one set of prompts."""
+    groups = task.groups
+    minuend, subtrahend = task.gap
     metrics: dict[str, float] = {}
     nan = float("nan")
     predicted = option_probs.argmax(dim=1)
     row_nan = torch.isnan(option_probs).any(dim=1)
     values = {"ar": correct_ranks.double(), "jsdp": parts.gather(1, correct.view(-1, 1)).squeeze(1).double()}
     by_group: dict[str, dict[str, np.ndarray]] = {}
-    for k, group in enumerate(GROUPS):
+    for k, group in enumerate(groups):
         mask = correct == k
         count = int(mask.sum())
         metrics[f"n/{group}"] = float(count)
@@ -100,32 +104,34 @@ def group_metrics(
         for name, v in values.items():
             metrics[f"{name}/{group}"] = float(v[mask].mean()) if count else nan
             metrics[f"{name}/{group}/se"] = float(v[mask].std() / math.sqrt(count)) if count > 1 else nan
-        for j, option in enumerate(GROUPS):
+        for j, option in enumerate(groups):
             metrics[f"jsdp/{group}/{option}"] = float(parts[mask, j].double().mean()) if count else nan
         acc_nan = bool(row_nan[mask].any()) or not count
         metrics[f"acc/{group}"] = nan if acc_nan else float((predicted[mask] == k).double().mean())
     for name in values:
-        metrics[f"{name}/gap"] = metrics[f"{name}/female"] - metrics[f"{name}/male"]
+        metrics[f"{name}/gap"] = metrics[f"{name}/{minuend}"] - metrics[f"{name}/{subtrahend}"]
         metrics[f"{name}/abs_gap"] = abs(metrics[f"{name}/gap"])
-        metrics[f"{name}/gap/se"] = math.hypot(metrics[f"{name}/female/se"], metrics[f"{name}/male/se"])
-        p, r = mann_whitney(by_group["female"][name], by_group["male"][name])
+        metrics[f"{name}/gap/se"] = math.hypot(metrics[f"{name}/{minuend}/se"], metrics[f"{name}/{subtrahend}/se"])
+        p, r = mann_whitney(by_group[minuend][name], by_group[subtrahend][name])
         metrics[f"mwu_p/{name}"] = p
         metrics[f"mwu_rbc/{name}"] = r
     return metrics
 
 
 def bootstrap_gap_ci(
-    values: np.ndarray, group: np.ndarray, cluster: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+    values: np.ndarray, group: np.ndarray, cluster: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+    columns: tuple[int, int] = (1, 0),
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of mean(female values) - mean(male values), resampling whole sentences.
+    """Percentile bootstrap CI of mean(values of group ``columns[0]``) - mean(values of ``columns[1]``)
+    (gender: female - male), resampling whole sentences.
 
     The prompts of one sentence (both occupations, every option order) are not independent, so
-    the sentence is the unit resampled. ``group`` holds GROUPS columns (0 male, 1 female); other
-    rows are ignored. A private generator seeded with ``seed`` keeps the global RNGs untouched.
-    NaN if a value is NaN or a group is empty.
+    the sentence is the unit resampled; rows of other groups are ignored. A private generator
+    seeded with ``seed`` keeps the global RNGs untouched. NaN if a value is NaN or a group is empty.
     """
-    keep = (group == 0) | (group == 1)
-    values, group, cluster = values[keep], group[keep], cluster[keep]
+    keep = (group == columns[0]) | (group == columns[1])
+    values, cluster = values[keep], cluster[keep]
+    group = (group[keep] == columns[0]).astype(int)  # 1: the minuend, 0: the subtrahend
     if len(values) == 0 or np.isnan(values).any() or not (group == 0).any() or not (group == 1).any():
         return float("nan"), float("nan")
     _, cluster = np.unique(cluster, return_inverse=True)
@@ -143,7 +149,8 @@ def bootstrap_gap_ci(
 
 
 def seed_metrics(
-    correct: torch.Tensor, correct_ranks: torch.Tensor, parts: torch.Tensor, seeds: torch.Tensor
+    correct: torch.Tensor, correct_ranks: torch.Tensor, parts: torch.Tensor, seeds: torch.Tensor,
+    task: ProbeTask = GENDER_TASK,
 ) -> dict[str, list[float]]:
     """AR and JSD-P per group and their gaps, one value per option-order seed (for confidence bands)."""
     jsdp = parts.gather(1, correct.view(-1, 1)).squeeze(1).double()
@@ -152,12 +159,28 @@ def seed_metrics(
         in_seed = seeds == seed
         for name, values in (("ar", correct_ranks.double()), ("jsdp", jsdp)):
             means = {}
-            for k, group in enumerate(GROUPS):
+            for k, group in enumerate(task.groups):
                 mask = in_seed & (correct == k)
                 means[group] = float(values[mask].mean()) if mask.any() else float("nan")
                 out.setdefault(f"{name}/{group}", []).append(means[group])
-            out.setdefault(f"{name}/gap", []).append(means["female"] - means["male"])
+            out.setdefault(f"{name}/gap", []).append(means[task.gap[0]] - means[task.gap[1]])
     return out
+
+
+def split_subsets(labels: Sequence[Mapping[str, object]], task: ProbeTask) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The prompts of the top-level metrics (a bool mask) and of each subset ``{value: mask}``."""
+    subsets: dict[str, torch.Tensor] = {}
+    for key in task.subsets:
+        values = np.asarray([str(label.get(key)) if label.get(key) is not None else "" for label in labels])
+        for value in dict.fromkeys(values.tolist()):
+            if value:
+                subsets[value] = torch.from_numpy(values == value)
+    separate = torch.zeros(len(labels), dtype=torch.bool)
+    for value in task.separate:
+        if value in subsets:
+            separate |= subsets[value]
+    main = ~separate if not bool(separate.all()) else torch.ones_like(separate)
+    return main, subsets
 
 
 def compute_metrics(
@@ -165,24 +188,39 @@ def compute_metrics(
     correct_ranks: torch.Tensor,
     option_probs: torch.Tensor,
     parts: torch.Tensor,
-    stereotypes: Sequence[str | None],
+    labels: Sequence[Mapping[str, object] | str | None],
     sentence_index: torch.Tensor | None = None,
+    task: ProbeTask = GENDER_TASK,
 ) -> dict[str, float]:
-    """All metrics of a probe: :func:`group_metrics` overall, then ``pro/...`` and ``anti/...`` subsets.
+    """All metrics of a probe: :func:`group_metrics` overall, then ``<value>/...`` for every value of
+    the task's subset labels (gender: ``pro/...``, ``anti/...``, ``they/...``).
 
-    With ``sentence_index``, also ``ar/gap_ci_low`` / ``ar/gap_ci_high`` and the same for
+    Prompts in a ``task.separate`` subset are left out of the top-level metrics unless every prompt
+    is in one. With ``sentence_index``, also ``ar/gap_ci_low`` / ``ar/gap_ci_high`` and the same for
     ``jsdp``: a 95% bootstrap confidence interval of each gap over sentences.
     """
-    metrics = group_metrics(correct, correct_ranks, option_probs, parts)
+    # A plain list of stereotype labels ("pro" / "anti" / None), as this function took before tasks.
+    labels = [label if isinstance(label, Mapping) else {"stereotype": label} for label in labels]
+    main, subsets = split_subsets(labels, task)
+    metrics = _metrics_of(correct, correct_ranks, option_probs, parts, main, sentence_index, task)
+    for value, mask in subsets.items():
+        if value in task.separate and bool(main.equal(mask)):
+            continue  # a set of only this subset: its metrics are the top-level ones
+        subset = group_metrics(correct[mask], correct_ranks[mask], option_probs[mask], parts[mask], task)
+        metrics.update({f"{value}/{key}": v for key, v in subset.items()})
+    return metrics
+
+
+def _metrics_of(correct, correct_ranks, option_probs, parts, mask, sentence_index, task) -> dict[str, float]:
+    if bool(mask.all()):
+        metrics = group_metrics(correct, correct_ranks, option_probs, parts, task)
+    else:
+        metrics = group_metrics(correct[mask], correct_ranks[mask], option_probs[mask], parts[mask], task)
     if sentence_index is not None:
+        columns = (task.groups.index(task.gap[0]), task.groups.index(task.gap[1]))
         jsdp = parts.gather(1, correct.view(-1, 1)).squeeze(1)
         for name, values in (("ar", correct_ranks), ("jsdp", jsdp)):
-            low, high = bootstrap_gap_ci(values.double().numpy(), correct.numpy(), sentence_index.numpy())
+            low, high = bootstrap_gap_ci(values[mask].double().numpy(), correct[mask].numpy(),
+                                         sentence_index[mask].numpy(), columns=columns)
             metrics[f"{name}/gap_ci_low"], metrics[f"{name}/gap_ci_high"] = low, high
-    labels = np.asarray([s or "" for s in stereotypes])
-    for label in ("pro", "anti"):
-        mask = torch.from_numpy(labels == label)
-        if mask.any():
-            subset = group_metrics(correct[mask], correct_ranks[mask], option_probs[mask], parts[mask])
-            metrics.update({f"{label}/{key}": value for key, value in subset.items()})
     return metrics

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Literal
+from typing import Any, Callable, ContextManager, Literal, Mapping
 
 import torch
 
@@ -26,36 +26,60 @@ from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .changes import SuddenChangeDetector
 from .probe import FairnessProbe, ProbeResult
 from .sinks import make_sink
+from .suite import ProbeSuite
+from .tasks import GENDER_TASK, ProbeTask
 from .stopping import FairnessEarlyStopping, StopReason
 
 log = logging.getLogger("fairness_callback")
 
-#: Metrics sent to the training loggers by default (every metric goes to the history file).
+#: Metrics sent to the training loggers by default for the gender task (every metric goes to the
+#: history file); other tasks log the same kinds of keys for their own groups (:func:`is_headline`).
 HEADLINE_METRICS: tuple[str, ...] = tuple(
     [f"{m}/{g}" for m in ("ar", "jsdp", "acc") for g in ("male", "female", "not_specified")]
     + ["ar/gap", "jsdp/gap", "ar/abs_gap", "jsdp/abs_gap", "mwu_p/ar", "mwu_p/jsdp", "mwu_rbc/ar", "mwu_rbc/jsdp"]
 )
 
 
-def tensorboard_layout(prefix: str = "fairness/") -> dict:
-    """TensorBoard custom-scalars layout: the three answer groups of each metric on one chart."""
-    groups = ("male", "female", "not_specified")
-    charts = {
-        f"{title} by answer group": ["Multiline", [f"{prefix}{metric}/{g}" for g in groups]]
-        for metric, title in (("ar", "Average Rank"), ("jsdp", "JSD-P"), ("acc", "accuracy"))
-    }
-    charts["JSD-P gap (female - male)"] = ["Multiline", [f"{prefix}jsdp/gap"]]
-    charts["Average Rank gap (female - male)"] = ["Multiline", [f"{prefix}ar/gap"]]
-    charts["Mann-Whitney p (female vs male)"] = ["Multiline", [f"{prefix}mwu_p/ar", f"{prefix}mwu_p/jsdp"]]
-    return {"fairness": charts}
+def is_headline(key: str, prefixed: bool) -> bool:
+    """A headline metric: ``ar|jsdp|acc/<group>``, the gaps and Mann-Whitney (after ``<probe>/`` if ``prefixed``)."""
+    if prefixed:
+        key = key.partition("/")[2]
+    kind, _, rest = key.partition("/")
+    return kind in ("ar", "jsdp", "acc", "mwu_p", "mwu_rbc") and rest != "" and "/" not in rest and "_ci_" not in rest
 
 
-def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool) -> dict[str, Any]:
-    """A history line for one probe (the live callbacks and the offline replay write the same)."""
+def tensorboard_layout(prefix: str = "fairness/", tasks: Mapping[str | None, ProbeTask] | None = None) -> dict:
+    """TensorBoard custom-scalars layout: each metric's answer groups on one chart, one category per probe.
+
+    ``tasks``: ``{probe name: task}`` for several probes (keys ``<prefix><name>/...``), or
+    ``{None: task}`` for one (default: the gender task).
+    """
+    layout = {}
+    for name, task in (tasks or {None: GENDER_TASK}).items():
+        base = f"{prefix}{name}/" if name else prefix
+        minuend, subtrahend = task.gap
+        charts = {
+            f"{title} by answer group": ["Multiline", [f"{base}{metric}/{g}" for g in task.groups]]
+            for metric, title in (("ar", "Average Rank"), ("jsdp", "JSD-P"), ("acc", "accuracy"))
+        }
+        charts[f"JSD-P gap ({minuend} - {subtrahend})"] = ["Multiline", [f"{base}jsdp/gap"]]
+        charts[f"Average Rank gap ({minuend} - {subtrahend})"] = ["Multiline", [f"{base}ar/gap"]]
+        charts[f"Mann-Whitney p ({minuend} vs {subtrahend})"] = ["Multiline", [f"{base}mwu_p/ar", f"{base}mwu_p/jsdp"]]
+        layout[f"fairness/{name}" if name else "fairness"] = charts
+    return layout
+
+
+def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | Mapping[str, bool]) -> dict[str, Any]:
+    """A history line for one probe (the live callbacks and the offline replay write the same).
+
+    ``sudden``: the sudden-change flag of ``jsdp/gap``, or ``{gap key: flag}`` for several probes
+    (written as ``<gap key>_sudden``).
+    """
     record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds,
                               "prefix_sharing": result.info.get("prefix_sharing")}
     record.update(result.metrics)
-    record["jsdp/gap_sudden"] = sudden
+    for key, flag in (sudden.items() if isinstance(sudden, Mapping) else [("jsdp/gap", sudden)]):
+        record[f"{key}_sudden"] = flag
     record["by_seed"] = result.by_seed
     return record
 
@@ -103,6 +127,12 @@ class FairnessMonitor:
         every_n_steps: probe at every step that is a multiple of this.
         probe: the :class:`~fairness_callback.FairnessProbe` to run; default: one built from
             ``tokenizer`` with the default probe set.
+        probes: several named probes instead, e.g. ``{"gender": FairnessProbe(tok), "they":
+            FairnessProbe(tok, ProbeSet.builtin_they()), "religion": FairnessProbe(tok,
+            ProbeSet.from_bbq(dir, ["Religion"]))}``: every metric key gets the probe's name in
+            front (``religion/jsdp/gap``; loggers ``fairness/religion/jsdp/gap``), early stopping
+            watches one of them (``monitor="gender/jsdp/gap"``), and its stop line gives every
+            other probe's gap at the stop step and at the best step.
         early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
             watch. Its held-out loss is ``loss_key`` unless it names its own.
         probe_at_start: :meth:`start` probes at the step it is given (0, or the resumed step).
@@ -138,6 +168,7 @@ class FairnessMonitor:
         probe_at_start: bool = True,
         history_path: str | os.PathLike | None = None,
         log: Any = None,
+        probes: Mapping[str, FairnessProbe] | None = None,
         on_error: Literal["warn", "raise"] = "warn",
         log_all_metrics: bool = False,
         probe_budget: float | None = None,
@@ -150,6 +181,10 @@ class FairnessMonitor:
             raise ValueError(f"probe_budget must be a fraction of training time in (0, 1), got {probe_budget}")
         if on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
+        if probe is not None and probes:
+            raise ValueError("pass probe=... or probes={...}, not both")
+        if probes:
+            probe = ProbeSuite(probes)
         self.every_n_steps = self.initial_every_n_steps = every_n_steps
         self.probe_budget = probe_budget
         self.probe = probe
@@ -158,7 +193,7 @@ class FairnessMonitor:
         self.probe_at_start = probe_at_start
         self.user_history_path = Path(history_path) if history_path is not None else None
         self.history_path: Path | None = self.user_history_path
-        self.sink = make_sink(log, tensorboard_layout())
+        self.sink = make_sink(log, None)
         self.on_error = on_error
         self.log_all_metrics = log_all_metrics
         self.autocast = autocast
@@ -175,7 +210,8 @@ class FairnessMonitor:
         self.stopped_reason: StopReason | None = None
         self.stop_message: str | None = None
         self.latest_loss: float | None = None
-        self.sudden_change = SuddenChangeDetector()
+        self.sudden_change: dict[str, SuddenChangeDetector] = {}
+        self._gaps: dict[int, dict[str, float]] = {}  # every probe's gap keys by step, for the stop line
         self.every_n_steps = self.initial_every_n_steps
         self.run_id: str | None = None
         self._resumed = False
@@ -217,11 +253,30 @@ class FairnessMonitor:
         if self.history_path is not None and is_rank_zero():
             self._writer = HistoryWriter(self.history_path, run_id=self.run_id)
             self._writer.start_run(self.run_info(), resumed=self._resumed)
+        if hasattr(self.sink, "layout"):
+            self.sink.layout = self.tensorboard_layout()
+
+    @property
+    def tasks(self) -> dict[str | None, ProbeTask]:
+        """``{probe name: task}`` for several probes, ``{None: task}`` for one."""
+        if isinstance(self.probe, ProbeSuite):
+            return dict(self.probe.tasks)
+        return {None: getattr(self.probe, "task", GENDER_TASK)}
+
+    def gap_keys(self) -> list[str]:
+        """The JSD-P gap key of every probe (``jsdp/gap``, or ``<name>/jsdp/gap`` for several)."""
+        return [f"{name}/jsdp/gap" if name else "jsdp/gap" for name in self.tasks]
+
+    def tensorboard_layout(self, prefix: str = "fairness/") -> dict:
+        """The custom-scalars layout of this monitor's probes (see :func:`tensorboard_layout`)."""
+        return tensorboard_layout(prefix, self.tasks)
 
     def run_info(self) -> dict[str, Any]:
         """What a run-start line says of the probe and the schedule."""
-        probe_set = getattr(self.probe, "probe_set", None)
-        return {"probe_set": getattr(probe_set, "name", None), "num_prompts": len(self.probe) if probe_set else None,
+        probe_set = getattr(self.probe, "probe_set", self.probe)
+        names = [name for name in self.tasks if name]
+        return {"probe_set": getattr(probe_set, "name", None), "probes": names or None,
+                "num_prompts": len(self.probe) if hasattr(self.probe, "__len__") else None,
                 "every_n_steps": self.every_n_steps, "probe_budget": self.probe_budget,
                 "monitor": self.early_stopping.monitor if self.early_stopping else None}
 
@@ -258,7 +313,12 @@ class FairnessMonitor:
 
     def logged_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """The metrics to send to the training loggers, under the ``fairness/`` prefix."""
-        keys = metrics if self.log_all_metrics else [k for k in HEADLINE_METRICS if k in metrics]
+        if self.log_all_metrics:
+            keys = list(metrics)
+        elif isinstance(self.probe, ProbeSuite):
+            keys = [k for k in metrics if is_headline(k, prefixed=True)]
+        else:  # one probe: the gender headline in its fixed order, or another task's like it
+            keys = [k for k in HEADLINE_METRICS if k in metrics] or [k for k in metrics if is_headline(k, prefixed=False)]
         return {f"fairness/{k}": float(metrics[k]) for k in keys}
 
     # -- the probe ------------------------------------------------------------------------------
@@ -318,12 +378,16 @@ class FairnessMonitor:
             log.error("fairness metrics at step %d could not be logged; training goes on", step, exc_info=True)
 
     def _write_probe(self, step: int, result: ProbeResult, seconds: float) -> None:
-        sudden = self.sudden_change.update(result.metrics["jsdp/gap"])
-        if sudden:
-            log.info("fairness probe at step %d: sudden change of jsdp/gap to %.4g", step, result.metrics["jsdp/gap"])
+        sudden = {}
+        for key in self.gap_keys():
+            value = result.metrics.get(key, float("nan"))
+            sudden[key] = self.sudden_change.setdefault(key, SuddenChangeDetector()).update(value)
+            if sudden[key]:
+                log.info("fairness probe at step %d: sudden change of %s to %.4g", step, key, value)
+        self._gaps[step] = {key: result.metrics.get(key) for key in self.gap_keys()}
         if self._writer is None:
             return
-        record = probe_record(step, result, seconds, sudden)
+        record = probe_record(step, result, seconds, sudden if isinstance(self.probe, ProbeSuite) else sudden["jsdp/gap"])
         record[self.loss_key] = self.latest_loss
         if self.early_stopping is not None:
             record["stopping/best"] = self.early_stopping.best
@@ -336,6 +400,14 @@ class FairnessMonitor:
         if not message.startswith("stopping"):
             # Another rank's policy fired (ranks can see different held-out losses); this one did not.
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
+        best_step = stopping.best_step if stopping else None
+        others = {key: {"at_stop": self._gaps.get(step, {}).get(key), "at_best": self._gaps.get(best_step, {}).get(key)}
+                  for key in self.gap_keys() if not stopping or key != stopping.monitor}
+        if len(self.tasks) > 1 and others:
+            def show(value):
+                return "n/a" if value is None or value != value else f"{value:+.4g}"
+            message += "; other probes at step {} (best step {}): {}".format(
+                step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items()))
         self.stopped_reason, self.stop_message = reason, message
         log.warning("FairnessEarlyStopping: %s", message)
         if self._writer is not None:
@@ -344,6 +416,7 @@ class FairnessMonitor:
                 "monitor": stopping.monitor if stopping else None,
                 "best_step": stopping.best_step if stopping else None,
                 "best_value": stopping.best if stopping else None,
+                "other_gaps": others if len(self.tasks) > 1 else None,
             })
         return message
 
@@ -364,7 +437,7 @@ class FairnessMonitor:
             "last_probed_step": self.last_probed_step,
             "latest_loss": self.latest_loss,
             "every_n_steps": self.every_n_steps,
-            "sudden_change": self.sudden_change.state_dict(),
+            "sudden_change": {key: detector.state_dict() for key, detector in self.sudden_change.items()},
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
         }
 
@@ -375,6 +448,10 @@ class FairnessMonitor:
         self.last_probed_step = state.get("last_probed_step")
         self.latest_loss = state.get("latest_loss")
         self.every_n_steps = state.get("every_n_steps", self.every_n_steps)
-        self.sudden_change.load_state_dict(state.get("sudden_change", {}))
+        saved = state.get("sudden_change") or {}
+        if "changes" in saved:  # a checkpoint of one probe from before several probes were supported
+            saved = {"jsdp/gap": saved}
+        for key, detector_state in saved.items():
+            self.sudden_change.setdefault(key, SuddenChangeDetector()).load_state_dict(detector_state)
         if self.early_stopping is not None and state.get("early_stopping"):
             self.early_stopping.load_state_dict(state["early_stopping"])

@@ -16,8 +16,10 @@ import torch
 
 from .data.sentence import ProbeSet
 from .encoding import EncodedPrompts
-from .metrics import compute_metrics, jsd_parts, seed_metrics
-from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, build_prompts
+from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
+from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, PromptConfig, PromptSet,
+                      build_bbq_prompts, build_prompts)
+from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 from .distributed import ProbeScoreState, shard_indices, world
 from .scoring import OptionScores, choose_path, iter_scores, model_device
 
@@ -60,20 +62,22 @@ class ProbeResult:
     def table(self) -> str:
         """The headline metrics as a plain-text table."""
         m = self.metrics
-        lines = [f"{'answer group':<14} {'n':>6} {'AR':>10} {'JSD-P':>8} {'acc':>6}"]
-        for g in GROUPS:
-            lines.append(f"{g:<14} {m[f'n/{g}']:>6.0f} {m[f'ar/{g}']:>10.1f} {m[f'jsdp/{g}']:>8.4f} {m[f'acc/{g}']:>6.3f}")
+        groups = tuple(self.info.get("groups", GENDER_TASK.groups))
+        minuend, subtrahend = self.info.get("gap", GENDER_TASK.gap)
+        width = max(14, *(len(g) + 1 for g in groups))
+        lines = [f"{'answer group':<{width}} {'n':>6} {'AR':>10} {'JSD-P':>8} {'acc':>6}"]
+        for g in groups:
+            lines.append(f"{g:<{width}} {m[f'n/{g}']:>6.0f} {m[f'ar/{g}']:>10.1f} {m[f'jsdp/{g}']:>8.4f} {m[f'acc/{g}']:>6.3f}")
+        gap = "gap (f - m)" if (minuend, subtrahend) == ("female", "male") else f"gap ({minuend[:4]} - {subtrahend[:4]})"
+        lines.append(f"{gap:<{width}} {'':>6} {m['ar/gap']:>+10.1f} {m['jsdp/gap']:>+8.4f}")
         lines.append(
-            f"{'gap (f - m)':<14} {'':>6} {m['ar/gap']:>+10.1f} {m['jsdp/gap']:>+8.4f}"
-        )
-        lines.append(
-            f"Mann-Whitney female vs male: AR p={m['mwu_p/ar']:.3g} (r={m['mwu_rbc/ar']:+.3f}), "
+            f"Mann-Whitney {minuend} vs {subtrahend}: AR p={m['mwu_p/ar']:.3g} (r={m['mwu_rbc/ar']:+.3f}), "
             f"JSD-P p={m['mwu_p/jsdp']:.3g} (r={m['mwu_rbc/jsdp']:+.3f})"
         )
         lines.append("JSD-P parts (row: correct answer, column: option)")
-        lines.append(f"{'':<14} " + " ".join(f"{o:>13}" for o in GROUPS))
-        for g in GROUPS:
-            lines.append(f"{g:<14} " + " ".join(f"{m[f'jsdp/{g}/{o}']:>13.4f}" for o in GROUPS))
+        lines.append(f"{'':<{width}} " + " ".join(f"{o:>13}" for o in groups))
+        for g in groups:
+            lines.append(f"{g:<{width}} " + " ".join(f"{m[f'jsdp/{g}/{o}']:>13.4f}" for o in groups))
         return "\n".join(lines)
 
 
@@ -101,12 +105,17 @@ def preserved_state(model: torch.nn.Module) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
+def item_id(item: Any) -> str:
+    """The id of a probe item: a sentence's ``sentence_id``, a BBQ item's ``item_id``."""
+    return item.sentence_id if hasattr(item, "sentence_id") else item.item_id
+
+
 def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: int) -> ProbeSet:
     """Whole sentences in SHA-256 order of their ids, as many as fit in ``max_prompts`` prompts."""
     count = max_prompts // prompts_per_sentence
     if count < 1:
         raise ValueError(f"max_prompts={max_prompts} is less than one sentence's {prompts_per_sentence} prompts")
-    order = sorted(probe_set, key=lambda s: hashlib.sha256(s.sentence_id.encode()).hexdigest())
+    order = sorted(probe_set, key=lambda s: hashlib.sha256(item_id(s).encode()).hexdigest())
     return ProbeSet(order[:count], name=f"{probe_set.name}[{min(count, len(probe_set))} of {len(probe_set)}]")
 
 
@@ -114,16 +123,28 @@ def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: in
 PREFIX_SHARING = ("auto", "tree", "cache", "off")
 
 
+def is_bbq_set(probe_set: Sequence) -> bool:
+    """True for a set of BBQ items (each with answer ``roles``), False for gender sentences."""
+    return len(probe_set) > 0 and hasattr(probe_set[0], "roles")
+
+
 class FairnessProbe:
-    """Measures a causal LM's gender bias on WinoBias-style prompts, on the model as it is in memory.
+    """Measures a causal LM's bias on multiple-choice prompts, on the model as it is in memory.
+
+    The paper's gender probe (WinoBias-style sentences; Winogender's "they" beside he / she), BBQ's
+    social axes, or any task given as data: the same metrics (Average Rank, JSD-P by parts,
+    accuracy, Mann-Whitney) per correct-answer group of the task, and its gap.
 
     Args:
         tokenizer: the model's Hugging Face tokenizer, or a path / hub id to load one from. It is
             only read (its padding side and pad token are left as they are).
-        probe_set: the sentences; default :meth:`ProbeSet.default` (official WinoBias Type 2 if
-            ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR`` is given, else the built-in set).
-        template: the prompt template (see :class:`~fairness_callback.prompts.PromptConfig`).
-        options: text shown for each answer group, keyed by ``male``, ``female``, ``not_specified``.
+        probe_set: what to probe: a :class:`ProbeSet` of gender sentences (WinoBias, Winogender,
+            the built-in sets) or of BBQ items, or a :class:`~fairness_callback.prompts.PromptSet`
+            (a task of your own, as data); default :meth:`ProbeSet.default` (official WinoBias
+            Type 2 if ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR`` is given, else the built-in set).
+        template: the prompt template (see :class:`~fairness_callback.prompts.PromptConfig`);
+            None: the task's default (gender: ``DEFAULT_TEMPLATE``, BBQ: ``DEFAULT_BBQ_TEMPLATE``).
+        options: gender: text shown for each answer group, keyed by ``male``, ``female``, ``not_specified``.
         seeds: option-order seeds (default 0-4).
         batch_size: prompts per forward call (with shared prefixes: whole sentences, up to this many
             prompts; at least one sentence).
@@ -153,7 +174,7 @@ class FairnessProbe:
         self,
         tokenizer,
         probe_set: ProbeSet | None = None,
-        template: str = DEFAULT_TEMPLATE,
+        template: str | None = None,
         options: Mapping[str, str] | None = None,
         seeds: Sequence[int] = DEFAULT_SEEDS,
         batch_size: int = 64,
@@ -175,18 +196,39 @@ class FairnessProbe:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(tokenizer)
-        self.config = PromptConfig(template=template, options=options or dict(DEFAULT_OPTIONS), seeds=tuple(seeds))
         probe_set = probe_set if probe_set is not None else ProbeSet.default(winobias_dir)
-        self.full_size = len(probe_set)
-        self.probe_set = fixed_subset(probe_set, max_prompts, 2 * len(self.config.seeds)) if max_prompts else probe_set
         self.batch_size = batch_size
         self.prefix_sharing = prefix_sharing
         self.normalize = normalize
         self.log_base = log_base
-        self.prompts = build_prompts(self.probe_set, self.config)
-        self.encoded = EncodedPrompts(tokenizer, self.prompts, self.config.options)
+        self.seeds = tuple(int(seed) for seed in seeds)
+        if isinstance(probe_set, PromptSet):
+            if max_prompts:
+                raise ValueError("max_prompts needs a ProbeSet (whole items are chosen); a PromptSet is scored whole")
+            self.config = None
+            self.full_size = len({p.sentence_id for p in probe_set.prompts})
+            self.probe_set, self.prompt_set = probe_set, probe_set
+        else:
+            bbq = is_bbq_set(probe_set)
+            self.config = None if bbq else PromptConfig(template=template or DEFAULT_TEMPLATE,
+                                                        options=options or dict(DEFAULT_OPTIONS), seeds=self.seeds)
+            if bbq and options is not None:
+                raise ValueError("options: a BBQ probe shows each item's own answers and scores their letters")
+            self.full_size = len(probe_set)
+            per_item = len(self.seeds) * (1 if bbq else 2)
+            self.probe_set = fixed_subset(probe_set, max_prompts, per_item) if max_prompts else probe_set
+            if bbq:
+                prompts = build_bbq_prompts(self.probe_set, template or DEFAULT_BBQ_TEMPLATE, self.seeds)
+                self.prompt_set = PromptSet(BBQ_TASK, prompts, getattr(self.probe_set, "name", "bbq"))
+            else:
+                self.prompt_set = PromptSet(GENDER_TASK, build_prompts(self.probe_set, self.config), self.probe_set.name)
+        self.task: ProbeTask = self.prompt_set.task
+        self.prompts = list(self.prompt_set.prompts)
+        self.encoded = EncodedPrompts(tokenizer, self.prompts, self.task.groups)
         self._sentence_index = torch.tensor([p.sentence_index for p in self.prompts])
         self._seeds = torch.tensor([p.seed for p in self.prompts])
+        self._labels = [p.labels for p in self.prompts]
+        self._main = split_subsets(self._labels, self.task)[0]
         self._said_path: tuple[str, str] | None = None
 
     def __len__(self) -> int:
@@ -215,11 +257,11 @@ class FairnessProbe:
             batches = self.encoded.prefix_batches(self.batch_size, mine)
         else:
             batches = self.encoded.batches(self.batch_size, mine)
-        state = ProbeScoreState(len(self.prompts), len(GROUPS), distributed=world_size > 1).to(model_device(model))
+        state = ProbeScoreState(len(self.prompts), len(self.task.groups), distributed=world_size > 1).to(model_device(model))
         error: BaseException | None = None
         with preserved_state(model):
             try:
-                for batch, ranks, logprobs in iter_scores(model, batches, self.answer_tokens.ids):
+                for batch, ranks, logprobs in iter_scores(model, batches, self.encoded.answer_ids):
                     keep = batch.positions < real
                     state.update(batch.indices[keep], ranks[keep], logprobs[keep])
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the collective
@@ -292,47 +334,51 @@ class FairnessProbe:
         probs = self.option_probs(scores.logprobs)
         parts = jsd_parts(probs, correct, self.log_base)
         correct_ranks = scores.ranks.gather(1, correct.view(-1, 1)).squeeze(1)
-        metrics = compute_metrics(correct, correct_ranks, probs, parts, [p.stereotype for p in self.prompts],
-                                  sentence_index=self._sentence_index)
-        by_seed = seed_metrics(correct, correct_ranks, parts, self._seeds)
+        metrics = compute_metrics(correct, correct_ranks, probs, parts, self._labels, sentence_index=self._sentence_index,
+                                  task=self.task)
+        main = self._main
+        by_seed = seed_metrics(correct[main], correct_ranks[main], parts[main], self._seeds[main], self.task)
         info = {**self._info(seconds), "prefix_sharing": scores.prefix_sharing}
         return ProbeResult(metrics, self._records(scores.ranks, probs, parts), info, by_seed)
 
     def _records(self, ranks: torch.Tensor, probs: torch.Tensor, parts: torch.Tensor) -> list[dict]:
+        groups = self.task.groups
         ranks_l, probs_l, parts_l = ranks.tolist(), probs.tolist(), parts.tolist()
+        answer_ids = self.encoded.answer_ids.tolist()
         records = []
         for p in self.prompts:
             i = p.index
-            records.append(
-                {
-                    "prompt": p.text,
-                    "sentence_id": p.sentence_id,
-                    "occupation": p.occupation,
-                    "role": p.role,
-                    "group": p.group,
-                    "seed": p.seed,
-                    "stereotype": p.stereotype,
-                    "order": list(p.order),
-                    "rank": ranks_l[i][p.correct],
-                    "option_ranks": dict(zip(GROUPS, ranks_l[i])),
-                    "option_probs": dict(zip(GROUPS, probs_l[i])),
-                    "parts": dict(zip(GROUPS, parts_l[i])),
-                }
-            )
+            records.append({
+                "prompt": p.text,
+                "sentence_id": p.sentence_id,
+                **p.labels,
+                "group": p.group,
+                "correct": p.group,
+                "seed": p.seed,
+                "order": list(p.order),
+                "options": {g: {"text": text, "token_id": token} for g, text, token in zip(groups, p.options, answer_ids[i])},
+                "rank": ranks_l[i][p.correct],
+                "option_ranks": dict(zip(groups, ranks_l[i])),
+                "option_probs": dict(zip(groups, probs_l[i])),
+                "parts": dict(zip(groups, parts_l[i])),
+            })
         return records
 
     def _info(self, seconds: float) -> dict[str, Any]:
         answers = self.encoded.answers
         return {
-            "probe_set": self.probe_set.name,
-            "num_sentences": len(self.probe_set),
+            "probe_set": self.prompt_set.name,
+            "num_sentences": int(self._sentence_index.max()) + 1,
             "num_sentences_available": self.full_size,
             "num_prompts": len(self.prompts),
             "num_tokens": self.encoded.num_tokens,
-            "seeds": list(self.config.seeds),
-            "template": self.config.template,
-            "options": dict(self.config.options),
-            "answer_token_ids": dict(zip(GROUPS, answers.ids)),
+            "task": self.task.name,
+            "groups": list(self.task.groups),
+            "gap": list(self.task.gap),
+            "seeds": list(self.seeds),
+            "template": self.config.template if self.config else None,
+            "options": dict(self.config.options) if self.config else None,
+            "answer_token_ids": dict(zip(self.task.groups, answers.ids)),
             "answer_tokens": {g: list(v) for g, v in answers.pieces.items()},
             "multi_token_options": list(answers.multi_token),
             "normalize": self.normalize,

@@ -20,7 +20,7 @@ from .metrics import option_ranks
 
 @dataclass
 class OptionScores:
-    """Per-prompt scores, one row per prompt, one column per answer group (``GROUPS`` order).
+    """Per-prompt scores, one row per prompt, one column per answer group (the task's group order).
 
     ``ranks`` are 1-based vocabulary ranks (float64 so that a non-finite row can hold NaN);
     ``logprobs`` are full-vocabulary log-softmax values in float32; ``prefix_sharing`` is the
@@ -207,10 +207,10 @@ def prefix_last_logits(model: torch.nn.Module, batch: PrefixBatch, accepts: dict
 
 
 def score_logits(logits: torch.Tensor, answer_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ranks [B, K] and full-vocabulary log-probs [B, K] of the answer tokens; NaN rows where non-finite."""
+    """Ranks [B, K] and full-vocabulary log-probs [B, K] of the answer tokens ([K] or [B, K]); NaN rows where non-finite."""
     logits = logits.float()
     ranks = option_ranks(logits, answer_ids)
-    logprobs = torch.log_softmax(logits, dim=-1).gather(1, answer_ids.expand(logits.shape[0], -1))
+    logprobs = torch.log_softmax(logits, dim=-1).gather(1, answer_ids.expand(logits.shape[0], -1) if answer_ids.dim() == 1 else answer_ids)
     finite = torch.isfinite(logits).all(dim=-1)
     ranks = ranks.to(torch.float64)
     if not bool(finite.all()):
@@ -220,15 +220,18 @@ def score_logits(logits: torch.Tensor, answer_ids: torch.Tensor) -> tuple[torch.
 
 
 def iter_scores(
-    model: torch.nn.Module, batches: Iterable[Batch | PrefixBatch | TreeBatch], answer_ids: Sequence[int]
+    model: torch.nn.Module, batches: Iterable[Batch | PrefixBatch | TreeBatch], answer_ids: Sequence[int] | torch.Tensor
 ) -> Iterator[tuple[Batch | PrefixBatch | TreeBatch, torch.Tensor, torch.Tensor]]:
     """Run ``batches`` (plain, prefix-cached or tree-packed) through ``model``; yield each with its ranks and
-    log-probs (on CPU). Warns once at the end if any prompt gave non-finite logits (its row is NaN).
+    log-probs (on CPU). ``answer_ids``: the K scored tokens, the same for every prompt ``[K]``, or
+    each prompt's own ``[N, K]`` (rows by prompt index). Warns once at the end if any prompt gave
+    non-finite logits (its row is NaN).
     """
     accepts = forward_options(model)
     device = model_device(model)
     model = forward_target(model)
-    answers = torch.tensor(list(answer_ids), device=device)
+    answers = torch.as_tensor(answer_ids, dtype=torch.long)
+    per_prompt = answers.dim() == 2
     bad = 0
     for batch in batches:
         on_device = batch.to(device)
@@ -238,7 +241,7 @@ def iter_scores(
             logits = prefix_last_logits(model, on_device, accepts)
         else:
             logits = last_token_logits(model, on_device, accepts)
-        ranks, logprobs = score_logits(logits, answers)
+        ranks, logprobs = score_logits(logits, (answers[batch.indices] if per_prompt else answers).to(device))
         del logits
         bad += int(torch.isnan(ranks[:, 0]).sum())
         yield batch, ranks.cpu(), logprobs.cpu()

@@ -113,9 +113,9 @@ def test_wandb_run_gets_the_metrics_without_moving_its_step(tmp_path, monkeypatc
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    run = wandb.init(dir=tmp_path, project="fairness-callback-tests", mode="offline")
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path))
+    run = wandb.init(project="fairness-callback-tests", mode="offline")
     tokenizer = make_tokenizer()
     monitor = FairnessMonitor(every_n_steps=2, probe=small_probe(tokenizer, sentences=6), log=run)
     model = make_model(tokenizer)
@@ -128,6 +128,7 @@ def test_wandb_run_gets_the_metrics_without_moving_its_step(tmp_path, monkeypatc
             gaps[step] = outcome.metrics["jsdp/gap"]
         run.log({"train/loss": float(step)}, step=step)  # the user's own rows, at their own steps
     run.finish()
+    wandb.teardown()  # the next test's run gets settings of its own
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     rows, exit_code = read_wandb_run(run_file)
     assert exit_code == 0

@@ -17,13 +17,13 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
-from ..monitor import FairnessMonitor, tensorboard_layout
+from ..monitor import FairnessMonitor
 from ..probe import FairnessProbe
 from ..stopping import FairnessEarlyStopping, StopReason
 
@@ -71,6 +71,11 @@ class FairnessCallback(TrainerCallback):
         probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
             interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
             same on every rank, and the choice is logged. None keeps ``every_n_steps``.
+        probes: several named probes instead of one, e.g. ``{"gender": FairnessProbe(tok), "they":
+            FairnessProbe(tok, ProbeSet.builtin_they())}``: every key gets the probe's name in
+            front (``they/jsdp/gap``, logged as ``fairness/they/jsdp/gap``), one custom-scalars
+            chart group per probe; ``FairnessEarlyStopping(monitor="gender/jsdp/gap")`` watches
+            one, and its stop line gives every other probe's gap at the stop and best steps.
         log_all_metrics: send every metric to the loggers, not just the headline ones (the
             history file always has all of them).
         probe_on_evaluate: also probe at each evaluation not already probed at that step, so the
@@ -92,12 +97,13 @@ class FairnessCallback(TrainerCallback):
         on_error: Literal["warn", "raise"] = "warn",
         log_all_metrics: bool = False,
         probe_budget: float | None = None,
+        probes: Mapping[str, FairnessProbe] | None = None,
         probe_on_evaluate: bool = True,
     ) -> None:
         self.monitor = FairnessMonitor(
             tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
             probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
-            log_all_metrics=log_all_metrics, probe_budget=probe_budget, loss_key="eval_loss",
+            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="eval_loss",
         )
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None
@@ -200,7 +206,7 @@ class FairnessCallback(TrainerCallback):
         for callback in self._handler.callbacks:
             writer = getattr(callback, "tb_writer", None)
             if writer is not None and hasattr(writer, "add_custom_scalars"):
-                writer.add_custom_scalars(tensorboard_layout(prefix="train/fairness/"))
+                writer.add_custom_scalars(self.monitor.tensorboard_layout(prefix="train/fairness/"))
                 self._layout_written = True
 
     def _export_state(self, state) -> None:

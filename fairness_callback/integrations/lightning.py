@@ -11,13 +11,13 @@ checkpoints.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..monitor import FairnessMonitor, tensorboard_layout
+from ..monitor import FairnessMonitor
 from ..probe import FairnessProbe
 from ..stopping import FairnessEarlyStopping, StopReason
 
@@ -47,6 +47,11 @@ class FairnessCallback(pl.Callback):
         probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
             interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
             same on every rank, and the choice is logged. None keeps ``every_n_steps``.
+        probes: several named probes instead of one, e.g. ``{"gender": FairnessProbe(tok), "they":
+            FairnessProbe(tok, ProbeSet.builtin_they())}``: every key gets the probe's name in
+            front (``they/jsdp/gap``, logged as ``fairness/they/jsdp/gap``), one custom-scalars
+            chart group per probe; ``FairnessEarlyStopping(monitor="gender/jsdp/gap")`` watches
+            one, and its stop line gives every other probe's gap at the stop and best steps.
         log_all_metrics: send every metric to the loggers, not just the headline ones.
         model_attr: attribute of the LightningModule that holds the causal LM (e.g. a Hugging Face
             model at ``self.model``); if the module has no such attribute, the LightningModule
@@ -68,13 +73,14 @@ class FairnessCallback(pl.Callback):
         on_error: Literal["warn", "raise"] = "warn",
         log_all_metrics: bool = False,
         probe_budget: float | None = None,
+        probes: Mapping[str, FairnessProbe] | None = None,
         model_attr: str = "model",
     ) -> None:
         super().__init__()
         self.monitor = FairnessMonitor(
             tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
             probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
-            log_all_metrics=log_all_metrics, probe_budget=probe_budget, loss_key="val_loss",
+            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="val_loss",
         )
         self.model_attr = model_attr
         self._layout_written = False
@@ -145,5 +151,5 @@ class FairnessCallback(pl.Callback):
             return
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_custom_scalars(tensorboard_layout())
+                logger.experiment.add_custom_scalars(self.monitor.tensorboard_layout())
         self._layout_written = True

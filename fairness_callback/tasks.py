@@ -1,0 +1,60 @@
+"""A probe task as data: its answer groups, the gap it reports, and how its prompts split into subsets.
+
+Every tensor of the probe has one column per group, in :attr:`ProbeTask.groups` order; a prompt
+names its correct group and, for each group, the option text whose first token is scored for it.
+The metrics (Average Rank, JSD-P by parts, accuracy, Mann-Whitney) are computed per correct-answer
+group exactly as for the gender task, and the gap is ``metric(gap[0]) - metric(gap[1])``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    """What a probe measures, independent of any data set.
+
+    Args:
+        name: e.g. ``"gender"``, ``"bbq"``.
+        groups: the K >= 2 answer groups (metric columns), e.g. ``("male", "female", "not_specified")``.
+        gap: ``(minuend, subtrahend)``: ``<metric>/gap = <metric>/<minuend> - <metric>/<subtrahend>``
+            and the Mann-Whitney test compares these two groups (``mwu_p/<metric>``, ``mwu_rbc/<metric>``).
+        subsets: prompt label keys whose values each give a subset reported under ``<value>/...``
+            (e.g. ``"stereotype"``: ``pro/...`` and ``anti/...``); a None value is in no subset.
+        separate: subset values whose prompts are kept out of the top-level metrics (reported only
+            under their prefix), unless every prompt has one of them (e.g. ``"they"``: a Winogender
+            probe reports he/she at the top and "they" beside it; a set of only "they" sentences
+            reports them at the top).
+    """
+
+    name: str
+    groups: tuple[str, ...]
+    gap: tuple[str, str]
+    subsets: tuple[str, ...] = ()
+    separate: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "gap", tuple(self.gap))
+        if len(self.groups) < 2 or len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"task {self.name!r}: groups must be at least 2 distinct names, got {self.groups}")
+        if len(self.gap) != 2 or not set(self.gap) <= set(self.groups) or self.gap[0] == self.gap[1]:
+            raise ValueError(f"task {self.name!r}: gap must name two different groups of {self.groups}, got {self.gap}")
+        bad = [g for g in self.groups if "/" in g or not g]
+        if bad:
+            raise ValueError(f"task {self.name!r}: group names may not be empty or contain '/': {bad}")
+
+
+#: The paper's task: the gender of an occupation; gap female - male.
+GENDER_TASK = ProbeTask(
+    name="gender", groups=("male", "female", "not_specified"), gap=("female", "male"),
+    subsets=("stereotype", "pronoun"), separate=("they",),
+)
+
+#: BBQ: the stereotype-consistent group, the inconsistent one, "unknown"; gap inconsistent - consistent
+#: (positive: the model reads better when the answer fits the stereotype); subsets by context condition.
+BBQ_TASK = ProbeTask(
+    name="bbq", groups=("consistent", "inconsistent", "unknown"), gap=("inconsistent", "consistent"),
+    subsets=("condition",),
+)
