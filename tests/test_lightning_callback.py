@@ -418,3 +418,37 @@ def test_example_script_runs_in_fast_mode(tmp_path):
     assert [record["step"] for record in read_history(history_path) if record["event"] == "probe"] == [0]
     assert list(out.glob("tensorboard/**/events.out.tfevents.*"))
     assert str(history_path) in done.stdout
+
+
+# -- one history per run --------------------------------------------------------------------------
+def test_two_fits_keep_their_histories_apart(tmp_path, monkeypatch):
+    """With a logger, each fit writes into its own trainer.log_dir (version_0, version_1); without
+    one, two fits in one folder share a file but each line carries its run's id, and the report
+    of each run has that run's probes only."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from fairness_callback.history import history_runs
+    from fairness_callback.report import write_report
+
+    monkeypatch.chdir(tmp_path)  # no default_root_dir: Lightning's default is the working directory
+    callback = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))
+    for max_steps in (4, 2):
+        trainer = make_trainer(tmp_path, [callback], max_steps=max_steps, logger=TensorBoardLogger(tmp_path / "tb"),
+                               default_root_dir=None)
+        trainer.fit(TinyLM())
+    assert not (tmp_path / "fairness_history.jsonl").exists()  # not in the working directory
+    for version, steps in (("version_0", [0, 2, 4]), ("version_1", [0, 2])):
+        records = read_history(tmp_path / "tb" / "lightning_logs" / version / "fairness_history.jsonl")
+        assert [r["step"] for r in records if r["event"] == "probe"] == steps, version
+        assert len({r["run_id"] for r in records}) == 1
+
+    shared = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))
+    for max_steps in (4, 2):
+        make_trainer(tmp_path / "plain", [shared], max_steps=max_steps).fit(TinyLM())
+    path = tmp_path / "plain" / "fairness_history.jsonl"
+    runs = history_runs(read_history(path))
+    assert [run.num_probes for run in runs] == [3, 2] and runs[0].run_id != runs[1].run_id
+    first = write_report(path, tmp_path / "report_first", run_id=runs[0].run_id)
+    latest = write_report(path, tmp_path / "report_latest")
+    assert (first.num_probes, first.final_step) == (3, 4)
+    assert (latest.num_probes, latest.final_step) == (2, 2)  # the latest run by default, not a mix
