@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("paths", nargs="*", metavar="PATH", help="checkpoint-N folders, save_pretrained directories, "
                         "folders of checkpoint-N, or Lightning .ckpt files")
     replay.add_argument("--history", required=True, metavar="OUT.jsonl", help="history file to append to (a rerun skips what it holds)")
+    replay.add_argument("--run-id", metavar="ID", help="continue this run of the history (default: the latest replay run "
+                        "of the same checkpoints' folder or hub model, else a new run)")
     replay.add_argument("--model", help="a hub model id to replay the --revisions of (online users)")
     replay.add_argument("--revisions", type=lambda t: [r for r in t.split(",") if r], help="comma-separated hub revisions, e.g. step0,step1000")
     replay.add_argument("--steps", type=_int_list, help="comma-separated steps, one per checkpoint, when the names do not say")
@@ -112,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="figures and a Markdown report of a history file, with the early-stopping trade-off")
     report.add_argument("history", metavar="HISTORY", help="a fairness_history.jsonl written by the callback or the replay")
-    report.add_argument("--out", required=True, metavar="DIR", help="directory for report.md and the PNG figures")
+    report.add_argument("--out", metavar="DIR", help="directory for report.md and the PNG figures (required unless --list-runs)")
+    report.add_argument("--run-id", metavar="ID", help="the run of the history to report (default: the latest; see --list-runs)")
+    report.add_argument("--list-runs", action="store_true", help="print the runs the history holds and exit")
     report.add_argument("--cost-csv", metavar="FILE", help="step,score CSV of a benchmark (e.g. LAMBADA accuracy) for the cost; "
                         "higher is better unless --lower-is-better")
     report.add_argument("--cost-column", metavar="NAME", help="history column for the cost (default: eval_loss or val_loss "
@@ -213,9 +217,12 @@ def run_replay(args: argparse.Namespace) -> int:
         probe = make_probe(args, AutoTokenizer.from_pretrained(tokenizer, revision=checkpoints[0].revision, **gguf))
     except (OSError, ValueError, ImportError) as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
-    summary = replay(checkpoints, probe, args.history, loader)
+    try:
+        summary = replay(checkpoints, probe, args.history, loader, run_id=args.run_id)
+    except ValueError as error:
+        raise SystemExit(f"fairness-callback: error: {error}") from None
     print(f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
-          f"{len(summary.failed)} failed")
+          f"{len(summary.failed)} failed; run {summary.run_id}{' (continued)' if summary.resumed else ' (new)'}")
     for key, error in summary.failed:
         print(f"  failed: {key}: {error}")
     return 1 if summary.failed else 0
@@ -242,17 +249,47 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_runs(history: str) -> int:
+    """Print the runs of a history file: id, steps, probes, resumes, start time; the latest is marked."""
+    import time
+
+    from .history import history_runs, latest_run_id, read_history
+
+    if not Path(history).is_file():
+        raise SystemExit(f"fairness-callback: error: history {history}: no such file")
+    try:
+        records = read_history(history)
+    except ValueError as error:
+        raise SystemExit(f"fairness-callback: error: {error}") from None
+    runs, latest = history_runs(records), latest_run_id(records)
+    print(f"{history}: {len(runs)} run(s)")
+    if runs:
+        width = max(len("run id"), *(len(r.run_id) for r in runs))
+        print(f"{'run id':<{width}}  {'steps':<12}  {'probes':>6}  {'resumed':>7}  started (UTC)")
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.start_time)) if run.start_time is not None else "n/a"
+        marks = [m for m, on in (("latest", run.run_id == latest), ("no run id: older file", run.legacy)) if on]
+        print(f"{run.run_id:<{width}}  {run.steps:<12}  {run.num_probes:>6}  {run.resumed:>7}  {started}"
+              + (f"  ({', '.join(marks)})" if marks else ""))
+    return 0
+
+
 def run_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
+    if args.list_runs:
+        return list_runs(args.history)
+    if args.out is None:
+        raise SystemExit("fairness-callback: error: report needs --out DIR (or --list-runs to list the history's runs)")
     try:
         summary = write_report(args.history, args.out, cost_csv=args.cost_csv, cost_column=args.cost_column,
                                max_cost=args.max_cost, higher_is_better=args.higher_is_better, monitor=args.monitor,
-                               alpha=args.alpha, k=args.sudden_k, window=args.sudden_window)
+                               alpha=args.alpha, k=args.sudden_k, window=args.sudden_window, run_id=args.run_id)
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
+    others = f"; {len(summary.runs) - 1} other run(s) in the file (--list-runs)" if len(summary.runs) > 1 else ""
     print(f"wrote {summary.report} and {len(summary.figures)} figures ({summary.num_probes} probes, "
-          f"steps {summary.first_step} to {summary.final_step})")
+          f"steps {summary.first_step} to {summary.final_step}; run {summary.run_id}{others})")
     if summary.max_cost is not None:
         step = "none" if summary.recommended_step is None else summary.recommended_step
         print(f"recommended stop step for max cost {summary.max_cost:g}: {step}")

@@ -1,10 +1,17 @@
 """The probe history: one JSON object per line, appended and flushed as it is produced.
 
-A line is either a probe (``"event": "probe"``: ``step``, ``time`` (Unix seconds),
-``probe_seconds``, every metric under its own key, ``jsdp/gap_sudden`` (a sudden-change flag),
-``by_seed`` (per-seed AR / JSD-P lists) and the held-out loss when known) or a stop
-(``"event": "stop"``: ``step``, ``reason``, ``message``, ``best_step``, ``best_value``). The live
-callbacks and the offline replay write the same format.
+A line is a run start (``"event": "run_start"``: ``run_id``, ``time`` (Unix seconds), ``resumed``
+and what the writer says about the run, e.g. ``framework``, ``probe_set``, ``num_prompts``,
+``every_n_steps``), a probe (``"event": "probe"``: ``step``, ``time``, ``probe_seconds``, every
+metric under its own key, ``jsdp/gap_sudden`` (a sudden-change flag), ``by_seed`` (per-seed AR /
+JSD-P lists) and the held-out loss when known) or a stop (``"event": "stop"``: ``step``,
+``reason``, ``message``, ``best_step``, ``best_value``). Every line carries the ``run_id`` of the
+run that wrote it, so one file can hold several runs (two ``fit`` calls in one folder, a resumed
+run, a replay) without mixing them: :func:`history_runs` lists them and :func:`select_run` picks
+one. The live callbacks and the offline replay write the same format.
+
+Files written before run ids existed stay readable: see :func:`split_runs` for how their lines
+are grouped into ``legacy-N`` runs.
 """
 
 from __future__ import annotations
@@ -12,10 +19,25 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 HISTORY_FILENAME = "fairness_history.jsonl"
+#: Keys of a run-start line that :meth:`HistoryWriter.start_run` sets itself.
+RUN_START_KEYS = ("event", "run_id", "time", "resumed")
+LEGACY_PREFIX = "legacy-"
+
+
+def new_run_id() -> str:
+    """A fresh run id, ``YYYYMMDD-HHMMSS-xxxxxx``: the UTC start time and 6 random hex digits.
+
+    Ids of runs started in different seconds sort by start time; the random part keeps two runs
+    started in the same second apart.
+    """
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time())) + "-" + secrets.token_hex(3)
 
 
 def _plain(value: Any) -> Any:
@@ -30,10 +52,19 @@ def _plain(value: Any) -> Any:
 
 
 class HistoryWriter:
-    """Appends records to a JSONL file; every line is flushed and fsynced before ``append`` returns."""
+    """Appends the records of one run to a JSONL file; every line carries ``run_id`` and is flushed
+    and fsynced before ``append`` returns.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    ``run_id`` None starts a new run (:func:`new_run_id`); give the id of a run already in the file
+    to continue it (a resumed training run, a resumed replay). Call :meth:`start_run` once per
+    (re)start before the first probe line, so the file says where each run and each resume began.
+    """
+
+    def __init__(self, path: str | os.PathLike, run_id: str | None = None) -> None:
         self.path = Path(path)
+        if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
+            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        self.run_id: str = run_id if run_id is not None else new_run_id()
         self._checked = False
 
     def _drop_torn_line(self) -> None:
@@ -46,27 +77,45 @@ class HistoryWriter:
                 handle.truncate(data.rfind(b"\n") + 1)
 
     def append(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one line, with this writer's ``run_id`` (it replaces one in ``record``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self._checked:
             self._drop_torn_line()
             self._checked = True
-        line = json.dumps(_plain(record), allow_nan=False)
+        line = json.dumps(_plain({**record, "run_id": self.run_id}), allow_nan=False)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
+    def start_run(self, info: dict[str, Any] | None = None, resumed: bool = False) -> dict[str, Any]:
+        """Append ``{"event": "run_start", "run_id", "time", "resumed", **info}`` and return it.
+
+        ``info`` describes the run (e.g. ``framework``, ``probe_set``, ``num_prompts``,
+        ``every_n_steps``); it may not set the keys of :data:`RUN_START_KEYS`. ``resumed``: this
+        start continues a run already in the file (same ``run_id``).
+        """
+        info = dict(info or {})
+        clash = sorted(set(info) & set(RUN_START_KEYS))
+        if clash:
+            raise ValueError(f"start_run info may not set {', '.join(clash)}: the writer sets them")
+        record = {"event": "run_start", "run_id": self.run_id, "time": time.time(), "resumed": bool(resumed), **info}
+        self.append(record)
+        return record
+
 
 def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a history file, in order; a torn last line (a crash mid-write) is skipped.
+    """All records of a history file (every run), in order; a torn last line (a crash mid-write) is skipped.
 
     Non-finite metrics are stored as null and come back as None. Raises ValueError naming the
-    file and line for a malformed line anywhere else.
+    file and line for a malformed line anywhere else. Use :func:`select_run` (or :func:`read_run`)
+    for the records of one run.
     """
     return list(iter_history(path))
 
 
 def iter_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The records of :func:`read_history`, one at a time."""
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, start=1):
@@ -81,3 +130,135 @@ def iter_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
         if not isinstance(record, dict):
             raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
         yield record
+
+
+# -- runs ----------------------------------------------------------------------------------------
+def _is_probe(record: dict[str, Any]) -> bool:
+    return record.get("event", "probe") == "probe"
+
+
+def _step(record: dict[str, Any]) -> int | None:
+    step = record.get("step")
+    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+
+
+def split_runs(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The records of each run, keyed by run id, runs in order of first appearance, records in file order.
+
+    A record with a ``run_id`` belongs to that run. Records without one (files written before run
+    ids existed) form **legacy runs**, named ``legacy-1``, ``legacy-2``, ... in file order: a
+    legacy run ends, and the next begins, where a probe's step is not larger than the previous
+    probe's step of the run (a second ``fit`` appended to the same file starts again at a lower
+    step), where a probe follows a stop line, and where a line with a run id comes in between.
+    The split never merges two fits; its cost is that an old *resumed* run, which repeats steps,
+    shows as two legacy runs (both kept, each selectable by id). The names depend only on the
+    legacy lines, which are never appended to, so they stay the same as the file grows.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    legacy_count = 0
+    legacy: str | None = None  # the open legacy run
+    last_step: int | None = None
+    stopped = False
+    for record in records:
+        run_id = record.get("run_id")
+        if isinstance(run_id, str) and run_id:
+            legacy = None
+            runs.setdefault(run_id, []).append(record)
+            continue
+        step = _step(record) if _is_probe(record) else None
+        if legacy is not None and _is_probe(record) and (stopped or (step is not None and last_step is not None
+                                                                     and step <= last_step)):
+            legacy = None
+        if legacy is None:
+            legacy_count += 1
+            legacy, last_step, stopped = f"{LEGACY_PREFIX}{legacy_count}", None, False
+        runs.setdefault(legacy, []).append(record)
+        if _is_probe(record) and step is not None:
+            last_step = step
+        if record.get("event") == "stop":
+            stopped = True
+    return runs
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run of a history file: its id, probes, step range, start time and how often it was resumed.
+
+    ``start_time`` is the ``time`` of its first run-start line (else of its first timed line; None
+    if none has one). ``resumed`` counts its run-start lines with ``resumed: true``. ``legacy``: a
+    run of lines without a run id (see :func:`split_runs`). ``info`` is its first run-start line
+    without the keys the writer sets (empty for a legacy run).
+    """
+
+    run_id: str
+    num_probes: int
+    first_step: int | None
+    last_step: int | None
+    start_time: float | None
+    resumed: int
+    num_records: int
+    legacy: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> str:
+        """``"0-12"``, ``"4"``, or ``"no probes"``."""
+        if self.first_step is None:
+            return "no probes"
+        return str(self.first_step) if self.first_step == self.last_step else f"{self.first_step}-{self.last_step}"
+
+    def describe(self) -> str:
+        """``"<id> (steps 0-12, 4 probes)"``, as error messages list runs."""
+        steps = "no probes" if self.first_step is None else f"steps {self.steps}, {self.num_probes} probe(s)"
+        return f"{self.run_id} ({steps}{', resumed ' + str(self.resumed) + 'x' if self.resumed else ''})"
+
+
+def _summary(run_id: str, records: Sequence[dict[str, Any]]) -> RunSummary:
+    steps = sorted({s for r in records if _is_probe(r) and (s := _step(r)) is not None})
+    starts = [r for r in records if r.get("event") == "run_start"]
+    timed = [r["time"] for r in (starts or records) if isinstance(r.get("time"), (int, float))]
+    info = {k: v for k, v in starts[0].items() if k not in RUN_START_KEYS} if starts else {}
+    return RunSummary(
+        run_id=run_id, num_probes=len(steps), first_step=steps[0] if steps else None,
+        last_step=steps[-1] if steps else None, start_time=float(timed[0]) if timed else None,
+        resumed=sum(1 for r in starts if r.get("resumed")), num_records=len(records),
+        legacy=not any(r.get("run_id") == run_id for r in records), info=info,
+    )
+
+
+def history_runs(records: Sequence[dict[str, Any]]) -> list[RunSummary]:
+    """A :class:`RunSummary` per run of ``records`` (from :func:`read_history`), in order of first appearance.
+
+    ``num_probes`` counts distinct probed steps (a resumed run's repeat of a step counts once).
+    """
+    return [_summary(run_id, run) for run_id, run in split_runs(records).items()]
+
+
+def latest_run_id(records: Sequence[dict[str, Any]]) -> str | None:
+    """The run the last record belongs to (the run written most recently), or None for no records."""
+    runs = split_runs(records)
+    if not runs:
+        return None
+    last = records[-1]
+    return next(run_id for run_id, run in runs.items() if run[-1] is last)
+
+
+def select_run(records: Sequence[dict[str, Any]], run_id: str | None = None, source: str = "history") -> list[dict[str, Any]]:
+    """The records of one run, in file order: ``run_id``'s, or the latest run's (the run of the last record).
+
+    Records without any run id form legacy runs (see :func:`split_runs`), selectable as ``legacy-N``.
+    No records: an empty list (with ``run_id`` None). Raises ValueError naming ``source`` (e.g. the
+    file) and listing the runs with their step ranges when ``run_id`` is not in ``records``.
+    """
+    runs = split_runs(records)
+    if run_id is None:
+        return runs[latest_run_id(records)] if runs else []
+    if run_id not in runs:
+        listed = "; ".join(_summary(i, r).describe() for i, r in runs.items()) or "none (it is empty)"
+        raise ValueError(f"{source}: no run {run_id!r}; its runs: {listed}")
+    return runs[run_id]
+
+
+def read_run(path: str | os.PathLike, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The records of one run of a history file (the latest by default); see :func:`select_run`."""
+    return select_run(read_history(path), run_id, source=str(path))

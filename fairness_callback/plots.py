@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from .history import select_run
 from .prompts import GROUPS
 
 COLORS = {"male": "#1f77b4", "female": "#d62728", "not_specified": "#7f7f7f"}
@@ -14,30 +15,39 @@ LABELS = {"male": "male answer", "female": "female answer", "not_specified": "no
 
 
 def metric_value(record: dict[str, Any], key: str) -> float:
+    """``record[key]`` as a float; NaN where it is missing or null."""
     value = record.get(key)
     return float("nan") if value is None else float(value)
 
 
-def probe_records(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The probe lines of a history, one per step (a resumed run's repeat of a step keeps the last)."""
-    by_step = {int(r["step"]): r for r in history if r.get("event", "probe") == "probe"}
+def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) -> list[dict[str, Any]]:
+    """The probe lines of one run of a history (``run_id``'s, else the latest run's; see
+    :func:`fairness_callback.history.select_run`), one per step in step order: a resumed run's
+    repeat of a step keeps the last. Lines of other runs are never mixed in; ``history`` holding one
+    run (e.g. the output of ``select_run``) gives that run.
+    """
+    run = select_run(history, run_id)
+    by_step = {int(r["step"]): r for r in run if r.get("event", "probe") == "probe" and r.get("step") is not None}
     return [by_step[step] for step in sorted(by_step)]
 
 
 def plot_fairness_curves(
-    history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str | None = None, alpha: float = 0.01
+    history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str | None = None, alpha: float = 0.01,
+    run_id: str | None = None,
 ) -> Path:
-    """Write a PNG: AR (log scale) and JSD-P per answer group, and the JSD-P gap with the steps where
-    Mann-Whitney p < ``alpha`` marked; a stop line (if any) is drawn at its step."""
+    """Write a PNG of one run (``run_id``, else the latest): AR (log scale) and JSD-P per answer group,
+    and the JSD-P gap with the steps where Mann-Whitney p < ``alpha`` marked; a stop line (if any)
+    is drawn at its step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    probes = probe_records(history)
+    run = select_run(history, run_id)
+    probes = probe_records(run)
     if not probes:
         raise ValueError("the history has no probe records to plot")
-    stops = [r for r in history if r.get("event") == "stop"]
+    stops = [r for r in run if r.get("event") == "stop"]
     steps = [int(r["step"]) for r in probes]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     for ax, metric, name in ((axes[0], "ar", "Average Rank of the correct answer"), (axes[1], "jsdp", "JSD-P of the correct answer")):

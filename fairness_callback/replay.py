@@ -4,6 +4,11 @@ Checkpoints are HF ``checkpoint-N`` folders (Trainer), any ``save_pretrained`` d
 holding ``checkpoint-N`` folders, Lightning ``.ckpt`` files (with a model factory), or revisions
 of one hub model (``step1000``, Pythia's naming) for users who are online. The probe and the
 history format are those of the live callback, so live and offline numbers agree.
+
+A replay writes its lines under a run id of its own, after a ``run_start`` line whose
+``framework`` is ``"replay"`` and whose ``checkpoints`` names the source (:func:`replay_source`).
+A rerun on the same source continues that run (same id, ``resumed: true``) and skips the
+checkpoints it already holds; a replay of another source starts a new run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 
 from .changes import SuddenChangeDetector
-from .history import HistoryWriter, read_history
+from .history import HistoryWriter, read_history, select_run, split_runs
 from .monitor import probe_record
 from .plots import probe_records
 from .probe import FairnessProbe
@@ -185,6 +190,83 @@ class ReplaySummary:
     probed: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: The run the probes were (or would have been) appended under, and whether it continued a run.
+    run_id: str | None = None
+    resumed: bool = False
+
+
+def _key_origin(key: str) -> str:
+    """Where a checkpoint key comes from: the hub model of ``model@revision``, else the folder holding it."""
+    if "@" in key and not Path(key).exists():
+        return key.rsplit("@", 1)[0]
+    return str(Path(key).expanduser().resolve().parent)
+
+
+def replay_source(checkpoints: Sequence[Checkpoint]) -> str:
+    """What a replay records as its ``checkpoints`` source: the hub model id, or the (absolute) folder
+    holding the checkpoints; several, comma-separated, for a mixed series.
+
+    Replaying ``run/checkpoint-2`` and later the folder ``run`` gives the same source (``run``), so
+    the second replay continues the first one's run.
+    """
+    return ", ".join(sorted({_key_origin(c.key) for c in checkpoints}))
+
+
+def _run_sources(records: Sequence[dict]) -> set[str]:
+    """The replay sources of a run's records: those of its replay ``run_start`` lines, or for a run
+    without any (an older file) the origins of its probes' checkpoint keys; empty if not a replay."""
+    starts = [r for r in records if r.get("event") == "run_start"]
+    if starts:
+        return {r["checkpoints"] for r in starts if r.get("framework") == "replay" and isinstance(r.get("checkpoints"), str)}
+    keys = [r.get("checkpoint") for r in records if r.get("event", "probe") == "probe"]
+    if not keys or not all(isinstance(k, str) for k in keys):
+        return set()
+    return {", ".join(sorted({_key_origin(k) for k in keys}))}
+
+
+def _step_clashes(records: Sequence[dict], todo: Sequence[Checkpoint]) -> list[str]:
+    """Checkpoints to probe whose step the run already holds from another checkpoint (another series)."""
+    held = {int(r["step"]): r.get("checkpoint") for r in records
+            if r.get("event", "probe") == "probe" and r.get("step") is not None}
+    return [f"step {c.step} ({c.key}; the run has it from {held[c.step]})"
+            for c in todo if c.step in held and held[c.step] != c.key]
+
+
+def _probe_info(probe: FairnessProbe, source: str) -> dict:
+    info = {"framework": "replay", "checkpoints": source}
+    if getattr(probe, "probe_set", None) is not None:
+        info["probe_set"] = getattr(probe.probe_set, "name", None)
+    if getattr(probe, "prompts", None) is not None:
+        info["num_prompts"] = len(probe.prompts)
+    seeds = getattr(getattr(probe, "config", None), "seeds", None)
+    if seeds is not None:
+        info["seeds"] = list(seeds)
+    return info
+
+
+def _choose_run(history_path: Path, previous: list[dict], checkpoints: Sequence[Checkpoint], source: str,
+                run_id: str | None) -> tuple[str | None, list[dict]]:
+    """The run to continue (its id and records), or (None, []) for a new run."""
+    if run_id is not None:
+        records = select_run(previous, run_id, source=str(history_path))
+        clashes = _step_clashes(records, [c for c in checkpoints if c.key not in _done(records)])
+        if clashes:
+            raise ValueError(f"{history_path}: run {run_id!r} cannot take these checkpoints without mixing two series: "
+                             f"{'; '.join(clashes)}; omit --run-id to start a new run")
+        return run_id, records
+    for candidate, records in reversed(list(split_runs(previous).items())):
+        if source not in _run_sources(records):
+            continue
+        if _step_clashes(records, [c for c in checkpoints if c.key not in _done(records)]):
+            log.info("replay: run %s of %s has the same source but other checkpoints at these steps; starting a new run",
+                     candidate, history_path)
+            return None, []
+        return candidate, records
+    return None, []
+
+
+def _done(records: Sequence[dict]) -> set:
+    return {r.get("checkpoint") for r in records if r.get("event", "probe") == "probe"}
 
 
 def replay(
@@ -193,22 +275,32 @@ def replay(
     history_path: str | os.PathLike,
     loader: Callable[[Checkpoint], torch.nn.Module],
     progress: bool = True,
+    run_id: str | None = None,
+    source: str | None = None,
 ) -> ReplaySummary:
-    """Probe every checkpoint not yet in ``history_path`` and append one line each, in step order.
+    """Probe every checkpoint not yet in the replay's run of ``history_path`` and append one line each, in step order.
 
-    A checkpoint that fails to load or probe is reported and skipped (and tried again by a rerun);
-    the rest go on.
+    The run: ``run_id`` if given (it must be in the file; ValueError listing the file's runs
+    otherwise, or if it holds other checkpoints at the same steps), else the latest run of the
+    file that replayed the same ``source`` (default :func:`replay_source` of ``checkpoints``),
+    else a new run. Only that run's lines decide what is skipped. A ``run_start`` line (``resumed``
+    when continuing) is written before the first new probe line; nothing is written when nothing
+    new is probed. A checkpoint that fails to load or probe is reported and skipped (and tried
+    again by a rerun); the rest go on.
     """
     from tqdm.auto import tqdm
 
     history_path = Path(history_path)
+    source = source if source is not None else replay_source(checkpoints)
     previous = read_history(history_path) if history_path.exists() else []
-    done = {r.get("checkpoint") for r in previous if r.get("event", "probe") == "probe"}
+    continued, run_records = _choose_run(history_path, previous, checkpoints, source, run_id)
+    done = _done(run_records)
     detector = SuddenChangeDetector()
-    for record in probe_records(previous):
+    for record in probe_records(run_records):
         detector.update(record.get("jsdp/gap") if record.get("jsdp/gap") is not None else float("nan"))
-    writer = HistoryWriter(history_path)
-    summary = ReplaySummary()
+    writer = HistoryWriter(history_path, continued)
+    summary = ReplaySummary(run_id=writer.run_id, resumed=continued is not None)
+    started = False
     todo = [c for c in checkpoints if c.key not in done]
     summary.skipped = [c.step for c in checkpoints if c.key in done]
     bar = tqdm(todo, desc="replay", unit="ckpt", disable=not progress)
@@ -232,6 +324,9 @@ def replay(
                 torch.cuda.empty_cache()
         record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics["jsdp/gap"]))
         record.update({"checkpoint": checkpoint.key, "load_seconds": loaded - start})
+        if not started:
+            writer.start_run(_probe_info(probe, source), resumed=continued is not None)
+            started = True
         writer.append(record)
         summary.probed.append(checkpoint.step)
         bar.write(f"step {checkpoint.step}: load {loaded - start:.1f} s, probe {seconds:.1f} s, "

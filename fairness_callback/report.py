@@ -7,6 +7,10 @@ metric(male-answer prompts); the fairness gain of stopping at step t is
 ``1 - |gap(t)| / |gap(final)|``; the cost is the performance that stopping at t gives up against
 the final probed step. Older histories (no ``by_seed``, no confidence interval, no held-out loss,
 no pro/anti subsets) give the same report with "n/a" cells, no bands and skipped figures.
+
+A history can hold several runs (two ``fit`` calls in one folder, a replay next to a live run):
+a report is of one run, the latest by default or any by id, and says which; the other runs are
+listed, never mixed in (see :mod:`fairness_callback.history`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -21,7 +26,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from .changes import sudden_changes
-from .history import read_history
+from .history import RunSummary, history_runs, latest_run_id, read_history, select_run
 from .plots import COLORS, LABELS, metric_value, probe_records
 from .prompts import GROUPS
 
@@ -92,6 +97,9 @@ class ReportSummary:
     fairest_step: int | None
     sudden_steps: list[int]
     notes: list[str]
+    run_id: str | None = None
+    runs: tuple[RunSummary, ...] = ()
+    latest_run_id: str | None = None
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -99,16 +107,47 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def load_probes(history_path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The probe lines (one per step, in step order) and the stop lines of a history file."""
-    path = Path(history_path)
+@dataclass(frozen=True)
+class _Run:
+    """One run of a history file, read for a report."""
+
+    run_id: str | None
+    runs: tuple[RunSummary, ...]
+    latest_run_id: str | None
+    probes: list[dict[str, Any]]
+    stops: list[dict[str, Any]]
+
+
+def _read_run(path: Path, run_id: str | None) -> _Run:
     if not path.is_file():
         raise ReportError(f"history {path}: no such file")
     history = read_history(path)
-    probes = probe_records(history)
+    runs = tuple(history_runs(history))
+    try:
+        records = select_run(history, run_id, source=f"history {path}")
+    except ValueError as error:
+        raise ReportError(f"{error}; pick one with --run-id ID") from None
+    chosen = run_id if run_id is not None else latest_run_id(history)  # None: an empty file
+    probes = probe_records(records)
     if not probes:
-        raise ReportError(f"history {path} has no probe records")
-    return probes, [r for r in history if r.get("event") == "stop"]
+        if len(runs) <= 1:
+            raise ReportError(f"history {path} has no probe records")
+        others = "; ".join(r.describe() for r in runs if r.run_id != chosen)
+        which = "run" if run_id is not None else "the latest run,"
+        raise ReportError(f"history {path}: {which} {chosen!r} has no probe records; its other runs: {others}; "
+                          "pick one with --run-id ID")
+    return _Run(chosen, runs, latest_run_id(history), probes, [r for r in records if r.get("event") == "stop"])
+
+
+def load_probes(history_path: str | os.PathLike, run_id: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The probe lines (one per step, in step order) and the stop lines of one run of a history file:
+    ``run_id``'s, or the latest run's. Lines of other runs are never included.
+
+    Raises :class:`ReportError` for a missing file, an unknown ``run_id`` (listing the file's runs)
+    or a run without probes.
+    """
+    run = _read_run(Path(history_path), run_id)
+    return run.probes, run.stops
 
 
 def _columns(probes: Sequence[dict[str, Any]], keep) -> list[str]:
@@ -516,10 +555,35 @@ def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) ->
             ""]
 
 
+def _run_lines(summary: ReportSummary) -> list[str]:
+    """Which run the report is of and, when the file holds several, the others and how to pick one."""
+    if summary.run_id is None:
+        return []
+    this = next((r for r in summary.runs if r.run_id == summary.run_id), None)
+    legacy = " (lines without a run id, written before run ids existed)" if this is not None and this.legacy else ""
+    if len(summary.runs) <= 1:
+        return [f"Run `{summary.run_id}`{legacy}, the only run in the file.", ""]
+    latest = summary.run_id == summary.latest_run_id
+    lines = [f"Run `{summary.run_id}`{legacy}: {'the latest' if latest else 'not the latest'} of {len(summary.runs)} "
+             "runs in this file; only its lines are in this report. The others:", ""]
+    rows = [[f"`{r.run_id}`", r.steps, str(r.num_probes), str(r.resumed), _when(r.start_time)]
+            for r in summary.runs if r.run_id != summary.run_id]
+    lines += [_table(["run id", "steps", "probes", "resumed", "started (UTC)"], rows), ""]
+    if any(r.legacy for r in summary.runs):
+        lines += ["`legacy-N` runs are lines without a run id (older files), split where the probe steps go back "
+                  "or a probe follows a stop line.", ""]
+    return lines + [f"Report another run with `fairness-callback report {summary.history} --out DIR --run-id ID` "
+                    "(`--list-runs` lists them; in Python: `write_report(..., run_id=ID)`).", ""]
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds is not None else "n/a"
+
+
 def _header(summary: ReportSummary, stops: Sequence[dict[str, Any]]) -> list[str]:
     lines = [f"# Fairness report: {summary.history.name}", "",
              f"Source: `{summary.history}`. {summary.num_probes} probes, steps {summary.first_step} to "
-             f"{summary.final_step}.", ""]
+             f"{summary.final_step}.", ""] + _run_lines(summary)
     for stop in stops:
         lines += [f"Stop line at step {stop.get('step')} ({stop.get('reason')}, best step "
                   f"{stop.get('best_step')}): {stop.get('message')}", ""]
@@ -563,8 +627,12 @@ def write_report(
     alpha: float = 0.01,
     k: float = 3.0,
     window: int = 5,
+    run_id: str | None = None,
 ) -> ReportSummary:
     """Write ``curves.png``, ``gap.png``, ``not_specified.png``, ``pro_anti.png`` and ``report.md`` into ``out_dir``.
+
+    The report is of one run of the history: ``run_id``'s, or the latest run's (the run of the
+    file's last line); ``report.md`` names it and lists the file's other runs.
 
     Args:
         history_path: a ``fairness_history.jsonl``.
@@ -576,13 +644,16 @@ def write_report(
         monitor: the gap the fairness gain and the sudden changes are computed on.
         alpha: Mann-Whitney p below which a probe is marked significant.
         k, window: the sudden-change rule of :func:`fairness_callback.changes.sudden_changes`.
+        run_id: the run to report (see :func:`fairness_callback.history.history_runs`); None: the latest.
 
     Raises:
-        ReportError: (a ValueError) a missing or empty history, a bad cost CSV line, an unknown
-            column or monitor; the message names the file or option.
+        ReportError: (a ValueError) a missing or empty history, an unknown run id (the message lists
+            the file's runs), a bad cost CSV line, an unknown column or monitor; the message names
+            the file or option.
     """
     history_path = Path(history_path)
-    probes, stops = load_probes(history_path)
+    run = _read_run(history_path, run_id)
+    probes, stops = run.probes, run.stops
     _check_monitor(probes, monitor, history_path)
     cost = resolve_cost(probes, history_path, cost_csv, cost_column, higher_is_better)
     if max_cost is not None and cost is None:
@@ -601,6 +672,7 @@ def write_report(
         first_step=int(probes[0]["step"]), final_step=int(probes[-1]["step"]), monitor=monitor, cost=cost,
         tradeoff=rows, max_cost=max_cost, recommended_step=recommended, fairest_step=recommend_step(rows),
         sudden_steps=sudden, notes=notes + _cost_notes(cost, int(probes[-1]["step"]), steps),
+        run_id=run.run_id, runs=run.runs, latest_run_id=run.latest_run_id,
     )
     summary.report.write_text(_markdown(summary, probes, stops, _loss_key(probes), (alpha, k, window)), encoding="utf-8")
     return summary

@@ -75,3 +75,29 @@ def test_console_script_is_installed(saved_model):
     script = Path(sys.executable).parent / "fairness-callback"
     result = subprocess.run([str(script), "probe", "--help"], capture_output=True, text=True, check=True)
     assert "--winobias" in result.stdout and "--batch-size" in result.stdout
+
+
+def test_replay_run_id_continues_a_run_and_report_lists_it(saved_model, tmp_path, capsys):
+    import shutil
+
+    from fairness_callback.history import history_runs, read_history
+
+    shutil.copytree(saved_model, tmp_path / "a" / "checkpoint-2")
+    shutil.copytree(saved_model, tmp_path / "b" / "checkpoint-4")
+    history = str(tmp_path / "h.jsonl")
+    common = ["--history", history, "--seeds", "0", "--batch-size", "256"]
+    assert main(["replay", str(tmp_path / "a"), *common]) == 0
+    (run,) = history_runs(read_history(history))
+    assert f"1 checkpoint(s) probed, 0 already in {history}, 0 failed; run {run.run_id} (new)" in capsys.readouterr().out
+    assert main(["replay", str(tmp_path / "b"), *common, "--run-id", run.run_id]) == 0  # another folder, same run
+    assert f"run {run.run_id} (continued)" in capsys.readouterr().out
+    (run,) = history_runs(read_history(history))
+    assert (run.steps, run.num_probes, run.resumed) == ("2-4", 2, 1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", str(tmp_path / "b"), *common, "--run-id", "nope"])
+    assert str(exit_info.value.code) == (f"fairness-callback: error: {history}: no run 'nope'; its runs: "
+                                         f"{run.run_id} (steps 2-4, 2 probe(s), resumed 1x)")
+    assert main(["report", history, "--list-runs"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[:4] == [run.run_id, "2-4", "2", "1"]
+    with pytest.raises(SystemExit, match="history /nonexistent.jsonl: no such file"):
+        main(["report", "/nonexistent.jsonl", "--list-runs"])

@@ -42,3 +42,122 @@ def test_malformed_line_names_file_and_line(tmp_path):
     path.write_text('{"step": 0}\n[1, 2]\n')
     with pytest.raises(ValueError, match="line 2: expected a JSON object"):
         read_history(path)
+
+
+# -- runs ----------------------------------------------------------------------------------------
+import re  # noqa: E402
+
+from fairness_callback.history import (  # noqa: E402
+    history_runs, latest_run_id, new_run_id, read_run, select_run, split_runs,
+)
+from fairness_callback.plots import probe_records  # noqa: E402
+
+
+def probe(step, gap=0.0, **extra):
+    return {"event": "probe", "step": step, "jsdp/gap": gap, "time": 1000.0 + step, **extra}
+
+
+def write_run(path, run_id, steps, *, resumed=False, info=None, stop=False, gap=0.0):
+    writer = HistoryWriter(path, run_id)
+    writer.start_run(info or {"framework": "test"}, resumed=resumed)
+    for step in steps:
+        writer.append(probe(step, gap))
+    if stop:
+        writer.append({"event": "stop", "step": steps[-1], "reason": "gap_grew"})
+    return writer.run_id
+
+
+def test_new_run_id_is_unique_and_sorts_by_start_time(monkeypatch):
+    import fairness_callback.history as history
+
+    ids = {new_run_id() for _ in range(200)}
+    assert len(ids) == 200 and all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", i) for i in ids)
+    monkeypatch.setattr(history.time, "time", lambda: 1_700_000_000.0)
+    early = new_run_id()
+    monkeypatch.setattr(history.time, "time", lambda: 1_700_000_001.0)
+    assert early.startswith("20231114-221320-") and early < new_run_id()
+
+
+def test_writer_stamps_its_run_id_and_writes_run_start(tmp_path):
+    path = tmp_path / "h.jsonl"
+    writer = HistoryWriter(path, "run-a")
+    start = writer.start_run({"framework": "hf", "num_prompts": 40, "every_n_steps": 4})
+    writer.append({"event": "probe", "step": 0, "run_id": "someone-else"})  # the writer's id wins
+    first, second = read_history(path)
+    assert first == start and first["event"] == "run_start" and first["run_id"] == "run-a"
+    assert first["resumed"] is False and first["framework"] == "hf" and first["every_n_steps"] == 4
+    assert isinstance(first["time"], float)
+    assert second["run_id"] == "run-a"
+    HistoryWriter(path, "run-a").start_run(resumed=True)
+    assert read_history(path)[-1]["resumed"] is True
+    fresh = HistoryWriter(path)  # no id: a new run
+    assert fresh.run_id != "run-a" and re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", fresh.run_id)
+    with pytest.raises(ValueError, match="may not set run_id, time"):
+        writer.start_run({"time": 0, "run_id": "x"})
+    with pytest.raises(ValueError, match="non-empty string"):
+        HistoryWriter(path, "")
+
+
+def test_two_runs_latest_by_default_each_by_id(tmp_path):
+    path = tmp_path / "h.jsonl"
+    write_run(path, "run-a", [0, 4, 8, 12], stop=True, gap=0.1)
+    write_run(path, "run-b", [0, 4], gap=0.2)
+    records = read_history(path)
+    assert len(records) == 9  # read_history still gives every line
+    latest = select_run(records)
+    assert {r["run_id"] for r in latest} == {"run-b"} and [r.get("step") for r in latest] == [None, 0, 4]
+    assert [r.get("step") for r in select_run(records, "run-a")] == [None, 0, 4, 8, 12, 12]
+    assert [r["step"] for r in read_run(path, "run-a") if r["event"] == "probe"] == [0, 4, 8, 12]
+    assert [r["jsdp/gap"] for r in probe_records(records)] == [0.2, 0.2]  # not merged with run-a's step 0 and 4
+    assert [r["step"] for r in probe_records(records, "run-a")] == [0, 4, 8, 12]
+    runs = history_runs(records)
+    assert [(r.run_id, r.num_probes, r.first_step, r.last_step, r.steps, r.legacy) for r in runs] == [
+        ("run-a", 4, 0, 12, "0-12", False), ("run-b", 2, 0, 4, "0-4", False)]
+    assert runs[0].info == {"framework": "test"} and runs[0].start_time == records[0]["time"]
+    with pytest.raises(ValueError) as error:
+        select_run(records, "run-c", source=str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}: no run 'run-c'; its runs: ")
+    assert "run-a (steps 0-12, 4 probe(s))" in message and "run-b (steps 0-4, 2 probe(s))" in message
+
+
+def test_a_resumed_run_is_one_run_and_latest_is_the_last_written(tmp_path):
+    path = tmp_path / "h.jsonl"
+    write_run(path, "run-a", [0, 4, 8])
+    write_run(path, "run-b", [0])
+    write_run(path, "run-a", [4, 8, 12], resumed=True, gap=0.3)  # resumed from checkpoint-4
+    records = read_history(path)
+    assert latest_run_id(records) == "run-a"
+    runs = {r.run_id: r for r in history_runs(records)}
+    assert list(runs) == ["run-a", "run-b"]  # order of first appearance
+    assert runs["run-a"].resumed == 1 and runs["run-a"].num_probes == 4 and runs["run-a"].steps == "0-12"
+    probes = probe_records(records)
+    assert [r["step"] for r in probes] == [0, 4, 8, 12] and probes[1]["jsdp/gap"] == 0.3  # the repeat keeps the last
+
+
+def test_legacy_file_with_two_appended_fits_is_split_not_merged(tmp_path):
+    path = tmp_path / "old.jsonl"
+    lines = [probe(s, 0.1) for s in (0, 4, 8, 12)] + [probe(0, 0.5), {"event": "stop", "step": 0, "reason": "gap_grew"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    records = read_history(path)
+    runs = history_runs(records)
+    assert [(r.run_id, r.num_probes, r.steps, r.legacy, r.num_records) for r in runs] == [
+        ("legacy-1", 4, "0-12", True, 4), ("legacy-2", 1, "0", True, 2)]
+    assert [r["jsdp/gap"] for r in probe_records(records)] == [0.5]  # the latest fit only
+    assert [r["step"] for r in probe_records(records, "legacy-1")] == [0, 4, 8, 12]
+    # a probe after a stop line starts a new run too, even at a larger step; equal steps split
+    more = [probe(2), probe(6), {"event": "stop", "step": 6}, probe(8), probe(8)]
+    assert list(map(len, split_runs(more).values())) == [3, 1, 1]
+    # new lines appended to an old file form their own run; the legacy names do not change
+    HistoryWriter(path, "new").append(probe(0, 0.9))
+    records = read_history(path)
+    assert [r.run_id for r in history_runs(records)] == ["legacy-1", "legacy-2", "new"]
+    assert [r["jsdp/gap"] for r in probe_records(records)] == [0.9]
+    with pytest.raises(ValueError, match=r"legacy-1 \(steps 0-12, 4 probe\(s\)\); legacy-2 \(steps 0, 1 probe"):
+        select_run(records, "legacy-3")
+
+
+def test_select_run_of_nothing(tmp_path):
+    assert select_run([]) == [] and history_runs([]) == [] and latest_run_id([]) is None
+    with pytest.raises(ValueError, match="no run 'x'; its runs: none"):
+        select_run([], "x")

@@ -53,7 +53,9 @@ def test_replayed_hf_checkpoints_equal_the_live_probe(hf_run, tokenizer, tmp_pat
     summary = replay(checkpoints, small_probe(tokenizer), history, Loader(), progress=False)
     assert summary.probed == [2, 4] and not summary.failed
     live = live_probes(hf_run)
-    for record in read_history(history):
+    start, *probes = read_history(history)
+    assert start["event"] == "run_start" and start["run_id"] == summary.run_id and len(probes) == 2
+    for record in probes:
         assert record["checkpoint"].endswith(f"checkpoint-{record['step']}")
         for key in ("ar/male", "ar/female", "jsdp/male", "jsdp/female", "jsdp/not_specified", "jsdp/gap", "mwu_p/jsdp"):
             assert record[key] == pytest.approx(live[record["step"]][key], rel=1e-6, abs=1e-12), key
@@ -76,9 +78,17 @@ def test_resume_and_a_broken_checkpoint(hf_run, tokenizer, tmp_path):
     again = replay(find_checkpoints([series]), probe, history, Loader(), progress=False)
     assert again.skipped == [2] and again.probed == [4]
     assert [key for key, _ in again.failed] == [str(broken)]
-    assert [r["step"] for r in read_history(history)] == [2, 4]
+    records = read_history(history)
+    assert [r["step"] for r in records if r["event"] == "probe"] == [2, 4]
+    assert again.run_id == first.run_id and again.resumed and not first.resumed  # one run, continued
+    assert {r["run_id"] for r in records} == {first.run_id}
+    starts = [r for r in records if r["event"] == "run_start"]
+    assert [s["resumed"] for s in starts] == [False, True]
+    assert starts[0]["framework"] == "replay" and starts[0]["checkpoints"] == str(series.resolve())
+    assert starts[0]["probe_set"] == "test" and starts[0]["seeds"] == [0]
     third = replay(find_checkpoints([series]), probe, history, Loader(), progress=False)
     assert third.probed == [] and third.skipped == [2, 4] and len(third.failed) == 1  # tried again, still broken
+    assert len(read_history(history)) == len(records)  # nothing probed: no run_start line either
 
 
 class TinyLM(pl.LightningModule):
@@ -110,14 +120,14 @@ def test_lightning_ckpt_replay_equals_the_live_probe(tokenizer, tmp_path):
     assert main(["replay", *map(str, files), "--history", str(history), "--model-factory", "support:tiny_model_factory",
                  "--tokenizer", str(tmp_path / "tok"), "--seeds", "0"]) == 0
     live = {r["step"]: r for r in read_history(tmp_path / "live.jsonl") if r["event"] == "probe"}
-    replayed = read_history(history)
+    replayed = [r for r in read_history(history) if r["event"] == "probe"]
     assert [r["step"] for r in replayed] == [2, 4]
     assert all(r["n/male"] > 0 for r in replayed)
     # the CLI probes the built-in set, the live callback a subset: compare the Python API on the same probe
     again = replay(find_checkpoints(files), small_probe(tokenizer), tmp_path / "api.jsonl",
                    Loader(model_factory=lambda: make_model(tokenizer)), progress=False)
     assert again.probed == [2, 4]
-    for record in read_history(tmp_path / "api.jsonl"):
+    for record in (r for r in read_history(tmp_path / "api.jsonl") if r["event"] == "probe"):
         assert record["jsdp/gap"] == pytest.approx(live[record["step"]]["jsdp/gap"], rel=1e-6)
 
 
@@ -161,3 +171,83 @@ def test_model_factory_spec_errors():
         import_factory("nomodule")
     with pytest.raises(ValueError, match="'support:nothing'"):
         import_factory("support:nothing")
+
+
+# -- run ids, with a stand-in probe (no model) ---------------------------------------------------
+from fairness_callback.history import HistoryWriter, history_runs  # noqa: E402
+from fairness_callback.probe import ProbeResult  # noqa: E402
+from fairness_callback.replay import replay_source  # noqa: E402
+
+
+class StepProbe:
+    """Stands in for a FairnessProbe: the "model" is the checkpoint's step, the gap is step / 100."""
+
+    def run(self, model):
+        return ProbeResult({"jsdp/gap": model / 100, "mwu_p/jsdp": 0.5}, [], {})
+
+
+def step_loader(checkpoint):
+    return checkpoint.step
+
+
+def series(root, *steps):
+    for step in steps:
+        (root / f"checkpoint-{step}").mkdir(parents=True)
+        (root / f"checkpoint-{step}" / "config.json").write_text("{}")
+    return root
+
+
+def fake_replay(paths, history, **kwargs):
+    return replay(find_checkpoints(paths), StepProbe(), history, step_loader, progress=False, **kwargs)
+
+
+def test_replay_twice_continues_one_run_another_source_gets_a_new_one(tmp_path):
+    one, other = series(tmp_path / "one", 2, 4, 6), series(tmp_path / "other", 2, 4)
+    history = tmp_path / "h.jsonl"
+    first = fake_replay([one / "checkpoint-2"], history)
+    second = fake_replay([one], history)
+    assert second.run_id == first.run_id and second.resumed and second.skipped == [2] and second.probed == [4, 6]
+    third = fake_replay([other], history)  # another folder: a new run, whose steps 2 and 4 are probed, not skipped
+    assert third.run_id != first.run_id and not third.resumed and third.probed == [2, 4] and third.skipped == []
+    runs = history_runs(read_history(history))
+    assert [(r.run_id, r.steps, r.num_probes, r.resumed) for r in runs] == [
+        (first.run_id, "2-6", 3, 1), (third.run_id, "2-4", 2, 0)]
+    assert runs[1].info["checkpoints"] == str(other.resolve()) == replay_source(find_checkpoints([other]))
+    # one's run is found again although it is not the latest run; skipped keys come from it only
+    series(one, 8)
+    fourth = fake_replay([one], history)
+    assert fourth.run_id == first.run_id and fourth.skipped == [2, 4, 6] and fourth.probed == [8]
+    # --run-id continues a run explicitly, even from another source
+    series(other, 10)
+    fifth = fake_replay([other / "checkpoint-10"], history, run_id=first.run_id)
+    assert fifth.run_id == first.run_id and fifth.probed == [10]
+    assert [r.num_probes for r in history_runs(read_history(history))] == [5, 2]
+    series(one, 12)  # one's run is still found by its first source after taking another's checkpoint
+    assert fake_replay([one], history).run_id == first.run_id
+
+
+def test_replay_run_id_errors_and_clashing_steps(tmp_path):
+    history = tmp_path / "h.jsonl"
+    done = fake_replay([series(tmp_path / "a", 2)], history)
+    with pytest.raises(ValueError, match=rf"h.jsonl: no run 'nope'; its runs: {done.run_id} \(steps 2, 1 probe"):
+        fake_replay([tmp_path / "a"], history, run_id="nope")
+    other = series(tmp_path / "b", 2)  # another checkpoint at step 2
+    with pytest.raises(ValueError, match=r"cannot take these checkpoints without mixing two series: step 2"):
+        fake_replay([other], history, run_id=done.run_id)
+    # same folder, other checkpoints at the same steps (save_pretrained dirs with --steps): a new run
+    (tmp_path / "a" / "final").mkdir()
+    (tmp_path / "a" / "final" / "config.json").write_text("{}")
+    again = replay(find_checkpoints([tmp_path / "a" / "final"], steps=[2]), StepProbe(), history, step_loader, progress=False)
+    assert again.run_id != done.run_id and again.probed == [2]
+
+
+def test_replay_continues_a_legacy_replay_file(tmp_path):
+    """A history written before run ids: the rerun continues its replay (lines without ids) under legacy-1."""
+    one = series(tmp_path / "one", 2, 4)
+    history = tmp_path / "old.jsonl"
+    history.write_text(json.dumps({"event": "probe", "step": 2, "jsdp/gap": 0.02, "checkpoint": str(one / "checkpoint-2")}) + "\n")
+    summary = fake_replay([one], history)
+    assert summary.run_id == "legacy-1" and summary.skipped == [2] and summary.probed == [4]
+    runs = history_runs(read_history(history))
+    assert [(r.run_id, r.steps, r.num_probes) for r in runs] == [("legacy-1", "2-4", 2)]
+

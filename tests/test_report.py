@@ -169,3 +169,97 @@ def test_cli_errors_name_the_file_or_option(tmp_path, case, message):
         main(["report", *argv, "--out", str(tmp_path / "out")])
     text = str(exit_info.value.code)
     assert text.startswith("fairness-callback: error: ") and message.format(dir=tmp_path) in text
+
+
+# -- several runs in one history -----------------------------------------------------------------
+import json  # noqa: E402
+
+from fairness_callback.report import ReportError  # noqa: E402
+
+
+def probe_table_rows(text: str) -> list[str]:
+    """The data rows of report.md's probe table."""
+    section = text.split("## Probes", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| step |")]
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    """run-a: 4 probes (steps 0-300, gaps GAPS) and a stop; run-b, the latest: 2 probes (steps 0, 50, gap 0.3)."""
+    path = tmp_path / "h.jsonl"
+    first = HistoryWriter(path, "run-a")
+    first.start_run({"framework": "hf"})
+    for step, gap, loss in zip(STEPS, GAPS, LOSSES):
+        first.append(probe_line(step, gap, loss=loss))
+    first.append({"event": "stop", "step": 300, "reason": "gap_grew", "message": "stopping at step 300", "best_step": 100})
+    second = HistoryWriter(path, "run-b")
+    second.start_run({"framework": "hf"})
+    for step in (0, 50):
+        second.append(probe_line(step, 0.3, loss=1.0))
+    return path
+
+
+def test_report_of_each_run_of_a_two_run_file(two_runs, tmp_path):
+    latest = write_report(two_runs, tmp_path / "latest")
+    assert latest.run_id == "run-b" and latest.num_probes == 2 and (latest.first_step, latest.final_step) == (0, 50)
+    assert [row.step for row in latest.tradeoff] == [0, 50] and [row.gap for row in latest.tradeoff] == [0.3, 0.3]
+    text = latest.report.read_text()
+    assert len(probe_table_rows(text)) == 2 and "2 probes, steps 0 to 50" in text
+    assert "Run `run-b`: the latest of 2 runs in this file" in text and "| `run-a` | 0-300 | 4 | 0 |" in text
+    assert "--run-id ID" in text and "Stop line" not in text  # run-a's stop line is not run-b's
+
+    first = write_report(two_runs, tmp_path / "a", run_id="run-a", max_cost=0.4)
+    assert first.run_id == "run-a" and first.num_probes == 4 and first.recommended_step == 100
+    assert [row.gap for row in first.tradeoff] == pytest.approx(GAPS)  # not 0.3 at step 0: nothing of run-b
+    text = first.report.read_text()
+    assert len(probe_table_rows(text)) == 4 and "4 probes, steps 0 to 300" in text
+    assert "Run `run-a`: not the latest of 2 runs" in text and "| `run-b` | 0-50 | 2 | 0 |" in text
+    assert "Stop line at step 300" in text
+    probes, stops = load_probes(two_runs, "run-a")
+    assert [p["step"] for p in probes] == STEPS and len(stops) == 1
+    assert [p["step"] for p in load_probes(two_runs)[0]] == [0, 50] and load_probes(two_runs)[1] == []
+
+
+def test_a_single_run_report_names_its_run(known):
+    text = known[1].report.read_text()
+    assert known[1].run_id is not None and f"Run `{known[1].run_id}`, the only run in the file." in text
+
+
+def test_report_of_a_legacy_file_with_two_fits(tmp_path):
+    path = tmp_path / "old.jsonl"
+    lines = [probe_line(s, g, full=False) for s, g in zip(STEPS, GAPS)] + [probe_line(0, 0.4, full=False)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    latest = write_report(path, tmp_path / "out")
+    assert latest.run_id == "legacy-2" and latest.num_probes == 1 and latest.tradeoff[0].gap == 0.4
+    assert "(lines without a run id, written before run ids existed)" in latest.report.read_text()
+    first = write_report(path, tmp_path / "out1", run_id="legacy-1")
+    assert first.num_probes == 4 and len(probe_table_rows(first.report.read_text())) == 4
+    assert first.tradeoff[0].gap == pytest.approx(0.10)  # the old probe_records kept step 0 of the second fit
+
+
+def test_unknown_run_id_and_a_latest_run_without_probes(two_runs, tmp_path):
+    with pytest.raises(ReportError) as error:
+        write_report(two_runs, tmp_path / "out", run_id="run-c")
+    message = str(error.value)
+    assert message.startswith(f"history {two_runs}: no run 'run-c'; its runs: run-a (steps 0-300, 4 probe(s)); "
+                              "run-b (steps 0-50, 2 probe(s))")
+    HistoryWriter(two_runs, "run-c").start_run({"framework": "hf"})  # a third fit, not probed yet
+    with pytest.raises(ReportError, match=r"the latest run, 'run-c' has no probe records; its other runs: run-a .*--run-id"):
+        write_report(two_runs, tmp_path / "out")
+    assert write_report(two_runs, tmp_path / "out", run_id="run-b").num_probes == 2
+
+
+def test_cli_report_run_id_and_list_runs(two_runs, tmp_path, capsys):
+    assert main(["report", str(two_runs), "--out", str(tmp_path / "a"), "--run-id", "run-a"]) == 0
+    assert "(4 probes, steps 0 to 300; run run-a; 1 other run(s) in the file (--list-runs))" in capsys.readouterr().out
+    assert len(probe_table_rows((tmp_path / "a" / "report.md").read_text())) == 4
+    assert main(["report", str(two_runs), "--list-runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{two_runs}: 2 run(s)" and lines[1].startswith("run id")
+    assert lines[2].split()[:4] == ["run-a", "0-300", "4", "0"] and "(latest)" not in lines[2]
+    assert lines[3].split()[:4] == ["run-b", "0-50", "2", "0"] and lines[3].endswith("(latest)")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(two_runs), "--out", str(tmp_path / "c"), "--run-id", "nope"])
+    assert str(exit_info.value.code).startswith(f"fairness-callback: error: history {two_runs}: no run 'nope'; its runs: run-a")
+    with pytest.raises(SystemExit, match="report needs --out DIR"):
+        main(["report", str(two_runs)])
