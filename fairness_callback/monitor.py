@@ -197,6 +197,8 @@ class FairnessMonitor:
         self.on_error = on_error
         self.log_all_metrics = log_all_metrics
         self.autocast = autocast
+        #: What drives this monitor, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
+        self.framework = "custom"
         if early_stopping is not None and early_stopping.loss_key is None:
             early_stopping.loss_key = loss_key
         self.loss_key = early_stopping.loss_key if early_stopping is not None else loss_key
@@ -275,7 +277,7 @@ class FairnessMonitor:
         """What a run-start line says of the probe and the schedule."""
         probe_set = getattr(self.probe, "probe_set", self.probe)
         names = [name for name in self.tasks if name]
-        return {"probe_set": getattr(probe_set, "name", None), "probes": names or None,
+        return {"framework": self.framework, "probe_set": getattr(probe_set, "name", None), "probes": names or None,
                 "num_prompts": len(self.probe) if hasattr(self.probe, "__len__") else None,
                 "every_n_steps": self.every_n_steps, "probe_budget": self.probe_budget,
                 "monitor": self.early_stopping.monitor if self.early_stopping else None}

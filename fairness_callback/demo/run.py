@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..history import HISTORY_FILENAME, read_history
+from ..history import HISTORY_FILENAME, read_run
 from ..loading import SMOLLM2, load_model_and_tokenizer
 from ..plots import plot_fairness_curves, probe_records
 from ..probe import FairnessProbe
@@ -144,7 +144,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     else:
         from .hf_runner import train_hf as train
     callback = train(config, parts)
-    history = read_history(parts.history_path)
+    history = read_run(parts.history_path)  # this run's lines: an --out folder may hold earlier runs
     figure = plot_fairness_curves(history, config.out / "fairness_curves.png",
                                   title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})")
     seconds = time.perf_counter() - start

@@ -105,6 +105,7 @@ class FairnessCallback(TrainerCallback):
             probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
             log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="eval_loss",
         )
+        self.monitor.framework = "hf"
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None
         self._start_pending = False

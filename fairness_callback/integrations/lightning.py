@@ -82,6 +82,7 @@ class FairnessCallback(pl.Callback):
             probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
             log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="val_loss",
         )
+        self.monitor.framework = "lightning"
         self.model_attr = model_attr
         self._layout_written = False
         self._step_at_batch_start: int | None = None
