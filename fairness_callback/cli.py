@@ -53,6 +53,12 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("probe")
     group.add_argument("--winobias", metavar="DIR", help="official WinoBias files instead of the built-in probe set "
                        "(default: $FAIRNESS_WINOBIAS_DIR if set)")
+    group.add_argument("--winogender", metavar="DIR", help="Winogender's all_sentences.tsv in DIR as the gender probe "
+                       "(he / she like WinoBias; 'they' sentences reported as they/...)")
+    group.add_argument("--they", action="store_true", help="also probe the built-in singular-they set (probe 'they')")
+    group.add_argument("--bbq", metavar="DIR", help="also probe BBQ's social axes from the official files in DIR "
+                       "(one probe per category, named by it in lower case)")
+    group.add_argument("--bbq-categories", metavar="A,B", help="BBQ categories (file stems, e.g. Religion,Age; default all)")
     group.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="option-order seeds (default 0,1,2,3,4)")
     group.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward call (default 64)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
@@ -135,18 +141,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_probe(args: argparse.Namespace, tokenizer):
-    """A :class:`FairnessProbe` configured from the shared probe options."""
+    """A :class:`FairnessProbe` configured from the shared probe options, or a
+    :class:`~fairness_callback.suite.ProbeSuite` (``gender`` first) when ``--they`` or ``--bbq`` add probes."""
     from .data import ProbeSet
     from .probe import FairnessProbe
+    from .suite import ProbeSuite
 
-    if args.winobias and not Path(args.winobias).is_dir():
-        raise SystemExit(f"fairness-callback: error: --winobias {args.winobias!r} is not a directory")
+    for option in ("winobias", "winogender", "bbq"):
+        value = getattr(args, option)
+        if value and not Path(value).is_dir():
+            raise SystemExit(f"fairness-callback: error: --{option} {value!r} is not a directory")
+    if args.winobias and args.winogender:
+        raise SystemExit("fairness-callback: error: --winobias and --winogender both name the gender probe set; give one")
+    if args.bbq_categories and not args.bbq:
+        raise SystemExit("fairness-callback: error: --bbq-categories needs --bbq DIR")
+    options = dict(seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize, prefix_sharing=args.prefix_sharing)
     try:
-        probe_set = ProbeSet.default(args.winobias)
+        gender = ProbeSet.from_winogender(args.winogender) if args.winogender else ProbeSet.default(args.winobias)
+        probes = {"gender": FairnessProbe(tokenizer, gender, **options)}
+        if args.they:
+            probes["they"] = FairnessProbe(tokenizer, ProbeSet.builtin_they(), **options)
+        if args.bbq:
+            from .data.bbq import available_categories
+
+            categories = args.bbq_categories.split(",") if args.bbq_categories else available_categories(args.bbq)
+            for category in categories:
+                probes[category.strip().lower()] = FairnessProbe(tokenizer, ProbeSet.from_bbq(args.bbq, [category.strip()]),
+                                                                 **options)
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
-    return FairnessProbe(tokenizer, probe_set, seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize,
-                         prefix_sharing=args.prefix_sharing)
+    return probes["gender"] if len(probes) == 1 else ProbeSuite(probes)
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -158,14 +182,20 @@ def run_probe(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ImportError) as error:
         where = f"--model {args.model!r}" + (f" --gguf {args.gguf!r}" if args.gguf else "")
         raise SystemExit(f"fairness-callback: error: {where}: {error}") from None
+    from .suite import ProbeSuite
+
     probe = make_probe(args, tokenizer)
-    result = probe.run(model)
-    info = result.info
-    print(f"model {args.model}: {info['num_prompts']:,} prompts from {info['num_sentences']:,} sentences "
-          f"({info['probe_set']}), {info['seconds']:.1f} s, prefix sharing: {info['prefix_sharing']}")
-    if info["multi_token_options"]:
-        print(f"multi-token options (first token scored): {info['answer_tokens']}")
-    print(result.table())
+    results = probe.run_each(model) if isinstance(probe, ProbeSuite) else {None: probe.run(model)}
+    for name, result in results.items():
+        info = result.info
+        unit = "BBQ items" if info["task"] == "bbq" else "sentences"
+        print(f"{'probe ' + repr(name) + ': ' if name else ''}model {args.model}: {info['num_prompts']:,} prompts from "
+              f"{info['num_sentences']:,} {unit} ({info['probe_set']}), {info['seconds']:.1f} s, "
+              f"prefix sharing: {info['prefix_sharing']}")
+        if info["multi_token_options"]:
+            print(f"multi-token options (first token scored): {info['answer_tokens']}")
+        print(result.table())
+    result = ProbeSuite.merge(results) if isinstance(probe, ProbeSuite) else results[None]
     if args.json:
         Path(args.json).write_text(result.to_json())
         print(f"wrote {args.json}")

@@ -322,7 +322,8 @@ def replay(
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics["jsdp/gap"]))
+        gap_key = "jsdp/gap" if "jsdp/gap" in result.metrics else next(k for k in result.metrics if k.endswith("/jsdp/gap"))
+        record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics[gap_key]))
         record.update({"checkpoint": checkpoint.key, "load_seconds": loaded - start})
         if not started:
             writer.start_run(_probe_info(probe, source), resumed=continued is not None)
@@ -330,5 +331,5 @@ def replay(
         writer.append(record)
         summary.probed.append(checkpoint.step)
         bar.write(f"step {checkpoint.step}: load {loaded - start:.1f} s, probe {seconds:.1f} s, "
-                  f"jsdp/gap {result.metrics['jsdp/gap']:+.4f} (p={result.metrics['mwu_p/jsdp']:.2g})")
+                  f"{gap_key} {result.metrics[gap_key]:+.4f} (p={result.metrics[gap_key.replace('jsdp/gap', 'mwu_p/jsdp')]:.2g})")
     return summary

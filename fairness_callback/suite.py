@@ -35,14 +35,22 @@ class ProbeSuite:
     def tasks(self) -> dict[str, ProbeTask]:
         return {name: probe.task for name, probe in self.probes.items()}
 
+    def run_each(self, model: torch.nn.Module, distributed: bool = False) -> dict[str, ProbeResult]:
+        """Every probe's own result, by name (on every rank when ``distributed``)."""
+        return {name: probe.run(model, distributed=distributed) for name, probe in self.probes.items()}
+
     def run(self, model: torch.nn.Module, distributed: bool = False) -> ProbeResult:
         """Every probe on ``model`` (on every rank when ``distributed``); one merged result."""
+        return self.merge(self.run_each(model, distributed))
+
+    @staticmethod
+    def merge(results: Mapping[str, ProbeResult]) -> ProbeResult:
+        """One result of named results: keys under ``<name>/``, records tagged with ``probe``."""
         metrics: dict[str, float] = {}
         by_seed: dict[str, list[float]] = {}
         info: dict = {"probes": {}, "prefix_sharing": {}, "seconds": 0.0}
         records: list[dict] = []
-        for name, probe in self.probes.items():
-            result = probe.run(model, distributed=distributed)
+        for name, result in results.items():
             metrics.update({f"{name}/{key}": value for key, value in result.metrics.items()})
             by_seed.update({f"{name}/{key}": values for key, values in result.by_seed.items()})
             records.extend({"probe": name, **record} for record in result.records)

@@ -143,3 +143,59 @@ def test_several_probes_in_one_run_prefix_every_key_and_name_the_others_at_the_s
 
 def test_gender_task_is_the_papers():
     assert GENDER_TASK.groups == ("male", "female", "not_specified") and GENDER_TASK.gap == ("female", "male")
+
+
+# -- the real data sets -----------------------------------------------------------------------------
+def test_winogender_reports_they_beside_he_and_she(winogender_dir, bpe_tokenizer, tiny_neox):
+    probe_set = ProbeSet.from_winogender(winogender_dir)
+    counts = probe_set.counts()
+    m = FairnessProbe(bpe_tokenizer, probe_set, seeds=(0,)).run(tiny_neox).metrics
+    assert m["n/male"] == counts["male"] and m["n/female"] == counts["female"]
+    assert m["n/not_specified"] == counts["male"] + counts["female"]  # the other mention of each he/she sentence
+    assert m["they/n/not_specified"] == 2 * counts["neutral"] and m["they/n/male"] == 0  # both mentions: not specified
+    assert {"they/jsdp/not_specified/male", "they/jsdp/not_specified/female"} <= set(m)  # where "they" mass goes
+
+
+def test_builtin_they_set_alone_reports_at_the_top(bpe_tokenizer, tiny_neox):
+    probe_set = ProbeSet.builtin_they()
+    m = FairnessProbe(bpe_tokenizer, probe_set, seeds=(0,)).run(tiny_neox).metrics
+    assert m["n/not_specified"] == 2 * len(probe_set) and m["n/male"] == 0
+    assert not any(key.startswith("they/") for key in m)  # no duplicate of the top level
+
+
+def test_bbq_religion_on_the_real_files(bbq_dir, gpt2_tokenizer):
+    from fairness_callback.toy import tiny_gpt_neox
+
+    probe_set = ProbeSet.from_bbq(bbq_dir, ["Religion"])
+    items = ProbeSet(probe_set[:40], name="bbq-religion-40")
+    model = tiny_gpt_neox(len(gpt2_tokenizer), seed=0).eval()
+    shipped = FairnessProbe(gpt2_tokenizer, items, seeds=(0, 1))
+    result = shipped.run(model)
+    m = result.metrics
+    ambig = sum(item.condition == "ambig" for item in items)
+    assert m["ambig/n/unknown"] == 2 * ambig and m["disambig/n/unknown"] == 0  # a disambiguated answer is a group
+    assert m["n/consistent"] + m["n/inconsistent"] == 2 * (len(items) - ambig)
+    assert result.info["prefix_sharing"] == "tree"
+    plain = FairnessProbe(gpt2_tokenizer, items, seeds=(0, 1), prefix_sharing="off").run(model).metrics
+    assert plain == pytest.approx(m, rel=1e-4, abs=1e-7, nan_ok=True)
+
+
+def test_cli_probes_several_axes(tmp_path, gpt2_tokenizer, winogender_dir, bbq_dir, capsys):
+    from fairness_callback.cli import main
+    from fairness_callback.toy import tiny_gpt_neox
+
+    model_dir = tmp_path / "model"
+    tiny_gpt_neox(len(gpt2_tokenizer), seed=0).save_pretrained(model_dir)
+    gpt2_tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "m.json"
+    assert main(["probe", "--model", str(model_dir), "--seeds", "0", "--winogender", str(winogender_dir), "--they",
+                 "--bbq", str(bbq_dir), "--bbq-categories", "Religion", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "probe 'religion':" in printed and "BBQ items (bbq-Religion)" in printed and "probe 'they':" in printed
+    import json
+
+    metrics = json.loads(out.read_text())["metrics"]
+    assert {"gender/jsdp/gap", "gender/they/ar/not_specified", "they/jsdp/not_specified/male",
+            "religion/jsdp/gap", "religion/ambig/jsdp/unknown/consistent"} <= set(metrics)
+    with pytest.raises(SystemExit, match="--bbq-categories needs --bbq DIR"):
+        main(["probe", "--model", str(model_dir), "--bbq-categories", "Age"])
