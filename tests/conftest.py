@@ -78,3 +78,28 @@ def tiny_gpt2(bpe_tokenizer):
     torch.manual_seed(1)
     config = GPT2Config(vocab_size=len(bpe_tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=256)
     return GPT2LMHeadModel(config).eval()
+
+
+def _shared_dir(env: str, name: str, marker: str) -> Path | None:
+    for candidate in (os.environ.get(env), REPO.parent / "shared" / name):
+        if candidate and (Path(candidate) / marker).is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def winogender_dir() -> Path:
+    """Winogender's data files (../shared/winogender or $FAIRNESS_WINOGENDER_DIR); skipped when absent."""
+    directory = _shared_dir("FAIRNESS_WINOGENDER_DIR", "winogender", "all_sentences.tsv")
+    if directory is None:
+        pytest.skip("Winogender files not found (../shared/winogender or $FAIRNESS_WINOGENDER_DIR)")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def bbq_dir() -> Path:
+    """BBQ's data files (../shared/bbq or $FAIRNESS_BBQ_DIR); skipped when absent."""
+    directory = _shared_dir("FAIRNESS_BBQ_DIR", "bbq", "Religion.jsonl")
+    if directory is None:
+        pytest.skip("BBQ files not found (../shared/bbq or $FAIRNESS_BBQ_DIR)")
+    return directory

@@ -6,24 +6,35 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Mapping, Sequence
 
-Gender = Literal["male", "female"]
+Gender = Literal["male", "female", "neutral"]
+#: The genders a ProbeSentence may have: "neutral" is a singular-they sentence, whose text says
+#: nothing about the referent's gender (the probe expects "not specified" for both prompts).
+GENDERS: tuple[str, ...] = ("male", "female", "neutral")
 
 #: Environment variable that points the probe at the official WinoBias files.
 WINOBIAS_ENV = "FAIRNESS_WINOBIAS_DIR"
 
 MALE_PRONOUNS = frozenset({"he", "him", "his", "himself"})
 FEMALE_PRONOUNS = frozenset({"she", "her", "hers", "herself"})
+#: Singular they in all its cases ("themself" is the less common singular reflexive).
+NEUTRAL_PRONOUNS = frozenset({"they", "them", "their", "theirs", "themselves", "themself"})
 
 
 def pronoun_gender(pronoun: str) -> Gender | None:
-    """'male' / 'female' for a gendered pronoun (any case), None otherwise."""
+    """'male' / 'female' / 'neutral' (singular they) for a personal pronoun (any case), None otherwise.
+
+    Whether a they/them is singular cannot be told from the word; callers that only accept
+    he/she (the WinoBias parser) must reject 'neutral' themselves.
+    """
     word = pronoun.strip().lower()
     if word in MALE_PRONOUNS:
         return "male"
     if word in FEMALE_PRONOUNS:
         return "female"
+    if word in NEUTRAL_PRONOUNS:
+        return "neutral"
     return None
 
 
@@ -33,9 +44,12 @@ class ProbeSentence:
 
     ``text`` is the plain sentence (no brackets). ``referent`` is the occupation the pronoun
     refers to and ``other`` the second occupation, both without article (e.g. ``"developer"``,
-    ``"CEO"``, ``"construction worker"``). ``gender`` is the pronoun's gender. ``stereotype`` is
-    ``"pro"`` / ``"anti"`` when the source says so. ``source``, ``split``, ``line`` and ``wino_type``
-    say where the sentence came from, so an error or a record can point back at it.
+    ``"CEO"``, ``"construction worker"``). ``gender`` is the pronoun's gender: ``"male"``,
+    ``"female"``, or ``"neutral"`` for singular they (the text then says nothing about the
+    referent's gender). ``stereotype`` is ``"pro"`` / ``"anti"`` when the source says so.
+    ``source``, ``split``, ``line`` and ``wino_type`` say where the sentence came from, so an
+    error or a record can point back at it. ("Occupation" is loose for Winogender, whose second
+    mention is a participant such as "customer".)
     """
 
     sentence_id: str
@@ -52,8 +66,8 @@ class ProbeSentence:
 
     def __post_init__(self) -> None:
         where = f"sentence {self.sentence_id!r}"
-        if self.gender not in ("male", "female"):
-            raise ValueError(f"{where}: gender must be 'male' or 'female', got {self.gender!r}")
+        if self.gender not in GENDERS:
+            raise ValueError(f"{where}: gender must be one of {GENDERS}, got {self.gender!r}")
         if self.stereotype not in (None, "pro", "anti"):
             raise ValueError(f"{where}: stereotype must be 'pro', 'anti' or None, got {self.stereotype!r}")
         if not self.text.strip() or not self.referent.strip() or not self.other.strip():
@@ -77,20 +91,30 @@ class ProbeSet(Sequence[ProbeSentence]):
     """An ordered, immutable collection of :class:`ProbeSentence` with unique ids.
 
     Build one with :meth:`builtin` (the package's own sentences, the default),
-    :meth:`from_winobias` (the official WinoBias text files), :meth:`from_hf_rows`
-    (rows in the Hugging Face ``uclanlp/wino_bias`` format) or :meth:`default`
-    (WinoBias if ``$FAIRNESS_WINOBIAS_DIR`` is set, else built-in). ``len()`` is the
-    number of sentences; each sentence gives two prompts per option-order seed.
+    :meth:`builtin_they` (the package's singular-they sentences), :meth:`from_winobias`
+    (the official WinoBias text files), :meth:`from_winogender` (Winogender's
+    ``all_sentences.tsv``), :meth:`from_hf_rows` (rows in the Hugging Face
+    ``uclanlp/wino_bias`` format) or :meth:`default` (WinoBias if ``$FAIRNESS_WINOBIAS_DIR``
+    is set, else built-in). ``len()`` is the number of sentences; each sentence gives two
+    prompts per option-order seed. ``left_out`` counts, by reason, the source's sentences
+    that a constructor did not keep (empty unless the constructor fills it).
     """
 
-    def __init__(self, sentences: Iterable[ProbeSentence], name: str = "custom") -> None:
+    def __init__(
+        self,
+        sentences: Iterable[ProbeSentence],
+        name: str = "custom",
+        left_out: Mapping[str, int] | None = None,
+    ) -> None:
         self._sentences = tuple(sentences)
         self.name = name
+        self.left_out: dict[str, int] = dict(left_out or {})
         seen: set[str] = set()
         for sentence in self._sentences:
-            if sentence.sentence_id in seen:
-                raise ValueError(f"probe set {name!r}: duplicate sentence id {sentence.sentence_id!r}")
-            seen.add(sentence.sentence_id)
+            key = sentence.sentence_id if hasattr(sentence, "sentence_id") else sentence.item_id  # a BBQ item
+            if key in seen:
+                raise ValueError(f"probe set {name!r}: duplicate sentence id {key!r}")
+            seen.add(key)
         if not self._sentences:
             raise ValueError(f"probe set {name!r} is empty")
 
@@ -101,6 +125,24 @@ class ProbeSet(Sequence[ProbeSentence]):
         from .builtin import load_builtin
 
         return cls(load_builtin(), name="builtin")
+
+    @classmethod
+    def builtin_they(cls) -> "ProbeSet":
+        """The built-in singular-they set (gender "neutral"; see ``data/BUILTIN_THEY.md``)."""
+        from .builtin_they import load_builtin_they
+
+        return cls(load_builtin_they(), name="builtin-they")
+
+    @classmethod
+    def from_winogender(cls, directory: str | os.PathLike, **kwargs) -> "ProbeSet":
+        """Winogender's ``all_sentences.tsv``; ``left_out`` counts the sentences not kept, by reason.
+
+        ``kwargs`` go to :func:`fairness_callback.data.winogender.load_winogender`.
+        """
+        from .winogender import load_winogender
+
+        load = load_winogender(Path(directory), **kwargs)
+        return cls(load.sentences, name="winogender", left_out=load.left_out_counts())
 
     @classmethod
     def from_winobias(
@@ -117,6 +159,17 @@ class ProbeSet(Sequence[ProbeSentence]):
         splits = (splits,) if isinstance(splits, str) else tuple(splits)
         sentences = load_winobias(Path(directory), types=types, splits=splits, stereotypes=stereotypes)
         return cls(sentences, name=f"winobias-type{'+'.join(map(str, types))}-{'+'.join(splits)}")
+
+    @classmethod
+    def from_bbq(cls, directory: str | os.PathLike, categories: Sequence[str] | None = None) -> "ProbeSet":
+        """BBQ items (:class:`~fairness_callback.data.bbq.BBQItem`) from the official files; ``left_out``
+        counts the items whose groups could not be matched, by reason. A probe of this set scores
+        the BBQ task (stereotype-consistent, -inconsistent and unknown answers)."""
+        from .bbq import load_bbq
+
+        load = load_bbq(Path(directory), categories)
+        name = "bbq-" + "+".join(sorted({item.category for item in load.items})) if load.items else "bbq"
+        return cls(load.items, name=name, left_out=load.unmatched_reasons())
 
     @classmethod
     def from_hf_rows(cls, rows: Iterable[dict], name: str = "wino_bias-hf", **kwargs) -> "ProbeSet":

@@ -237,7 +237,7 @@ def _sentence_fields(pieces: list[tuple[str, str]], mark: str) -> dict:
     for at, (kind, string) in enumerate(pieces):
         if kind != "span":
             continue
-        if pronoun_gender(string) is not None:
+        if _binary_gender(string) is not None:
             pronoun_at.append(at)
             continue
         occupation = _canonical(string)
@@ -253,7 +253,7 @@ def _sentence_fields(pieces: list[tuple[str, str]], mark: str) -> dict:
     if not pronoun_at:
         raise _SentenceError(f"no {mark} pronoun")
     pronouns = tuple(pieces[at][1].strip().lower() for at in pronoun_at)
-    genders = {pronoun_gender(p) for p in pronouns}
+    genders = {_binary_gender(p) for p in pronouns}
     if len(genders) > 1:
         raise _SentenceError(f"{mark} pronouns disagree in gender: {pronouns}")
 
@@ -273,6 +273,12 @@ def _sentence_fields(pieces: list[tuple[str, str]], mark: str) -> dict:
         "pronouns": pronouns,
         "gender": genders.pop(),
     }
+
+
+def _binary_gender(word: str) -> str | None:
+    """he/she pronouns only: WinoBias has no singular they, so a bracketed "they" stays an error."""
+    gender = pronoun_gender(word)
+    return gender if gender in ("male", "female") else None
 
 
 def _canonical(mention: str) -> str | None:
