@@ -167,6 +167,7 @@ def test_bbq_religion_on_the_real_files(bbq_dir, gpt2_tokenizer):
     from fairness_callback.toy import tiny_gpt_neox
 
     probe_set = ProbeSet.from_bbq(bbq_dir, ["Religion"])
+    assert probe_set.counts() == {"ambig": 600, "disambig": 600, "Religion": 1200} and probe_set.occupations() == set()
     items = ProbeSet(probe_set[:40], name="bbq-religion-40")
     model = tiny_gpt_neox(len(gpt2_tokenizer), seed=0).eval()
     shipped = FairnessProbe(gpt2_tokenizer, items, seeds=(0, 1))

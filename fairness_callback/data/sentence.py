@@ -202,10 +202,18 @@ class ProbeSet(Sequence[ProbeSentence]):
         return f"ProbeSet(name={self.name!r}, sentences={len(self)})"
 
     def counts(self) -> dict[str, int]:
-        """Sentence counts by pronoun gender and by stereotype (for summaries and tests)."""
+        """Sentence counts by pronoun gender and by stereotype; for BBQ items, by context condition
+        and by category (for summaries and tests)."""
+        if self._sentences and not hasattr(self._sentences[0], "gender"):
+            counts = Counter(item.condition for item in self._sentences)
+            counts.update(item.category for item in self._sentences)
+            return dict(counts)
         counts = Counter(s.gender for s in self._sentences)
         counts.update(s.stereotype or "unlabelled" for s in self._sentences)
         return dict(counts)
 
     def occupations(self) -> set[str]:
+        """The occupations the sentences mention (empty for BBQ items)."""
+        if self._sentences and not hasattr(self._sentences[0], "referent"):
+            return set()
         return {s.referent for s in self._sentences} | {s.other for s in self._sentences}
