@@ -133,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False,
                            help="the cost values are better when lower")
     report.add_argument("--max-cost", type=float, metavar="X", help="recommend the fairest step whose cost is at most X")
-    report.add_argument("--monitor", default="jsdp/gap", help="gap for the fairness gain and sudden changes (default jsdp/gap)")
+    report.add_argument("--monitor", default="jsdp/gap",
+                        help="gap for the fairness gain and sudden changes (default jsdp/gap); with several probes in the "
+                             "run, one probe's key, e.g. gender/jsdp/gap (default there: the run's early-stopping "
+                             "monitor, else the first probe's gap)")
     report.add_argument("--alpha", type=_unit_float, default=0.01, help="Mann-Whitney significance level (default 0.01)")
     report.add_argument("--sudden-k", type=float, default=3.0, help="sudden change: k times the recent variation (default 3)")
     report.add_argument("--sudden-window", type=_positive_int, default=5, help="sudden change: recent changes (default 5)")
@@ -320,6 +323,11 @@ def run_report(args: argparse.Namespace) -> int:
     others = f"; {len(summary.runs) - 1} other run(s) in the file (--list-runs)" if len(summary.runs) > 1 else ""
     print(f"wrote {summary.report} and {len(summary.figures)} figures ({summary.num_probes} probes, "
           f"steps {summary.first_step} to {summary.final_step}; run {summary.run_id}{others})")
+    if summary.axes:
+        print(f"probes: {', '.join(summary.axes)}; monitor {summary.monitor}")
+        for note in summary.notes:
+            if note.startswith("--monitor"):
+                print(f"note: {note}")
     if summary.max_cost is not None:
         step = "none" if summary.recommended_step is None else summary.recommended_step
         print(f"recommended stop step for max cost {summary.max_cost:g}: {step}")

@@ -1,23 +1,29 @@
-"""Figures of a probe history: AR and JSD-P per answer group, and the female - male gap, against step."""
+"""Every figure of a probe history, shared by the report and the demo.
+
+The report's figures (:func:`plot_curves`, :func:`plot_gap`, :func:`plot_not_specified`,
+:func:`plot_pro_anti` and, with several probes, :func:`plot_axes`) and the demo's one-page
+``fairness_curves.png`` (:func:`plot_fairness_curves`) draw from the same helpers. matplotlib is
+imported (with the Agg backend) only when a figure is drawn.
+"""
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
 
 from .history import select_run
 from .prompts import GROUPS
+from .tradeoff import GAP_KEY, finite, metric_value
+
+__all__ = ["COLORS", "LABELS", "Marks", "metric_value", "plot_axes", "plot_curves", "plot_fairness_curves", "plot_gap",
+           "plot_not_specified", "plot_pro_anti", "probe_records"]
 
 COLORS = {"male": "#1f77b4", "female": "#d62728", "not_specified": "#7f7f7f"}
 LABELS = {"male": "male answer", "female": "female answer", "not_specified": "not specified"}
-
-
-def metric_value(record: dict[str, Any], key: str) -> float:
-    """``record[key]`` as a float; NaN where it is missing or null."""
-    value = record.get(key)
-    return float("nan") if value is None else float(value)
+_GAP_COLOR = "#9467bd"
 
 
 def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) -> list[dict[str, Any]]:
@@ -31,51 +37,200 @@ def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) 
     return [by_step[step] for step in sorted(by_step)]
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _steps(probes: Sequence[dict[str, Any]]) -> np.ndarray:
+    return np.array([int(r["step"]) for r in probes])
+
+
+def _series(probes: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([metric_value(r, key) if finite(r.get(key)) else np.nan for r in probes])
+
+
+def _seed_band(probes: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Min and max over the option-order seeds of ``by_seed[key]`` per probe (NaN where absent), and
+    the largest number of seeds seen."""
+    low, high, seeds = [], [], 0
+    for record in probes:
+        values = [v for v in (record.get("by_seed") or {}).get(key) or [] if finite(v)]
+        low.append(min(values) if values else np.nan)
+        high.append(max(values) if values else np.nan)
+        seeds = max(seeds, len(values))
+    return np.array(low), np.array(high), seeds
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _group_panel(ax, probes: Sequence[dict[str, Any]], metric: str, band: bool = True) -> int:
+    """``<metric>/<group>`` of every answer group against step, with the min-max band over the
+    option-order seeds when ``band``; returns the largest number of seeds seen (0 without a band)."""
+    steps, seeds = _steps(probes), 0
+    for group in GROUPS:
+        key = f"{metric}/{group}"
+        ax.plot(steps, _series(probes, key), marker="o", ms=3, color=COLORS[group], label=LABELS[group])
+        if band:
+            low, high, n = _seed_band(probes, key)
+            ax.fill_between(steps, low, high, color=COLORS[group], alpha=0.2, lw=0)
+            seeds = max(seeds, n)
+    return seeds
+
+
+def plot_curves(probes: Sequence[dict[str, Any]], path: Path) -> Path:
+    """``curves.png``: AR (log) and JSD-P per answer group, with a min-max band over option-order seeds."""
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    panels = (("ar", "Average Rank of the correct answer (log; lower is better)"),
+              ("jsdp", "JSD-P of the correct answer (lower is better)"))
+    for ax, (metric, title) in zip(axes, panels):
+        seeds = _group_panel(ax, probes, metric)
+        band = f"shaded: min-max over {seeds} option-order seeds" if seeds else "no per-seed values: no band"
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=handles + [Patch(color="gray", alpha=0.3, label=band)], fontsize=8)
+        ax.set(title=title, xlabel="step", yscale="log" if metric == "ar" else "linear")
+    return _save(fig, path)
+
+
+class Marks(NamedTuple):
+    """What the gap figure marks: the monitored gap's sudden changes and the recommended stop step."""
+
+    monitor: str
+    sudden: list[int]
+    recommended: int | None
+
+
+def _gap_panel(ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: Marks, ci: bool = True) -> None:
+    steps, gaps = _steps(probes), _series(probes, f"{metric}/gap")
+    ax.axhline(0.0, color="black", lw=0.8)
+    low, high = _series(probes, f"{metric}/gap_ci_low"), _series(probes, f"{metric}/gap_ci_high")
+    if ci and np.isfinite(low).any():
+        ax.fill_between(steps, low, high, color=_GAP_COLOR, alpha=0.2, lw=0, label="95% bootstrap CI (sentences)")
+    ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{metric}/gap (female - male)")
+    significant = _series(probes, f"mwu_p/{metric}") < alpha
+    if significant.any():
+        ax.scatter(steps[significant], gaps[significant], s=60, facecolors="none", edgecolors="black",
+                   zorder=3, label=f"Mann-Whitney p < {alpha:g}")
+    sudden = np.isin(steps, marks.sudden)
+    if sudden.any():
+        ax.scatter(steps[sudden], gaps[sudden], s=90, marker="^", color="#ff7f0e", zorder=4,
+                   label=f"sudden change of {marks.monitor}")
+
+
+def _mark_steps(ax, stops: Sequence[dict[str, Any]], recommended: int | None, labelled: bool) -> None:
+    lines = [(int(stop["step"]), dict(color="black", ls="--", lw=1), f"stopped (step {stop['step']})") for stop in stops]
+    lines += [(int(stop["best_step"]), dict(color="green", ls="-.", lw=1), f"fairest (step {stop['best_step']})")
+              for stop in stops if stop.get("best_step") is not None]
+    if recommended is not None:
+        lines.append((recommended, dict(color="green", lw=3, alpha=0.4), f"recommended stop (step {recommended})"))
+    for step, style, label in lines:
+        ax.axvline(step, label=label if labelled else None, **style)
+
+
+def plot_gap(probes: Sequence[dict[str, Any]], stops: Sequence[dict[str, Any]], path: Path, alpha: float,
+              marks: Marks) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    for ax, metric, name in ((axes[0], "jsdp", "JSD-P"), (axes[1], "ar", "Average Rank")):
+        _gap_panel(ax, probes, metric, alpha, marks)
+        _mark_steps(ax, stops, marks.recommended, labelled=ax is axes[0])
+        ax.set(title=f"{name} gap: female - male (> 0 favours male)", xlabel="step")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_not_specified(probes: Sequence[dict[str, Any]], path: Path) -> Path:
+    """``not_specified.png``: on "not specified" prompts, the JSD-P parts on the male and female options."""
+    plt = _pyplot()
+    steps = _steps(probes)
+    male, female = _series(probes, "jsdp/not_specified/male"), _series(probes, "jsdp/not_specified/female")
+    fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
+    ax.plot(steps, male, marker="o", ms=3, color=COLORS["male"], label='part on "male"')
+    ax.plot(steps, female, marker="o", ms=3, color=COLORS["female"], label='part on "female"')
+    ax.plot(steps, male + female, ls="--", color=COLORS["not_specified"], label="either gender (sum)")
+    ax.set(title='"Not specified" prompts: how much the model assumes a gender', xlabel="step",
+           ylabel="mean JSD-P part on the option")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_pro_anti(probes: Sequence[dict[str, Any]], path: Path) -> Path:
+    """``pro_anti.png``: JSD-P gap and per-group JSD-P of pro- vs anti-stereotypical sentences."""
+    plt = _pyplot()
+    steps = _steps(probes)
+    fig, (gap_ax, group_ax) = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    gap_ax.axhline(0.0, color="black", lw=0.8)
+    for subset, style in (("pro", "-"), ("anti", "--")):
+        gap_ax.plot(steps, _series(probes, f"{subset}/jsdp/gap"), ls=style, marker="o", ms=3, color=_GAP_COLOR,
+                    label=f"{subset}-stereotypical")
+        for group in ("male", "female"):
+            group_ax.plot(steps, _series(probes, f"{subset}/jsdp/{group}"), ls=style, marker="o", ms=3,
+                          color=COLORS[group], label=f"{subset}, {LABELS[group]}")
+    gap_ax.set(title="JSD-P gap (female - male) by subset", xlabel="step")
+    group_ax.set(title="JSD-P of the correct answer by subset (lower is better)", xlabel="step")
+    gap_ax.legend(fontsize=8)
+    group_ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_axes(probes: Sequence[dict[str, Any]], axes: Sequence[str], stops: Sequence[dict[str, Any]], path: Path,
+              recommended: int | None = None, monitored: str | None = None, fairest: int | None = None) -> Path:
+    """``axes.png``: every probe's ``<name>/jsdp/gap`` against step, one line per probe (the monitored
+    one thicker), with the stop steps, the stop lines' fairest steps, ``recommended`` and (dotted)
+    ``fairest``, the fairest probed step of the monitored gap, marked."""
+    plt = _pyplot()
+    steps = _steps(probes)
+    fig, ax = plt.subplots(figsize=(8, 4.6), constrained_layout=True)
+    ax.axhline(0.0, color="black", lw=0.8)
+    colors = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c != "#2ca02c"]  # green marks steps
+    for i, name in enumerate(axes):
+        ax.plot(steps, _series(probes, f"{name}/{GAP_KEY}"), marker="o", ms=3, color=colors[i % len(colors)],
+                lw=2.5 if name == monitored else 1.2, label=f"{name}" + (" (monitored)" if name == monitored else ""))
+    _mark_steps(ax, stops, recommended, labelled=True)
+    if fairest is not None:
+        ax.axvline(fairest, color="green", ls=":", lw=1.5, label=f"fairest of {monitored or 'the monitor'} (step {fairest})")
+    ax.set(title="JSD-P gap of every probe (> 0: the first group of the gap does worse)", xlabel="step",
+           ylabel="JSD-P gap")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_fairness_curves(
     history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str | None = None, alpha: float = 0.01,
     run_id: str | None = None,
 ) -> Path:
     """Write a PNG of one run (``run_id``, else the latest): AR (log scale) and JSD-P per answer group,
     and the JSD-P gap with the steps where Mann-Whitney p < ``alpha`` marked; a stop line (if any)
-    is drawn at its step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    is drawn at its step (the demo's ``fairness_curves.png``: the report's panels on one page)."""
+    plt = _pyplot()
     run = select_run(history, run_id)
     probes = probe_records(run)
     if not probes:
         raise ValueError("the history has no probe records to plot")
     stops = [r for r in run if r.get("event") == "stop"]
-    steps = [int(r["step"]) for r in probes]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     for ax, metric, name in ((axes[0], "ar", "Average Rank of the correct answer"), (axes[1], "jsdp", "JSD-P of the correct answer")):
-        for group in GROUPS:
-            ax.plot(steps, [metric_value(r, f"{metric}/{group}") for r in probes], marker="o", ms=3, color=COLORS[group], label=LABELS[group])
-        ax.set_title(name + (" (log)" if metric == "ar" else ""))
-        ax.set_xlabel("step")
-        if metric == "ar":
-            ax.set_yscale("log")
+        _group_panel(ax, probes, metric, band=False)
+        ax.set(title=name + (" (log)" if metric == "ar" else ""), xlabel="step", yscale="log" if metric == "ar" else "linear")
         ax.legend(fontsize=8)
     gap_ax = axes[2]
-    gaps = [metric_value(r, "jsdp/gap") for r in probes]
-    gap_ax.axhline(0.0, color="black", lw=0.8)
-    gap_ax.plot(steps, gaps, color="#9467bd", marker="o", ms=3, label="JSD-P gap (female - male)")
-    significant = [(s, g) for s, g, r in zip(steps, gaps, probes) if metric_value(r, "mwu_p/jsdp") < alpha]
-    if significant:
-        gap_ax.scatter(*zip(*significant), s=40, facecolors="none", edgecolors="black", label=f"Mann-Whitney p < {alpha:g}", zorder=3)
-    for stop in stops:
-        gap_ax.axvline(int(stop["step"]), color="black", ls="--", lw=1, label=f"stopped (step {stop['step']})")
-        if stop.get("best_step") is not None:
-            gap_ax.axvline(int(stop["best_step"]), color="green", ls=":", lw=1, label=f"fairest (step {stop['best_step']})")
-    gap_ax.set_title("Unfairness: female - male (> 0 favours male)")
-    gap_ax.set_xlabel("step")
+    _gap_panel(gap_ax, probes, "jsdp", alpha, Marks("jsdp/gap", [], None), ci=False)
+    _mark_steps(gap_ax, stops, None, labelled=True)
+    gap_ax.set(title="Unfairness: female - male (> 0 favours male)", xlabel="step")
     gap_ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -19,23 +19,28 @@ import csv
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
-
-import numpy as np
+from typing import Any, Sequence
 
 from .changes import sudden_changes
 from .history import RunSummary, history_runs, latest_run_id, read_history, select_run
-from .plots import COLORS, LABELS, metric_value, probe_records
+from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
 from .prompts import GROUPS
+from .tradeoff import (AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, gain,
+                       metric_value, probe_axes, recommend_step, tradeoff_table, within as _within)
+
+#: Re-exported: the trade-off math lives in :mod:`fairness_callback.tradeoff`, the figures in
+#: :mod:`fairness_callback.plots`; these names stay importable from here.
+__all__ = ["DEFAULT_LOSS_KEYS", "REPORT_FILENAME", "AxisEffect", "AxisRow", "Cost", "ReportError", "ReportSummary",
+           "TradeoffRow", "load_probes", "read_cost_csv", "recommend_step", "resolve_cost", "tradeoff_table",
+           "write_report"]
 
 #: History columns used for the cost when neither a cost CSV nor a cost column is given.
 DEFAULT_LOSS_KEYS: tuple[str, ...] = ("eval_loss", "val_loss")
 REPORT_FILENAME = "report.md"
 _METRIC_PREFIXES = {"ar", "jsdp", "acc", "n", "mwu_p", "mwu_rbc", "pro", "anti", "stopping"}
 _BOOKKEEPING = {"event", "step", "time", "probe_seconds"}
-_GAP_COLOR = "#9467bd"
 _FIGURES: dict[str, str] = {
     "curves": "Average Rank (log scale) and JSD-P of the correct answer per answer group; shaded: the "
               "min-max range over the option-order seeds (absent when the history has no per-seed values).",
@@ -48,35 +53,14 @@ _FIGURES: dict[str, str] = {
                      "that gender more although the sentence does not give one.",
     "pro_anti": "Pro- vs anti-stereotypical sentences: the JSD-P gap of each subset, and the JSD-P of the "
                 "male- and female-answer prompts in each.",
+    "axes": "Several probes: every probe's JSD-P gap (`<probe>/jsdp/gap`) against step, the monitored probe "
+            "thick; dashed / dash-dotted: the stop step and the fairest step of the stop line; thick green: the "
+            "recommended stop step (dotted green: the fairest probed step of the monitored gap, without --max-cost).",
 }
 
 
 class ReportError(ValueError):
     """A history, cost file or option the report cannot use; the message names it."""
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Performance values by step, what they are, and which direction is better."""
-
-    description: str
-    values: dict[int, float]
-    higher_is_better: bool
-
-
-@dataclass(frozen=True)
-class TradeoffRow:
-    """Stopping at ``step`` instead of the final step; None where a value is not available.
-
-    ``gain`` is ``1 - |gap(step)| / |gap(final)|``; ``cost`` is in the units of the cost values
-    (positive: worse than the final step); ``relative_cost`` is ``cost / |value(final)|`` in percent.
-    """
-
-    step: int
-    gap: float
-    gain: float | None
-    cost: float | None
-    relative_cost: float | None
 
 
 @dataclass(frozen=True)
@@ -100,13 +84,14 @@ class ReportSummary:
     run_id: str | None = None
     runs: tuple[RunSummary, ...] = ()
     latest_run_id: str | None = None
+    #: Several probes in one run: their names (in the history's order), the monitored one, and what
+    #: stopping at the recommended (else the fairest) step and at each stop step does to every probe.
+    axes: tuple[str, ...] = ()
+    monitored_probe: str | None = None
+    axis_effects: list[AxisEffect] = field(default_factory=list)
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @dataclass(frozen=True)
 class _Run:
     """One run of a history file, read for a report."""
@@ -116,6 +101,7 @@ class _Run:
     latest_run_id: str | None
     probes: list[dict[str, Any]]
     stops: list[dict[str, Any]]
+    starts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _read_run(path: Path, run_id: str | None) -> _Run:
@@ -136,7 +122,8 @@ def _read_run(path: Path, run_id: str | None) -> _Run:
         which = "run" if run_id is not None else "the latest run,"
         raise ReportError(f"history {path}: {which} {chosen!r} has no probe records; its other runs: {others}; "
                           "pick one with --run-id ID")
-    return _Run(chosen, runs, latest_run_id(history), probes, [r for r in records if r.get("event") == "stop"])
+    return _Run(chosen, runs, latest_run_id(history), probes, [r for r in records if r.get("event") == "stop"],
+                [r for r in records if r.get("event") == "run_start"])
 
 
 def load_probes(history_path: str | os.PathLike, run_id: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -222,7 +209,8 @@ def _csv_row(row: Sequence[str]) -> tuple[int, float] | None:
 def _history_cost(probes: Sequence[dict[str, Any]], column: str, path: Path, higher_is_better: bool) -> Cost:
     values = {int(r["step"]): float(r[column]) for r in probes if _finite(r.get(column))}
     if not values:
-        available = _columns(probes, lambda key: key not in _BOOKKEEPING and key.split("/")[0] not in _METRIC_PREFIXES)
+        skip = _METRIC_PREFIXES | set(probe_axes(probes))
+        available = _columns(probes, lambda key: key not in _BOOKKEEPING and key.split("/")[0] not in skip)
         raise ReportError(f"--cost-column {column!r} is not in {path}; available columns: {', '.join(available) or 'none'}")
     return Cost(f"history column `{column}`", values, higher_is_better)
 
@@ -252,196 +240,16 @@ def resolve_cost(
     return _history_cost(probes, column, Path(history_path), better) if column else None
 
 
-# -- the trade-off -------------------------------------------------------------------------------
-def _gain(gap: float, final_gap: float) -> float | None:
-    if not (_finite(final_gap) and final_gap != 0 and math.isfinite(gap)):
-        return None
-    return 1 - abs(gap) / abs(final_gap)
-
-
-def _cost_at(cost: Cost | None, step: int, final_step: int) -> tuple[float | None, float | None]:
-    """(cost, relative cost in %) of stopping at ``step``; None where a value is missing."""
-    value, final = (cost.values.get(step), cost.values.get(final_step)) if cost else (None, None)
-    if value is None or final is None:
-        return None, None
-    spent = (final - value if cost.higher_is_better else value - final) + 0.0  # + 0.0: no -0 in the table
-    return spent, (100 * spent / abs(final) if final != 0 else None)
-
-
-def tradeoff_table(probes: Sequence[dict[str, Any]], monitor: str, cost: Cost | None) -> list[TradeoffRow]:
-    """One :class:`TradeoffRow` per probe: stopping there instead of at the last probed step."""
-    final_step, final_gap = int(probes[-1]["step"]), metric_value(probes[-1], monitor)
-    rows = []
-    for record in probes:
-        step, gap = int(record["step"]), metric_value(record, monitor)
-        rows.append(TradeoffRow(step, gap, _gain(gap, final_gap), *_cost_at(cost, step, final_step)))
-    return rows
-
-
-def _within(cost: float, max_cost: float) -> bool:
-    # 2.2 - 2.1 is 0.10000000000000009: a cost equal to the budget up to rounding is within it.
-    return cost <= max_cost or math.isclose(cost, max_cost, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def recommend_step(rows: Sequence[TradeoffRow], max_cost: float | None = None) -> int | None:
-    """The step of largest fairness gain among those with cost <= ``max_cost`` (every step with a
-    known gain when ``max_cost`` is None); ties go to the earliest step. None if no step qualifies."""
-    candidates = [r for r in rows if r.gain is not None
-                  and (max_cost is None or (r.cost is not None and _within(r.cost, max_cost)))]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda r: (r.gain, -r.step)).step
-
-
-# -- figures -------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _steps(probes: Sequence[dict[str, Any]]) -> np.ndarray:
-    return np.array([int(r["step"]) for r in probes])
-
-
-def _series(probes: Sequence[dict[str, Any]], key: str) -> np.ndarray:
-    return np.array([metric_value(r, key) if _finite(r.get(key)) else np.nan for r in probes])
-
-
-def _seed_band(probes: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Min and max over the option-order seeds of ``by_seed[key]`` per probe (NaN where absent), and
-    the largest number of seeds seen."""
-    low, high, seeds = [], [], 0
-    for record in probes:
-        values = [v for v in (record.get("by_seed") or {}).get(key) or [] if _finite(v)]
-        low.append(min(values) if values else np.nan)
-        high.append(max(values) if values else np.nan)
-        seeds = max(seeds, len(values))
-    return np.array(low), np.array(high), seeds
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
-
-
-def _plot_curves(probes: Sequence[dict[str, Any]], path: Path) -> Path:
-    """``curves.png``: AR (log) and JSD-P per answer group, with a min-max band over option-order seeds."""
-    from matplotlib.patches import Patch
-
-    plt = _pyplot()
-    steps = _steps(probes)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
-    panels = (("ar", "Average Rank of the correct answer (log; lower is better)"),
-              ("jsdp", "JSD-P of the correct answer (lower is better)"))
-    for ax, (metric, title) in zip(axes, panels):
-        seeds = 0
-        for group in GROUPS:
-            key = f"{metric}/{group}"
-            ax.plot(steps, _series(probes, key), marker="o", ms=3, color=COLORS[group], label=LABELS[group])
-            low, high, n = _seed_band(probes, key)
-            ax.fill_between(steps, low, high, color=COLORS[group], alpha=0.2, lw=0)
-            seeds = max(seeds, n)
-        band = f"shaded: min-max over {seeds} option-order seeds" if seeds else "no per-seed values: no band"
-        handles, _ = ax.get_legend_handles_labels()
-        ax.legend(handles=handles + [Patch(color="gray", alpha=0.3, label=band)], fontsize=8)
-        ax.set(title=title, xlabel="step", yscale="log" if metric == "ar" else "linear")
-    return _save(fig, path)
-
-
-class _Marks(NamedTuple):
-    monitor: str
-    sudden: list[int]
-    recommended: int | None
-
-
-def _gap_panel(ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: _Marks) -> None:
-    steps, gaps = _steps(probes), _series(probes, f"{metric}/gap")
-    ax.axhline(0.0, color="black", lw=0.8)
-    low, high = _series(probes, f"{metric}/gap_ci_low"), _series(probes, f"{metric}/gap_ci_high")
-    if np.isfinite(low).any():
-        ax.fill_between(steps, low, high, color=_GAP_COLOR, alpha=0.2, lw=0, label="95% bootstrap CI (sentences)")
-    ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{metric}/gap (female - male)")
-    significant = _series(probes, f"mwu_p/{metric}") < alpha
-    if significant.any():
-        ax.scatter(steps[significant], gaps[significant], s=60, facecolors="none", edgecolors="black",
-                   zorder=3, label=f"Mann-Whitney p < {alpha:g}")
-    sudden = np.isin(steps, marks.sudden)
-    if sudden.any():
-        ax.scatter(steps[sudden], gaps[sudden], s=90, marker="^", color="#ff7f0e", zorder=4,
-                   label=f"sudden change of {marks.monitor}")
-
-
-def _mark_steps(ax, stops: Sequence[dict[str, Any]], recommended: int | None, labelled: bool) -> None:
-    lines = [(int(stop["step"]), dict(color="black", ls="--", lw=1), f"stopped (step {stop['step']})") for stop in stops]
-    lines += [(int(stop["best_step"]), dict(color="green", ls="-.", lw=1), f"fairest (step {stop['best_step']})")
-              for stop in stops if stop.get("best_step") is not None]
-    if recommended is not None:
-        lines.append((recommended, dict(color="green", lw=3, alpha=0.4), f"recommended stop (step {recommended})"))
-    for step, style, label in lines:
-        ax.axvline(step, label=label if labelled else None, **style)
-
-
-def _plot_gap(probes: Sequence[dict[str, Any]], stops: Sequence[dict[str, Any]], path: Path, alpha: float,
-              marks: _Marks) -> Path:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
-    for ax, metric, name in ((axes[0], "jsdp", "JSD-P"), (axes[1], "ar", "Average Rank")):
-        _gap_panel(ax, probes, metric, alpha, marks)
-        _mark_steps(ax, stops, marks.recommended, labelled=ax is axes[0])
-        ax.set(title=f"{name} gap: female - male (> 0 favours male)", xlabel="step")
-        ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def _plot_not_specified(probes: Sequence[dict[str, Any]], path: Path) -> Path:
-    """``not_specified.png``: on "not specified" prompts, the JSD-P parts on the male and female options."""
-    plt = _pyplot()
-    steps = _steps(probes)
-    male, female = _series(probes, "jsdp/not_specified/male"), _series(probes, "jsdp/not_specified/female")
-    fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
-    ax.plot(steps, male, marker="o", ms=3, color=COLORS["male"], label='part on "male"')
-    ax.plot(steps, female, marker="o", ms=3, color=COLORS["female"], label='part on "female"')
-    ax.plot(steps, male + female, ls="--", color=COLORS["not_specified"], label="either gender (sum)")
-    ax.set(title='"Not specified" prompts: how much the model assumes a gender', xlabel="step",
-           ylabel="mean JSD-P part on the option")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _plot_pro_anti(probes: Sequence[dict[str, Any]], path: Path) -> Path:
-    """``pro_anti.png``: JSD-P gap and per-group JSD-P of pro- vs anti-stereotypical sentences."""
-    plt = _pyplot()
-    steps = _steps(probes)
-    fig, (gap_ax, group_ax) = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
-    gap_ax.axhline(0.0, color="black", lw=0.8)
-    for subset, style in (("pro", "-"), ("anti", "--")):
-        gap_ax.plot(steps, _series(probes, f"{subset}/jsdp/gap"), ls=style, marker="o", ms=3, color=_GAP_COLOR,
-                    label=f"{subset}-stereotypical")
-        for group in ("male", "female"):
-            group_ax.plot(steps, _series(probes, f"{subset}/jsdp/{group}"), ls=style, marker="o", ms=3,
-                          color=COLORS[group], label=f"{subset}, {LABELS[group]}")
-    gap_ax.set(title="JSD-P gap (female - male) by subset", xlabel="step")
-    group_ax.set(title="JSD-P of the correct answer by subset (lower is better)", xlabel="step")
-    gap_ax.legend(fontsize=8)
-    group_ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _write_figures(probes, stops, out: Path, alpha: float, marks: _Marks) -> tuple[dict[str, Path], list[str]]:
-    figures = {"curves": _plot_curves(probes, out / "curves.png"),
-               "gap": _plot_gap(probes, stops, out / "gap.png", alpha, marks)}
+def _write_figures(probes, stops, out: Path, alpha: float, marks: Marks) -> tuple[dict[str, Path], list[str]]:
+    figures = {"curves": plot_curves(probes, out / "curves.png"),
+               "gap": plot_gap(probes, stops, out / "gap.png", alpha, marks)}
     notes = []
     if _has(probes, "jsdp/not_specified/male", "jsdp/not_specified/female"):
-        figures["not_specified"] = _plot_not_specified(probes, out / "not_specified.png")
+        figures["not_specified"] = plot_not_specified(probes, out / "not_specified.png")
     else:
         notes.append("not_specified.png skipped: the history has no `jsdp/not_specified/<option>` parts.")
     if _has(probes, "pro/jsdp/gap", "anti/jsdp/gap"):
-        figures["pro_anti"] = _plot_pro_anti(probes, out / "pro_anti.png")
+        figures["pro_anti"] = plot_pro_anti(probes, out / "pro_anti.png")
     else:
         notes.append("pro_anti.png skipped: the history has no `pro/...` or `anti/...` metrics.")
     return figures, notes
@@ -478,7 +286,7 @@ def _probe_table(probes, summary: ReportSummary, loss_key: str | None) -> str:
     header = ["step", "AR male", "AR female", "AR not spec.", "JSD-P male", "JSD-P female", "JSD-P not spec.",
               "JSD-P gap [95% CI]", "Mann-Whitney p (r)", f"sudden ({summary.monitor})"] + ([loss_key] if loss_key else [])
     sudden = set(summary.sudden_steps)
-    rows = [_probe_row(r, _sudden_cell(int(r["step"]) in sudden, r, summary.monitor), loss_key) for r in probes]
+    rows = [_probe_row(r, _sudden_cell(int(r["step"]) in sudden, r, _local_monitor(summary)), loss_key) for r in probes]
     return _table(header, rows)
 
 
@@ -552,7 +360,17 @@ def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) ->
             f"|gap(t) - gap(previous probe)| > k x the median of the previous {window} absolute changes, "
             f"k = {k:g}; nothing is flagged before {window} changes are known; missing values are skipped. "
             "Where the live run recorded a different `jsdp/gap_sudden`, the cell shows it as \"(recorded: ...)\".",
-            ""]
+            ] + _axes_definition(summary) + [""]
+
+
+def _axes_definition(summary: ReportSummary) -> list[str]:
+    if len(summary.axes) < 2:
+        return []
+    return ["- **Other axes**: for a step S (the recommended stop step, else the fairest probed step of the "
+            "monitored gap, and each stop line's step), every probe's `<probe>/jsdp/gap` at S and at the final "
+            "probed step, its fairness gain 1 - |gap(S)| / |gap(final)| (n/a when gap(final) is 0 or either is "
+            "missing) and its Mann-Whitney p (`<probe>/mwu_p/jsdp`) at S; read from the probe lines, so a stop "
+            "step that was not probed is n/a."]
 
 
 def _run_lines(summary: ReportSummary) -> list[str]:
@@ -600,13 +418,87 @@ def _figures_section(summary: ReportSummary) -> list[str]:
     return lines
 
 
+def _local_monitor(summary: ReportSummary) -> str:
+    """The monitor as the monitored probe's own key (``gender/jsdp/gap`` -> ``jsdp/gap``)."""
+    name = summary.monitored_probe
+    return summary.monitor[len(name) + 1:] if name else summary.monitor
+
+
+def _axes_intro(summary: ReportSummary) -> list[str]:
+    if not summary.axes:
+        return []
+    return [f"Several probes in this run: {', '.join(f'`{a}`' for a in summary.axes)}. The probe table, curves.png, "
+            f"gap.png and the trade-off are of `{summary.monitored_probe}` (the monitored gap `{summary.monitor}`); "
+            "axes.png and \"Other axes\" below have every probe's JSD-P gap.", ""]
+
+
+def _axes_section(summary: ReportSummary) -> list[str]:
+    """A table per step S: what stopping there for the monitored probe does to each probe's gap."""
+    if len(summary.axes) < 2:
+        return []
+    lines = ["## Other axes", ""]
+    if not summary.axis_effects:
+        return lines + ["No step to stop at: the monitored gap has no defined fairness gain and there is no stop line.", ""]
+    header = ["probe", "JSD-P gap at S", f"JSD-P gap at final step {summary.final_step}", "fairness gain",
+              "Mann-Whitney p at S"]
+    for effect in summary.axis_effects:
+        lines += [f"### Stopping at step {effect.step} for {summary.monitored_probe} does this to each other axis", "",
+                  f"S = {effect.step}: {effect.label}. Fairness gain per probe = 1 - |gap(S)| / |gap(final)| of its "
+                  "`<probe>/jsdp/gap` (> 0: fairer than at the final step on that axis, < 0: less fair).", ""]
+        rows = [[f"`{row.axis}`" + (" (monitored)" if row.monitored else ""), _fmt(row.gap, "+.4f"),
+                 _fmt(row.final_gap, "+.4f"), _fmt(row.gain, ".1%"), _fmt(row.mwu_p, ".2g")] for row in effect.rows]
+        lines += [_table(header, rows), ""]
+    return lines
+
+
 def _markdown(summary: ReportSummary, probes, stops, loss_key: str | None, settings: tuple[float, float, int]) -> str:
-    parts = _header(summary, stops) + ["## Probes", "", _probe_table(probes, summary, loss_key), ""]
-    parts += _figures_section(summary) + _tradeoff_section(summary) + _definitions(summary, *settings)
-    return "\n".join(parts)
+    parts = _header(summary, stops) + _axes_intro(summary) + ["## Probes", "", _probe_table(probes, summary, loss_key), ""]
+    parts += _figures_section(summary) + _tradeoff_section(summary) + _axes_section(summary)
+    return "\n".join(parts + _definitions(summary, *settings))
 
 
 # -- the whole report ----------------------------------------------------------------------------
+def _resolve_monitor(run: _Run, monitor: str, axes: Sequence[str], path: Path) -> tuple[str, list[str]]:
+    """The monitor to report on and a note when it was picked here.
+
+    A several-probe history has no top-level ``jsdp/gap``: for that (default) monitor the report
+    takes the monitor of the run-start line when it is one of the probes' keys, else the first
+    probe's ``<probe>/jsdp/gap``, and says so. Any other monitor must be one probe's key.
+    """
+    if not axes:
+        return monitor, []
+    if monitor == "jsdp/gap" and not _has(run.probes, monitor):
+        started = next((s.get("monitor") for s in run.starts if isinstance(s.get("monitor"), str)), None)
+        if started and axis_of(started, axes) and _has(run.probes, started):
+            return started, [f"--monitor `{started}`: the run's early-stopping monitor (the history has several "
+                             "probes and no `jsdp/gap`; give --monitor to pick another)."]
+        chosen = f"{axes[0]}/jsdp/gap"
+        return chosen, [f"--monitor `{chosen}`: the first probe's JSD-P gap (the history has several probes and no "
+                        f"`jsdp/gap`; give --monitor to pick another: {', '.join(f'{a}/jsdp/gap' for a in axes)})."]
+    if axis_of(monitor, axes) is None:
+        gaps = ", ".join(_columns(run.probes, lambda key: key.endswith("gap")))
+        raise ReportError(f"--monitor {monitor!r}: {path} holds several probes ({', '.join(axes)}); monitor one "
+                          f"probe's gap: {gaps}")
+    return monitor, []
+
+
+def _axis_steps(summary_rows: Sequence[TradeoffRow], recommended: int | None, max_cost: float | None,
+                stops: Sequence[dict[str, Any]], monitor: str) -> list[tuple[int, str]]:
+    """The steps S of the "Other axes" tables, with why: the recommended step (else the fairest
+    probed step of ``monitor``) and each stop line's step; a step named twice gets both reasons."""
+    steps: dict[int, list[str]] = {}
+    if recommended is not None:
+        steps.setdefault(recommended, []).append(f"the recommended stop step for max cost {max_cost:g}")
+    else:
+        fairest = recommend_step(summary_rows)
+        if fairest is not None:
+            steps.setdefault(fairest, []).append(f"the fairest probed step of `{monitor}` (no --max-cost)")
+    for stop in stops:
+        if isinstance(stop.get("step"), int):
+            steps.setdefault(int(stop["step"]), []).append(f"the stop line's step ({stop.get('reason')})")
+    return [(step, "; ".join(why)) for step, why in steps.items()]
+
+
 def _cost_notes(cost: Cost | None, final_step: int, steps: set[int]) -> list[str]:
     if cost is None:
         return []
@@ -629,7 +521,8 @@ def write_report(
     window: int = 5,
     run_id: str | None = None,
 ) -> ReportSummary:
-    """Write ``curves.png``, ``gap.png``, ``not_specified.png``, ``pro_anti.png`` and ``report.md`` into ``out_dir``.
+    """Write ``curves.png``, ``gap.png``, ``not_specified.png``, ``pro_anti.png`` (``axes.png`` with
+    several probes) and ``report.md`` into ``out_dir``.
 
     The report is of one run of the history: ``run_id``'s, or the latest run's (the run of the
     file's last line); ``report.md`` names it and lists the file's other runs.
@@ -641,7 +534,12 @@ def write_report(
         cost_column: a history column for the cost instead (default: ``eval_loss`` or ``val_loss``).
         max_cost: the largest cost allowed for the recommended stop step.
         higher_is_better: the cost values' direction (default: True for a CSV, False for a column).
-        monitor: the gap the fairness gain and the sudden changes are computed on.
+        monitor: the gap the fairness gain and the sudden changes are computed on. With several
+            probes in the run (keys ``<probe>/jsdp/gap``) one probe's key, e.g. ``gender/jsdp/gap``;
+            the default ``jsdp/gap`` then means the run's early-stopping monitor (from its run-start
+            line), else the first probe's gap, and a note says which. The report then adds
+            ``axes.png`` (every probe's gap) and, for the recommended step (else the fairest) and
+            each stop step, a table of what stopping there does to every probe's gap.
         alpha: Mann-Whitney p below which a probe is marked significant.
         k, window: the sudden-change rule of :func:`fairness_callback.changes.sudden_changes`.
         run_id: the run to report (see :func:`fairness_callback.history.history_runs`); None: the latest.
@@ -653,26 +551,38 @@ def write_report(
     """
     history_path = Path(history_path)
     run = _read_run(history_path, run_id)
-    probes, stops = run.probes, run.stops
-    _check_monitor(probes, monitor, history_path)
-    cost = resolve_cost(probes, history_path, cost_csv, cost_column, higher_is_better)
+    raw, stops = run.probes, run.stops
+    axes = probe_axes(raw)
+    monitor, monitor_notes = _resolve_monitor(run, monitor, axes, history_path)
+    _check_monitor(raw, monitor, history_path)
+    # Several probes: the per-probe table and figures are of the monitored probe, read under its own keys.
+    monitored = axis_of(monitor, axes)
+    probes = axis_view(raw, monitored, axes) if monitored else raw
+    local = monitor[len(monitored) + 1:] if monitored else monitor
+    cost = resolve_cost(raw, history_path, cost_csv, cost_column, higher_is_better)
     if max_cost is not None and cost is None:
         raise ReportError(f"--max-cost needs a cost: {history_path} has no {' or '.join(DEFAULT_LOSS_KEYS)}; "
                           "give --cost-csv or --cost-column")
-    rows = tradeoff_table(probes, monitor, cost)
-    flags = sudden_changes([metric_value(r, monitor) for r in probes], k, window)
+    rows = tradeoff_table(probes, local, cost)
+    flags = sudden_changes([metric_value(r, local) for r in probes], k, window)
     sudden = [int(r["step"]) for r, flag in zip(probes, flags) if flag]
     recommended = recommend_step(rows, max_cost) if max_cost is not None else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures, notes = _write_figures(probes, stops, out, alpha, _Marks(monitor, sudden, recommended))
+    figures, notes = _write_figures(probes, stops, out, alpha, Marks(monitor, sudden, recommended))
+    effects = []
+    if len(axes) >= 2:
+        effects = [axes_at(raw, axes, step, monitored, why) for step, why in _axis_steps(rows, recommended, max_cost, stops, monitor)]
+        fairest = recommend_step(rows) if recommended is None else None
+        figures["axes"] = plot_axes(raw, axes, stops, out / "axes.png", recommended, monitored, fairest)
     steps = {int(r["step"]) for r in probes}
     summary = ReportSummary(
         history=history_path, report=out / REPORT_FILENAME, figures=figures, num_probes=len(probes),
         first_step=int(probes[0]["step"]), final_step=int(probes[-1]["step"]), monitor=monitor, cost=cost,
         tradeoff=rows, max_cost=max_cost, recommended_step=recommended, fairest_step=recommend_step(rows),
-        sudden_steps=sudden, notes=notes + _cost_notes(cost, int(probes[-1]["step"]), steps),
+        sudden_steps=sudden, notes=monitor_notes + notes + _cost_notes(cost, int(probes[-1]["step"]), steps),
         run_id=run.run_id, runs=run.runs, latest_run_id=run.latest_run_id,
+        axes=tuple(axes), monitored_probe=monitored, axis_effects=effects,
     )
     summary.report.write_text(_markdown(summary, probes, stops, _loss_key(probes), (alpha, k, window)), encoding="utf-8")
     return summary

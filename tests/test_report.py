@@ -263,3 +263,149 @@ def test_cli_report_run_id_and_list_runs(two_runs, tmp_path, capsys):
     assert str(exit_info.value.code).startswith(f"fairness-callback: error: history {two_runs}: no run 'nope'; its runs: run-a")
     with pytest.raises(SystemExit, match="report needs --out DIR"):
         main(["report", str(two_runs)])
+
+
+# -- several probes in one run (issue #12 part 4) ------------------------------------------------
+#: JSD-P gap per probe at STEPS; the monitored probe, gender, has the known history's GAPS.
+AXES = {"gender": GAPS, "they": [0.04, -0.08, 0.01, 0.02], "religion": [-0.30, -0.10, 0.0, -0.15]}
+P_OFFSET = {"gender": None, "they": 0.01, "religion": 0.02}  # None: probe_line's p
+
+
+def axis_p(name: str, step: int) -> float | None:
+    """A Mann-Whitney p that differs per probe and per step (gender keeps probe_line's)."""
+    return None if P_OFFSET[name] is None else round(P_OFFSET[name] + step / 1000, 4)
+
+
+def several_probes_line(step: int, loss: float, sudden: dict[str, bool] | None = None) -> dict:
+    """A probe line as the monitor writes it for a ProbeSuite: every metric (and by_seed key) under
+    ``<probe>/``, a ``<probe>/jsdp/gap_sudden`` flag per probe, the loss and stopping columns unprefixed."""
+    index = STEPS.index(step)
+    record = {"event": "probe", "step": step, "time": 1.0, "probe_seconds": 0.1, "prefix_sharing": None, "by_seed": {}}
+    for name, gaps in AXES.items():
+        line = probe_line(step, gaps[index])
+        for key, value in line.items():
+            if key == "by_seed":
+                record["by_seed"].update({f"{name}/{k}": v for k, v in value.items()})
+            elif key not in ("event", "step", "jsdp/gap_sudden"):
+                record[f"{name}/{key}"] = value
+        if axis_p(name, step) is not None:
+            record[f"{name}/mwu_p/jsdp"] = axis_p(name, step)
+        record[f"{name}/jsdp/gap_sudden"] = bool((sudden or {}).get(name))
+    record.update({"eval_loss": loss, "stopping/best": 0.02, "stopping/best_step": 100, "stopping/wait": 2})
+    return record
+
+
+def write_several_probes(path, monitor: str | None = "gender/jsdp/gap") -> str:
+    writer = HistoryWriter(path, "suite-run")
+    writer.start_run({"framework": "hf", "probes": list(AXES), "monitor": monitor})
+    for step, loss in zip(STEPS, LOSSES):
+        writer.append(several_probes_line(step, loss, sudden={"gender": step == 300}))
+    others = {f"{n}/jsdp/gap": {"at_stop": AXES[n][3], "at_best": AXES[n][1]} for n in AXES if n != "gender"}
+    writer.append({"event": "stop", "step": 300, "reason": "gap_grew", "message": "stopping at step 300; other probes ...",
+                   "monitor": monitor, "best_step": 100, "best_value": 0.02, "other_gaps": others})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def several(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("several")
+    history = write_several_probes(directory / "h.jsonl")
+    return history, write_report(history, directory / "out", monitor="gender/jsdp/gap", max_cost=0.4)
+
+
+def by_hand(name: str, at: int) -> tuple[float, float, float]:
+    """(gap at step ``at``, gap at the final step, 1 - |gap(at)| / |gap(final)|) from AXES."""
+    gap, final = AXES[name][STEPS.index(at)], AXES[name][-1]
+    return gap, final, 1 - abs(gap) / abs(final)
+
+
+def test_several_probes_table_equals_the_records_by_hand(several):
+    history, summary = several
+    assert summary.axes == ("gender", "they", "religion") and summary.monitored_probe == "gender"
+    assert summary.monitor == "gender/jsdp/gap" and summary.recommended_step == 100
+    assert [row.gain for row in summary.tradeoff] == pytest.approx([0.5, 0.9, 0.75, 0.0])  # gender's, not another axis
+    assert [(e.step, e.label) for e in summary.axis_effects] == [
+        (100, "the recommended stop step for max cost 0.4"), (300, "the stop line's step (gap_grew)")]
+    for effect in summary.axis_effects:
+        assert [row.axis for row in effect.rows] == ["gender", "they", "religion"]
+        assert [row.monitored for row in effect.rows] == [True, False, False]
+        for row in effect.rows:
+            gap, final, gain = by_hand(row.axis, effect.step)
+            assert (row.gap, row.final_gap) == pytest.approx((gap, final)) and row.gain == pytest.approx(gain)
+            expected_p = axis_p(row.axis, effect.step) or probe_line(effect.step, gap)["mwu_p/jsdp"]
+            assert row.mwu_p == pytest.approx(expected_p)
+    at_100 = {row.axis: row for row in summary.axis_effects[0].rows}
+    assert at_100["they"].gain == pytest.approx(1 - 0.08 / 0.02)  # -3: stopping for gender makes "they" 4x worse
+    assert at_100["religion"].gain == pytest.approx(1 / 3)
+    # the stop line's other_gaps (written by the monitor) agree with the table read from the probe lines
+    stop = load_probes(history)[1][0]
+    at_300 = {row.axis: row for row in summary.axis_effects[1].rows}
+    for key, values in stop["other_gaps"].items():
+        name = key.split("/")[0]
+        assert values["at_stop"] == pytest.approx(at_300[name].gap) and values["at_best"] == pytest.approx(at_100[name].gap)
+
+    text = summary.report.read_text()
+    section = text.split("## Other axes", 1)[1].split("\n## ", 1)[0]
+    assert "### Stopping at step 100 for gender does this to each other axis" in section
+    assert "### Stopping at step 300 for gender does this to each other axis" in section
+    for needle in ("| `gender` (monitored) | +0.0200 | +0.2000 | 90.0% | 0.3 |", "| `they` | -0.0800 | +0.0200 | -300.0% | 0.11 |",
+                   "| `religion` | -0.1000 | -0.1500 | 33.3% | 0.12 |", "| `religion` | -0.1500 | -0.1500 | 0.0% | 0.32 |"):
+        assert needle in section, needle
+    assert "**Other axes**" in text and "Several probes in this run: `gender`, `they`, `religion`" in text
+
+
+def test_several_probes_figures_and_the_monitored_probes_own_table(several):
+    _, summary = several
+    assert set(summary.figures) == {"curves", "gap", "not_specified", "pro_anti", "axes"}
+    assert summary.figures["axes"].name == "axes.png" and summary.figures["axes"].read_bytes()[:8] == PNG_MAGIC
+    text = summary.report.read_text()
+    assert "![axes](axes.png)" in text
+    rows = probe_table_rows(text)
+    assert len(rows) == 4 and "+0.0200 [+0.0100, +0.0300]" in rows[1]  # gender's gap and CI, read under its own keys
+    assert not any("-0.1000 [" in row for row in rows)  # religion's gap is not in the probe table
+    assert rows[3].split(" | ")[-2] == "(recorded: yes)"  # gender/jsdp/gap_sudden, as the monitor recorded it
+
+
+def test_several_probes_default_monitor(tmp_path):
+    from_start = write_report(write_several_probes(tmp_path / "a.jsonl", monitor="they/jsdp/gap"), tmp_path / "a")
+    assert from_start.monitor == "they/jsdp/gap" and from_start.monitored_probe == "they"
+    assert from_start.notes[0].startswith("--monitor `they/jsdp/gap`: the run's early-stopping monitor")
+    assert [row.gap for row in from_start.tradeoff] == pytest.approx(AXES["they"])
+    first = write_report(write_several_probes(tmp_path / "b.jsonl", monitor=None), tmp_path / "b")
+    assert first.monitor == "gender/jsdp/gap" and first.recommended_step is None and first.fairest_step == 100
+    assert first.notes[0].startswith("--monitor `gender/jsdp/gap`: the first probe's JSD-P gap")
+    assert "they/jsdp/gap" in first.notes[0]
+    # no --max-cost: the table is of the fairest step of the monitored gap (and of the stop step)
+    assert [(e.step, e.label) for e in first.axis_effects] == [
+        (100, "the fairest probed step of `gender/jsdp/gap` (no --max-cost)"), (300, "the stop line's step (gap_grew)")]
+    assert f"Note: {first.notes[0]}" in first.report.read_text()
+
+
+def test_cli_report_of_several_probes(several, tmp_path, capsys):
+    assert main(["report", several[0], "--out", str(tmp_path / "a"), "--monitor", "religion/jsdp/gap",
+                 "--max-cost", "0.4"]) == 0
+    out = capsys.readouterr().out
+    assert "probes: gender, they, religion; monitor religion/jsdp/gap" in out
+    assert "recommended stop step for max cost 0.4: 200" in out  # religion's gap is 0 at step 200
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert "### Stopping at step 200 for religion does this to each other axis" in text
+    assert "| `religion` (monitored) | +0.0000 | -0.1500 | 100.0% | 0.22 |" in text
+    assert main(["report", several[0], "--out", str(tmp_path / "b")]) == 0
+    assert "note: --monitor `gender/jsdp/gap`: the run's early-stopping monitor" in capsys.readouterr().out
+    for monitor, message in (("ar/gap", "holds several probes (gender, they, religion); monitor one probe's gap: "),
+                             ("gender/jsdp/gapp", "--monitor 'gender/jsdp/gapp' is not in")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", several[0], "--out", str(tmp_path / "c"), "--monitor", monitor])
+        assert message in str(exit_info.value.code)
+    assert "religion/jsdp/gap" in str(exit_info.value.code)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", several[0], "--out", str(tmp_path / "c"), "--cost-column", "lambada"])
+    assert str(exit_info.value.code).endswith("available columns: eval_loss")  # not every probe's metric
+
+
+def test_a_single_probe_report_has_no_axes(known):
+    _, summary = known
+    assert summary.axes == () and summary.monitored_probe is None and summary.axis_effects == []
+    assert "axes" not in summary.figures and not (summary.report.parent / "axes.png").exists()
+    text = summary.report.read_text()
+    assert "## Other axes" not in text and "Several probes" not in text
