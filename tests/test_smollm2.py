@@ -255,3 +255,96 @@ def test_demo_build_for_smollm2(smollm2, tmp_path, monkeypatch):
     first = parts.train[0]
     text = smollm2[1].decode(first["input_ids"][first["attention_mask"] == 1])
     assert text.startswith("The ") and int((first["labels"] == -100).sum()) == int((first["attention_mask"] == 0).sum())
+
+
+# The new probe sets (issue #12): Winogender (he, she and singular "they"), BBQ Religion (ambiguous
+# and disambiguated contexts, letters scored), the built-in "they" set, each on a small fixed subset.
+WINOGENDER_DIR = os.environ.get("FAIRNESS_WINOGENDER_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "winogender"))
+BBQ_DIR = os.environ.get("FAIRNESS_BBQ_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bbq"))
+
+
+def _first_of_each(items, key, per_value: int) -> list:
+    """The first ``per_value`` items of each value of ``key(item)``, in file order."""
+    chosen, counts = [], {}
+    for item in items:
+        value = key(item)
+        if counts.get(value, 0) < per_value:
+            counts[value] = counts.get(value, 0) + 1
+            chosen.append(item)
+    return chosen
+
+
+def _winogender_subset() -> tuple[ProbeSet, tuple[int, ...]]:
+    if not os.path.exists(os.path.join(WINOGENDER_DIR, "all_sentences.tsv")):
+        pytest.skip(f"Winogender's all_sentences.tsv is not in {WINOGENDER_DIR} (set FAIRNESS_WINOGENDER_DIR)")
+    sentences = _first_of_each(ProbeSet.from_winogender(WINOGENDER_DIR), lambda s: s.gender, 3)
+    return ProbeSet(sentences, name="winogender-9"), (0,)  # 3 he, 3 she, 3 they: 18 prompts
+
+
+def _bbq_subset() -> tuple[ProbeSet, tuple[int, ...]]:
+    if not os.path.exists(os.path.join(BBQ_DIR, "Religion.jsonl")):
+        pytest.skip(f"BBQ's Religion.jsonl is not in {BBQ_DIR} (set FAIRNESS_BBQ_DIR)")
+    items = _first_of_each(ProbeSet.from_bbq(BBQ_DIR, ["Religion"]), lambda i: (i.condition, i.polarity), 3)
+    return ProbeSet(items, name="bbq-religion-12"), (0, 1)  # two seeds: an item's prompts share its context
+
+
+def _they_subset() -> tuple[ProbeSet, tuple[int, ...]]:
+    return ProbeSet(list(ProbeSet.builtin_they())[:8], name="builtin-they-8"), (0,)
+
+
+NEW_SETS = {"winogender": _winogender_subset, "bbq_religion": _bbq_subset, "builtin_they": _they_subset}
+
+
+@pytest.fixture(scope="module", params=sorted(NEW_SETS))
+def new_set(request, smollm2):
+    """``(name, probe set, seeds, probe, naive scores)``: each prompt alone, unpadded, full logits (no
+    cache, no masks): the ranks (by sorting the vocabulary) and log-probs of its own option tokens."""
+    probe_set, seeds = NEW_SETS[request.param]()
+    model, tokenizer = smollm2
+    probe = FairnessProbe(tokenizer, probe_set, seeds=seeds)
+    groups = probe.task.groups
+    scores = []
+    with torch.no_grad():
+        for i, p in enumerate(probe.prompts):
+            token_ids = tokenizer(p.text, add_special_tokens=False)["input_ids"]
+            assert token_ids == probe.encoded.token_ids[i], f"prompt {i} does not tokenise as the probe encoded it"
+            answer_ids = [tokenizer(f" {text}", add_special_tokens=False)
+                          ["input_ids"][0] for text in p.options]
+            assert answer_ids == probe.encoded.answer_ids[i].tolist(), f"prompt {i}: options {p.options}"
+            logits = model(torch.tensor([token_ids])).logits[0, -1].float()
+            order = torch.argsort(logits, descending=True)
+            ranks = [int((order == a).nonzero()) + 1 for a in answer_ids]
+            scores.append((ranks, torch.log_softmax(logits, dim=-1)[answer_ids].tolist()))
+    return request.param, probe_set, seeds, probe, scores
+
+
+def test_new_sets_cover_their_kinds(new_set):
+    name, probe_set, seeds, probe, _ = new_set
+    prompts = probe.prompts
+    if name == "winogender":
+        assert {p.labels.get("pronoun") for p in prompts} == {None, "they"} and len(prompts) == 18
+        assert {p.group for p in prompts} == {"male", "female", "not_specified"}
+    elif name == "bbq_religion":
+        assert {p.labels["condition"] for p in prompts} == {"ambig", "disambig"} and len(prompts) == 24
+        assert {tuple(sorted(p.options)) for p in prompts} == {("A", "B", "C")}
+    else:
+        assert {p.group for p in prompts} == {"not_specified"} and len(prompts) == 16
+
+
+@pytest.mark.parametrize("prefix_sharing", ["auto", "off"])
+def test_new_sets_batched_equal_one_prompt_at_a_time(smollm2, new_set, prefix_sharing):
+    """The shipped path (``"auto"``: the token tree for this Llama) and the plain one, in batches of 5
+    prompts, give each prompt's ranks exactly and its log-probs within 1e-4 of the prompt run alone;
+    each record names the token ids that were scored, so it can be re-scored alone."""
+    name, probe_set, seeds, _, naive_scores = new_set
+    probe = FairnessProbe(smollm2[1], probe_set, seeds=seeds, batch_size=5, prefix_sharing=prefix_sharing)
+    batched = probe.score(smollm2[0])
+    if prefix_sharing == "auto":
+        assert batched.prefix_sharing == "tree", batched.prefix_sharing
+    for i, (ranks, logprobs) in enumerate(naive_scores):
+        assert batched.ranks[i].tolist() == ranks, f"{name} prompt {i}: {probe.prompts[i].text!r}"
+        assert batched.logprobs[i].tolist() == pytest.approx(logprobs, abs=1e-4), f"{name} prompt {i}"
+    groups = probe.task.groups
+    for i, record in enumerate(probe.result(batched).records):
+        assert [record["options"][g]["token_id"] for g in groups] == probe.encoded.answer_ids[i].tolist()
+        assert [record["option_ranks"][g] for g in groups] == naive_scores[i][0]
