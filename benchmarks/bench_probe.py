@@ -36,11 +36,20 @@ path's within 1e-4 (ranks again may differ by one at near-ties).
 batching, no prefix sharing: the conservative ratio); ``naive_over_prefix`` and
 ``lmeval_over_prefix`` with the probe as shipped (``"auto"``).
 
+BBQ row (``--bbq-items``, default 60; 0: skipped): that many BBQ Religion items from
+``../shared/bbq`` (or ``$FAIRNESS_BBQ_DIR``; skipped with a message when absent), a fixed subset
+chosen by a hash of the item ids (``max_prompts``), one prompt per item and seed (the script's
+seeds 0-4, the probe's default), the lettered answers scored: the floor on the plain batches of
+these prompts against the probe as shipped (``"auto"``: the token tree, where an item's prompts share
+its context and question, and two seeds that draw the same order give the same prompt), timed
+``--repeats`` times interleaved, median kept: ``bbq_prefix_over_floor`` (target <= 0.5x); and
+``bbq_same_answers``: the shipped path's option log-probs within 1e-4 of the plain path's.
+
 The load average of the machine is printed before and after. The last line printed is one JSON
 object with the figures and ratios.
 
     python benchmarks/bench_probe.py [--sentences 60] [--batch-size 64] [--repeats 3] [--peer-prompts 200]
-                                     [--threads N] [--clock wall|cpu]
+                                     [--threads N] [--clock wall|cpu] [--bbq-items 60]
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ from fairness_callback.toy import tiny_gpt_neox
 TOLERANCE = 1e-4
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 WINOBIAS_DIR = Path(__file__).resolve().parents[2] / "shared" / "winobias"
+BBQ_DIR = Path(__file__).resolve().parents[2] / "shared" / "bbq"
 
 
 def gpt2_tokenizer():
@@ -155,6 +165,44 @@ def token_counts(encoded) -> dict[str, int]:
     }
 
 
+def bbq_row(model, tokenizer, args, clock) -> dict:
+    """The BBQ row: floor and the probe as shipped on the same BBQ Religion prompts; empty values
+    (None) with a message when the data is absent or ``--bbq-items 0``."""
+    empty = {"bbq_prefix_over_floor": None, "bbq_same_answers": None}
+    directory = Path(os.environ.get("FAIRNESS_BBQ_DIR", BBQ_DIR))
+    if args.bbq_items <= 0:
+        print("BBQ row: skipped (--bbq-items 0)")
+        return empty
+    if not (directory / "Religion.jsonl").exists():
+        print(f"BBQ row: skipped, no Religion.jsonl in {directory} (set FAIRNESS_BBQ_DIR)")
+        return empty
+    items = ProbeSet.from_bbq(directory, ["Religion"])
+    n_seeds = len(FairnessProbe(tokenizer, ProbeSet(list(items)[:1])).seeds)
+    make = lambda mode: FairnessProbe(tokenizer, items, batch_size=args.batch_size, prefix_sharing=mode,  # noqa: E731
+                                      max_prompts=args.bbq_items * n_seeds)
+    plain, shipped = make("off"), make("auto")
+    counts = token_counts(plain.encoded)
+    floor(model, plain)  # warm-up, and the scores compared
+    plain_scores, shipped_scores = plain.score(model), shipped.score(model)
+    times: dict[str, list[float]] = {"floor": [], "prefix": []}
+    for _ in range(args.repeats):
+        times["floor"].append(timed(clock, floor, model, plain)[0])
+        times["prefix"].append(timed(clock, shipped.run, model)[0])
+    floor_s, prefix_s = statistics.median(times["floor"]), statistics.median(times["prefix"])
+    max_diff = float((shipped_scores.logprobs - plain_scores.logprobs).abs().max())
+    rank_diff = int((shipped_scores.ranks - plain_scores.ranks).abs().max())
+    return {
+        "bbq_items": len(plain.probe_set), "bbq_seeds": n_seeds, "bbq_category": "Religion",
+        **{f"bbq_{k}": v for k, v in counts.items()},
+        "bbq_path": shipped_scores.prefix_sharing,
+        "bbq_floor_s": round(floor_s, 4), "bbq_prefix_s": round(prefix_s, 4),
+        "bbq_prefix_over_floor": round(prefix_s / floor_s, 4),
+        "bbq_max_abs_diff": max_diff, "bbq_rank_max_diff": rank_diff,
+        "bbq_same_answers": max_diff <= TOLERANCE and rank_diff <= 1,
+        **{f"bbq_{name}_runs_s": [round(t, 3) for t in runs] for name, runs in times.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=60, help="built-in sentences to probe (10 prompts each)")
@@ -165,6 +213,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: elapsed time; cpu: this process's CPU time, with --threads 1 robust to other load")
+    parser.add_argument("--bbq-items", type=int, default=60,
+                        help="BBQ Religion items for the BBQ row, x 5 seeds (default 60; 0: no BBQ row)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock = CLOCKS[args.clock]
@@ -265,6 +315,9 @@ def main() -> None:
     if (winobias / "pro_stereotyped_type2.txt.dev").exists():
         wb = FairnessProbe(tokenizer, ProbeSet.from_winobias(winobias)).encoded
         figures.update({f"winobias_{k}": v for k, v in token_counts(wb).items()})
+    bbq = bbq_row(model, tokenizer, args, clock)
+    figures.update(bbq)
+    load_after = load_average()
     figures.update(clock=args.clock, threads=args.threads, load_before=load_before, load_after=load_after)
 
     def line(name: str, seconds: float | None, ratio: str, what: str, target: str) -> None:
@@ -303,6 +356,13 @@ def main() -> None:
             print(f"  {label}: {figures[f'{name}_prompts']} prompts, {figures[f'{name}_tokens']} tokens "
                   f"({2 * params * figures[f'{name}_tokens'] / 1e12:.1f} TFLOP); the prefix (tree) path runs {run} "
                   f"tokens ({2 * params * run / 1e12:.1f} TFLOP), the cache path {cached} ({2 * params * cached / 1e12:.1f})")
+    if bbq.get("bbq_prefix_s") is not None:
+        print(f"BBQ Religion, {bbq['bbq_items']} items x {bbq['bbq_seeds']} seeds: {bbq['bbq_prompts']} prompts, "
+              f"{bbq['bbq_tokens']} tokens (the tree runs {bbq['bbq_prefix_tokens']}), path {bbq['bbq_path']!r}")
+        print(f"  floor  {bbq['bbq_floor_s']:8.3f} s  (bare batched forward, last-position logits)")
+        print(f"  prefix {bbq['bbq_prefix_s']:8.3f} s  {bbq['bbq_prefix_over_floor']}x floor  (target <= 0.5x)")
+        print(f"  same answers (shipped vs plain, option log-probs within {TOLERANCE}, ranks within 1): "
+              f"{bbq['bbq_same_answers']}: max |diff| {bbq['bbq_max_abs_diff']:.2e}, ranks at most {bbq['bbq_rank_max_diff']} apart")
     print(f"load average after (1, 5, 15 min): {load_after}")
     print(json.dumps(figures))
 

