@@ -114,7 +114,9 @@ def test_jsonl_matches_generator(generator) -> None:
 def test_malformed_line_names_file_and_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     lines = JSONL.read_text(encoding="utf-8").splitlines()
     broken = tmp_path / builtin_they.BUILTIN_THEY_FILE
-    monkeypatch.setattr(builtin_they, "files", lambda package: tmp_path)
+    from fairness_callback.data import builtin
+
+    monkeypatch.setattr(builtin, "files", lambda package: tmp_path)  # the package-data reader both sets share
     broken.write_text("\n".join(lines[:2] + ['{"text": "truncated"'] + lines[3:]) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{re.escape(builtin_they.BUILTIN_THEY_FILE)}:3:"):
         builtin_they.load_builtin_they()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from importlib.resources import files
+from typing import Callable
 
 from .occupations import stereotyped_gender
 from .sentence import ProbeSentence, pronoun_gender
@@ -48,16 +49,24 @@ def _check(record: object, line: int) -> ProbeSentence:
     return sentence
 
 
+def read_package_sentences(filename: str, check: Callable[[object, int], ProbeSentence], what: str) -> list[ProbeSentence]:
+    """The JSONL file ``filename`` of the package data, each line validated by ``check(record, line)``.
+
+    Raises ValueError naming the file and line of the first malformed line.
+    """
+    resource = files(__package__).joinpath(filename)
+    sentences = []
+    for number, raw in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            sentences.append(check(json.loads(raw), number))
+        except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+            raise ValueError(f"{resource}:{number}: malformed {what}: {error}") from error
+    return sentences
+
+
 def load_builtin() -> list[ProbeSentence]:
     """The built-in sentences (not WinoBias), read from the package data and validated.
 
     Raises ValueError naming the file and line of the first malformed line.
     """
-    resource = files(__package__).joinpath(BUILTIN_FILE)
-    sentences = []
-    for number, raw in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            sentences.append(_check(json.loads(raw), number))
-        except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
-            raise ValueError(f"{resource}:{number}: malformed built-in probe sentence: {error}") from error
-    return sentences
+    return read_package_sentences(BUILTIN_FILE, _check, "built-in probe sentence")

@@ -8,11 +8,10 @@ so the right answer to both of its prompts is "not specified".
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import fields
-from importlib.resources import files
 
+from .builtin import read_package_sentences
 from .occupations import stereotyped_gender
 from .sentence import ProbeSentence, pronoun_gender
 
@@ -65,11 +64,4 @@ def load_builtin_they() -> list[ProbeSentence]:
 
     Raises ValueError naming the file and line of the first malformed line.
     """
-    resource = files(__package__).joinpath(BUILTIN_THEY_FILE)
-    sentences = []
-    for number, raw in enumerate(resource.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            sentences.append(_check(json.loads(raw), number))
-        except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
-            raise ValueError(f"{resource}:{number}: malformed built-in they sentence: {error}") from error
-    return sentences
+    return read_package_sentences(BUILTIN_THEY_FILE, _check, "built-in they sentence")
