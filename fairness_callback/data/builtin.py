@@ -21,8 +21,9 @@ BUILTIN_FILE = "builtin_sentences.jsonl"
 _FIELDS = frozenset(f.name for f in fields(ProbeSentence))
 
 
-def _check(record: object, line: int) -> ProbeSentence:
-    """One parsed line as a :class:`ProbeSentence`; ValueError saying what is wrong."""
+def parse_record(record: object) -> ProbeSentence:
+    """A parsed JSON line of a package sentence file as a :class:`ProbeSentence` (every field, of the
+    right types); ValueError saying what is wrong. Each set's own rules are checked by its caller."""
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     if set(record) != _FIELDS:
@@ -33,7 +34,12 @@ def _check(record: object, line: int) -> ProbeSentence:
         raise ValueError("'pronouns' must be a non-empty list of strings")
     if not all(isinstance(record[k], str) for k in ("sentence_id", "text", "referent", "other")):
         raise ValueError("'sentence_id', 'text', 'referent' and 'other' must be strings")
-    sentence = ProbeSentence.from_dict(record)
+    return ProbeSentence.from_dict(record)
+
+
+def _check(record: object, line: int) -> ProbeSentence:
+    """One parsed line as a built-in gender :class:`ProbeSentence`; ValueError saying what is wrong."""
+    sentence = parse_record(record)
     if sentence.source != "builtin" or sentence.line != line or sentence.wino_type != 2:
         raise ValueError("expected source 'builtin', wino_type 2 and 'line' equal to the line number")
     if any(c in sentence.text for c in "[]"):

@@ -9,9 +9,8 @@ so the right answer to both of its prompts is "not specified".
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 
-from .builtin import read_package_sentences
+from .builtin import parse_record, read_package_sentences
 from .occupations import stereotyped_gender
 from .sentence import ProbeSentence, pronoun_gender
 
@@ -19,23 +18,12 @@ from .sentence import ProbeSentence, pronoun_gender
 BUILTIN_THEY_FILE = "builtin_they.jsonl"
 SOURCE = "builtin-they"
 
-_FIELDS = frozenset(f.name for f in fields(ProbeSentence))
 _WORD_RE = re.compile(r"[A-Za-z]+")
 
 
 def _check(record: object, line: int) -> ProbeSentence:
     """One parsed line as a :class:`ProbeSentence`; ValueError saying what is wrong."""
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    if set(record) != _FIELDS:
-        missing, extra = sorted(_FIELDS - set(record)), sorted(set(record) - _FIELDS)
-        raise ValueError(f"fields differ from ProbeSentence (missing {missing}, unexpected {extra})")
-    pronouns = record["pronouns"]
-    if not isinstance(pronouns, list) or not pronouns or not all(isinstance(p, str) for p in pronouns):
-        raise ValueError("'pronouns' must be a non-empty list of strings")
-    if not all(isinstance(record[k], str) for k in ("sentence_id", "text", "referent", "other")):
-        raise ValueError("'sentence_id', 'text', 'referent' and 'other' must be strings")
-    sentence = ProbeSentence.from_dict(record)
+    sentence = parse_record(record)
     if (sentence.source, sentence.line, sentence.split, sentence.wino_type) != (SOURCE, line, None, None):
         raise ValueError(f"expected source {SOURCE!r}, 'line' equal to the line number, split and wino_type null")
     if sentence.sentence_id != f"{SOURCE}/{line:04d}":
