@@ -151,21 +151,27 @@ def render_jsonl(sentences: list[ProbeSentence]) -> str:
     return "".join(json.dumps(s.to_dict(), ensure_ascii=True) + "\n" for s in sentences)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def generator_main(argv: list[str] | None, description: str, output: Path, build, script: str) -> int:
+    """The command line of a sentence-set generator: write ``output`` from ``build()``, or with
+    ``--check`` fail if the shipped file differs from what ``build()`` gives."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true", help="fail if the shipped file is out of date")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--output", type=Path, default=output)
     args = parser.parse_args(argv)
-    content = render_jsonl(build_sentences())
+    content = render_jsonl(build())
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
         if current != content:
-            print(f"{args.output} is out of date; rerun {Path(__file__).name}", file=sys.stderr)
+            print(f"{args.output} is out of date; rerun {script}", file=sys.stderr)
             return 1
         return 0
     args.output.write_text(content, encoding="utf-8", newline="\n")
     print(f"wrote {content.count(chr(10))} sentences to {args.output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generator_main(argv, __doc__.splitlines()[0], OUTPUT, build_sentences, Path(__file__).name)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ or ``--check`` to verify that the shipped file is up to date. ``data/BUILTIN_THE
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import sys
 from dataclasses import dataclass
@@ -25,6 +23,9 @@ if str(REPO) not in sys.path:
 
 from fairness_callback.data.occupations import FEMALE_STEREOTYPED, MALE_STEREOTYPED  # noqa: E402
 from fairness_callback.data.sentence import ProbeSentence  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_builtin_probe_set import generator_main, render_jsonl  # noqa: E402
 
 OUTPUT = REPO / "fairness_callback" / "data" / "builtin_they.jsonl"
 SEED = 20250612
@@ -131,26 +132,8 @@ def build_sentences(seed: int = SEED) -> list[ProbeSentence]:
     return sentences
 
 
-def render_jsonl(sentences: list[ProbeSentence]) -> str:
-    """The file's exact contents: one JSON object per line, LF endings."""
-    return "".join(json.dumps(s.to_dict(), ensure_ascii=True) + "\n" for s in sentences)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the shipped file is out of date")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    content = render_jsonl(build_sentences())
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
-        if current != content:
-            print(f"{args.output} is out of date; rerun {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    args.output.write_text(content, encoding="utf-8", newline="\n")
-    print(f"wrote {content.count(chr(10))} sentences to {args.output}")
-    return 0
+    return generator_main(argv, __doc__.splitlines()[0], OUTPUT, build_sentences, Path(__file__).name)
 
 
 if __name__ == "__main__":
