@@ -31,6 +31,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -48,17 +58,23 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def add_axis_options(group: argparse._ArgumentGroup, winogender_help: str) -> None:
+    """``--winogender``, ``--they``, ``--bbq``, ``--bbq-categories``: the probe, replay and demo options
+    that add axes beyond the gender probe (see :func:`fairness_callback.suite.axis_probe_sets`)."""
+    group.add_argument("--winogender", metavar="DIR", help=winogender_help)
+    group.add_argument("--they", action="store_true", help="also probe the built-in singular-they set (probe 'they')")
+    group.add_argument("--bbq", metavar="DIR", help="also probe BBQ's social axes from the official files in DIR "
+                       "(one probe per category, named by it in lower case)")
+    group.add_argument("--bbq-categories", metavar="A,B", help="BBQ categories (file stems, e.g. Religion,Age; default all)")
+
+
 def add_probe_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that runs the probe."""
     group = parser.add_argument_group("probe")
     group.add_argument("--winobias", metavar="DIR", help="official WinoBias files instead of the built-in probe set "
                        "(default: $FAIRNESS_WINOBIAS_DIR if set)")
-    group.add_argument("--winogender", metavar="DIR", help="Winogender's all_sentences.tsv in DIR as the gender probe "
-                       "(he / she like WinoBias; 'they' sentences reported as they/...)")
-    group.add_argument("--they", action="store_true", help="also probe the built-in singular-they set (probe 'they')")
-    group.add_argument("--bbq", metavar="DIR", help="also probe BBQ's social axes from the official files in DIR "
-                       "(one probe per category, named by it in lower case)")
-    group.add_argument("--bbq-categories", metavar="A,B", help="BBQ categories (file stems, e.g. Religion,Age; default all)")
+    add_axis_options(group, "Winogender's all_sentences.tsv in DIR as the gender probe "
+                     "(he / she like WinoBias; 'they' sentences reported as they/...)")
     group.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="option-order seeds (default 0,1,2,3,4)")
     group.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward call (default 64)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
@@ -69,6 +85,20 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prefix-sharing", choices=("auto", "tree", "cache", "off"), default="auto",
                        help="run prompts' shared prefixes once: as a token tree, through the key/value cache, or off "
                        "(default auto: the fastest path known to be exact for the model)")
+
+
+def check_axis_options(args: argparse.Namespace) -> None:
+    """The directory options name directories; ``--bbq-categories`` comes with ``--bbq``."""
+    for option in ("winobias", "winogender", "bbq"):
+        value = getattr(args, option, None)
+        if value and not Path(value).is_dir():
+            raise SystemExit(f"fairness-callback: error: --{option} {value!r} is not a directory")
+    if args.bbq_categories and not args.bbq:
+        raise SystemExit("fairness-callback: error: --bbq-categories needs --bbq DIR")
+
+
+def _categories(args: argparse.Namespace) -> list[str] | None:
+    return [c for c in args.bbq_categories.split(",") if c.strip()] if args.bbq_categories else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="held-out sentences in the probe (10 prompts each, 2 with --model smollm2; default 120, 20 with "
                       "--model smollm2)")
     demo.add_argument("--no-early-stopping", action="store_true", help="train all steps; only watch")
+    axes = demo.add_argument_group("other axes", "probes beside the demo's gender probe (its corpus's held-out sentences, "
+                                   "which early stopping keeps watching as gender/jsdp/gap); each probes the same "
+                                   "option-order seeds, on a fixed subset of --axis-prompts prompts")
+    add_axis_options(axes, "also probe Winogender's all_sentences.tsv in DIR (probe 'winogender', its 'they' "
+                     "sentences as winogender/they/...)")
+    axes.add_argument("--axis-prompts", type=_non_negative_int, metavar="N",
+                      help="prompts per added probe, whole items in a fixed order (default 1000; 60 with --model "
+                      "smollm2; 0: all)")
     demo.add_argument("--summary-json", metavar="FILE", help="write the run's summary (config, timings, stop) as JSON")
 
     report = commands.add_parser("report", help="figures and a Markdown report of a history file, with the early-stopping trade-off")
@@ -148,29 +186,17 @@ def make_probe(args: argparse.Namespace, tokenizer):
     :class:`~fairness_callback.suite.ProbeSuite` (``gender`` first) when ``--they`` or ``--bbq`` add probes."""
     from .data import ProbeSet
     from .probe import FairnessProbe
-    from .suite import ProbeSuite
+    from .suite import ProbeSuite, axis_probe_sets
 
-    for option in ("winobias", "winogender", "bbq"):
-        value = getattr(args, option)
-        if value and not Path(value).is_dir():
-            raise SystemExit(f"fairness-callback: error: --{option} {value!r} is not a directory")
+    check_axis_options(args)
     if args.winobias and args.winogender:
         raise SystemExit("fairness-callback: error: --winobias and --winogender both name the gender probe set; give one")
-    if args.bbq_categories and not args.bbq:
-        raise SystemExit("fairness-callback: error: --bbq-categories needs --bbq DIR")
     options = dict(seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize, prefix_sharing=args.prefix_sharing)
     try:
         gender = ProbeSet.from_winogender(args.winogender) if args.winogender else ProbeSet.default(args.winobias)
         probes = {"gender": FairnessProbe(tokenizer, gender, **options)}
-        if args.they:
-            probes["they"] = FairnessProbe(tokenizer, ProbeSet.builtin_they(), **options)
-        if args.bbq:
-            from .data.bbq import available_categories
-
-            categories = args.bbq_categories.split(",") if args.bbq_categories else available_categories(args.bbq)
-            for category in categories:
-                probes[category.strip().lower()] = FairnessProbe(tokenizer, ProbeSet.from_bbq(args.bbq, [category.strip()]),
-                                                                 **options)
+        others = axis_probe_sets(they=args.they, bbq=args.bbq, bbq_categories=_categories(args))
+        probes.update({name: FairnessProbe(tokenizer, probe_set, **options) for name, probe_set in others.items()})
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
     return probes["gender"] if len(probes) == 1 else ProbeSuite(probes)
@@ -264,11 +290,14 @@ def run_replay(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import json
 
-    from .demo.run import DemoConfig, run_demo as demo
+    from .demo.run import DemoConfig, ProbeSetError, run_demo as demo
 
+    check_axis_options(args)
     config = DemoConfig(out=Path(args.out), model=args.model, steps=args.steps, skew=args.skew, framework=args.framework,
                         wandb=args.wandb, seed=args.seed, probe_every=args.probe_every,
-                        probe_sentences=args.probe_sentences, early_stopping=not args.no_early_stopping)
+                        probe_sentences=args.probe_sentences, early_stopping=not args.no_early_stopping,
+                        winogender=args.winogender and Path(args.winogender), they=args.they,
+                        bbq=args.bbq and Path(args.bbq), bbq_categories=_categories(args), axis_prompts=args.axis_prompts)
     if config.model == "smollm2":
         from .loading import require_gguf, smollm2_gguf
 
@@ -276,7 +305,10 @@ def run_demo(args: argparse.Namespace) -> int:
             require_gguf(str(smollm2_gguf()))
         except (FileNotFoundError, ImportError) as error:
             raise SystemExit(f"fairness-callback: error: --model {config.model}: {error}") from None
-    summary = demo(config)
+    try:
+        summary = demo(config)
+    except ProbeSetError as error:
+        raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
     return 0

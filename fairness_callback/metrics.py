@@ -87,7 +87,8 @@ def group_metrics(
     parts: torch.Tensor,
     task: ProbeTask = GENDER_TASK,
 ) -> dict[str, float]:
-    """AR, JSD-P (and its K x K parts table), accuracy and Mann-Whitney for one set of prompts."""
+    """AR, JSD-P (and its K x K parts table), accuracy and Mann-Whitney for one set of prompts; with
+    a ``task.neutral`` group, ``jsdp/lean`` (see :class:`~fairness_callback.tasks.ProbeTask`)."""
     groups = task.groups
     minuend, subtrahend = task.gap
     metrics: dict[str, float] = {}
@@ -115,6 +116,8 @@ def group_metrics(
         p, r = mann_whitney(by_group[minuend][name], by_group[subtrahend][name])
         metrics[f"mwu_p/{name}"] = p
         metrics[f"mwu_rbc/{name}"] = r
+    if task.neutral is not None:
+        metrics["jsdp/lean"] = metrics[f"jsdp/{task.neutral}/{subtrahend}"] - metrics[f"jsdp/{task.neutral}/{minuend}"]
     return metrics
 
 

@@ -65,6 +65,8 @@ def tensorboard_layout(prefix: str = "fairness/", tasks: Mapping[str | None, Pro
         charts[f"JSD-P gap ({minuend} - {subtrahend})"] = ["Multiline", [f"{base}jsdp/gap"]]
         charts[f"Average Rank gap ({minuend} - {subtrahend})"] = ["Multiline", [f"{base}ar/gap"]]
         charts[f"Mann-Whitney p ({minuend} vs {subtrahend})"] = ["Multiline", [f"{base}mwu_p/ar", f"{base}mwu_p/jsdp"]]
+        if task.neutral:
+            charts[f"lean on {task.neutral} ({subtrahend} - {minuend} part)"] = ["Multiline", [f"{base}jsdp/lean"]]
         layout[f"fairness/{name}" if name else "fairness"] = charts
     return layout
 
@@ -266,8 +268,11 @@ class FairnessMonitor:
         return {None: getattr(self.probe, "task", GENDER_TASK)}
 
     def gap_keys(self) -> list[str]:
-        """The JSD-P gap key of every probe (``jsdp/gap``, or ``<name>/jsdp/gap`` for several)."""
-        return [f"{name}/jsdp/gap" if name else "jsdp/gap" for name in self.tasks]
+        """The key that stands for every probe (``jsdp/gap``, or ``<name>/jsdp/gap`` for several; a probe
+        with no gap, e.g. only singular-"they" sentences, ``jsdp/lean``: see ``FairnessProbe.axis_key``)."""
+        probes = self.probe.probes if isinstance(self.probe, ProbeSuite) else {None: self.probe}
+        keys = {name: getattr(probe, "axis_key", "jsdp/gap") for name, probe in probes.items()}
+        return [f"{name}/{key}" if name else key for name, key in keys.items()]
 
     def tensorboard_layout(self, prefix: str = "fairness/") -> dict:
         """The custom-scalars layout of this monitor's probes (see :func:`tensorboard_layout`)."""
@@ -389,7 +394,7 @@ class FairnessMonitor:
         self._gaps[step] = {key: result.metrics.get(key) for key in self.gap_keys()}
         if self._writer is None:
             return
-        record = probe_record(step, result, seconds, sudden if isinstance(self.probe, ProbeSuite) else sudden["jsdp/gap"])
+        record = probe_record(step, result, seconds, sudden)
         record[self.loss_key] = self.latest_loss
         if self.early_stopping is not None:
             record["stopping/best"] = self.early_stopping.best

@@ -16,7 +16,7 @@ import numpy as np
 
 from .history import select_run
 from .prompts import GROUPS
-from .tradeoff import GAP_KEY, finite, metric_value
+from .tradeoff import GAP_KEY, axis_key, finite, metric_value
 
 __all__ = ["COLORS", "LABELS", "Marks", "metric_value", "plot_axes", "plot_curves", "plot_fairness_curves", "plot_gap",
            "plot_not_specified", "plot_pro_anti", "probe_records"]
@@ -72,12 +72,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _group_panel(ax, probes: Sequence[dict[str, Any]], metric: str, band: bool = True) -> int:
-    """``<metric>/<group>`` of every answer group against step, with the min-max band over the
+def _group_panel(ax, probes: Sequence[dict[str, Any]], metric: str, band: bool = True, prefix: str = "") -> int:
+    """``<prefix><metric>/<group>`` of every answer group against step, with the min-max band over the
     option-order seeds when ``band``; returns the largest number of seeds seen (0 without a band)."""
     steps, seeds = _steps(probes), 0
     for group in GROUPS:
-        key = f"{metric}/{group}"
+        key = f"{prefix}{metric}/{group}"
         ax.plot(steps, _series(probes, key), marker="o", ms=3, color=COLORS[group], label=LABELS[group])
         if band:
             low, high, n = _seed_band(probes, key)
@@ -111,14 +111,15 @@ class Marks(NamedTuple):
     recommended: int | None
 
 
-def _gap_panel(ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: Marks, ci: bool = True) -> None:
-    steps, gaps = _steps(probes), _series(probes, f"{metric}/gap")
+def _gap_panel(ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: Marks, ci: bool = True,
+               prefix: str = "") -> None:
+    steps, gaps = _steps(probes), _series(probes, f"{prefix}{metric}/gap")
     ax.axhline(0.0, color="black", lw=0.8)
-    low, high = _series(probes, f"{metric}/gap_ci_low"), _series(probes, f"{metric}/gap_ci_high")
+    low, high = _series(probes, f"{prefix}{metric}/gap_ci_low"), _series(probes, f"{prefix}{metric}/gap_ci_high")
     if ci and np.isfinite(low).any():
         ax.fill_between(steps, low, high, color=_GAP_COLOR, alpha=0.2, lw=0, label="95% bootstrap CI (sentences)")
-    ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{metric}/gap (female - male)")
-    significant = _series(probes, f"mwu_p/{metric}") < alpha
+    ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{prefix}{metric}/gap (female - male)")
+    significant = _series(probes, f"{prefix}mwu_p/{metric}") < alpha
     if significant.any():
         ax.scatter(steps[significant], gaps[significant], s=60, facecolors="none", edgecolors="black",
                    zorder=3, label=f"Mann-Whitney p < {alpha:g}")
@@ -189,46 +190,63 @@ def plot_axes(probes: Sequence[dict[str, Any]], axes: Sequence[str], stops: Sequ
     """``axes.png``: every probe's ``<name>/jsdp/gap`` against step, one line per probe (the monitored
     one thicker), with the stop steps, the stop lines' fairest steps, ``recommended`` and (dotted)
     ``fairest``, the fairest probed step of the monitored gap, marked."""
-    plt = _pyplot()
-    steps = _steps(probes)
-    fig, ax = plt.subplots(figsize=(8, 4.6), constrained_layout=True)
-    ax.axhline(0.0, color="black", lw=0.8)
-    colors = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c != "#2ca02c"]  # green marks steps
-    for i, name in enumerate(axes):
-        ax.plot(steps, _series(probes, f"{name}/{GAP_KEY}"), marker="o", ms=3, color=colors[i % len(colors)],
-                lw=2.5 if name == monitored else 1.2, label=f"{name}" + (" (monitored)" if name == monitored else ""))
+    fig, ax = _pyplot().subplots(figsize=(8, 4.6), constrained_layout=True)
+    _axes_panel(ax, probes, axes, monitored)
     _mark_steps(ax, stops, recommended, labelled=True)
     if fairest is not None:
         ax.axvline(fairest, color="green", ls=":", lw=1.5, label=f"fairest of {monitored or 'the monitor'} (step {fairest})")
-    ax.set(title="JSD-P gap of every probe (> 0: the first group of the gap does worse)", xlabel="step",
-           ylabel="JSD-P gap")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
+def _axes_panel(ax, probes: Sequence[dict[str, Any]], axes: Sequence[str], monitored: str | None) -> None:
+    """Every probe's ``<name>/jsdp/gap`` against step, one line per probe, the monitored one thicker."""
+    steps = _steps(probes)
+    ax.axhline(0.0, color="black", lw=0.8)
+    colors = [c for c in _pyplot().rcParams["axes.prop_cycle"].by_key()["color"] if c != "#2ca02c"]  # green marks steps
+    for i, name in enumerate(axes):
+        key = axis_key(probes, name)
+        note = " (monitored)" if name == monitored else "" if key.endswith(GAP_KEY) else " (lean: it has no gap)"
+        ax.plot(steps, _series(probes, key), marker="o", ms=3, color=colors[i % len(colors)],
+                lw=2.5 if name == monitored else 1.2, label=name + note)
+    ax.set(title="Every probe's JSD-P gap (> 0: its first group does worse)", xlabel="step",
+           ylabel="JSD-P gap (or lean)")
+
+
 def plot_fairness_curves(
     history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str | None = None, alpha: float = 0.01,
-    run_id: str | None = None,
+    run_id: str | None = None, probe: str | None = None, axes: Sequence[str] = (),
 ) -> Path:
     """Write a PNG of one run (``run_id``, else the latest): AR (log scale) and JSD-P per answer group,
     and the JSD-P gap with the steps where Mann-Whitney p < ``alpha`` marked; a stop line (if any)
-    is drawn at its step (the demo's ``fairness_curves.png``: the report's panels on one page)."""
+    is drawn at its step (the demo's ``fairness_curves.png``: the report's panels on one page).
+
+    With several probes in the run, ``probe`` names the gender probe drawn in those panels (keys
+    ``<probe>/...``), and ``axes`` adds a fourth panel: every named probe's JSD-P gap.
+    """
     plt = _pyplot()
     run = select_run(history, run_id)
     probes = probe_records(run)
     if not probes:
         raise ValueError("the history has no probe records to plot")
     stops = [r for r in run if r.get("event") == "stop"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    for ax, metric, name in ((axes[0], "ar", "Average Rank of the correct answer"), (axes[1], "jsdp", "JSD-P of the correct answer")):
-        _group_panel(ax, probes, metric, band=False)
-        ax.set(title=name + (" (log)" if metric == "ar" else ""), xlabel="step", yscale="log" if metric == "ar" else "linear")
+    prefix = f"{probe}/" if probe else ""
+    fig, panels = plt.subplots(1, 4 if axes else 3, figsize=(20 if axes else 15, 4.2), constrained_layout=True)
+    for ax, metric, name in ((panels[0], "ar", "Average Rank of the correct answer"),
+                             (panels[1], "jsdp", "JSD-P of the correct answer")):
+        _group_panel(ax, probes, metric, band=False, prefix=prefix)
+        ax.set(title=f"{prefix}{name}" + (" (log)" if metric == "ar" else ""), xlabel="step",
+               yscale="log" if metric == "ar" else "linear")
         ax.legend(fontsize=8)
-    gap_ax = axes[2]
-    _gap_panel(gap_ax, probes, "jsdp", alpha, Marks("jsdp/gap", [], None), ci=False)
+    gap_ax = panels[2]
+    _gap_panel(gap_ax, probes, "jsdp", alpha, Marks(f"{prefix}jsdp/gap", [], None), ci=False, prefix=prefix)
     _mark_steps(gap_ax, stops, None, labelled=True)
-    gap_ax.set(title="Unfairness: female - male (> 0 favours male)", xlabel="step")
+    gap_ax.set(title=f"{prefix}unfairness: female - male (> 0 favours male)", xlabel="step")
     gap_ax.legend(fontsize=8)
+    if axes:
+        _axes_panel(panels[3], probes, axes, probe)
+        _mark_steps(panels[3], stops, None, labelled=False)
+        panels[3].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     path = Path(path)

@@ -34,8 +34,9 @@ class ProbeResult:
     Attributes:
         metrics: flat ``dict[str, float]``: ``ar/<group>``, ``jsdp/<group>``, ``jsdp/<group>/<option>``,
             ``acc/<group>``, ``n/<group>``, ``ar/gap`` and ``jsdp/gap`` (female - male),
-            ``mwu_p/{ar,jsdp}`` and ``mwu_rbc/{ar,jsdp}`` (rank-biserial effect size), and the same
-            under ``pro/`` and ``anti/`` when the sentences carry a stereotype label.
+            ``mwu_p/{ar,jsdp}`` and ``mwu_rbc/{ar,jsdp}`` (rank-biserial effect size), ``jsdp/lean``
+            (on "not specified" prompts, the part on "male" minus the part on "female"), and the
+            same under ``pro/`` and ``anti/`` when the sentences carry a stereotype label.
         records: one dict per prompt (``prompt``, ``sentence_id``, ``occupation``, ``role``, ``group``,
             ``seed``, ``stereotype``, ``order``, ``rank``, ``option_ranks``, ``option_probs``, ``parts``).
         info: how the probe was configured and what it cost (``seconds``, ``num_prompts``, ...).
@@ -74,6 +75,9 @@ class ProbeResult:
             f"Mann-Whitney {minuend} vs {subtrahend}: AR p={m['mwu_p/ar']:.3g} (r={m['mwu_rbc/ar']:+.3f}), "
             f"JSD-P p={m['mwu_p/jsdp']:.3g} (r={m['mwu_rbc/jsdp']:+.3f})"
         )
+        neutral = self.info.get("neutral")
+        if neutral and m.get("jsdp/lean") is not None:
+            lines.append(f"lean on {neutral} prompts (JSD-P part on {subtrahend} - on {minuend}): {m['jsdp/lean']:+.4f}")
         lines.append("JSD-P parts (row: correct answer, column: option)")
         lines.append(f"{'':<{width}} " + " ".join(f"{o:>13}" for o in groups))
         for g in groups:
@@ -238,6 +242,15 @@ class FairnessProbe:
     def answer_tokens(self):
         return self.encoded.answers
 
+    @property
+    def axis_key(self) -> str:
+        """The key that stands for this probe beside others (stop lines, sudden changes, axes
+        figures): ``jsdp/gap``, or ``jsdp/lean`` when no top-level prompt answers either group of
+        the gap (a set of only singular-"they" sentences: no gap, only where its mass leans)."""
+        gap_columns = torch.tensor([self.task.groups.index(g) for g in self.task.gap])
+        answers_gap = torch.isin(self.encoded.correct[self._main], gap_columns).any()
+        return "jsdp/gap" if bool(answers_gap) or self.task.neutral is None else "jsdp/lean"
+
     def score(
         self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False
     ) -> OptionScores:
@@ -375,6 +388,7 @@ class FairnessProbe:
             "task": self.task.name,
             "groups": list(self.task.groups),
             "gap": list(self.task.gap),
+            "neutral": self.task.neutral,
             "seeds": list(self.seeds),
             "template": self.config.template if self.config else None,
             "options": dict(self.config.options) if self.config else None,

@@ -27,7 +27,7 @@ from .changes import sudden_changes
 from .history import RunSummary, history_runs, latest_run_id, read_history, select_run
 from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
 from .prompts import GROUPS
-from .tradeoff import (AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, gain,
+from .tradeoff import (GAP_KEY, AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, gain,
                        metric_value, probe_axes, recommend_step, tradeoff_table, within as _within)
 
 #: Re-exported: the trade-off math lives in :mod:`fairness_callback.tradeoff`, the figures in
@@ -445,7 +445,8 @@ def _axes_section(summary: ReportSummary) -> list[str]:
         lines += [f"### Stopping at step {effect.step} for {summary.monitored_probe} does this to each other axis", "",
                   f"S = {effect.step}: {effect.label}. Fairness gain per probe = 1 - |gap(S)| / |gap(final)| of its "
                   "`<probe>/jsdp/gap` (> 0: fairer than at the final step on that axis, < 0: less fair).", ""]
-        rows = [[f"`{row.axis}`" + (" (monitored)" if row.monitored else ""), _fmt(row.gap, "+.4f"),
+        rows = [[f"`{row.axis}`" + (" (monitored)" if row.monitored else "")
+                 + (f" (`{row.key}`: it has no gap)" if row.key != GAP_KEY else ""), _fmt(row.gap, "+.4f"),
                  _fmt(row.final_gap, "+.4f"), _fmt(row.gain, ".1%"), _fmt(row.mwu_p, ".2g")] for row in effect.rows]
         lines += [_table(header, rows), ""]
     return lines

@@ -8,10 +8,12 @@ treats it as one probe: one history line, one stop vote.
 
 from __future__ import annotations
 
-from typing import Mapping
+import os
+from typing import Mapping, Sequence
 
 import torch
 
+from .data import ProbeSet
 from .probe import FairnessProbe, ProbeResult
 from .tasks import ProbeTask
 
@@ -58,3 +60,27 @@ class ProbeSuite:
             info["prefix_sharing"][name] = result.info.get("prefix_sharing")
             info["seconds"] += result.info.get("seconds", 0.0)
         return ProbeResult(metrics, records, info, by_seed)
+
+
+def axis_probe_sets(
+    *,
+    they: bool = False,
+    bbq: str | os.PathLike | None = None,
+    bbq_categories: Sequence[str] | None = None,
+) -> dict[str, ProbeSet]:
+    """The probe sets of the other axes, by probe name: ``"they"`` (the built-in singular-they set)
+    when ``they``, and one per BBQ category in ``bbq`` (``bbq_categories``, default every file
+    there), named by the category in lower case (``religion``, ``race_ethnicity``). The CLI's
+    ``--they`` / ``--bbq`` / ``--bbq-categories`` for ``probe``, ``replay`` and ``demo`` all read
+    them here; a missing or malformed file raises (OSError, ValueError naming the file and line).
+    """
+    from .data.bbq import available_categories
+
+    sets: dict[str, ProbeSet] = {}
+    if they:
+        sets["they"] = ProbeSet.builtin_they()
+    if bbq is not None:
+        categories = [c.strip() for c in bbq_categories] if bbq_categories else available_categories(bbq)
+        for category in categories:
+            sets[category.lower()] = ProbeSet.from_bbq(bbq, [category])
+    return sets

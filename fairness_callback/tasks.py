@@ -26,6 +26,10 @@ class ProbeTask:
             under their prefix), unless every prompt has one of them (e.g. ``"they"``: a Winogender
             probe reports he/she at the top and "they" beside it; a set of only "they" sentences
             reports them at the top).
+        neutral: the group that assumes neither side of the gap (``"not_specified"``, ``"unknown"``),
+            or None. On its prompts, ``jsdp/lean`` = the JSD-P part on ``gap[1]`` minus the part on
+            ``gap[0]``: where the mass that misses the neutral answer goes (> 0: to ``gap[1]``, the
+            side a positive gap favours: "male" for gender, the stereotype-consistent group for BBQ).
     """
 
     name: str
@@ -33,6 +37,7 @@ class ProbeTask:
     gap: tuple[str, str]
     subsets: tuple[str, ...] = ()
     separate: tuple[str, ...] = ()
+    neutral: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))
@@ -44,17 +49,20 @@ class ProbeTask:
         bad = [g for g in self.groups if "/" in g or not g]
         if bad:
             raise ValueError(f"task {self.name!r}: group names may not be empty or contain '/': {bad}")
+        if self.neutral is not None and (self.neutral not in self.groups or self.neutral in self.gap):
+            raise ValueError(f"task {self.name!r}: neutral must be a group of {self.groups} outside the gap "
+                             f"{self.gap}, got {self.neutral!r}")
 
 
 #: The paper's task: the gender of an occupation; gap female - male.
 GENDER_TASK = ProbeTask(
     name="gender", groups=("male", "female", "not_specified"), gap=("female", "male"),
-    subsets=("stereotype", "pronoun"), separate=("they",),
+    subsets=("stereotype", "pronoun"), separate=("they",), neutral="not_specified",
 )
 
 #: BBQ: the stereotype-consistent group, the inconsistent one, "unknown"; gap inconsistent - consistent
 #: (positive: the model reads better when the answer fits the stereotype); subsets by context condition.
 BBQ_TASK = ProbeTask(
     name="bbq", groups=("consistent", "inconsistent", "unknown"), gap=("inconsistent", "consistent"),
-    subsets=("condition",),
+    subsets=("condition",), neutral="unknown",
 )

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 #: The JSD-P gap and its Mann-Whitney p of one probe, after ``<probe>/`` in a several-probe history.
 GAP_KEY = "jsdp/gap"
 MWU_KEY = "mwu_p/jsdp"
+#: What stands for a probe with no gap (only singular-"they" sentences): where its mass leans.
+LEAN_KEY = "jsdp/lean"
 
 
 def finite(value: Any) -> bool:
@@ -104,18 +106,27 @@ def probe_axes(probes: Sequence[dict[str, Any]]) -> list[str]:
     """The probe names of a several-probe history, in the order the history writes them; [] for one probe.
 
     A single probe writes ``jsdp/gap`` (and maybe subsets like ``pro/jsdp/gap``); several probes
-    write only ``<name>/jsdp/gap``, so a history with a top-level ``jsdp/gap`` has no axes.
+    write only ``<name>/jsdp/gap``, so a history with a top-level ``jsdp/gap`` has no axes. A probe
+    with no gap (only singular-"they" sentences) is found by its ``<name>/jsdp/lean``.
     """
-    if any(finite(r.get(GAP_KEY)) for r in probes):
+    if any(finite(r.get(GAP_KEY)) or finite(r.get(LEAN_KEY)) for r in probes):
         return []
     names: dict[str, None] = {}
-    suffix = "/" + GAP_KEY
+    suffixes = ("/" + GAP_KEY, "/" + LEAN_KEY)
     for record in probes:
         for key, value in record.items():
-            name = key[: -len(suffix)]
-            if key.endswith(suffix) and name and "/" not in name and finite(value):
-                names.setdefault(name)
+            for suffix in suffixes:
+                name = key[: -len(suffix)]
+                if key.endswith(suffix) and name and "/" not in name and finite(value):
+                    names.setdefault(name)
     return list(names)
+
+
+def axis_key(probes: Sequence[dict[str, Any]], name: str) -> str:
+    """The key that stands for probe ``name``: ``<name>/jsdp/gap``, or ``<name>/jsdp/lean`` if its
+    gap is never defined (a probe of only singular-"they" sentences has no male or female answer)."""
+    gap = f"{name}/{GAP_KEY}"
+    return gap if any(finite(r.get(gap)) for r in probes) else f"{name}/{LEAN_KEY}"
 
 
 def axis_of(monitor: str, axes: Sequence[str]) -> str | None:
@@ -145,7 +156,8 @@ def axis_view(probes: Sequence[dict[str, Any]], name: str, axes: Sequence[str]) 
 
 @dataclass(frozen=True)
 class AxisRow:
-    """One probe's JSD-P gap at a step S and at the final step, and the gain of stopping at S."""
+    """One probe's JSD-P gap (``key``: its gap, or its lean, see :func:`axis_key`) at a step S and at
+    the final step, and the gain of stopping at S."""
 
     axis: str
     gap: float
@@ -153,6 +165,7 @@ class AxisRow:
     gain: float | None
     mwu_p: float
     monitored: bool
+    key: str = GAP_KEY
 
 
 @dataclass(frozen=True)
@@ -166,15 +179,16 @@ class AxisEffect:
 
 def axes_at(probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, monitored: str | None,
             label: str = "") -> AxisEffect:
-    """Every axis's ``<name>/jsdp/gap`` at ``step`` and at the last probed step, the fairness gain
-    ``1 - |gap(step)| / |gap(final)|`` and ``<name>/mwu_p/jsdp`` at ``step`` (NaN where missing,
-    e.g. a step that was not probed)."""
+    """Every axis's ``<name>/jsdp/gap`` (or lean, :func:`axis_key`) at ``step`` and at the last probed
+    step, the fairness gain ``1 - |gap(step)| / |gap(final)|`` and ``<name>/mwu_p/jsdp`` at ``step``
+    (NaN where missing, e.g. a step that was not probed, and for a lean, which has no test)."""
     at = next((r for r in probes if int(r["step"]) == step), {})
     final = probes[-1]
     order = sorted(axes, key=lambda name: name != monitored)
     rows = []
     for name in order:
-        gap, final_gap = metric_value(at, f"{name}/{GAP_KEY}"), metric_value(final, f"{name}/{GAP_KEY}")
-        rows.append(AxisRow(name, gap, final_gap, gain(gap, final_gap), metric_value(at, f"{name}/{MWU_KEY}"),
-                            name == monitored))
+        key = axis_key(probes, name)
+        gap, final_gap = metric_value(at, key), metric_value(final, key)
+        mwu = metric_value(at, f"{name}/{MWU_KEY}") if key.endswith(GAP_KEY) else math.nan
+        rows.append(AxisRow(name, gap, final_gap, gain(gap, final_gap), mwu, name == monitored, key[len(name) + 1:]))
     return AxisEffect(step, label, rows)

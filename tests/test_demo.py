@@ -31,3 +31,49 @@ def test_demo_rejects_a_bad_skew(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--skew", "2"])
     assert "--skew: expected a number from 0 to 1" in capsys.readouterr().err
+
+
+def _probe_lines(path):
+    return [r for r in read_history(path) if r["event"] == "probe"]
+
+
+def test_other_axes_are_probed_beside_gender_and_change_nothing_of_the_run(tmp_path, capsys):
+    """`demo --they`: every gender metric and the held-out loss equal those of the same run without
+    it, bit for bit (probes never change training); the they probe is logged, tabled and summarised."""
+    common = ["--steps", "10", "--probe-every", "5", "--probe-sentences", "10"]
+    assert main(["demo", "--out", str(tmp_path / "plain"), *common]) == 0
+    capsys.readouterr()
+    summary = tmp_path / "summary.json"
+    assert main(["demo", "--out", str(tmp_path / "axes"), *common, "--they", "--axis-prompts", "40",
+                 "--summary-json", str(summary)]) == 0
+    printed = capsys.readouterr().out
+    plain, axes = _probe_lines(tmp_path / "plain" / "fairness_history.jsonl"), _probe_lines(tmp_path / "axes" / "fairness_history.jsonl")
+    assert [r["step"] for r in axes] == [r["step"] for r in plain] == [0, 5, 10]
+    for alone, beside in zip(plain, axes):
+        metrics = [k for k, v in alone.items() if "/" in k and not isinstance(v, dict) and not k.startswith("stopping/")]
+        assert len(metrics) > 100
+        for key in metrics:
+            assert beside[f"gender/{key}"] == alone[key] or (alone[key] != alone[key] and beside[f"gender/{key}"] != beside[f"gender/{key}"]), key
+        assert beside["val_loss"] == alone["val_loss"]
+        assert beside["they/n/not_specified"] == 40 and beside["they/jsdp/lean"] is not None  # 4 sentences x 5 seeds x 2 prompts
+    assert "they lean" in printed.splitlines()[[i for i, line in enumerate(printed.splitlines()) if "AR m" in line][0]]
+    assert "probe: 100 prompts from 10 held-out sentences; other axes: they 40 prompts (builtin-they[4 of 240])" in printed
+    data = json.loads(summary.read_text())
+    assert set(data["axes"]) == {"gender", "they"} and data["axes"]["they"]["key"] == "they/jsdp/lean"
+    assert data["axes"]["gender"]["second_half_gap"] == pytest.approx(data["second_half_gap"])
+
+
+def test_other_axis_errors_name_the_option_or_the_probe(tmp_path, capsys, bbq_dir):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(tmp_path / "a"), "--bbq-categories", "Religion"])
+    assert "--bbq-categories needs --bbq DIR" in str(exit_info.value.code)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(tmp_path / "a"), "--winogender", str(tmp_path / "missing")])
+    assert "--winogender" in str(exit_info.value.code) and "is not a directory" in str(exit_info.value.code)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(tmp_path / "a"), "--bbq", str(bbq_dir), "--bbq-categories", "Religon"])
+    assert "Religon" in str(exit_info.value.code)
+    # BBQ's lettered answers need " A" / " B" / " C" tokens; the tiny model's corpus tokenizer has none
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(tmp_path / "a"), "--steps", "2", "--bbq", str(bbq_dir), "--bbq-categories", "Religion"])
+    assert "probe 'religion' (bbq-Religion)" in str(exit_info.value.code) and "--model smollm2" in str(exit_info.value.code)

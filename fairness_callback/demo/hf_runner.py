@@ -11,7 +11,7 @@ from .run import DemoConfig, DemoParts
 
 
 def train_hf(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
-    callback = FairnessCallback(every_n_steps=config.probe_every, probe=parts.probe,
+    callback = FairnessCallback(every_n_steps=config.probe_every, **parts.callback_probes(),
                                 early_stopping=parts.early_stopping, history_path=parts.history_path)
     report_to = ["tensorboard"]
     if config.wandb:

@@ -39,7 +39,7 @@ class DemoModule(pl.LightningModule):
 
 def train_lightning(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
     pl.seed_everything(config.seed, verbose=False)
-    callback = FairnessCallback(every_n_steps=config.probe_every, probe=parts.probe,
+    callback = FairnessCallback(every_n_steps=config.probe_every, **parts.callback_probes(),
                                 early_stopping=parts.early_stopping, history_path=parts.history_path)
     loggers = [TensorBoardLogger(save_dir=str(config.out), name="tensorboard", version="lightning")]
     if config.wandb:

