@@ -257,6 +257,24 @@ def test_demo_build_for_smollm2(smollm2, tmp_path, monkeypatch):
     assert text.startswith("The ") and int((first["labels"] == -100).sum()) == int((first["attention_mask"] == 0).sum())
 
 
+def test_demo_build_for_smollm2_with_other_axes(smollm2, tmp_path, monkeypatch, bbq_dir):
+    """``demo --model smollm2 --they --bbq DIR --bbq-categories Religion``: the letters are single
+    tokens for SmolLM2, each added probe takes 60 prompts, early stopping watches gender's gap."""
+    import copy
+
+    import fairness_callback.demo.run as demo_run
+
+    monkeypatch.setattr(demo_run, "load_model_and_tokenizer", lambda name, dtype=None: (copy.deepcopy(smollm2[0]), smollm2[1]))
+    config = demo_run.DemoConfig(out=tmp_path, model="smollm2", they=True, bbq=bbq_dir, bbq_categories=["Religion"])
+    parts = demo_run.build(config)
+    assert list(parts.probes) == ["gender", "they", "religion"] and config.axis_prompts == 60
+    assert [len(probe) for probe in parts.probes.values()] == [40, 60, 60]
+    assert [probe.axis_key for probe in parts.probes.values()] == ["jsdp/gap", "jsdp/lean", "jsdp/gap"]
+    assert parts.early_stopping.monitor == "gender/jsdp/gap" and set(parts.callback_probes()) == {"probes"}
+    letters = parts.probes["religion"].answer_tokens.pieces
+    assert all(len(pieces) == 1 for pieces in letters.values())
+
+
 # The new probe sets (issue #12): Winogender (he, she and singular "they"), BBQ Religion (ambiguous
 # and disambiguated contexts, letters scored), the built-in "they" set, each on a small fixed subset.
 WINOGENDER_DIR = os.environ.get("FAIRNESS_WINOGENDER_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "winogender"))
