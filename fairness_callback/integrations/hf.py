@@ -73,7 +73,7 @@ class FairnessCallback(TrainerCallback):
             same on every rank, and the choice is logged. None keeps ``every_n_steps``.
         probes: several named probes instead of one, e.g. ``{"gender": FairnessProbe(tok), "they":
             FairnessProbe(tok, ProbeSet.builtin_they())}``: every key gets the probe's name in
-            front (``they/jsdp/gap``, logged as ``fairness/they/jsdp/gap``), one custom-scalars
+            front (``religion/jsdp/gap``, logged as ``fairness/religion/jsdp/gap``), one custom-scalars
             chart group per probe; ``FairnessEarlyStopping(monitor="gender/jsdp/gap")`` watches
             one, and its stop line gives every other probe's gap at the stop and best steps.
         log_all_metrics: send every metric to the loggers, not just the headline ones (the
