@@ -23,11 +23,11 @@ from ..encoding import AnswerTokenError
 from ..history import HISTORY_FILENAME, read_run
 from ..loading import SMOLLM2, load_model_and_tokenizer
 from ..plots import plot_fairness_curves, probe_records
-from ..tradeoff import axis_key
 from ..probe import FairnessProbe
 from ..stopping import FairnessEarlyStopping
 from ..suite import axis_probe_sets
 from ..toy import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
+from ..tradeoff import axis_key
 from .corpus import SkewedCorpus
 
 log = logging.getLogger("fairness_callback")
@@ -122,8 +122,8 @@ class DemoConfig:
         if not self.early_stopping:
             return None
         return FairnessEarlyStopping(
-            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap", patience=self.stop_patience, min_delta=self.stop_min_delta,
-            warmup_steps=self.stop_warmup_steps, min_accuracy=self.stop_min_accuracy, loss_tolerance=0.02,
+            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap", patience=self.stop_patience,
+            min_delta=self.stop_min_delta, warmup_steps=self.stop_warmup_steps, min_accuracy=self.stop_min_accuracy, loss_tolerance=0.02,
         )
 
 
