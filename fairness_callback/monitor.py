@@ -36,7 +36,7 @@ log = logging.getLogger("fairness_callback")
 #: history file); other tasks log the same kinds of keys for their own groups (:func:`is_headline`).
 HEADLINE_METRICS: tuple[str, ...] = tuple(
     [f"{m}/{g}" for m in ("ar", "jsdp", "acc") for g in ("male", "female", "not_specified")]
-    + ["ar/gap", "jsdp/gap", "ar/abs_gap", "jsdp/abs_gap", "mwu_p/ar", "mwu_p/jsdp", "mwu_rbc/ar", "mwu_rbc/jsdp"]
+    + ["ar/gap", "jsdp/gap", "ar/abs_gap", "jsdp/abs_gap", "mwu_p/ar", "mwu_p/jsdp", "mwu_rbc/ar", "mwu_rbc/jsdp", "jsdp/lean"]
 )
 
 

@@ -117,3 +117,19 @@ def monitor_stop_reason():
     from fairness_callback.stopping import StopReason
 
     return next(iter(StopReason))
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_every_tensorboard_chart_key_is_logged(bpe_tokenizer, tiny_neox, several):
+    """The custom-scalars layout names only keys the loggers get (the lean chart is not empty)."""
+    gender = FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:6], seeds=(0,))
+    if several:
+        probes = {"gender": gender, "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:6], seeds=(0,))}
+        monitor = FairnessMonitor(every_n_steps=1, probes=probes)
+    else:
+        monitor = FairnessMonitor(every_n_steps=1, probe=gender)
+    outcome = monitor.run_probe(tiny_neox, step=0)
+    logged = monitor.logged_metrics(outcome.metrics)
+    charted = {key for charts in monitor.tensorboard_layout().values() for _, keys in charts.values() for key in keys}
+    assert charted <= set(logged), sorted(charted - set(logged))
+    assert any(key.endswith("jsdp/lean") for key in charted)
