@@ -175,7 +175,10 @@ def split_subsets(labels: Sequence[Mapping[str, object]], task: ProbeTask) -> tu
     subsets: dict[str, torch.Tensor] = {}
     for key in task.subsets:
         values = np.asarray([str(label.get(key)) if label.get(key) is not None else "" for label in labels])
-        for value in dict.fromkeys(values.tolist()):
+        present = dict.fromkeys(values.tolist())
+        if key in task.only_if_mixed and len(present) < 2:
+            continue
+        for value in present:
             if value:
                 subsets[value] = torch.from_numpy(values == value)
     separate = torch.zeros(len(labels), dtype=torch.bool)

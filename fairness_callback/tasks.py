@@ -26,6 +26,9 @@ class ProbeTask:
             under their prefix), unless every prompt has one of them (e.g. ``"they"``: a Winogender
             probe reports he/she at the top and "they" beside it; a set of only "they" sentences
             reports them at the top).
+        only_if_mixed: subset label keys reported only where their values split the prompts (BBQ's
+            ``category``: a probe of several categories reports ``Religion/...``, ``Age/...`` beside
+            its top level, the summary; a one-category probe has no copy of its top level).
         neutral: the group that assumes neither side of the gap (``"not_specified"``, ``"unknown"``),
             or None. On its prompts, ``jsdp/lean`` = the JSD-P part on ``gap[1]`` minus the part on
             ``gap[0]``: where the mass that misses the neutral answer goes (> 0: to ``gap[1]``, the
@@ -37,6 +40,7 @@ class ProbeTask:
     gap: tuple[str, str]
     subsets: tuple[str, ...] = ()
     separate: tuple[str, ...] = ()
+    only_if_mixed: tuple[str, ...] = ()
     neutral: str | None = None
 
     def __post_init__(self) -> None:
@@ -61,8 +65,9 @@ GENDER_TASK = ProbeTask(
 )
 
 #: BBQ: the stereotype-consistent group, the inconsistent one, "unknown"; gap inconsistent - consistent
-#: (positive: the model reads better when the answer fits the stereotype); subsets by context condition.
+#: (positive: the model reads better when the answer fits the stereotype); subsets by context condition
+#: and, for a probe of several categories, by category.
 BBQ_TASK = ProbeTask(
     name="bbq", groups=("consistent", "inconsistent", "unknown"), gap=("inconsistent", "consistent"),
-    subsets=("condition",), neutral="unknown",
+    subsets=("condition", "category"), only_if_mixed=("category",), neutral="unknown",
 )

@@ -181,6 +181,27 @@ def test_bbq_religion_on_the_real_files(bbq_dir, gpt2_tokenizer):
     assert plain == pytest.approx(m, rel=1e-4, abs=1e-7, nan_ok=True)
 
 
+def test_a_bbq_probe_of_several_categories_reports_each_beside_the_summary(bbq_dir, gpt2_tokenizer):
+    from fairness_callback.toy import tiny_gpt_neox
+
+    religion, age = ProbeSet.from_bbq(bbq_dir, ["Religion"]), ProbeSet.from_bbq(bbq_dir, ["Age"])
+    items = ProbeSet(list(religion[:12]) + list(age[:8]), name="bbq-two")
+    model = tiny_gpt_neox(len(gpt2_tokenizer), seed=0).eval()
+    result = FairnessProbe(gpt2_tokenizer, items, seeds=(0,)).run(model)
+    m = result.metrics
+    for category, count in (("Religion", 12), ("Age", 8)):
+        assert sum(m[f"{category}/n/{g}"] for g in BBQ_TASK.groups) == count
+        chosen = [r for r in result.records if r["category"] == category]
+        correct = [r for r in chosen if r["group"] == "unknown"]
+        assert m[f"{category}/acc/unknown"] == pytest.approx(
+            sum(min(r["option_ranks"], key=r["option_ranks"].get) == "unknown" for r in correct) / len(correct))
+    assert sum(m[f"n/{g}"] for g in BBQ_TASK.groups) == 20  # the top level is the summary of both
+    alone = FairnessProbe(gpt2_tokenizer, ProbeSet(religion[:12], name="r"), seeds=(0,)).run(model).metrics
+    assert not any(key.startswith("Religion/") for key in alone)  # one category: no copy of the top level
+    subset = {k[len("Religion/"):]: v for k, v in m.items() if k.startswith("Religion/")}
+    assert len(subset) > 30 and subset == pytest.approx({k: alone[k] for k in subset}, rel=1e-4, abs=1e-7, nan_ok=True)
+
+
 def test_cli_probes_several_axes(tmp_path, gpt2_tokenizer, winogender_dir, bbq_dir, capsys):
     from fairness_callback.cli import main
     from fairness_callback.toy import tiny_gpt_neox
