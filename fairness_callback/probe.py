@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -242,7 +243,7 @@ class FairnessProbe:
     def answer_tokens(self):
         return self.encoded.answers
 
-    @property
+    @functools.cached_property
     def axis_key(self) -> str:
         """The key that stands for this probe beside others (stop lines, sudden changes, axes
         figures): ``jsdp/gap``, or ``jsdp/lean`` when no top-level prompt answers either group of

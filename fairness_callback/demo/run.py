@@ -27,7 +27,7 @@ from ..probe import FairnessProbe
 from ..stopping import FairnessEarlyStopping
 from ..suite import axis_probe_sets
 from ..toy import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
-from ..tradeoff import axis_key
+from ..tradeoff import axis_key, finite
 from .corpus import SkewedCorpus
 
 log = logging.getLogger("fairness_callback")
@@ -229,8 +229,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
 
 def _mean(values: list[Any]) -> float:
-    finite = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
+    kept = [v for v in values if finite(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
