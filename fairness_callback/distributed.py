@@ -3,7 +3,8 @@
 Every rank scores an equal share of the prompts (padded with a repeated prompt whose result is
 dropped), so every rank makes the same number of forward calls: a sharded model (FSDP, ZeRO-3)
 that needs every rank in each forward cannot hang. The per-prompt scores live in a torchmetrics
-sum state, zero except on the rows a rank scored, so one all-reduce gives every rank every row.
+sum state, zero except on the rows a rank scored, so one all-reduce gives every rank every row
+(:class:`~fairness_callback.score_state.ProbeScoreState`, imported only when a probe scores).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torchmetrics import Metric
 
 
 def world() -> tuple[int, int]:
@@ -41,40 +41,6 @@ def shard_indices(lengths: torch.Tensor, rank: int, world_size: int) -> tuple[to
     return mine, real
 
 
-def _all_reduce_sync(tensor: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
-    """torchmetrics ``dist_sync_fn`` that sums with one all-reduce instead of an all-gather."""
-    reduced = tensor.clone()
-    dist.all_reduce(reduced, op=dist.ReduceOp.SUM, group=group)
-    return [reduced]
-
-
-class ProbeScoreState(Metric):
-    """Per-prompt scores as one ``[N, 2K + 1]`` float64 sum state: K ranks, K log-probs, a scored flag.
-
-    ``update`` writes the rows a rank scored; rows it did not score stay zero, so the sum over
-    ranks is every row exactly once. ``compute`` syncs (one all-reduce) when distributed and
-    returns NaN for rows no rank scored.
-    """
-
-    full_state_update = False
-
-    def __init__(self, num_prompts: int, num_options: int, distributed: bool = False) -> None:
-        super().__init__(sync_on_compute=distributed, dist_sync_fn=_all_reduce_sync)
-        self.num_options = num_options
-        self.add_state("table", default=torch.zeros(num_prompts, 2 * num_options + 1, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, indices: torch.Tensor, ranks: torch.Tensor, logprobs: torch.Tensor) -> None:
-        flag = torch.ones(len(indices), 1, dtype=torch.float64)
-        rows = torch.cat([ranks.double(), logprobs.double(), flag], dim=1).to(self.table.device)
-        self.table[indices.to(self.table.device)] = rows
-
-    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        table = self.table.cpu()
-        table[table[:, -1] == 0] = float("nan")
-        k = self.num_options
-        return table[:, :k], table[:, k : 2 * k].float()
-
-
 def max_over_ranks(values: list[int]) -> list[int]:
     """Element-wise maximum of small integers over all ranks (one all-reduce; as given when not distributed)."""
     if world()[1] == 1:
@@ -97,3 +63,12 @@ def from_rank_zero(value: Any) -> Any:
 def any_rank(flag: bool) -> bool:
     """True on every rank if ``flag`` is True on any rank."""
     return bool(max_over_ranks([int(flag)])[0])
+
+
+def __getattr__(name: str) -> Any:
+    # ProbeScoreState lives in score_state (torchmetrics costs ~0.9 s to import); still importable from here.
+    if name == "ProbeScoreState":
+        from .score_state import ProbeScoreState
+
+        return ProbeScoreState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

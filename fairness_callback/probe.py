@@ -21,7 +21,7 @@ from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
 from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, PromptConfig, PromptSet,
                       build_bbq_prompts, build_prompts)
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
-from .distributed import ProbeScoreState, shard_indices, world
+from .distributed import shard_indices, world
 from .scoring import OptionScores, choose_path, iter_scores, model_device
 
 log = logging.getLogger("fairness_callback")
@@ -271,6 +271,8 @@ class FairnessProbe:
             batches = self.encoded.prefix_batches(self.batch_size, mine)
         else:
             batches = self.encoded.batches(self.batch_size, mine)
+        from .score_state import ProbeScoreState  # torchmetrics, imported when first scoring
+
         state = ProbeScoreState(len(self.prompts), len(self.task.groups), distributed=world_size > 1).to(model_device(model))
         error: BaseException | None = None
         with preserved_state(model):
