@@ -93,9 +93,34 @@ def forward_target(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def forward_options(model: torch.nn.Module) -> dict[str, bool]:
-    """Which of the optional keyword arguments the (unwrapped) model's forward accepts by name."""
+    """Which of the optional keyword arguments the (unwrapped) model's forward accepts by name.
+
+    ``logits_to_keep_tensor``: its ``logits_to_keep`` is annotated to take a tensor of positions
+    (every transformers model since 4.50), see :func:`keep_positions`.
+    """
     params = inspect.signature(unwrap_model(model).forward).parameters
-    return {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache", "cache", "past_key_values")}
+    options = {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache", "cache", "past_key_values")}
+    options["logits_to_keep_tensor"] = options["logits_to_keep"] and "Tensor" in str(params["logits_to_keep"].annotation)
+    return options
+
+
+def keep_positions(count: int, length: int, accepts: dict[str, bool], device: torch.device) -> int | torch.Tensor:
+    """``logits_to_keep`` for the last ``count`` of ``length`` positions.
+
+    As the tensor of those positions where the model takes one, else as the int. The int makes
+    the model slice its final hidden state ``[B, L, H]`` to ``[B, count, H]``: a view that is not
+    contiguous. ``torch.matmul`` folds such an input into one ``mm`` with the head only when the
+    head's weight requires grad; a frozen head (every PEFT / LoRA / QLoRA model, or any model after
+    ``requires_grad_(False)``) takes ``bmm`` over the weight broadcast to ``[B, H, V]``. On the
+    CPU in bfloat16 / float16 that copies the whole head once per row (a LoRA model over a bf16
+    base probed 9x slower than the bare one, issue #20); on a GPU it reads the head once per row.
+    Indexing with a tensor of positions copies the ``B x count x H`` hidden states into a
+    contiguous tensor instead, and the head runs one ``mm`` whatever its ``requires_grad``. Same
+    numbers: bit for bit those of the folded ``mm`` that a trainable head already took.
+    """
+    if not accepts.get("logits_to_keep_tensor"):
+        return count
+    return torch.arange(length - count, length, device=device)
 
 
 #: Architectures on which both prefix-sharing paths (the token tree and the key/value cache) give
@@ -161,16 +186,20 @@ def choose_path(model: torch.nn.Module, requested: str = "auto") -> tuple[str, s
     return "off", f"{why}, and it takes no key/value cache ({seen})"
 
 
-def tree_last_logits(model: torch.nn.Module, batch: TreeBatch) -> torch.Tensor:
-    """Next-token logits [prompts, V] of prompts packed as token trees, in the order of ``batch.slots``."""
+def tree_last_logits(model: torch.nn.Module, batch: TreeBatch, tensor_keep: bool = False) -> torch.Tensor:
+    """Next-token logits [prompts, V] of prompts packed as token trees, in the order of ``batch.slots``.
+
+    ``tensor_keep``: pass the slots' positions as a tensor (``forward_options(model)["logits_to_keep_tensor"]``).
+    """
     mask = batch.attention_mask()
     if getattr(unwrap_model(model).config, "_attn_implementation", None) == "eager":
         # Eager attention adds the mask to the scores; sdpa takes the boolean one as it is.
         mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(
             ~mask, torch.finfo(torch.float32).min)
     slots = batch.slots.shape[1]
+    keep = keep_positions(slots, batch.input_ids.shape[1], {"logits_to_keep_tensor": tensor_keep}, batch.input_ids.device)
     output = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
-                   use_cache=False, logits_to_keep=slots)
+                   use_cache=False, logits_to_keep=keep)
     return output.logits[:, -slots:, :][batch.slots]
 
 
@@ -180,7 +209,7 @@ def last_token_logits(model: torch.nn.Module, batch: Batch, accepts: dict[str, b
     if accepts["position_ids"]:
         kwargs["position_ids"] = batch.position_ids
     if accepts["logits_to_keep"]:
-        kwargs["logits_to_keep"] = 1
+        kwargs["logits_to_keep"] = keep_positions(1, batch.input_ids.shape[1], accepts, batch.input_ids.device)
     if accepts["use_cache"]:
         kwargs["use_cache"] = False
     output = model(**kwargs)
@@ -193,8 +222,9 @@ def prefix_last_logits(model: torch.nn.Module, batch: PrefixBatch, accepts: dict
     """Last-position logits [B, V] of prompts run as a cached shared prefix plus their own suffix."""
     cache_arg = "cache" if accepts["cache"] else "past_key_values"
     prefix = batch.prefix
+    keep = keep_positions(1, prefix.input_ids.shape[1], accepts, prefix.input_ids.device)
     output = model(input_ids=prefix.input_ids, attention_mask=prefix.attention_mask, position_ids=prefix.position_ids,
-                   use_cache=True, **({"logits_to_keep": 1} if accepts["logits_to_keep"] else {}))
+                   use_cache=True, **({"logits_to_keep": keep} if accepts["logits_to_keep"] else {}))
     cache = output.get("cache") if "cache" in output else output.get("past_key_values")
     cache.reorder_cache(batch.rows)  # one cache row per prompt (its sentence's prefix)
     suffix = batch.suffix
@@ -202,7 +232,7 @@ def prefix_last_logits(model: torch.nn.Module, batch: PrefixBatch, accepts: dict
     kwargs = {"input_ids": suffix.input_ids, "attention_mask": mask, "position_ids": suffix.position_ids,
               cache_arg: cache, "use_cache": True}
     if accepts["logits_to_keep"]:
-        kwargs["logits_to_keep"] = 1
+        kwargs["logits_to_keep"] = keep_positions(1, suffix.input_ids.shape[1], accepts, suffix.input_ids.device)
     return model(**kwargs).logits[:, -1, :]
 
 
@@ -236,7 +266,7 @@ def iter_scores(
     for batch in batches:
         on_device = batch.to(device)
         if isinstance(batch, TreeBatch):
-            logits = tree_last_logits(model, on_device)
+            logits = tree_last_logits(model, on_device, accepts["logits_to_keep_tensor"])
         elif isinstance(batch, PrefixBatch):
             logits = prefix_last_logits(model, on_device, accepts)
         else:
