@@ -15,22 +15,46 @@ from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, P
 from .suite import ProbeSuite
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
-__version__ = "0.1.0"
+from ._extras import available as _available
 
+__version__ = "0.1.0"  # the one version source: pyproject.toml reads it (tool.setuptools.dynamic)
+
+# name -> (module, attribute, the optional dependency it needs). Loaded only when asked for, so the
+# core never imports a training framework; with the dependency missing the name is not in __all__,
+# hasattr() is False, and asking for it says what to install.
 _ADAPTERS = {
-    "HFFairnessCallback": ("fairness_callback.integrations.hf", "FairnessCallback"),
-    "LightningFairnessCallback": ("fairness_callback.integrations.lightning", "FairnessCallback"),
+    "HFFairnessCallback": ("fairness_callback.integrations.hf", "FairnessCallback", "accelerate"),
+    "LightningFairnessCallback": ("fairness_callback.integrations.lightning", "FairnessCallback", "lightning"),
 }
 
 
+def _asked_by_import_statement() -> bool:
+    """True when the attribute lookup in progress is a ``from fairness_callback import X`` statement."""
+    import sys
+    from opcode import opmap
+
+    frame = sys._getframe(2)  # 0: here, 1: __getattr__, 2: the code that asked
+    return 0 <= frame.f_lasti < len(frame.f_code.co_code) and frame.f_code.co_code[frame.f_lasti] == opmap["IMPORT_FROM"]
+
+
 def __getattr__(name: str):
-    # The adapters import their frameworks; load them only when asked for, so the core never does.
     if name in _ADAPTERS:
+        module, attr, needs = _ADAPTERS[name]
+        from . import _extras
+
+        if not _extras.available(needs):
+            if _asked_by_import_statement():
+                raise _extras.MissingExtraError(needs, name)  # the import statement shows this line
+            raise AttributeError(_extras.missing_message(needs, name), name=name, obj=None)  # hasattr() is False, getattr() says why
         import importlib
 
-        module, attr = _ADAPTERS[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'fairness_callback' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "AnswerTokenError",
@@ -43,8 +67,6 @@ __all__ = [
     "FairnessEarlyStopping",
     "FairnessMonitor",
     "FairnessProbe",
-    "HFFairnessCallback",
-    "LightningFairnessCallback",
     "GROUPS",
     "OCCUPATIONS",
     "ProbeOutcome",
@@ -65,3 +87,5 @@ __all__ = [
     "option_order",
     "option_ranks",
 ]
+# An adapter is exported where its framework is installed (found, not imported: importing stays fast).
+__all__ += [name for name, (_, _, needs) in _ADAPTERS.items() if _available(needs)]

@@ -102,7 +102,10 @@ def _categories(args: argparse.Namespace) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="fairness-callback", description="Measure an LLM's gender bias (WinoBias probe).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     probe = commands.add_parser("probe", help="probe one saved model and print its fairness metrics")
@@ -369,7 +372,12 @@ def run_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"probe": run_probe, "replay": run_replay, "demo": run_demo, "report": run_report}
-    return handlers[args.command](args)
+    from ._extras import MissingExtraError
+
+    try:
+        return handlers[args.command](args)
+    except MissingExtraError as error:  # an optional dependency is missing: one line naming the extra
+        raise SystemExit(f"fairness-callback: error: {error}") from None
 
 
 if __name__ == "__main__":

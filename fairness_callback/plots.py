@@ -38,7 +38,9 @@ def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) 
 
 
 def _pyplot():
-    import matplotlib
+    from ._extras import require
+
+    matplotlib = require("matplotlib", "drawing figures (report, demo)")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ._extras import require
 from .changes import sudden_changes
 from .history import RunSummary, history_runs, latest_run_id, read_history, select_run
 from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
@@ -549,7 +550,9 @@ def write_report(
         ReportError: (a ValueError) a missing or empty history, an unknown run id (the message lists
             the file's runs), a bad cost CSV line, an unknown column or monitor; the message names
             the file or option.
+        MissingExtraError: (an ImportError) matplotlib is not installed; before anything is read.
     """
+    require("matplotlib", "report")  # one line naming the extra, before any work
     history_path = Path(history_path)
     run = _read_run(history_path, run_id)
     raw, stops = run.probes, run.stops

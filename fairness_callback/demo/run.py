@@ -199,6 +199,11 @@ def describe_probes(parts: DemoParts) -> str:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Train, probe, stop; write the history and the figure; return a summary."""
+    from .._extras import require_all
+
+    # Everything the run needs, checked before it trains (the figure is drawn at the end).
+    framework = ["lightning"] if config.framework == "lightning" else ["accelerate"]
+    require_all([*framework, "tensorboard", "matplotlib", *(["wandb"] if config.wandb else [])], "the demo", "demo")
     start = time.perf_counter()
     parts = build(config)
     n_params = sum(p.numel() for p in parts.model.parameters())

@@ -13,8 +13,12 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Mapping
 
-import lightning.pytorch as pl
 import torch
+
+from .._extras import require
+
+require("lightning", "fairness_callback's Lightning callback")
+import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..monitor import FairnessMonitor
