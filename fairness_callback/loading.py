@@ -52,7 +52,9 @@ def smollm2_gguf() -> Path:
 def require_gguf(gguf_file: str) -> None:
     """An :class:`ImportError` naming ``gguf_file`` unless the ``gguf`` package (which reads it) is installed."""
     if importlib.util.find_spec("gguf") is None:
-        raise ImportError(f"loading the GGUF file {gguf_file!r} needs the gguf package: pip install gguf")
+        from ._extras import MissingExtraError
+
+        raise MissingExtraError("gguf", f"loading the GGUF file {gguf_file!r}")
 
 
 def resolve_gguf(name_or_path: str, gguf_file: str | None) -> tuple[str, str | None]:

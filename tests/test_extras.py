@@ -133,3 +133,15 @@ def test_version():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"fairness-callback {fairness_callback.__version__}"
     assert version("fairness-callback") == fairness_callback.__version__
+
+
+def test_a_gguf_file_without_the_gguf_package_names_the_extra():
+    seen = run_json("""
+        import json
+        from fairness_callback.loading import require_gguf
+        try:
+            require_gguf("model.gguf")
+        except ImportError as error:
+            print(json.dumps([type(error).__name__, str(error)]))
+    """, missing=("gguf",))
+    assert seen == ["MissingExtraError", """loading the GGUF file 'model.gguf' needs gguf: pip install "fairness-callback[gguf]\""""]
