@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("paths", nargs="*", metavar="PATH", help="checkpoint-N folders, save_pretrained directories, "
                         "folders of checkpoint-N, or Lightning .ckpt files")
     replay.add_argument("--history", required=True, metavar="OUT.jsonl", help="history file to append to (a rerun skips what it holds)")
+    replay.add_argument("--strict", action="store_true", help="refuse a history with an unparseable line (default: name it and skip it)")
     replay.add_argument("--run-id", metavar="ID", help="continue this run of the history (default: the latest replay run "
                         "of the same checkpoints' folder or hub model, else a new run)")
     replay.add_argument("--model", help="a hub model id to replay the --revisions of (online users)")
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="DIR", help="directory for report.md and the PNG figures (required unless --list-runs)")
     report.add_argument("--run-id", metavar="ID", help="the run of the history to report (default: the latest; see --list-runs)")
     report.add_argument("--list-runs", action="store_true", help="print the runs the history holds and exit")
+    report.add_argument("--strict", action="store_true", help="refuse a history with an unparseable line (default: name it and skip it)")
     report.add_argument("--cost-csv", metavar="FILE", help="step,score CSV of a benchmark (e.g. LAMBADA accuracy) for the cost; "
                         "higher is better unless --lower-is-better")
     report.add_argument("--cost-column", metavar="NAME", help="history column for the cost (default: eval_loss or val_loss "
@@ -280,7 +282,7 @@ def run_replay(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ImportError) as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
     try:
-        summary = replay(checkpoints, probe, args.history, loader, run_id=args.run_id)
+        summary = replay(checkpoints, probe, args.history, loader, run_id=args.run_id, strict=args.strict)
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
     print(f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
@@ -317,7 +319,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_runs(history: str) -> int:
+def list_runs(history: str, strict: bool = False) -> int:
     """Print the runs of a history file: id, steps, probes, resumes, start time; the latest is marked."""
     import time
 
@@ -326,7 +328,7 @@ def list_runs(history: str) -> int:
     if not Path(history).is_file():
         raise SystemExit(f"fairness-callback: error: history {history}: no such file")
     try:
-        records = read_history(history)
+        records = read_history(history, strict)
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
     runs, latest = history_runs(records), latest_run_id(records)
@@ -346,13 +348,14 @@ def run_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     if args.list_runs:
-        return list_runs(args.history)
+        return list_runs(args.history, args.strict)
     if args.out is None:
         raise SystemExit("fairness-callback: error: report needs --out DIR (or --list-runs to list the history's runs)")
     try:
         summary = write_report(args.history, args.out, cost_csv=args.cost_csv, cost_column=args.cost_column,
                                max_cost=args.max_cost, higher_is_better=args.higher_is_better, monitor=args.monitor,
-                               alpha=args.alpha, k=args.sudden_k, window=args.sudden_window, run_id=args.run_id)
+                               alpha=args.alpha, k=args.sudden_k, window=args.sudden_window, run_id=args.run_id,
+                               strict=args.strict)
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
     others = f"; {len(summary.runs) - 1} other run(s) in the file (--list-runs)" if len(summary.runs) > 1 else ""

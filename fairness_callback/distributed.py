@@ -60,6 +60,18 @@ def from_rank_zero(value: Any) -> Any:
     return box[0]
 
 
+def gather_from_ranks(value: Any) -> list[Any]:
+    """Every rank's ``value`` (picklable), in rank order (one all-gather; ``[value]`` when not distributed).
+
+    Only for what is small and rare: the probe calls it when some rank failed, to learn why.
+    """
+    if world()[1] == 1:
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank if ``flag`` is True on any rank."""
     return bool(max_over_ranks([int(flag)])[0])

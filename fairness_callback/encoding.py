@@ -165,6 +165,9 @@ class EncodedPrompts:
         texts = [p.text for p in self.prompts]
         self.token_ids: list[list[int]] = [prefix + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
         self.lengths = torch.tensor([len(ids) for ids in self.token_ids])
+        #: The largest token id fed to the model, and the tokenizer's size (for the vocabulary check).
+        self.max_token_id = max(max(ids) for ids in self.token_ids)
+        self.vocab_size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
         self.correct = torch.tensor([p.correct for p in self.prompts])
         self.pad_id = next(
             (i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0
@@ -181,7 +184,7 @@ class EncodedPrompts:
             shared = min(shared, min(len(self.token_ids[i]) for i in members) - 1)
             self.prefix_length[members] = shared
         self.prefix_usable = bool((self.prefix_length >= 1).all())
-        self._packed: tuple[tuple[int, bytes], list[TreeBatch]] | None = None
+        self._packed: tuple[tuple[int, int, bytes], list[TreeBatch]] | None = None
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -219,22 +222,29 @@ class EncodedPrompts:
         if batch:
             yield batch
 
-    def prefix_batches(self, max_prompts: int, indices: Sequence[int] | None = None) -> Iterator[PrefixBatch]:
+    def prefix_batches(self, max_prompts: int, indices: Sequence[int] | None = None,
+                       per_row: int | None = None) -> Iterator[PrefixBatch]:
         """Batches of whole sentences (their prompts among ``indices``), at most ``max_prompts`` prompts
-        each (at least one sentence), sentences in order of prompt length."""
+        each (at least one sentence), sentences in order of prompt length. ``per_row``: split each
+        sentence's prompts into runs of at most this many, each with its own prefix (the
+        out-of-memory back-off; None keeps sentences whole)."""
         chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        for groups in self._cut(self._sentence_groups(chosen), max_prompts):
-            yield self._prefix_batch(chosen, groups)
+        groups = self._sentence_groups(chosen)
+        if per_row is not None:
+            groups = [g[i : i + per_row] for g in groups for i in range(0, len(g), per_row)]
+        for batch in self._cut(groups, max_prompts):
+            yield self._prefix_batch(chosen, batch)
 
-    def tree_batches(self, max_prompts: int, indices: Sequence[int] | None = None) -> list[TreeBatch]:
+    def tree_batches(self, max_prompts: int, indices: Sequence[int] | None = None,
+                     per_row: int | None = None) -> list[TreeBatch]:
         """Like :meth:`prefix_batches`, but each sentence's prompts packed into one row as a token tree
-        (see :mod:`fairness_callback.packing`). The batches of the last call are kept: a probe asks
-        for the same ones every time."""
+        (see :mod:`fairness_callback.packing`), at most ``per_row`` prompts a row (None: as many as a
+        tree holds). The batches of the last call are kept: a probe asks for the same ones every time."""
         chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        key = (max_prompts, chosen.numpy().tobytes())
+        per_row = min(per_row or MAX_PROMPTS_PER_TREE, MAX_PROMPTS_PER_TREE)
+        key = (max_prompts, per_row, chosen.numpy().tobytes())
         if self._packed is None or self._packed[0] != key:
-            rows = [g[i : i + MAX_PROMPTS_PER_TREE] for g in self._sentence_groups(chosen)
-                    for i in range(0, len(g), MAX_PROMPTS_PER_TREE)]
+            rows = [g[i : i + per_row] for g in self._sentence_groups(chosen) for i in range(0, len(g), per_row)]
             batches = []
             for groups in self._cut(rows, max_prompts):
                 positions = torch.tensor([p for g in groups for p in g])

@@ -2,10 +2,13 @@
 
 A line is a run start (``"event": "run_start"``: ``run_id``, ``time`` (Unix seconds), ``resumed``
 and what the writer says about the run, e.g. ``framework``, ``probe_set``, ``num_prompts``,
-``every_n_steps``), a probe (``"event": "probe"``: ``step``, ``time``, ``probe_seconds``, every
-metric under its own key, ``jsdp/gap_sudden`` (a sudden-change flag), ``by_seed`` (per-seed AR /
-JSD-P lists) and the held-out loss when known) or a stop (``"event": "stop"``: ``step``,
-``reason``, ``message``, ``best_step``, ``best_value``). Every line carries the ``run_id`` of the
+``every_n_steps``; a live run's also ``step``, where it started or resumed), a probe (``"event":
+"probe"``: ``step``, ``time``, ``probe_seconds``, every metric under its own key,
+``jsdp/gap_sudden`` (a sudden-change flag), ``by_seed`` (per-seed AR / JSD-P lists) and the
+held-out loss when known), a failed probe (``"event": "probe_failed"``: ``step``, ``probe`` (its
+name in a suite, else null), ``ranks`` (``{rank: "Type: first line"}``), ``error_type``,
+``message``) or a stop (``"event": "stop"``: ``step``, ``reason``, ``message``, ``best_step``,
+``best_value``). Every line carries the ``run_id`` of the
 run that wrote it, so one file can hold several runs (two ``fit`` calls in one folder, a resumed
 run, a replay) without mixing them: :func:`history_runs` lists them and :func:`select_run` picks
 one. The live callbacks and the offline replay write the same format.
@@ -16,7 +19,9 @@ are grouped into ``legacy-N`` runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -24,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+log = logging.getLogger("fairness_callback")
 
 HISTORY_FILENAME = "fairness_history.jsonl"
 #: Keys of a run-start line that :meth:`HistoryWriter.start_run` sets itself.
@@ -58,7 +65,14 @@ class HistoryWriter:
     ``run_id`` None starts a new run (:func:`new_run_id`); give the id of a run already in the file
     to continue it (a resumed training run, a resumed replay). Call :meth:`start_run` once per
     (re)start before the first probe line, so the file says where each run and each resume began.
+
+    A write that fails (a full disk, a lost mount) raises ``OSError`` and leaves the file as it
+    was: the line, and any line still pending from an earlier failure, is kept (at most
+    :attr:`MAX_PENDING` lines) and written first by the next :meth:`append` that succeeds.
     """
+
+    #: Lines kept in memory while the file cannot be written; older ones are dropped past this.
+    MAX_PENDING = 10_000
 
     def __init__(self, path: str | os.PathLike, run_id: str | None = None) -> None:
         self.path = Path(path)
@@ -66,27 +80,64 @@ class HistoryWriter:
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         self.run_id: str = run_id if run_id is not None else new_run_id()
         self._checked = False
+        #: Lines not written yet because the file could not be written (see the class docstring).
+        self.pending: list[str] = []
 
-    def _drop_torn_line(self) -> None:
-        """A run that crashed mid-write leaves a partial last line; cut it before appending after it."""
+    def _repair_last_line(self) -> None:
+        """Make the file end at a line boundary before appending to it.
+
+        A last line without its newline that parses (a writer stopped between the line and its
+        newline) keeps every byte and gets the newline; one that does not parse (a crash
+        mid-write) is cut, with a warning that says how many bytes went.
+        """
         if not self.path.is_file():
             return
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
+        if not data or data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[cut:].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            log.warning("%s: its last line (%d bytes) was cut short by an earlier crash and does not parse; removed "
+                        "before appending", self.path, len(data) - cut)
             with open(self.path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
+                handle.truncate(cut)
+            return
+        with open(self.path, "ab") as handle:
+            handle.write(b"\n")
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append ``record`` as one line, with this writer's ``run_id`` (it replaces one in ``record``)."""
+        """Append ``record`` as one line, with this writer's ``run_id`` (it replaces one in ``record``).
+
+        Raises ``OSError`` if the file cannot be written; the line is kept and written by the next
+        ``append`` that can (see the class docstring).
+        """
+        self.pending.append(json.dumps(_plain({**record, "run_id": self.run_id}), allow_nan=False))
+        if len(self.pending) > self.MAX_PENDING:
+            log.error("%s: still not writable; its oldest unwritten line is dropped", self.path)
+            del self.pending[0]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self._checked:
-            self._drop_torn_line()
+            self._repair_last_line()
             self._checked = True
-        line = json.dumps(_plain({**record, "run_id": self.run_id}), allow_nan=False)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = "".join(line + "\n" for line in self.pending).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):  # leave the file as it was: every line stays pending
+                    os.ftruncate(fd, size)
+                self._checked = False  # if the cut failed too, the next append repairs the torn line
+                raise
+        finally:
+            os.close(fd)
+        self.pending.clear()
 
     def start_run(self, info: dict[str, Any] | None = None, resumed: bool = False) -> dict[str, Any]:
         """Append ``{"event": "run_start", "run_id", "time", "resumed", **info}`` and return it.
@@ -104,20 +155,20 @@ class HistoryWriter:
         return record
 
 
-def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_history(path: str | os.PathLike, strict: bool = True) -> list[dict[str, Any]]:
     """All records of a history file (every run), in order; a torn last line (a crash mid-write) is skipped.
 
-    Non-finite metrics are stored as null and come back as None. Raises ValueError naming the
-    file and line for a malformed line anywhere else. Use :func:`select_run` (or :func:`read_run`)
-    for the records of one run.
+    Non-finite metrics are stored as null and come back as None. A malformed line anywhere else:
+    with ``strict`` a ValueError naming the file and line; without, a warning naming the file and
+    line, and the rest is read. Use :func:`select_run` (or :func:`read_run`) for the records of one run.
     """
-    return list(iter_history(path))
+    return list(iter_history(path, strict))
 
 
-def iter_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+def iter_history(path: str | os.PathLike, strict: bool = True) -> Iterator[dict[str, Any]]:
     """The records of :func:`read_history`, one at a time."""
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -126,10 +177,38 @@ def iter_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
         except json.JSONDecodeError as error:
             if number == len(lines):
                 return
-            raise ValueError(f"{path}, line {number}: not a JSON object: {error}") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
-        yield record
+            problem = f"not a JSON object: {error}"
+        else:
+            if isinstance(record, dict):
+                yield record
+                continue
+            problem = f"expected a JSON object, got {type(record).__name__}"
+        if strict:
+            raise ValueError(f"{path}, line {number}: {problem}")
+        log.warning("%s, line %d: skipped, %s", path, number, problem)
+
+
+def without_superseded(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run's records as its last life saw them: a resumed start at step S (its run-start line's
+    ``step``) supersedes the earlier probe and failure lines past S and the stop lines at or past S
+    (training went on from S, so an earlier stop there no longer describes the run). Lines of a
+    run-start without ``step`` supersede nothing.
+    """
+    kept: list[dict[str, Any]] = []
+    for record in records:
+        resumed_at = _step(record) if record.get("event") == "run_start" and record.get("resumed") else None
+        if resumed_at is not None:
+            kept = [r for r in kept if not _superseded(r, resumed_at)]
+        kept.append(record)
+    return kept
+
+
+def _superseded(record: dict[str, Any], resumed_at: int) -> bool:
+    step = _step(record)
+    if step is None:
+        return False
+    event = record.get("event", "probe")
+    return (event == "stop" and step >= resumed_at) or (event in ("probe", "probe_failed") and step > resumed_at)
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -247,18 +326,19 @@ def select_run(records: Sequence[dict[str, Any]], run_id: str | None = None, sou
     """The records of one run, in file order: ``run_id``'s, or the latest run's (the run of the last record).
 
     Records without any run id form legacy runs (see :func:`split_runs`), selectable as ``legacy-N``.
+    A resumed run's lines past its resume step are left out (:func:`without_superseded`).
     No records: an empty list (with ``run_id`` None). Raises ValueError naming ``source`` (e.g. the
     file) and listing the runs with their step ranges when ``run_id`` is not in ``records``.
     """
     runs = split_runs(records)
     if run_id is None:
-        return runs[latest_run_id(records)] if runs else []
+        return without_superseded(runs[latest_run_id(records)]) if runs else []
     if run_id not in runs:
         listed = "; ".join(_summary(i, r).describe() for i, r in runs.items()) or "none (it is empty)"
         raise ValueError(f"{source}: no run {run_id!r}; its runs: {listed}")
-    return runs[run_id]
+    return without_superseded(runs[run_id])
 
 
-def read_run(path: str | os.PathLike, run_id: str | None = None) -> list[dict[str, Any]]:
+def read_run(path: str | os.PathLike, run_id: str | None = None, strict: bool = True) -> list[dict[str, Any]]:
     """The records of one run of a history file (the latest by default); see :func:`select_run`."""
-    return select_run(read_history(path), run_id, source=str(path))
+    return select_run(read_history(path, strict), run_id, source=str(path))

@@ -11,24 +11,26 @@ framework-free.
 from __future__ import annotations
 
 import contextlib
-import math
 import logging
+import math
+import numbers
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Literal, Mapping
 
 import torch
 
-from .distributed import from_rank_zero, is_rank_zero, max_over_ranks
-from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .changes import SuddenChangeDetector
+from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
+from .faults import ProbeFailure, describe
+from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .probe import FairnessProbe, ProbeResult
 from .sinks import make_sink
-from .suite import ProbeSuite
+from .suite import ProbeSuite, run_guarded
 from .tasks import GENDER_TASK, ProbeTask
-from .stopping import FairnessEarlyStopping, StopReason
+from .stopping import FairnessEarlyStopping, StopDecision, StopReason
 
 log = logging.getLogger("fairness_callback")
 
@@ -90,8 +92,10 @@ def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | 
 class ProbeOutcome:
     """What :meth:`FairnessMonitor.step` did at one step.
 
-    ``metrics`` is None when no probe ran (not due) or the probe failed (``failed``); ``should_stop``
-    is the same on every rank; ``message`` says why it stops.
+    ``metrics`` is None when no probe ran (not due) or the probe failed (``failed``; in a suite,
+    the probes that succeeded on every rank keep their metrics); ``should_stop`` is the same on
+    every rank; ``message`` says why it stops; ``failures``: ``{probe name (None for one probe):
+    {rank: "Type: first line"}}``, the same on every rank.
     """
 
     step: int
@@ -100,6 +104,14 @@ class ProbeOutcome:
     message: str = ""
     probed: bool = False
     failed: bool = False
+    failures: dict[str | None, dict[int, str]] = field(default_factory=dict)
+
+
+def check_interval(every_n_steps: Any) -> int:
+    """``every_n_steps`` if it is an int >= 1; else ValueError naming it."""
+    if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral) or every_n_steps < 1:
+        raise ValueError(f"every_n_steps must be an int >= 1, got {every_n_steps!r}")
+    return int(every_n_steps)
 
 
 class FairnessMonitor:
@@ -177,8 +189,7 @@ class FairnessMonitor:
         loss_key: str = "val_loss",
         autocast: Callable[[], ContextManager] | None = None,
     ) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        every_n_steps = check_interval(every_n_steps)
         if probe_budget is not None and not 0 < probe_budget < 1:
             raise ValueError(f"probe_budget must be a fraction of training time in (0, 1), got {probe_budget}")
         if on_error not in ("warn", "raise"):
@@ -216,6 +227,7 @@ class FairnessMonitor:
         self.latest_loss: float | None = None
         self.sudden_change: dict[str, SuddenChangeDetector] = {}
         self._gaps: dict[int, dict[str, float]] = {}  # every probe's gap keys by step, for the stop line
+        self._sudden: dict[str, bool] = {}  # the latest probe's sudden-change flags
         self.every_n_steps = self.initial_every_n_steps
         self.run_id: str | None = None
         self._resumed = False
@@ -245,20 +257,66 @@ class FairnessMonitor:
         if self.history_path is None and default_dir is not None:
             self.history_path = Path(default_dir) / HISTORY_FILENAME
 
-    def _begin_run(self) -> None:
-        """Open this run's history (a new run id, or the restored one of a resumed run) with a run-start line."""
+    def begin(self, model: torch.nn.Module | None = None, step: int = 0) -> None:
+        """Open the run before its first training step (on every rank): check the configuration,
+        then write the run-start line (a new run id, or the restored one of a resumed run).
+
+        Raises ValueError, on every rank alike, for a stop rule that does not fit the probes (see
+        :meth:`FairnessEarlyStopping.check`) or a probe whose token ids do not fit ``model``; and
+        OSError, on every rank, naming ``history_path`` when it cannot be written. Called by
+        :meth:`start` and :meth:`step` (once); the HF callback calls it at ``on_train_begin``.
+        """
         if self._begun:
             return
         if self.probe is None:
             self.setup()
-        self._begun = True
+        self.check(model)
         # Every rank keeps rank 0's id (the one in the history and in rank 0's checkpoints).
-        self.run_id = from_rank_zero(self.run_id or new_run_id())
+        run_id, problem = self.run_id or new_run_id(), None
         if self.history_path is not None and is_rank_zero():
-            self._writer = HistoryWriter(self.history_path, run_id=self.run_id)
-            self._writer.start_run(self.run_info(), resumed=self._resumed)
+            writer = HistoryWriter(self.history_path, run_id=run_id)
+            try:
+                writer.start_run({**self.run_info(), "step": step}, resumed=self._resumed)
+                self._writer = writer
+            except OSError as error:
+                problem = (f"FairnessMonitor: history_path {self.history_path} cannot be written ({error}); "
+                           "give a writable history_path, or history_path=None for no history")
+        self.run_id, problem = from_rank_zero((run_id, problem))
+        if problem is not None:
+            raise OSError(problem)
+        self._begun = True
         if hasattr(self.sink, "layout"):
             self.sink.layout = self.tensorboard_layout()
+
+    def check(self, model: torch.nn.Module | None = None) -> None:
+        """Check the stop rule against the probes' metric keys (known from their tasks before any
+        probe runs) and, given ``model``, each probe's token ids against the model's vocabulary.
+        Raises ValueError naming what does not fit; see :meth:`begin`."""
+        probes = self._named_probes()
+        if self.early_stopping is not None:
+            keys = self.metric_keys()
+            if keys is not None:
+                name = self.early_stopping.monitor.partition("/")[0] if None not in probes else None
+                task = self.tasks.get(name)
+                self.early_stopping.check(keys, tuple(task.gap) if task is not None else None)
+        if model is not None:
+            for probe in probes.values():
+                if hasattr(probe, "check_model"):
+                    probe.check_model(model)
+
+    def metric_keys(self) -> set[str] | None:
+        """Every metric key a probe step will produce (``<name>/...`` for several probes); None when a
+        probe cannot say before it runs (one that is not a :class:`FairnessProbe`)."""
+        keys: set[str] = set()
+        for name, probe in self._named_probes().items():
+            if not hasattr(probe, "metric_keys"):
+                return None
+            keys.update(f"{name}/{key}" if name else key for key in probe.metric_keys)
+        return keys
+
+    def _named_probes(self) -> dict[str | None, Any]:
+        """``{name: probe}`` of a suite, ``{None: probe}`` for one."""
+        return dict(self.probe.probes) if isinstance(self.probe, ProbeSuite) else {None: self.probe}
 
     @property
     def tasks(self) -> dict[str | None, ProbeTask]:
@@ -270,8 +328,7 @@ class FairnessMonitor:
     def gap_keys(self) -> list[str]:
         """The key that stands for every probe (``jsdp/gap``, or ``<name>/jsdp/gap`` for several; a probe
         with no gap, e.g. only singular-"they" sentences, ``jsdp/lean``: see ``FairnessProbe.axis_key``)."""
-        probes = self.probe.probes if isinstance(self.probe, ProbeSuite) else {None: self.probe}
-        keys = {name: getattr(probe, "axis_key", "jsdp/gap") for name, probe in probes.items()}
+        keys = {name: getattr(probe, "axis_key", "jsdp/gap") for name, probe in self._named_probes().items()}
         return [f"{name}/{key}" if name else key for name, key in keys.items()]
 
     def tensorboard_layout(self, prefix: str = "fairness/") -> dict:
@@ -289,9 +346,9 @@ class FairnessMonitor:
 
     # -- the schedule ---------------------------------------------------------------------------
     def start(self, model: torch.nn.Module, step: int = 0, autocast: ContextManager | None = None) -> ProbeOutcome:
-        """Begin the run at ``step`` (0, or the step a resumed run starts from) and, with
-        ``probe_at_start``, probe there unless that step was already probed."""
-        self._begin_run()
+        """Begin the run at ``step`` (0, or the step a resumed run starts from; see :meth:`begin`) and,
+        with ``probe_at_start``, probe there unless that step was already probed."""
+        self.begin(model, step)
         self._clock = (time.perf_counter(), step)
         if self.probe_at_start and self.last_probed_step != step:
             return self.run_probe(model, step, autocast)
@@ -299,7 +356,7 @@ class FairnessMonitor:
 
     def step(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
         """Call after each optimizer step (on every rank): probes if ``step`` is due, else does nothing."""
-        self._begin_run()
+        self.begin(model, step)
         if not self.is_due(step):
             return ProbeOutcome(step, None, False)
         return self.run_probe(model, step, autocast)
@@ -332,79 +389,141 @@ class FairnessMonitor:
     def run_probe(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
         """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
-        Every rank takes part in one vote even when its probe failed, so no rank waits forever:
-        all ranks stop if any rank's policy says stop (with the same reason), and with
-        ``on_error="raise"`` all ranks raise if any rank's probe failed. ``autocast`` (a context
-        manager) overrides the monitor's own ``autocast`` for this probe.
+        Every rank makes the same collectives whatever fails (see
+        :func:`~fairness_callback.suite.run_guarded`): a probe that failed on any rank is dropped
+        on every rank, rank 0 logs which ranks failed and why, and the history gets a
+        ``probe_failed`` line; the probes of a suite that succeeded keep their metrics, their
+        probe line and the stop vote. One all-reduce then carries the stop vote, the budget
+        interval and the failure flags, so every rank stops, raises and probes at the same steps.
+        ``autocast`` (a context manager) overrides the monitor's own ``autocast`` for this probe.
         """
-        self._begin_run()
+        self.begin(model, step)
         self.last_probed_step = step
-        metrics, reason, message, error, interval = None, StopReason.NOT_STOPPED, "", None, 0
         start = time.perf_counter()
-        try:
-            context = autocast or (self.autocast() if self.autocast is not None else contextlib.nullcontext())
-            with context:
-                result = self.probe.run(model, distributed=True)
-            metrics = result.metrics
-            seconds = time.perf_counter() - start
-            if self.early_stopping is not None:
-                decision = self.early_stopping.step(step, metrics)
-                reason, message = decision.reason, decision.message
-            interval = self._budget_interval(step, seconds)
-            self._write_probe(step, result, seconds)
-        except Exception as exc:  # noqa: BLE001 - a probe must never crash training unless asked to
-            error = exc
-            log.error("fairness probe at step %d failed; training goes on", step, exc_info=True)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(autocast if autocast is not None else
+                                    self.autocast() if self.autocast is not None else contextlib.nullcontext())
+            except Exception:  # noqa: BLE001 - every rank must still run the probes' collectives
+                log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step,
+                          exc_info=True)
+            run = run_guarded(self._named_probes(), model, distributed=True)
+        seconds = time.perf_counter() - start
+        for name, ranks in run.failures.items():
+            self._record_failure(step, name, ranks, run.local_error(name))
+        result = self._merged(run.results)
+        decision, local_error, sink_error = None, next(iter(run.errors.values()), None), None
+        if result is not None:
+            self._note_gaps(step, result)
+            stopping = self.early_stopping
+            if stopping is not None and stopping.monitor in result.metrics:
+                try:
+                    decision = stopping.step(step, result.metrics)
+                except Exception as exc:  # noqa: BLE001 - the probe line below is written all the same
+                    local_error = exc
+                    log.error("fairness early stopping failed at step %d; training goes on", step, exc_info=True)
+            self._write_probe(step, result, seconds, decision)
+            sink_error = self._send(result.metrics, step)
+        interval = self._budget_interval(step, seconds)
         self._probe_seconds_total += time.perf_counter() - start
         codes = list(StopReason)
-        # One all-reduce carries the stop vote, the failure flag and the budget interval, so that
-        # every rank stops, raises and probes at the same steps.
-        reason_code, failed, interval = max_over_ranks([codes.index(reason), int(error is not None), interval])
-        if failed and self.on_error == "raise":
-            raise error if error is not None else RuntimeError(f"fairness probe at step {step} failed on another rank")
+        # The higher code wins when ranks' policies disagree (they can see different held-out losses).
+        wanted = codes.index(decision.reason) if decision is not None and decision.should_stop else 0
+        reason_code, interval, failed, sink_failed = max_over_ranks(
+            [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)])
+        if (failed or sink_failed) and self.on_error == "raise":
+            if local_error is not None or sink_error is not None:
+                raise local_error or sink_error  # type: ignore[misc]
+            name, ranks = next(iter(run.failures.items()), (None, {}))
+            raise ProbeFailure(ranks or {-1: "another rank's early stopping or logger failed"}, name)
         if interval and interval != self.every_n_steps:
             log.warning("fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
                         100 * self.probe_budget, time.perf_counter() - start, interval, self.every_n_steps)
             self.every_n_steps = interval
+        metrics = result.metrics if result is not None else None
         if metrics is not None:
             self.last_metrics = metrics
-            self._send(metrics, step)
-        stop = reason_code > 0
-        if stop:
-            message = self._record_stop(step, codes[reason_code], message)
-        return ProbeOutcome(step, metrics, stop, message, probed=True, failed=bool(failed))
+        message = ""
+        if reason_code > 0:
+            own = decision.message if decision is not None and decision.should_stop else None
+            message = self._record_stop(step, codes[reason_code], own)
+        return ProbeOutcome(step, metrics, reason_code > 0, message, probed=True, failed=bool(failed),
+                            failures=run.failures)
 
-    def _send(self, metrics: dict[str, float], step: int) -> None:
+    def _merged(self, results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
+        """One probe's result, or a suite's merged result of the probes that succeeded (None: none did)."""
+        if not results:
+            return None
+        if None in results:
+            return results[None]
+        return ProbeSuite.merge(results)  # type: ignore[arg-type]
+
+    def _send(self, metrics: dict[str, float], step: int) -> BaseException | None:
+        """Log ``metrics`` (rank 0); a logger's failure is logged and returned, never raised here."""
         if self.sink is None or not is_rank_zero():
-            return
+            return None
         try:
             self.sink(self.logged_metrics(metrics), step)
-        except Exception:  # noqa: BLE001 - a logger's failure must not end training either
-            if self.on_error == "raise":
-                raise
+        except Exception as exc:  # noqa: BLE001 - a logger's failure must not end training either
             log.error("fairness metrics at step %d could not be logged; training goes on", step, exc_info=True)
+            return exc
+        return None
 
-    def _write_probe(self, step: int, result: ProbeResult, seconds: float) -> None:
-        sudden = {}
-        for key in self.gap_keys():
-            value = result.metrics.get(key, float("nan"))
-            sudden[key] = self.sudden_change.setdefault(key, SuddenChangeDetector()).update(value)
-            if sudden[key]:
-                log.info("fairness probe at step %d: sudden change of %s to %.4g", step, key, value)
-        self._gaps[step] = {key: result.metrics.get(key) for key in self.gap_keys()}
+    def _append(self, record: dict[str, Any]) -> None:
+        """Append to the history (rank 0); a failed write (a full disk) is logged and the line kept for
+        the next write, never raised: the history may lag, training never ends for it."""
         if self._writer is None:
             return
-        record = probe_record(step, result, seconds, sudden)
+        try:
+            self._writer.append(record)
+        except OSError as error:
+            log.error("fairness history %s could not be written (%s); %d line(s) kept to write later; training goes on",
+                      self._writer.path, describe(error), len(self._writer.pending))
+
+    def _record_failure(self, step: int, name: str | None, ranks: Mapping[int, str], error: BaseException | None) -> None:
+        """Log a failed probe (each failing rank its traceback; rank 0 which ranks failed and why) and
+        write its ``probe_failed`` line."""
+        rank, world_size = world()
+        what = f"fairness probe {name!r}" if name else "fairness probe"
+        if error is not None:
+            where = f" on rank {rank}" if world_size > 1 else ""
+            log.error("%s at step %d failed%s; training goes on", what, step, where, exc_info=error)
+        if rank != 0:
+            return
+        failure = ProbeFailure(ranks, name)
+        if world_size > 1:
+            log.error("fairness probe at step %d: %s; training goes on on every rank", step, failure)
+        first = next(iter(failure.ranks.values()))
+        self._append({"event": "probe_failed", "step": step, "time": time.time(), "probe": name,
+                      "ranks": {str(r): text for r, text in failure.ranks.items()},
+                      "error_type": failure.error_type, "message": first.partition(": ")[2] or first})
+
+    def _note_gaps(self, step: int, result: ProbeResult) -> None:
+        """Each probe's key gap at ``step`` for the stop line, and its sudden-change flag."""
+        self._sudden = {}
+        for key in self.gap_keys():
+            value = result.metrics.get(key, float("nan"))
+            self._sudden[key] = self.sudden_change.setdefault(key, SuddenChangeDetector()).update(value)
+            if self._sudden[key]:
+                log.info("fairness probe at step %d: sudden change of %s to %.4g", step, key, value)
+        self._gaps[step] = {key: result.metrics.get(key) for key in self.gap_keys()}
+
+    def _write_probe(self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None) -> None:
+        if self._writer is None:
+            return
+        record = probe_record(step, result, seconds, {k: v for k, v in self._sudden.items() if k in result.metrics})
         record[self.loss_key] = self.latest_loss
         if self.early_stopping is not None:
             record["stopping/best"] = self.early_stopping.best
             record["stopping/best_step"] = self.early_stopping.best_step
             record["stopping/wait"] = self.early_stopping.wait
-        self._writer.append(record)
+            record["stopping/decided"] = decision is not None
+        self._append(record)
 
-    def _record_stop(self, step: int, reason: StopReason, message: str) -> str:
+    def _record_stop(self, step: int, reason: StopReason, message: str | None) -> str:
+        """The stop line and the log line of a stop; ``message`` None: another rank's policy fired."""
         stopping = self.early_stopping
-        if not message.startswith("stopping"):
+        if message is None:
             # Another rank's policy fired (ranks can see different held-out losses); this one did not.
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         best_step = stopping.best_step if stopping else None
@@ -417,14 +536,13 @@ class FairnessMonitor:
                 step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items()))
         self.stopped_reason, self.stop_message = reason, message
         log.warning("FairnessEarlyStopping: %s", message)
-        if self._writer is not None:
-            self._writer.append({
-                "event": "stop", "step": step, "time": time.time(), "reason": reason.value, "message": message,
-                "monitor": stopping.monitor if stopping else None,
-                "best_step": stopping.best_step if stopping else None,
-                "best_value": stopping.best if stopping else None,
-                "other_gaps": others if len(self.tasks) > 1 else None,
-            })
+        self._append({
+            "event": "stop", "step": step, "time": time.time(), "reason": reason.value, "message": message,
+            "monitor": stopping.monitor if stopping else None,
+            "best_step": stopping.best_step if stopping else None,
+            "best_value": stopping.best if stopping else None,
+            "other_gaps": others if len(self.tasks) > 1 else None,
+        })
         return message
 
     def update_loss(self, losses: dict[str, Any]) -> None:

@@ -6,11 +6,13 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import time
+import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,8 +23,9 @@ from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
 from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, PromptConfig, PromptSet,
                       build_bbq_prompts, build_prompts)
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
-from .distributed import shard_indices, world
-from .scoring import OptionScores, choose_path, iter_scores, model_device
+from .distributed import gather_from_ranks, max_over_ranks, shard_indices, world
+from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
+from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
 
 log = logging.getLogger("fairness_callback")
 
@@ -235,6 +238,8 @@ class FairnessProbe:
         self._labels = [p.labels for p in self.prompts]
         self._main = split_subsets(self._labels, self.task)[0]
         self._said_path: tuple[str, str] | None = None
+        #: Prompts per forward call after an out-of-memory back-off (None: ``batch_size``, rows unlimited).
+        self.batch_limit: int | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -252,43 +257,113 @@ class FairnessProbe:
         answers_gap = torch.isin(self.encoded.correct[self._main], gap_columns).any()
         return "jsdp/gap" if bool(answers_gap) or self.task.neutral is None else "jsdp/lean"
 
+    @functools.cached_property
+    def metric_keys(self) -> frozenset[str]:
+        """Every key of :meth:`run`'s metrics, known from the task and the prompts before any model
+        runs (the metrics of placeholder scores: which keys exist never depends on the scores)."""
+        n, k = len(self.prompts), len(self.task.groups)
+        ranks = torch.arange(1, k + 1, dtype=torch.float64).repeat(n, 1)
+        logprobs = torch.full((n, k), -math.log(k + 1), dtype=torch.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # placeholder scores are all ties
+            return frozenset(self._metrics(OptionScores(ranks, logprobs))[0])
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise ValueError if a token id this probe feeds or scores is not in ``model``'s vocabulary.
+
+        Out of range, an embedding lookup raises ``IndexError`` on the CPU and a device-side assert
+        on CUDA, which poisons the process; checked once, before training, instead. Sizes come from
+        the input and output embeddings (through DDP, FSDP, DeepSpeed and PEFT), else ``config.vocab_size``.
+        """
+        inner = unwrap_model(model)
+        config_size = getattr(getattr(inner, "config", None), "vocab_size", None)
+        for kind, getter, largest in (("scores", "get_output_embeddings", int(self.encoded.answer_ids.max())),
+                                      ("feeds", "get_input_embeddings", self.encoded.max_token_id)):
+            module = getattr(inner, getter, lambda: None)()
+            weight = getattr(module, "weight", None)
+            shape = tuple(getattr(weight, "ds_shape", None) or getattr(weight, "shape", ()))
+            size = shape[0] if len(shape) == 2 and shape[0] > 0 else config_size
+            if isinstance(size, int) and largest >= size:
+                where = "output" if kind == "scores" else "input"
+                raise ValueError(
+                    f"the probe {kind} token id {largest}, but the model's {where} vocabulary has {size} tokens: "
+                    f"the tokenizer ({self.encoded.vocab_size} tokens) does not belong to this model")
+
     def score(
         self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False
     ) -> OptionScores:
         """Raw per-prompt scores for ``indices`` (default all); rows not scored are NaN.
 
         With ``distributed=True`` (call it on every rank) each rank scores an equal shard and one
-        all-reduce gives every rank all the scores.
+        all-reduce gives every rank all the scores. Every call makes the same collectives on every
+        rank, whatever fails: first one small all-reduce that says whether any rank failed or ran
+        out of memory, then the scores' all-reduce only if none failed. A failure anywhere raises
+        :class:`~fairness_callback.faults.ProbeFailure` on every rank, naming the ranks and why.
+
+        Out of memory: the batch is halved (prompts per forward call and, on the token-tree path,
+        prompts per row; on every rank alike) and the probe retried, down to one prompt; the size
+        that worked is kept for later probes (:attr:`batch_limit`). Only an out-of-memory at one
+        prompt fails the probe.
         """
         rank, world_size = world() if distributed else (0, 1)
         chosen = torch.arange(len(self.prompts)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-        # Shared prefixes need whole sentences on a rank; a distributed subset is scored plainly.
-        sharing = self._path(model)[0] if world_size == 1 or indices is None else "off"
-        mine, real = self._shard(chosen, rank, world_size, by_sentence=sharing != "off")
-        if sharing == "tree":
-            batches = self.encoded.tree_batches(self.batch_size, mine)
-        elif sharing == "cache":
-            batches = self.encoded.prefix_batches(self.batch_size, mine)
-        else:
-            batches = self.encoded.batches(self.batch_size, mine)
+        while True:
+            state, sharing, error, attempt = None, "off", None, [0]
+            try:
+                sharing, state = self._score_shard(model, chosen, indices is None, rank, world_size, attempt)
+            except Exception as exc:  # noqa: BLE001 - every rank must reach the agreement below
+                if world_size == 1 and not is_out_of_memory(exc):
+                    raise
+                error = exc
+            # An out-of-memory in a batch is retried smaller; anything else fails the probe.
+            backoff = attempt[0] if error is not None and is_out_of_memory(error) else 0
+            flags = [int(error is not None and not backoff), backoff]
+            failed, size = max_over_ranks(flags) if world_size > 1 else flags  # size: the largest batch that ran out
+            if failed or size == 1:
+                if world_size == 1:
+                    raise error  # type: ignore[misc]
+                reasons = gather_from_ranks(describe(error) if error is not None else None)
+                raise ProbeFailure({r: text for r, text in enumerate(reasons) if text is not None}) from error
+            if size:
+                reason = describe(error) if error is not None else "another rank ran out of memory"
+                state = error = None  # drop the failed forward's tensors (the traceback holds them) before releasing
+                release_memory(model_device(model))
+                self.batch_limit = size // 2
+                log.warning("fairness probe ran out of memory at %d prompts per forward call (%s); retrying at %d, "
+                            "kept for later probes", size, reason, self.batch_limit)
+                continue
+            ranks, logprobs = state.compute()  # the all-reduce of the scores
+            return OptionScores(ranks, logprobs, sharing)
+
+    def _score_shard(self, model: torch.nn.Module, chosen: torch.Tensor, whole: bool, rank: int,
+                     world_size: int, attempt: list[int]) -> tuple[str, Any]:
+        """Score this rank's shard of ``chosen`` into a fresh score state (not yet synced);
+        ``attempt[0]`` is left at the number of prompts of the batch scored last (or being scored)."""
         from .score_state import ProbeScoreState  # torchmetrics, imported when first scoring
 
+        # Shared prefixes need whole sentences on a rank; a distributed subset is scored plainly.
+        sharing = self._path(model)[0] if world_size == 1 or whole else "off"
+        mine, real = self._shard(chosen, rank, world_size, by_sentence=sharing != "off")
+        size = self.batch_limit or self.batch_size
+        per_row = self.batch_limit  # None: rows as large as the packing allows
+        if sharing == "tree":
+            batches = self.encoded.tree_batches(size, mine, per_row=per_row)
+        elif sharing == "cache":
+            batches = self.encoded.prefix_batches(size, mine, per_row=per_row)
+        else:
+            batches = self.encoded.batches(size, mine)
         state = ProbeScoreState(len(self.prompts), len(self.task.groups), distributed=world_size > 1).to(model_device(model))
-        error: BaseException | None = None
         with preserved_state(model):
-            try:
-                for batch, ranks, logprobs in iter_scores(model, batches, self.encoded.answer_ids):
-                    keep = batch.positions < real
-                    state.update(batch.indices[keep], ranks[keep], logprobs[keep])
-            except Exception as exc:  # noqa: BLE001 - re-raised below, after the collective
-                if world_size == 1:
-                    raise
-                # Join the all-reduce anyway, so that the other ranks do not wait for this one forever.
-                error = exc
-            ranks, logprobs = state.compute()
-        if error is not None:
-            raise error
-        return OptionScores(ranks, logprobs, sharing)
+            for batch, ranks, logprobs in iter_scores(model, self._counted(batches, attempt), self.encoded.answer_ids):
+                keep = batch.positions < real
+                state.update(batch.indices[keep], ranks[keep], logprobs[keep])
+        return sharing, state
+
+    @staticmethod
+    def _counted(batches: Iterable[Any], attempt: list[int]) -> Iterator[Any]:
+        for batch in batches:
+            attempt[0] = len(batch.indices)
+            yield batch
 
     def prefix_sharing_for(self, model: torch.nn.Module) -> Literal["tree", "cache", "off"]:
         """How :meth:`score` shares prompt prefixes for this model (see ``prefix_sharing``)."""
@@ -346,16 +421,21 @@ class FairnessProbe:
 
     def result(self, scores: OptionScores, seconds: float = float("nan")) -> ProbeResult:
         """Turn per-prompt scores into a :class:`ProbeResult`."""
+        metrics, probs, parts, correct_ranks = self._metrics(scores)
+        correct, main = self.encoded.correct, self._main
+        by_seed = seed_metrics(correct[main], correct_ranks[main], parts[main], self._seeds[main], self.task)
+        info = {**self._info(seconds), "prefix_sharing": scores.prefix_sharing}
+        return ProbeResult(metrics, self._records(scores.ranks, probs, parts), info, by_seed)
+
+    def _metrics(self, scores: OptionScores) -> tuple[dict[str, float], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The metrics of ``scores``, with the option probabilities, JSD parts and correct answers' ranks."""
         correct = self.encoded.correct
         probs = self.option_probs(scores.logprobs)
         parts = jsd_parts(probs, correct, self.log_base)
         correct_ranks = scores.ranks.gather(1, correct.view(-1, 1)).squeeze(1)
         metrics = compute_metrics(correct, correct_ranks, probs, parts, self._labels, sentence_index=self._sentence_index,
                                   task=self.task)
-        main = self._main
-        by_seed = seed_metrics(correct[main], correct_ranks[main], parts[main], self._seeds[main], self.task)
-        info = {**self._info(seconds), "prefix_sharing": scores.prefix_sharing}
-        return ProbeResult(metrics, self._records(scores.ranks, probs, parts), info, by_seed)
+        return metrics, probs, parts, correct_ranks
 
     def _records(self, ranks: torch.Tensor, probs: torch.Tensor, parts: torch.Tensor) -> list[dict]:
         groups = self.task.groups

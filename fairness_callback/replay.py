@@ -277,6 +277,7 @@ def replay(
     progress: bool = True,
     run_id: str | None = None,
     source: str | None = None,
+    strict: bool = False,
 ) -> ReplaySummary:
     """Probe every checkpoint not yet in the replay's run of ``history_path`` and append one line each, in step order.
 
@@ -286,13 +287,14 @@ def replay(
     else a new run. Only that run's lines decide what is skipped. A ``run_start`` line (``resumed``
     when continuing) is written before the first new probe line; nothing is written when nothing
     new is probed. A checkpoint that fails to load or probe is reported and skipped (and tried
-    again by a rerun); the rest go on.
+    again by a rerun); the rest go on. An unparseable line of the history is named in a warning
+    and skipped (``strict``: a ValueError naming it instead).
     """
     from tqdm.auto import tqdm
 
     history_path = Path(history_path)
     source = source if source is not None else replay_source(checkpoints)
-    previous = read_history(history_path) if history_path.exists() else []
+    previous = read_history(history_path, strict) if history_path.exists() else []
     continued, run_records = _choose_run(history_path, previous, checkpoints, source, run_id)
     done = _done(run_records)
     detector = SuddenChangeDetector()

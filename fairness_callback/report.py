@@ -105,10 +105,10 @@ class _Run:
     starts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _read_run(path: Path, run_id: str | None) -> _Run:
+def _read_run(path: Path, run_id: str | None, strict: bool = False) -> _Run:
     if not path.is_file():
         raise ReportError(f"history {path}: no such file")
-    history = read_history(path)
+    history = read_history(path, strict)
     runs = tuple(history_runs(history))
     try:
         records = select_run(history, run_id, source=f"history {path}")
@@ -522,6 +522,7 @@ def write_report(
     k: float = 3.0,
     window: int = 5,
     run_id: str | None = None,
+    strict: bool = False,
 ) -> ReportSummary:
     """Write ``curves.png``, ``gap.png``, ``not_specified.png``, ``pro_anti.png`` (``axes.png`` with
     several probes) and ``report.md`` into ``out_dir``.
@@ -545,6 +546,9 @@ def write_report(
         alpha: Mann-Whitney p below which a probe is marked significant.
         k, window: the sudden-change rule of :func:`fairness_callback.changes.sudden_changes`.
         run_id: the run to report (see :func:`fairness_callback.history.history_runs`); None: the latest.
+            A resumed run is reported as its last life saw it (lines past its resume step are left out).
+        strict: refuse a history with an unparseable line (ValueError naming it); by default each
+            such line is named in a warning and the rest is reported.
 
     Raises:
         ReportError: (a ValueError) a missing or empty history, an unknown run id (the message lists
@@ -554,7 +558,7 @@ def write_report(
     """
     require("matplotlib", "report")  # one line naming the extra, before any work
     history_path = Path(history_path)
-    run = _read_run(history_path, run_id)
+    run = _read_run(history_path, run_id, strict)
     raw, stops = run.probes, run.stops
     axes = probe_axes(raw)
     monitor, monitor_notes = _resolve_monitor(run, monitor, axes, history_path)

@@ -9,7 +9,7 @@ import logging
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ class FairnessEarlyStopping:
         stop_on_significant_only: a probe counts as worse only if male and female answers differ
             significantly (Mann-Whitney ``p < alpha`` on the monitored metric).
         alpha: significance level for ``stop_on_significant_only``.
-        min_accuracy: ignore probes where the accuracy on male- or on female-answer prompts is below
-            this. A model that has not learned to read the pronoun answers one option for every
+        min_accuracy: ignore probes where the accuracy on male- or on female-answer prompts (on a
+            task's two gap groups: BBQ's consistent and inconsistent answers) is below this. A model that has not learned to read the pronoun answers one option for every
             prompt, and its gap then only says which option that is. 0 (default) ignores nothing:
             Average Rank and JSD-P are informative at zero accuracy, as in the paper.
         require_loss: never stop without a held-out loss (by default it says so once and decides on
@@ -96,6 +96,7 @@ class FairnessEarlyStopping:
         self.alpha = alpha
         self.min_accuracy = min_accuracy
         self.require_loss = require_loss
+        self._gap_groups: tuple[str, ...] = ("male", "female")  # the task's, once check() is given them
         self.reset()
 
     def reset(self) -> None:
@@ -110,11 +111,44 @@ class FairnessEarlyStopping:
 
     @property
     def p_value_key(self) -> str:
-        """The Mann-Whitney key that goes with ``monitor`` (``"jsdp/gap"`` -> ``"mwu_p/jsdp"``)."""
+        """The Mann-Whitney key that goes with ``monitor``: ``"jsdp/gap"`` and ``"jsdp/abs_gap"`` ->
+        ``"mwu_p/jsdp"``, ``"religion/ar/gap"`` -> ``"religion/mwu_p/ar"``."""
         parts = self.monitor.split("/")
-        if len(parts) < 2 or parts[-1] != "gap":
-            raise ValueError(f"stop_on_significant_only needs a '.../<metric>/gap' monitor, got {self.monitor!r}")
+        if len(parts) < 2 or parts[-1] not in ("gap", "abs_gap"):
+            raise ValueError(f"FairnessEarlyStopping(stop_on_significant_only=True) needs a '.../<metric>/gap' or "
+                             f"'.../<metric>/abs_gap' monitor (a gap between two groups has a Mann-Whitney p), "
+                             f"got monitor={self.monitor!r}")
         return "/".join(parts[:-2] + ["mwu_p", parts[-2]])
+
+    def accuracy_keys(self, gap_groups: tuple[str, str] = ("male", "female")) -> tuple[str, str]:
+        """The accuracy keys that ``min_accuracy`` reads: ``acc/<group>`` of the monitored probe's two
+        gap groups (gender: male and female; BBQ: consistent and inconsistent)."""
+        prefix = self.monitor.rsplit("/", 2)[0] + "/" if self.monitor.count("/") >= 2 else ""
+        return tuple(f"{prefix}acc/{group}" for group in gap_groups)  # type: ignore[return-value]
+
+    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, str] | None = None) -> None:
+        """Check this rule against the keys the probes will produce, before any probe runs.
+
+        Raises ValueError naming the known keys for an unknown ``monitor``, a p-value rule on a
+        metric without a p-value, or ``min_accuracy`` where the probe has no such accuracies.
+        ``gap_groups``: the monitored probe's task's gap groups, used by ``min_accuracy`` from now on.
+        """
+        keys = set(metric_keys)
+        if self.monitor not in keys:
+            gaps = sorted(k for k in keys if k.rsplit("/", 1)[-1] in ("gap", "abs_gap", "lean"))
+            raise ValueError(f"FairnessEarlyStopping(monitor={self.monitor!r}): the probes have no such metric; "
+                             f"their gap metrics: {', '.join(gaps)} (every metric: ProbeResult.metrics)")
+        if self.stop_on_significant_only and self.p_value_key not in keys:
+            raise ValueError(f"FairnessEarlyStopping(stop_on_significant_only=True): monitor {self.monitor!r} has no "
+                             f"p-value {self.p_value_key!r}; p-values: {', '.join(sorted(k for k in keys if '/mwu_p/' in '/' + k))}")
+        if gap_groups is not None:
+            self._gap_groups = tuple(gap_groups)
+        if self.min_accuracy > 0:
+            missing = [key for key in self.accuracy_keys(self._gap_groups) if key not in keys]
+            if missing:
+                raise ValueError(f"FairnessEarlyStopping(min_accuracy={self.min_accuracy}): monitor {self.monitor!r} "
+                                 f"has no {' or '.join(missing)}; accuracies: "
+                                 f"{', '.join(sorted(k for k in keys if k.rsplit('/', 2)[-2:-1] == ['acc']))}")
 
     def update_loss(self, loss: float) -> None:
         """Record a held-out loss (call it whenever the trainer evaluates)."""
@@ -134,10 +168,11 @@ class FairnessEarlyStopping:
         if not math.isfinite(raw):
             return self._go_on(f"{self.monitor} is {raw} at step {step}; probe ignored")
         if self.min_accuracy > 0:
-            prefix = self.monitor.rsplit("/", 2)[0] + "/" if self.monitor.count("/") >= 2 else ""
-            accuracy = min(float(metrics[f"{prefix}acc/male"]), float(metrics[f"{prefix}acc/female"]))
+            keys = self.accuracy_keys(self._gap_groups)
+            accuracy = min(float(metrics[key]) for key in keys)
             if not accuracy >= self.min_accuracy:
-                return self._go_on(f"accuracy {accuracy:.2f} on male or female answers is below min_accuracy={self.min_accuracy}; probe ignored")
+                groups = " or ".join(key.rsplit("/", 1)[-1] for key in keys)
+                return self._go_on(f"accuracy {accuracy:.2f} on {groups} answers is below min_accuracy={self.min_accuracy}; probe ignored")
         value = abs(raw) if self.use_abs else raw
         if value < self.best:
             self.best, self.best_step, self.wait = value, step, 0

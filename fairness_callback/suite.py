@@ -9,11 +9,14 @@ treats it as one probe: one history line, one stop vote.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from .data import ProbeSet
+from .distributed import gather_from_ranks, max_over_ranks, world
+from .faults import ProbeFailure, describe
 from .probe import FairnessProbe, ProbeResult
 from .tasks import ProbeTask
 
@@ -38,8 +41,17 @@ class ProbeSuite:
         return {name: probe.task for name, probe in self.probes.items()}
 
     def run_each(self, model: torch.nn.Module, distributed: bool = False) -> dict[str, ProbeResult]:
-        """Every probe's own result, by name (on every rank when ``distributed``)."""
-        return {name: probe.run(model, distributed=distributed) for name, probe in self.probes.items()}
+        """Every probe's own result, by name (on every rank when ``distributed``).
+
+        Every probe runs even when an earlier one failed (so every rank makes the same
+        collectives); then, if any failed on any rank, :class:`~fairness_callback.faults.ProbeFailure`
+        is raised on every rank, naming the first failed probe.
+        """
+        outcome = run_guarded(self.probes, model, distributed)
+        if outcome.failures:
+            name, ranks = next(iter(outcome.failures.items()))
+            raise ProbeFailure(ranks, name) from outcome.errors.get(name)
+        return outcome.results  # type: ignore[return-value]
 
     def run(self, model: torch.nn.Module, distributed: bool = False) -> ProbeResult:
         """Every probe on ``model`` (on every rank when ``distributed``); one merged result."""
@@ -60,6 +72,60 @@ class ProbeSuite:
             info["prefix_sharing"][name] = result.info.get("prefix_sharing")
             info["seconds"] += result.info.get("seconds", 0.0)
         return ProbeResult(metrics, records, info, by_seed)
+
+
+@dataclass
+class GuardedRun:
+    """What :func:`run_guarded` gives back, the same on every rank (but ``errors``).
+
+    ``results``: the probes that succeeded on every rank; ``failures``: ``{probe name: {rank:
+    "Type: first line"}}`` of those that failed on any rank; ``errors``: what each failed probe
+    raised on this rank (:meth:`local_error` gives this rank's own fault, if it had one).
+    """
+
+    results: dict[str | None, ProbeResult] = field(default_factory=dict)
+    failures: dict[str | None, dict[int, str]] = field(default_factory=dict)
+    errors: dict[str | None, BaseException] = field(default_factory=dict)
+
+    def local_error(self, name: str | None) -> BaseException | None:
+        """The exception this rank's own part of probe ``name`` raised (None: it failed elsewhere only)."""
+        error = self.errors.get(name)
+        if isinstance(error, ProbeFailure):
+            return error.__cause__
+        return error
+
+
+def run_guarded(probes: Mapping[str | None, Any], model: torch.nn.Module, distributed: bool) -> GuardedRun:
+    """Run each probe (named, or ``{None: probe}`` for one) and agree across ranks on which failed.
+
+    Nothing a probe raises leaves this function early, so every rank runs every probe's
+    collectives in the same order: a probe that fails in its scoring fails on every rank alike
+    (:meth:`FairnessProbe.score`); one that fails after it (its metrics, on one rank) is caught
+    here. Then one all-reduce of a failure flag per probe, and, only if some flag is set, one
+    all-gather of the reasons, make every rank drop the same probes and know why.
+    """
+    rank = world()[0] if distributed else 0
+    outcome = GuardedRun()
+    local: dict[str | None, dict[int, str]] = {}
+    for name, probe in probes.items():
+        try:
+            outcome.results[name] = probe.run(model, distributed=distributed)
+        except Exception as exc:  # noqa: BLE001 - reported below, on every rank alike
+            outcome.errors[name] = exc
+            local[name] = exc.ranks if isinstance(exc, ProbeFailure) else {rank: describe(exc)}
+    names = list(probes)
+    if distributed and world()[1] > 1:
+        flags = max_over_ranks([int(name in local) for name in names])
+        if any(flags):
+            for reasons in gather_from_ranks(local):
+                for name, ranks in reasons.items():
+                    outcome.failures.setdefault(name, {}).update(ranks)
+    else:
+        outcome.failures = local
+    outcome.failures = {name: dict(sorted(outcome.failures[name].items())) for name in names if name in outcome.failures}
+    for name in outcome.failures:
+        outcome.results.pop(name, None)
+    return outcome
 
 
 def axis_probe_sets(

@@ -59,9 +59,9 @@ class ScriptedGapProbe(FairnessProbe):
         self.calls = 0
 
     def run(self, model, distributed: bool = False) -> ProbeResult:
-        result = super().run(model, distributed=distributed)
         gap = self.gaps[min(self.calls, len(self.gaps) - 1)]
-        self.calls += 1
+        self.calls += 1  # a failed run uses its value up too, so ranks stay in step when one rank fails
+        result = super().run(model, distributed=distributed)
         result.metrics["jsdp/gap"] = gap
         result.metrics["jsdp/abs_gap"] = abs(gap)
         return result
@@ -135,3 +135,66 @@ def read_wandb_run(run_file: Path, timeout: float = 30.0) -> tuple[list[dict], i
         if exit_code is not None or time.monotonic() > deadline:
             return rows, exit_code
         time.sleep(0.2)
+
+
+class Fault:
+    """Makes a probe fail at one place on one of its runs, as a real fault would (issue #18's tests).
+
+    ``where``: ``"path"`` (choosing the scoring path), ``"batches"`` (building the batches),
+    ``"forward"`` (the model's forward), ``"metrics"`` (computing the metrics after the scores'
+    all-reduce) or ``"oom"``: every forward of the probe with more than ``budget`` input tokens
+    raises ``torch.OutOfMemoryError`` (on every run). ``on_run``: the 0-based run that fails
+    (not used by ``"oom"``). ``runs`` counts the probe's runs, ``fired`` the errors raised.
+    """
+
+    def __init__(self, probe, model, where: str, on_run: int = 1, budget: int = 0) -> None:
+        self.where, self.on_run, self.budget = where, on_run, budget
+        self.runs, self.fired, self.current = 0, 0, None
+        run = probe.run
+
+        def counted_run(model_, distributed=False):
+            self.current = self.runs
+            self.runs += 1
+            try:
+                return run(model_, distributed=distributed)
+            finally:
+                self.current = None
+
+        probe.run = counted_run
+        if where == "path":
+            probe._path = self._failing(probe._path)
+        elif where == "batches":
+            for name in ("tree_batches", "prefix_batches", "batches"):
+                setattr(probe.encoded, name, self._failing(getattr(probe.encoded, name)))
+        elif where == "metrics":
+            probe.result = self._failing(probe.result)
+        elif where in ("forward", "oom"):
+            model.register_forward_pre_hook(self._forward_hook, with_kwargs=True)
+        else:
+            raise ValueError(f"unknown fault place {where!r}")
+
+    def _due(self) -> bool:
+        return self.current is not None and self.current == self.on_run
+
+    def _raise(self) -> None:
+        self.fired += 1
+        raise RuntimeError(f"injected {self.where} failure")
+
+    def _failing(self, function):
+        def wrapped(*args, **kwargs):
+            if self._due():
+                self._raise()
+            return function(*args, **kwargs)
+        return wrapped
+
+    def _forward_hook(self, module, args, kwargs):
+        if self.current is None:
+            return None  # a training forward
+        if self.where == "forward" and self._due():
+            self._raise()
+        if self.where == "oom":
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if ids is not None and ids.numel() > self.budget:
+                self.fired += 1
+                raise torch.OutOfMemoryError(f"CUDA out of memory (injected: {ids.numel()} tokens > {self.budget})")
+        return None

@@ -57,8 +57,10 @@ def test_two_ranks_agree_with_one_process(tmp_path):
 def test_a_failing_rank_does_not_hang_the_others(tmp_path):
     torchrun(SCRIPT, str(tmp_path), "fail", tmp_path=tmp_path, timeout=180)
     rank0, rank1 = read_ranks(tmp_path)
-    assert rank1["error"] == "injected failure on rank 1"
-    assert math.isnan(rank0["metrics"]["jsdp/gap"])
+    # both ranks raise the same ProbeFailure, naming the rank that failed and why (issue #18)
+    expected = "the probe failed on rank(s) 1: rank 1: RuntimeError: injected failure on rank 1"
+    assert rank0["error"] == rank1["error"] == expected
+    assert "metrics" not in rank0 and "metrics" not in rank1
 
 
 def test_deepspeed_zero3_engine_is_probed_through_its_module(tmp_path):

@@ -244,7 +244,11 @@ def test_probe_failures_are_logged_and_training_goes_on(tmp_path, bpe_tokenizer,
     assert [r.getMessage() for r in failures] == [f"fairness probe at step {s} failed; training goes on" for s in (0, 2)]
     assert all("probe failure injected by the test" in str(r.exc_info[1]) for r in failures)
     assert all("Traceback" in text for text in caplog.text.split("fairness probe at step")[1:])
-    assert history(tmp_path) == [("probe", 4), ("probe", 6)]
+    # each failure has its line: which rank, the error type and its first line (issue #18)
+    assert history(tmp_path) == [("probe_failed", 0), ("probe_failed", 2), ("probe", 4), ("probe", 6)]
+    failed = [r for r in read_history(tmp_path / "fairness_history.jsonl") if r["event"] == "probe_failed"]
+    assert [(r["ranks"], r["error_type"], r["probe"]) for r in failed] == [
+        ({"0": f"RuntimeError: probe failure injected by the test (run {run})"}, "RuntimeError", None) for run in (0, 1)]
     assert probed(trainer).keys() == {4, 6}
 
 

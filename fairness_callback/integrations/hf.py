@@ -4,7 +4,8 @@ Events (see :class:`FairnessCallback` for what each does):
 
 - ``on_init_end`` / ``on_train_begin``: move this callback to the front of the Trainer's list (so
   its additions to the evaluation metrics reach the stock ``EarlyStoppingCallback``), build the
-  probe from the Trainer's tokenizer, restore the early-stopping state of a resumed run.
+  probe from the Trainer's tokenizer, restore the early-stopping state of a resumed run, check the
+  stop rule, the model's vocabulary and the history path (``FairnessMonitor.begin``).
 - ``on_step_begin`` (first step only): the step-0 probe (``probe_at_start``).
 - ``on_step_end``: every ``every_n_steps`` optimizer steps (``on_step_end`` fires once per
   optimizer step, never per micro-batch), probe, log, and set ``control.should_training_stop``.
@@ -124,13 +125,15 @@ class FairnessCallback(TrainerCallback):
     def on_init_end(self, args, state, control, **kwargs):
         self._move_to_front()
 
-    def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
+    def on_train_begin(self, args, state, control, processing_class=None, model=None, **kwargs):
         self._move_to_front()
         self._setup(args, processing_class)
         self.monitor.reset()
         saved = state.stateful_callbacks.get(STATE_KEY)
         if saved:  # a run resumed from a checkpoint continues the early-stopping count
             self.monitor.load_state_dict(saved)
+        # The configuration, the model's vocabulary and the history path are checked before the first step.
+        self.monitor.begin(model, state.global_step)
         self._start_pending = True
         # Every train() gets a new TensorBoard writer (the stock callback closes its writer at the end).
         self._layout_written = False

@@ -4,7 +4,7 @@
 
 MODE "equal": both ranks probe the same weights; each writes its metrics, an odd-sized subset's
 scores and its forward-call count. MODE "fail": rank 1's model raises in its second forward;
-rank 0 must not hang, and both must come back (rank 1 with the error, rank 0 with NaN metrics).
+rank 0 must not hang, and both must come back with the same ProbeFailure naming rank 1.
 """
 
 import json
