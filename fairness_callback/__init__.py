@@ -33,7 +33,10 @@ def _asked_by_import_statement() -> bool:
     import sys
     from opcode import opmap
 
-    frame = sys._getframe(2)  # 0: here, 1: __getattr__, 2: the code that asked
+    try:
+        frame = sys._getframe(2)  # 0: here, 1: __getattr__, 2: the code that asked
+    except ValueError:  # asked from outside any Python frame
+        return False
     return 0 <= frame.f_lasti < len(frame.f_code.co_code) and frame.f_code.co_code[frame.f_lasti] == opmap["IMPORT_FROM"]
 
 
