@@ -147,3 +147,15 @@ def test_import_time_benchmark_runs(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["loaded"] == []  # none of the optional or slow modules
     assert summary["ratio"] > 0 and len(summary["package_s"]) == 1
+
+
+def test_every_extra_an_error_names_exists_and_the_demo_extra_holds_what_the_demo_checks():
+    from fairness_callback._extras import EXTRAS
+
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for module, (name, extra) in EXTRAS.items():
+        assert extra in extras, module
+        assert any(_requirement(spec)[0] == name for spec in extras[extra]), (module, extra)
+    demo = re.fullmatch(r"fairness-callback\[(.*)\]", extras["demo"][0]).group(1).split(",")
+    # demo/run.py checks lightning or accelerate, tensorboard and matplotlib before it trains
+    assert {EXTRAS[m][1] for m in ("lightning", "accelerate", "tensorboard", "matplotlib")} <= set(demo)
