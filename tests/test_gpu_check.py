@@ -4,7 +4,8 @@ No timing is checked (meaningless at this size and on a shared machine): what is
 every section runs against the current package, that the JSON line has the structure the GPU run
 will be read by, and the things that can fail: float32 ranks equal to one prompt at a time, the
 memory after the probes equal to before (where CUDA measures it), the weights bit-identical with
-and without the callback, every ratio positive and finite.
+and without the callback, every ratio positive and finite, the precision matrix's answers within
+their dtype's rounding of float32.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-SECTIONS = ("exact", "speed", "memory", "train")
+SECTIONS = ("exact", "speed", "memory", "train", "precision")
 
 
 def run_check(tmp_path: Path, *args: str) -> dict:
@@ -123,3 +124,25 @@ def test_larger_speed_model_is_skipped_when_time_is_short(tmp_path):
     assert "sets" not in entry and set(entry["skipped"]) == set(figures["speed"][small]["sets"])
     assert all(f"speed/{large}/{name}" in figures["skipped"] for name in entry["skipped"])
     assert positive(entry["flop_scale_estimate"])
+
+
+def test_precision_matrix_covers_every_cell_and_answers_agree(figures):
+    precision = figures["precision"]
+    assert precision["rows"] == ["bfloat16", "float16", "float32+autocast-bf16"] and precision["prompts"] > 0
+    cells = precision["cells"]
+    variants = {"bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+                "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+                "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"}}
+    for row, names in variants.items():
+        got = {(c["variant"], c["gradient_checkpointing"], c["path"]) for c in cells
+               if c["row"] == row and c["variant"] != "lora_fp32_int_slice"}
+        assert got == {(n, gc, p) for n in names for gc in (False, True) for p in ("tree", "cache", "off")}, row
+    for c in cells:
+        assert c["path_taken"] == c["path"], c
+        assert positive(c["seconds"]) and positive(c["over_bare"])
+        assert c["within_tolerance"] and c["max_logprob_diff"] <= c["tolerance"], c
+    assert {c["adapter_dtype"] for c in cells if c["variant"] == "lora_fp32"} == {"float32"}
+    assert {c["row"]: c["adapter_dtype"] for c in cells if c["variant"] == "lora_base_dtype"} == {
+        "bfloat16": "bfloat16", "float16": "float16"}
+    assert set(precision["before_over_bare"]) == set(variants)
+    assert precision["all_within_tolerance"] and precision["all_paths_as_asked"]
