@@ -1,4 +1,5 @@
-# The two commands of the README. Each creates .venv on first use.
+# The two commands of the README (demo, test); each creates .venv on first use. .ci/run also runs
+# test-oldest, test-core and dist, each in a venv of its own.
 # TORCH is what pip installs for torch before the project; this machine's CPU build is torch==2.13.0.
 # A GPU user passes e.g. TORCH=torch, or installs the project into an environment that already has torch.
 PYTHON ?= python3
