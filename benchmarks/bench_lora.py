@@ -14,8 +14,8 @@ callback does when ``bf16=True``, TRL's default with its default float32 ``--dty
   float32 adapters over a bf16 / fp16 base;
 - ``lora_base_dtype``: ``autocast_adapter_dtype=False``: adapters in the base's dtype (bf16 / fp16
   rows only; in float32 it is ``lora_fp32``);
-- ``merged``: ``merge_and_unload()`` of ``lora_fp32`` (float32 row only: its metrics must equal
-  the adapter's);
+- ``merged``: ``merge_and_unload()`` of ``lora_fp32`` (float32 row only: its option log-probs
+  must equal the adapter's within 1e-5, its ranks within one: ``lora_equals_merged``);
 - ``lora_fp32_int_slice`` (``--before``, tree path, checkpointing off): ``lora_fp32`` scored as
   before issue #20, ``logits_to_keep`` as an int (the head gets a sliced view and, frozen, runs
   ``bmm`` over its broadcast weight): what the fix saves, in the same run.
@@ -200,11 +200,18 @@ def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.
                 f"{cell['over_bare']:.2f}x bare; answers within {cell['tolerance']:.1e}: {cell['within_tolerance']} "
                 f"(max diff {cell['max_logprob_diff']:.2e}, ranks equal {cell['ranks_equal_frac']:.3f})")
         if row == "float32":
-            lora_m, merged_m = warm[(False, paths[0], "lora_fp32")].metrics, warm[(False, paths[0], "merged")].metrics
+            # The adapter's answers are the merged model's: log-probs within float32 rounding, ranks at
+            # most one apart (near-tied logits of the random model reorder; a CI bound over ranks can
+            # then move by more than 1e-4, so metrics are not compared key by key).
+            set_checkpointing(models["lora_fp32"], False)
+            set_checkpointing(models["merged"], False)
+            lora_s, merged_s = probes[paths[0]].score(models["lora_fp32"]), probes[paths[0]].score(models["merged"])
+            logprob_diff = float((lora_s.logprobs - merged_s.logprobs).abs().max())
+            rank_diff = float((lora_s.ranks - merged_s.ranks).abs().max())
             bare_m = warm[(False, paths[0], "bare")].metrics
-            extra = {"lora_equals_merged": all(abs(lora_m[k] - v) <= 1e-4 * max(1.0, abs(v))
-                                               for k, v in merged_m.items() if v == v),
-                     "adapter_changes_output": lora_m["jsdp/gap"] != bare_m["jsdp/gap"]}
+            extra = {"lora_equals_merged": logprob_diff <= 1e-5 and rank_diff <= 1,
+                     "lora_merged_max_logprob_diff": logprob_diff, "lora_merged_max_rank_diff": rank_diff,
+                     "adapter_changes_output": warm[(False, paths[0], "lora_fp32")].metrics["jsdp/gap"] != bare_m["jsdp/gap"]}
             cells.append({"row": row, "variant": "_checks", **extra})
         del models, reference
     fixed = [c for c in cells if c["variant"] not in ("_checks", "lora_fp32_int_slice")]
@@ -272,7 +279,8 @@ def main() -> None:
             "merged_s": cell(matrix, "float32", "merged")["seconds"],
             "lora_over_bare": cell(matrix, "float32", "lora_fp32")["over_bare"],
             "merged_over_bare": cell(matrix, "float32", "merged")["over_bare"],
-            "lora_equals_merged": checks["lora_equals_merged"], "adapter_changes_output": checks["adapter_changes_output"],
+            **{key: checks[key] for key in ("lora_equals_merged", "lora_merged_max_logprob_diff",
+                                            "lora_merged_max_rank_diff", "adapter_changes_output")},
         })
     print(f"max over bare {figures['max_over_bare']:.2f}x (target <= {TARGET}x: "
           f"{'met' if figures['all_within_target'] else 'NOT met'}); answers within tolerance: "
