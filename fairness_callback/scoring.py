@@ -96,7 +96,7 @@ def forward_options(model: torch.nn.Module) -> dict[str, bool]:
     """Which of the optional keyword arguments the (unwrapped) model's forward accepts by name.
 
     ``logits_to_keep_tensor``: its ``logits_to_keep`` is annotated to take a tensor of positions
-    (every transformers model since 4.50), see :func:`keep_positions`.
+    (transformers' models say ``int | torch.Tensor``), see :func:`keep_positions`.
     """
     params = inspect.signature(unwrap_model(model).forward).parameters
     options = {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache", "cache", "past_key_values")}
@@ -113,7 +113,8 @@ def keep_positions(count: int, length: int, accepts: dict[str, bool], device: to
     head's weight requires grad; a frozen head (every PEFT / LoRA / QLoRA model, or any model after
     ``requires_grad_(False)``) takes ``bmm`` over the weight broadcast to ``[B, H, V]``. On the
     CPU in bfloat16 / float16 that copies the whole head once per row (a LoRA model over a bf16
-    base probed 9x slower than the bare one, issue #20); on a GPU it reads the head once per row.
+    base probed 6-9x slower than the bare one, issue #20); on a GPU it is a batched matmul over
+    the broadcast head instead of one matmul (not measured here).
     Indexing with a tensor of positions copies the ``B x count x H`` hidden states into a
     contiguous tensor instead, and the head runs one ``mm`` whatever its ``requires_grad``. Same
     numbers: bit for bit those of the folded ``mm`` that a trainable head already took.
