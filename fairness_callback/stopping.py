@@ -53,9 +53,10 @@ class FairnessEarlyStopping:
         stop_on_significant_only: a probe counts as worse only if male and female answers differ
             significantly (Mann-Whitney ``p < alpha`` on the monitored metric).
         alpha: significance level for ``stop_on_significant_only``.
-        min_accuracy: ignore probes where the accuracy on male- or on female-answer prompts (on a
-            task's two gap groups: BBQ's consistent and inconsistent answers) is below this. A model that has not learned to read the pronoun answers one option for every
-            prompt, and its gap then only says which option that is. 0 (default) ignores nothing:
+        min_accuracy: ignore probes where the accuracy on male- or on female-answer prompts (a
+            task's two gap groups: BBQ's consistent and inconsistent answers) is below this. A
+            model that has not learned to read the pronoun answers one option for every prompt,
+            and its gap then only says which option that is. 0 (default) ignores nothing:
             Average Rank and JSD-P are informative at zero accuracy, as in the paper.
         require_loss: never stop without a held-out loss (by default it says so once and decides on
             the gap alone).

@@ -326,3 +326,21 @@ def test_report_names_each_unparseable_line_and_goes_on_unless_strict(tokenizer,
     assert "3 probes" in done.stdout
     strict = subprocess.run(command + ["--strict"], capture_output=True, text=True, timeout=300)
     assert strict.returncode != 0 and f"{path}, line 3: not a JSON object" in strict.stderr
+
+
+def test_hf_trainer_with_an_unwritable_history_path_fails_before_the_first_step(tokenizer, tmp_path):
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from fairness_callback.integrations.hf import FairnessCallback
+    from support import make_dataset
+
+    (tmp_path / "a_file").write_text("")
+    callback = FairnessCallback(every_n_steps=2, probe=small_probe(tokenizer, sentences=4),
+                                history_path=tmp_path / "a_file" / "h.jsonl")
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=2, use_cpu=True,
+                             report_to=[], disable_tqdm=True, save_strategy="no")
+    trainer = Trainer(model=make_model(tokenizer), args=args, train_dataset=make_dataset(tokenizer, n=8),
+                      data_collator=default_data_collator, callbacks=[callback])
+    with pytest.raises(OSError, match="a_file/h.jsonl cannot be written"):
+        trainer.train()
+    assert trainer.state.global_step == 0

@@ -148,7 +148,7 @@ def main(outdir: Path, framework: str) -> None:
     report: dict = {}
     if framework == "lightning":
         rank = 0
-        for scenario in ("clean", "forward-1", "metrics-1", "forward-0", "suite-second-1", "oom-1"):
+        for scenario in SCENARIOS:
             report[scenario], rank = run_lightning(outdir, scenario, tokenizer)
     else:
         rank = int(os.environ["RANK"])
