@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run-id", metavar="ID", help="the run of the history to report (default: the latest; see --list-runs)")
     report.add_argument("--list-runs", action="store_true", help="print the runs the history holds and exit")
     report.add_argument("--strict", action="store_true", help="refuse a history with an unparseable line (default: name it and skip it)")
+    report.add_argument("--stop-rule", action="append", metavar="RULE", default=[],
+                        help="replay a stop rule over the run and print where it would have stopped, e.g. "
+                             "'patience=3,min_delta=0.01' or 'test=bootstrap,alpha=0.05' (FairnessEarlyStopping's "
+                             "arguments; repeat for several); without --out only these lines are printed")
     report.add_argument("--cost-csv", metavar="FILE", help="step,score CSV of a benchmark (e.g. LAMBADA accuracy) for the cost; "
                         "higher is better unless --lower-is-better")
     report.add_argument("--cost-column", metavar="NAME", help="history column for the cost (default: eval_loss or val_loss "
@@ -349,8 +353,21 @@ def run_report(args: argparse.Namespace) -> int:
 
     if args.list_runs:
         return list_runs(args.history, args.strict)
+    if args.stop_rule:
+        from .report import load_probes
+        from .rule_replay import replay_rule
+
+        try:
+            probes, _ = load_probes(args.history, args.run_id, args.strict)
+            for rule in args.stop_rule:
+                print(replay_rule(probes, rule).describe())
+        except ValueError as error:
+            raise SystemExit(f"fairness-callback: error: {error}") from None
+        if args.out is None:
+            return 0
     if args.out is None:
-        raise SystemExit("fairness-callback: error: report needs --out DIR (or --list-runs to list the history's runs)")
+        raise SystemExit("fairness-callback: error: report needs --out DIR (or --list-runs to list the history's runs, "
+                         "or --stop-rule RULE)")
     try:
         summary = write_report(args.history, args.out, cost_csv=args.cost_csv, cost_column=args.cost_column,
                                max_cost=args.max_cost, higher_is_better=args.higher_is_better, monitor=args.monitor,

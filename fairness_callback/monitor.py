@@ -25,6 +25,7 @@ import torch
 from .changes import SuddenChangeDetector
 from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
 from .faults import ProbeFailure, describe
+from .growth import GapUnits
 from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .probe import FairnessProbe, ProbeResult
 from .sinks import make_sink
@@ -416,13 +417,18 @@ class FairnessMonitor:
         if result is not None:
             self._note_gaps(step, result)
             stopping = self.early_stopping
+            bootstrap = getattr(stopping, "test", "point") == "bootstrap"
+            units = self._units(run.results) if bootstrap or self._writer is not None else {}
             if stopping is not None and stopping.monitor in result.metrics:
                 try:
-                    decision = stopping.step(step, result.metrics)
+                    if bootstrap:
+                        decision = stopping.step(step, result.metrics, units=units.get(stopping.monitor))
+                    else:
+                        decision = stopping.step(step, result.metrics)
                 except Exception as exc:  # noqa: BLE001 - the probe line below is written all the same
                     local_error = exc
                     log.error("fairness early stopping failed at step %d; training goes on", step, exc_info=True)
-            self._write_probe(step, result, seconds, decision)
+            self._write_probe(step, result, seconds, decision, units)
             sink_error = self._send(result.metrics, step)
         interval = self._budget_interval(step, seconds)
         self._probe_seconds_total += time.perf_counter() - start
@@ -508,10 +514,25 @@ class FairnessMonitor:
                 log.info("fairness probe at step %d: sudden change of %s to %.4g", step, key, value)
         self._gaps[step] = {key: result.metrics.get(key) for key in self.gap_keys()}
 
-    def _write_probe(self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None) -> None:
+    def _units(self, results: Mapping[str | None, ProbeResult]) -> dict[str, GapUnits]:
+        """Per-sentence values of each probe's gap and of the monitored gap (for the paired bootstrap
+        of ``FairnessEarlyStopping(test="bootstrap")``, and kept in the history for offline rules)."""
+        keys = dict.fromkeys(self.gap_keys() + ([self.early_stopping.monitor] if self.early_stopping else []))
+        probes = self._named_probes()
+        units: dict[str, GapUnits] = {}
+        for key in keys:
+            name, rest = (None, key) if None in probes else tuple(key.split("/", 1))
+            probe = probes.get(name)
+            if name in results and hasattr(probe, "gap_units") and (found := probe.gap_units(results[name], rest)):
+                units[key] = found
+        return units
+
+    def _write_probe(self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None,
+                     units: Mapping[str, GapUnits]) -> None:
         if self._writer is None:
             return
         record = probe_record(step, result, seconds, {k: v for k, v in self._sudden.items() if k in result.metrics})
+        record["units"] = {key: value.encode() for key, value in units.items()}
         record[self.loss_key] = self.latest_loss
         if self.early_stopping is not None:
             record["stopping/best"] = self.early_stopping.best

@@ -25,6 +25,7 @@ from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFA
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 from .distributed import gather_from_ranks, max_over_ranks, shard_indices, world
 from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
+from .growth import GapUnits
 from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
 
 log = logging.getLogger("fairness_callback")
@@ -288,6 +289,26 @@ class FairnessProbe:
                 raise ValueError(
                     f"the probe {kind} token id {largest}, but the model's {where} vocabulary has {size} tokens: "
                     f"the tokenizer ({self.encoded.vocab_size} tokens) does not belong to this model")
+
+    def gap_units(self, result: ProbeResult, key: str) -> GapUnits | None:
+        """The per-sentence sums and counts of gap ``key`` (``jsdp/gap``, ``ar/abs_gap``, ``pro/jsdp/gap``)
+        in ``result`` (a result of this probe), for the paired bootstrap of
+        :mod:`fairness_callback.growth`; None for a key that is not such a gap."""
+        parts = key.split("/")
+        if len(parts) not in (2, 3) or parts[-1] not in ("gap", "abs_gap") or parts[-2] not in ("ar", "jsdp"):
+            return None
+        main, subsets = split_subsets(self._labels, self.task)
+        mask = main if len(parts) == 2 else subsets.get(parts[0])
+        if mask is None or len(result.records) != len(self.prompts):
+            return None
+        if parts[-2] == "ar":
+            values = np.array([record["rank"] for record in result.records], dtype=float)
+        else:
+            values = np.array([record["parts"][record["group"]] for record in result.records], dtype=float)
+        mask = mask.numpy()
+        columns = (self.task.groups.index(self.task.gap[0]), self.task.groups.index(self.task.gap[1]))
+        return GapUnits.from_values(values[mask], self.encoded.correct.numpy()[mask], self._sentence_index.numpy()[mask],
+                                    columns, int(self._sentence_index.max()) + 1)
 
     def score(
         self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False

@@ -127,14 +127,15 @@ def _read_run(path: Path, run_id: str | None, strict: bool = False) -> _Run:
                 [r for r in records if r.get("event") == "run_start"])
 
 
-def load_probes(history_path: str | os.PathLike, run_id: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_probes(history_path: str | os.PathLike, run_id: str | None = None,
+                strict: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The probe lines (one per step, in step order) and the stop lines of one run of a history file:
     ``run_id``'s, or the latest run's. Lines of other runs are never included.
 
     Raises :class:`ReportError` for a missing file, an unknown ``run_id`` (listing the file's runs)
     or a run without probes.
     """
-    run = _read_run(Path(history_path), run_id)
+    run = _read_run(Path(history_path), run_id, strict)
     return run.probes, run.stops
 
 

@@ -9,7 +9,9 @@ import logging
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Literal, Mapping
+
+from .growth import GapUnits, growth_lower_bound
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,11 @@ class FairnessEarlyStopping:
 
     The rule: track the best (smallest) monitored value seen; count consecutive probes where it
     exceeds ``best + min_delta``; when the count reaches ``patience`` and the latest held-out loss
-    is within ``loss_tolerance`` (relative) of the best held-out loss seen, stop.
+    is within ``loss_tolerance`` (relative) of the best held-out loss seen, stop. With
+    ``test="bootstrap"`` a probe counts as worse only when the gap's growth since the best step
+    exceeds ``min_delta`` with confidence: a paired bootstrap over sentences (the same sentences
+    resampled at both probes, :mod:`fairness_callback.growth`) whose one-sided ``1 - alpha``
+    lower bound of the growth is above ``min_delta``.
 
     Args:
         monitor: metric key of the probe to watch, e.g. ``"jsdp/gap"``, ``"ar/gap"``, ``"pro/jsdp/gap"``.
@@ -52,7 +58,7 @@ class FairnessEarlyStopping:
         use_abs: watch ``|value|`` (a gap in either direction is unfair); False watches the signed value.
         stop_on_significant_only: a probe counts as worse only if male and female answers differ
             significantly (Mann-Whitney ``p < alpha`` on the monitored metric).
-        alpha: significance level for ``stop_on_significant_only``.
+        alpha: significance level for ``stop_on_significant_only`` and ``test="bootstrap"``.
         min_accuracy: ignore probes where the accuracy on male- or on female-answer prompts (a
             task's two gap groups: BBQ's consistent and inconsistent answers) is below this. A
             model that has not learned to read the pronoun answers one option for every prompt,
@@ -60,6 +66,10 @@ class FairnessEarlyStopping:
             Average Rank and JSD-P are informative at zero accuracy, as in the paper.
         require_loss: never stop without a held-out loss (by default it says so once and decides on
             the gap alone).
+        test: ``"point"`` compares the gap's values; ``"bootstrap"`` tests its growth (see above;
+            the monitor must be a ``.../<ar|jsdp>/gap`` or ``abs_gap`` key, and ``step`` gets the
+            probe's per-sentence values, as the monitor passes them).
+        n_boot: bootstrap resamples of ``test="bootstrap"`` (seeded: every rank decides alike).
     """
 
     def __init__(
@@ -75,6 +85,8 @@ class FairnessEarlyStopping:
         alpha: float = 0.01,
         min_accuracy: float = 0.0,
         require_loss: bool = False,
+        test: Literal["point", "bootstrap"] = "point",
+        n_boot: int = 1000,
     ) -> None:
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
@@ -86,6 +98,13 @@ class FairnessEarlyStopping:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         if not 0 <= min_accuracy <= 1:
             raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy}")
+        if test not in ("point", "bootstrap"):
+            raise ValueError(f"test must be 'point' or 'bootstrap', got {test!r}")
+        if n_boot < 100:
+            raise ValueError(f"n_boot must be >= 100, got {n_boot}")
+        if test == "bootstrap" and not self._is_unit_gap(monitor):
+            raise ValueError(f"FairnessEarlyStopping(test='bootstrap') needs a '.../<ar|jsdp>/gap' or '.../abs_gap' "
+                             f"monitor (a difference of two groups' means over sentences), got monitor={monitor!r}")
         self.monitor = monitor
         self.min_delta = min_delta
         self.patience = patience
@@ -97,11 +116,19 @@ class FairnessEarlyStopping:
         self.alpha = alpha
         self.min_accuracy = min_accuracy
         self.require_loss = require_loss
+        self.test = test
+        self.n_boot = n_boot
         self._gap_groups: tuple[str, ...] = ("male", "female")  # the task's, once check() is given them
         self.reset()
 
+    @staticmethod
+    def _is_unit_gap(key: str) -> bool:
+        parts = key.split("/")
+        return len(parts) >= 2 and parts[-1] in ("gap", "abs_gap") and parts[-2] in ("ar", "jsdp")
+
     def reset(self) -> None:
         self.best: float = math.inf
+        self.best_units: GapUnits | None = None  # the best step's per-sentence values (test="bootstrap")
         self.best_step: int | None = None
         self.wait = 0
         self.best_loss: float = math.inf
@@ -158,8 +185,12 @@ class FairnessEarlyStopping:
         self.latest_loss = float(loss)
         self.best_loss = min(self.best_loss, float(loss))
 
-    def step(self, step: int, metrics: Mapping[str, float]) -> StopDecision:
-        """Feed one probe's metrics; returns whether to stop now, and why."""
+    def step(self, step: int, metrics: Mapping[str, float], units: GapUnits | None = None) -> StopDecision:
+        """Feed one probe's metrics (and, for ``test="bootstrap"``, the monitored gap's per-sentence
+        ``units``, e.g. ``probe.gap_units(result, monitor)``); returns whether to stop now, and why."""
+        if self.test == "bootstrap" and units is None:
+            raise ValueError("FairnessEarlyStopping(test='bootstrap').step needs the gap's per-sentence values: "
+                             f"units=probe.gap_units(result, {self.monitor!r})")
         if self.monitor not in metrics:
             raise KeyError(f"FairnessEarlyStopping: monitor {self.monitor!r} is not a probe metric "
                            f"(known: {', '.join(sorted(k for k in metrics if k.endswith('gap')))})")
@@ -176,9 +207,15 @@ class FairnessEarlyStopping:
                 return self._go_on(f"accuracy {accuracy:.2f} on {groups} answers is below min_accuracy={self.min_accuracy}; probe ignored")
         value = abs(raw) if self.use_abs else raw
         if value < self.best:
-            self.best, self.best_step, self.wait = value, step, 0
+            self.best, self.best_step, self.wait, self.best_units = value, step, 0, units
             return self._go_on(f"{self.monitor} {value:.4g} is the best so far")
-        if value <= self.best + self.min_delta:
+        if self.test == "bootstrap":
+            bound = growth_lower_bound(self.best_units, units, self.alpha, self.n_boot, use_abs=self.use_abs)  # type: ignore[arg-type]
+            if not bound > self.min_delta:
+                self.wait = 0
+                return self._go_on(f"{self.monitor} {value:.4g} above best {self.best:.4g}, but its growth's "
+                                   f"{1 - self.alpha:.0%} lower bound {bound:+.4g} is not above min_delta {self.min_delta:g}")
+        elif value <= self.best + self.min_delta:
             self.wait = 0
             return self._go_on(f"{self.monitor} {value:.4g} within min_delta of best {self.best:.4g}")
         if self.stop_on_significant_only:
@@ -189,7 +226,8 @@ class FairnessEarlyStopping:
         self.wait += 1
         if self.wait < self.patience:
             return self._go_on(f"{self.monitor} exceeded best for {self.wait}/{self.patience} probes")
-        gap_text = (f"{self.monitor} {value:.4g} exceeded best {self.best:.4g} + {self.min_delta:g} "
+        by = "with confidence (paired bootstrap) " if self.test == "bootstrap" else ""
+        gap_text = (f"{self.monitor} {value:.4g} exceeded best {self.best:.4g} + {self.min_delta:g} {by}"
                     f"for {self.wait} probes (best at step {self.best_step})")
         return self._decide_on_loss(step, gap_text)
 
@@ -220,6 +258,7 @@ class FairnessEarlyStopping:
             "best": self.best, "best_step": self.best_step, "wait": self.wait, "best_loss": self.best_loss,
             "latest_loss": self.latest_loss, "stopped_step": self.stopped_step, "reason": self.reason.value,
             "said_no_loss": self._said_no_loss,
+            "best_units": self.best_units.encode() if self.best_units is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -231,7 +270,8 @@ class FairnessEarlyStopping:
         self.stopped_step = state["stopped_step"]
         self.reason = StopReason(state["reason"])
         self._said_no_loss = bool(state.get("said_no_loss", False))
+        self.best_units = GapUnits.decode(state["best_units"]) if state.get("best_units") else None
 
     def __repr__(self) -> str:
         return (f"FairnessEarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
-                f"loss_tolerance={self.loss_tolerance}, warmup_steps={self.warmup_steps})")
+                f"loss_tolerance={self.loss_tolerance}, warmup_steps={self.warmup_steps}, test={self.test!r})")

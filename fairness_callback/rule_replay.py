@@ -1,0 +1,133 @@
+"""What would a stop rule have done? Replay :class:`FairnessEarlyStopping` rules over a finished run.
+
+A rule is a function of the probe stream and the held-out losses, both in the history: each probe
+line has the metrics, the held-out loss known at that probe and (for ``test=bootstrap``) the
+monitored gap's per-sentence units. ``fairness-callback report HISTORY --stop-rule
+"patience=3,min_delta=0.01" --stop-rule "test=bootstrap,alpha=0.05"`` prints, per rule, where it
+would have stopped, why, and the trade-off there.
+
+The held-out losses are those the probe lines recorded (the latest evaluation before each probe);
+evaluations between probes that the history does not keep cannot count toward the best loss, so a
+rule's ``loss_tolerance`` sees the loss at probe steps only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .growth import GapUnits
+from .stopping import FairnessEarlyStopping
+
+#: Loss keys a probe line may carry, in the order they are looked for.
+LOSS_KEYS = ("eval_loss", "val_loss")
+
+
+def parse_rule(text: str, default_monitor: str = "jsdp/gap") -> FairnessEarlyStopping:
+    """``"patience=3,min_delta=0.01,test=bootstrap"`` -> the rule; every other argument its default.
+
+    Raises ValueError naming the field at fault and the arguments a rule takes.
+    """
+    parameters = {name: p for name, p in inspect.signature(FairnessEarlyStopping).parameters.items()}
+    kwargs: dict[str, Any] = {"monitor": default_monitor}
+    for field in (f.strip() for f in text.split(",") if f.strip()):
+        name, sep, raw = field.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not sep or name not in parameters:
+            raise ValueError(f"--stop-rule {text!r}: {field!r} is not NAME=VALUE with NAME one of "
+                             f"{', '.join(parameters)}")
+        kwargs[name] = _value(parameters[name].default, raw, text, name)
+    try:
+        return FairnessEarlyStopping(**kwargs)
+    except ValueError as error:
+        raise ValueError(f"--stop-rule {text!r}: {error}") from None
+
+
+def _value(default: Any, raw: str, text: str, name: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        kind = "true or false" if isinstance(default, bool) else type(default).__name__
+        raise ValueError(f"--stop-rule {text!r}: {name}={raw!r} is not {kind}") from None
+    return None if raw.lower() == "none" else raw
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """Where a replayed rule stops (``stop_step`` None: never) and the trade-off there."""
+
+    rule: str
+    stop_step: int | None
+    reason: str
+    message: str
+    best_step: int | None
+    gap_at_best: float | None
+    gap_at_stop: float | None
+    loss_at_stop: float | None
+    best_loss: float | None
+
+    def describe(self) -> str:
+        """One line: where it stops, why, the held-out loss there against the best, the fairest step."""
+        def show(value: float | None, fmt: str = "+.4g") -> str:
+            return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
+
+        fairest = f"fairest step {self.best_step} ({show(self.gap_at_best)})"
+        if self.stop_step is None:
+            return f"rule {self.rule!r}: never stops; {fairest}"
+        loss = ""
+        if self.loss_at_stop is not None and self.best_loss:
+            loss = (f"; held-out loss {show(self.loss_at_stop, '.4g')} (best {show(self.best_loss, '.4g')}, "
+                    f"{100 * (self.loss_at_stop / self.best_loss - 1):+.1f}%)")
+        return (f"rule {self.rule!r}: stops at step {self.stop_step} ({self.reason}), gap {show(self.gap_at_stop)}{loss}; "
+                f"{fairest}: {self.message}")
+
+
+def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: str = "jsdp/gap") -> RuleOutcome:
+    """Feed one run's probe lines (in step order) to the rule of ``text``; where would it stop?"""
+    rule = parse_rule(text, default_monitor)
+    keys = {key for record in probes for key in record}
+    loss_key = rule.loss_key = rule.loss_key or next((k for k in LOSS_KEYS if k in keys), None)
+    prefix = rule.monitor.rsplit("/", 2)[0] + "/" if rule.monitor.count("/") >= 2 else ""
+    groups = ("inconsistent", "consistent") if f"{prefix}acc/consistent" in keys else ("female", "male")
+    try:
+        rule.check(keys, groups)
+    except ValueError as error:
+        raise ValueError(f"--stop-rule {text!r}: {error}") from None
+    losses: list[float] = []
+    for record in probes:
+        loss = record.get(loss_key) if loss_key else None
+        if isinstance(loss, (int, float)) and math.isfinite(loss):
+            rule.update_loss(float(loss))
+            losses.append(float(loss))
+        metrics = {k: (math.nan if v is None else v) for k, v in record.items() if isinstance(v, (int, float)) or v is None}
+        units = None
+        if rule.test == "bootstrap":
+            encoded = (record.get("units") or {}).get(rule.monitor)
+            if encoded is None:
+                raise ValueError(f"--stop-rule {text!r}: the probe line of step {record.get('step')} keeps no per-sentence "
+                                 f"values of {rule.monitor!r} (histories written before #19 have none)")
+            units = GapUnits.decode(encoded)
+        decision = rule.step(int(record["step"]), metrics, units=units)
+        if decision.should_stop:
+            return _outcome(text, probes, rule, record, decision.reason.value, decision.message, losses)
+    return _outcome(text, probes, rule, None, "not_stopped", "", losses)
+
+
+def _outcome(text, probes, rule, stop, reason, message, losses) -> RuleOutcome:
+    by_step = {int(r["step"]): r for r in probes}
+    best = by_step.get(rule.best_step) if rule.best_step is not None else None
+    return RuleOutcome(
+        rule=text, stop_step=int(stop["step"]) if stop is not None else None, reason=reason, message=message,
+        best_step=rule.best_step, gap_at_best=best.get(rule.monitor) if best else None,
+        gap_at_stop=stop.get(rule.monitor) if stop else None,
+        loss_at_stop=rule.latest_loss if stop is not None else None, best_loss=min(losses) if losses else None,
+    )
