@@ -93,8 +93,9 @@ def path_logits(model, probe: FairnessProbe, path: str) -> torch.Tensor:
     return out
 
 
-def float32_reference(model, probe: FairnessProbe) -> torch.Tensor:
-    """Full logits (no ``logits_to_keep``) of the same weights upcast to float32, last real position."""
+def float32_reference(model, probe: FairnessProbe, position: int = -1) -> torch.Tensor:
+    """Full logits (no ``logits_to_keep``) of the same weights upcast to float32, at the last real
+    position (``position=-2``: one token earlier)."""
     upcast = copy.deepcopy(model).float()
     out = torch.empty(len(probe), scoring.unwrap_model(model).config.vocab_size)
     with torch.no_grad():
@@ -102,7 +103,7 @@ def float32_reference(model, probe: FairnessProbe) -> torch.Tensor:
             logits = upcast(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                             position_ids=batch.position_ids, use_cache=False).logits
             assert logits.shape[1] == batch.input_ids.shape[1]  # full logits: every position
-            out[batch.indices] = logits[:, -1, :].float()
+            out[batch.indices] = logits[:, position, :].float()
     return out
 
 
@@ -161,19 +162,10 @@ def test_paths_equal_float32_full_logits(models, probe, name, path):
     lp = torch.log_softmax(logits, -1)[:, answers]
     assert (lp - ref_lp).abs().max() <= 2 * bound
     # The bound is tight enough to see a wrong position: the logits one token earlier are far off.
-    shifted = float32_reference_shifted(model, probe)
+    shifted = float32_reference(model, probe, position=-2)
     assert (shifted - reference).abs().max() > 4 * bound
 
 
-def float32_reference_shifted(model, probe: FairnessProbe) -> torch.Tensor:
-    upcast = copy.deepcopy(model).float()
-    out = torch.empty(len(probe), scoring.unwrap_model(model).config.vocab_size)
-    with torch.no_grad():
-        for batch in probe.encoded.batches(probe.batch_size):
-            logits = upcast(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, use_cache=False).logits
-            out[batch.indices] = logits[:, -2, :].float()
-    return out
 
 
 @pytest.mark.parametrize("path", PATHS)
