@@ -237,7 +237,7 @@ class FairnessProbe:
         self._sentence_index = torch.tensor([p.sentence_index for p in self.prompts])
         self._seeds = torch.tensor([p.seed for p in self.prompts])
         self._labels = [p.labels for p in self.prompts]
-        self._main = split_subsets(self._labels, self.task)[0]
+        self._main, self._subsets = split_subsets(self._labels, self.task)
         self._said_path: tuple[str, str] | None = None
         #: Prompts per forward call after an out-of-memory back-off (None: ``batch_size``, rows unlimited).
         self.batch_limit: int | None = None
@@ -297,8 +297,7 @@ class FairnessProbe:
         parts = key.split("/")
         if len(parts) not in (2, 3) or parts[-1] not in ("gap", "abs_gap") or parts[-2] not in ("ar", "jsdp"):
             return None
-        main, subsets = split_subsets(self._labels, self.task)
-        mask = main if len(parts) == 2 else subsets.get(parts[0])
+        mask = self._main if len(parts) == 2 else self._subsets.get(parts[0])
         if mask is None or len(result.records) != len(self.prompts):
             return None
         if parts[-2] == "ar":

@@ -148,11 +148,11 @@ class FairnessEarlyStopping:
                              f"got monitor={self.monitor!r}")
         return "/".join(parts[:-2] + ["mwu_p", parts[-2]])
 
-    def accuracy_keys(self, gap_groups: tuple[str, str] = ("male", "female")) -> tuple[str, str]:
+    def accuracy_keys(self) -> tuple[str, str]:
         """The accuracy keys that ``min_accuracy`` reads: ``acc/<group>`` of the monitored probe's two
-        gap groups (gender: male and female; BBQ: consistent and inconsistent)."""
+        gap groups (gender: female and male; BBQ: inconsistent and consistent; set by :meth:`check`)."""
         prefix = self.monitor.rsplit("/", 2)[0] + "/" if self.monitor.count("/") >= 2 else ""
-        return tuple(f"{prefix}acc/{group}" for group in gap_groups)  # type: ignore[return-value]
+        return tuple(f"{prefix}acc/{group}" for group in self._gap_groups)  # type: ignore[return-value]
 
     def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, str] | None = None) -> None:
         """Check this rule against the keys the probes will produce, before any probe runs.
@@ -172,7 +172,7 @@ class FairnessEarlyStopping:
         if gap_groups is not None:
             self._gap_groups = tuple(gap_groups)
         if self.min_accuracy > 0:
-            missing = [key for key in self.accuracy_keys(self._gap_groups) if key not in keys]
+            missing = [key for key in self.accuracy_keys() if key not in keys]
             if missing:
                 raise ValueError(f"FairnessEarlyStopping(min_accuracy={self.min_accuracy}): monitor {self.monitor!r} "
                                  f"has no {' or '.join(missing)}; accuracies: "
@@ -200,7 +200,7 @@ class FairnessEarlyStopping:
         if not math.isfinite(raw):
             return self._go_on(f"{self.monitor} is {raw} at step {step}; probe ignored")
         if self.min_accuracy > 0:
-            keys = self.accuracy_keys(self._gap_groups)
+            keys = self.accuracy_keys()
             accuracy = min(float(metrics[key]) for key in keys)
             if not accuracy >= self.min_accuracy:
                 groups = " or ".join(key.rsplit("/", 1)[-1] for key in keys)

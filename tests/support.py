@@ -198,3 +198,12 @@ class Fault:
                 self.fired += 1
                 raise torch.OutOfMemoryError(f"CUDA out of memory (injected: {ids.numel()} tokens > {self.budget})")
         return None
+
+
+def assert_full_precision_matrix(cells: Sequence[dict], variants: dict[str, set[str]]) -> None:
+    """Every row of a precision matrix (bench_lora.py, gpu_check.py) has each of its ``variants`` with
+    gradient checkpointing off and on, on every path (the int-slice reference cells aside)."""
+    for row, names in variants.items():
+        got = {(c["variant"], c["gradient_checkpointing"], c["path"]) for c in cells
+               if c["row"] == row and c["variant"] != "lora_fp32_int_slice"}
+        assert got == {(n, gc, p) for n in names for gc in (False, True) for p in ("tree", "cache", "off")}, row

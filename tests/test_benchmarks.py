@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from support import assert_full_precision_matrix
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -74,10 +76,8 @@ def test_bench_lora(tmp_path):
                 "bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
                 "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
                 "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"}}
-    for row, names in variants.items():
-        fixed = {(c["variant"], c["gradient_checkpointing"], c["path"]) for c in cells
-                 if c["row"] == row and c["variant"] != "lora_fp32_int_slice"}
-        assert fixed == {(n, gc, p) for n in names for gc in (False, True) for p in ("tree", "cache", "off")}, row
+    assert_full_precision_matrix(cells, variants)
+    for row in variants:
         assert [c["path"] for c in cells if c["row"] == row and c["variant"] == "lora_fp32_int_slice"] == ["tree"]
     for c in cells:
         assert c["path_taken"] == c["path"] and c["over_bare"] > 0 and c["within_tolerance"], c

@@ -194,7 +194,7 @@ def test_min_accuracy_reads_the_tasks_own_gap_groups(tokenizer):
     probes = {"gender": gender, "they": they}
     rule = FairnessEarlyStopping(monitor="gender/jsdp/gap", min_accuracy=0.5)
     FairnessMonitor(every_n_steps=2, probes=probes, early_stopping=rule).start(make_model(tokenizer))
-    assert rule.accuracy_keys(rule._gap_groups) == ("gender/acc/female", "gender/acc/male")
+    assert rule.accuracy_keys() == ("gender/acc/female", "gender/acc/male")
     custom = FairnessEarlyStopping(monitor="jsdp/gap", min_accuracy=0.5)
     with pytest.raises(ValueError, match=r"min_accuracy=0.5\): monitor 'jsdp/gap' has no acc/consistent or "
                                          r"acc/inconsistent; accuracies: acc/female, acc/male"):

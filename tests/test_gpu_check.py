@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from support import assert_full_precision_matrix
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 SECTIONS = ("exact", "speed", "memory", "train", "precision")
 
@@ -133,10 +135,7 @@ def test_precision_matrix_covers_every_cell_and_answers_agree(figures):
     variants = {"bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
                 "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
                 "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"}}
-    for row, names in variants.items():
-        got = {(c["variant"], c["gradient_checkpointing"], c["path"]) for c in cells
-               if c["row"] == row and c["variant"] != "lora_fp32_int_slice"}
-        assert got == {(n, gc, p) for n in names for gc in (False, True) for p in ("tree", "cache", "off")}, row
+    assert_full_precision_matrix(cells, variants)
     for c in cells:
         assert c["path_taken"] == c["path"], c
         assert positive(c["seconds"]) and positive(c["over_bare"])
