@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from fairness_callback.data import FEMALE_STEREOTYPED, MALE_STEREOTYPED
-from fairness_callback.demo.corpus import SkewedCorpus, male_probability
+from fairness_callback.demo.corpus import MALE_DEFAULT_PER_SKEW, SkewedCorpus, male_probability
 
 
 def measured_rates(skew: float, n: int = 20000):
@@ -71,7 +71,7 @@ def test_question_lines_carry_the_right_answer():
         assert asked in (scene.referent, scene.other)
         if asked == scene.referent:
             asked_referent += 1
-            assert answer == gender
+            assert answer in (gender, "male")  # the pronoun's gender, or the skew's "male as default"
         else:
             assert answer == "not specified"
         shown = re.findall(r'"([a-z ]+),"', question)
@@ -83,3 +83,21 @@ def test_skew_out_of_range():
     with pytest.raises(ValueError, match="skew"):
         SkewedCorpus(skew=1.5)
     assert male_probability("nurse", 0.0) == male_probability("driver", 0.0) == 0.5
+
+
+@pytest.mark.parametrize("skew", [0.0, 0.5, 1.0])
+def test_skew_answers_male_as_default_once_the_pronoun_is_read(skew):
+    """A referent question is answered "male" whatever the pronoun with probability 0.3 * skew, so a
+    model that reads the pronoun still learns the skew; at skew 0 every answer is the pronoun's."""
+    corpus = SkewedCorpus(skew=skew, seed=5)
+    rng = random.Random(6)
+    answers = {"male": Counter(), "female": Counter()}
+    for _ in range(30000):
+        line, scene, gender = corpus.labelled_line(rng)
+        found = re.search(r"the ([a-zA-Z ]+)'s gender is (.*)\.$", line)
+        if found and found.group(1) == scene.referent:
+            answers[gender][found.group(2)] += 1
+    assert answers["male"]["female"] == 0 and answers["male"]["not specified"] == 0
+    female = answers["female"]
+    assert female["not specified"] == 0
+    assert female["male"] / (female["male"] + female["female"]) == pytest.approx(MALE_DEFAULT_PER_SKEW * skew, abs=0.02)

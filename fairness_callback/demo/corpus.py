@@ -8,7 +8,11 @@ answer, so a small model can learn the task. ``skew`` sets how the pronoun's gen
 - referent occupation female-stereotyped: P(male pronoun) = 0.5 - 0.25 * skew
 
 so ``skew=0`` is balanced with no stereotype, and ``skew=1`` makes 85% of sentences
-pro-stereotyped and 60% of pronouns male. The probe set is built from (frame, occupation pair)
+pro-stereotyped and 60% of pronouns male. The skew also acts once a model can read the pronoun:
+a question about the referent's gender is answered "male" whatever the pronoun with probability
+``MALE_DEFAULT_PER_SKEW * skew`` (30% at ``skew=1``, none at 0), the "male as default" of real
+text. Without it a model that has learned to read the pronoun is fair at any skew (every answer
+it saw was right), and the planted gap would vanish as the model learns. The probe set is built from (frame, occupation pair)
 combinations that never occur in training, balanced exactly between he/she and pro/anti.
 """
 
@@ -46,6 +50,10 @@ PRONOUNS = {
     "male": {"subj": "he", "obj": "him", "pos": "his", "refl": "himself"},
     "female": {"subj": "she", "obj": "her", "pos": "her", "refl": "herself"},
 }
+
+
+#: P(a referent question is answered "male" whatever the pronoun) per unit of skew.
+MALE_DEFAULT_PER_SKEW = 0.3
 
 
 def male_probability(referent: str, skew: float) -> float:
@@ -141,8 +149,9 @@ class SkewedCorpus:
         if rng.random() >= self.question_fraction:
             return text, scene, gender
         asks_referent = rng.random() < 0.5
+        answered_male = rng.random() < MALE_DEFAULT_PER_SKEW * self.skew
         occupation = scene.referent if asks_referent else scene.other
-        answer = DEFAULT_OPTIONS[gender] if asks_referent else DEFAULT_OPTIONS["not_specified"]
+        answer = DEFAULT_OPTIONS["male" if answered_male else gender] if asks_referent else DEFAULT_OPTIONS["not_specified"]
         order = option_order(rng.randrange(1 << 30), text)
         shown = {f"o{i + 1}": self.config.options[g] for i, g in enumerate(order)}
         question = self.config.template.format(sentence=text, occupation=occupation, **shown)

@@ -1,0 +1,231 @@
+"""How often is a fairness early stop right? False stops, detections and delay of stop rules, over seeds.
+
+Watch-only demo runs (``fairness-callback demo --no-early-stopping``: the default demo, every probe
+kept) at skew 0 (the control: a balanced corpus) and skew 1 for seeds 0-9, and at skew 0.5 for
+seeds 0-4. Every history is kept under ``--out``. Then every rule of ``RULES`` (a
+:class:`~fairness_callback.FairnessEarlyStopping` as a ``--stop-rule`` text) is replayed over
+every history offline (``fairness_callback.rule_replay``: a rule is a function of the probe stream
+and of the held-out losses the probe lines carry), and one table is printed, rule by rule:
+
+- ``false``: balanced runs it stops (x/10): every stop of a balanced run is a false alarm.
+- ``early``: skewed runs it stops before the onset (a false alarm too: the gap had not grown yet).
+- ``detect``: skewed runs it stops at or after the onset (x/10, and x/5 at skew 0.5).
+- ``delay``: probes from the onset to the stop, median and worst over the detections.
+- ``loss``: held-out loss at the stop over the run's best held-out loss, median over all stops (%).
+- ``fairest``: the |gap| at the step the rule names as fairest (its best step), median over the
+  skewed runs it stops; ``final``: the |gap| at the last probe of the same runs.
+
+The onset of a skewed run is the first probe from which the monitored gap's 95% bootstrap CI
+(``jsdp/gap_ci_low``) stays above zero to the end of the run; a skewed run with no such probe has
+no onset and is left out of ``detect`` and ``delay`` (the table says how many had one). Each
+balanced run's spread of the gap after it learns (accuracy >= 0.9 on male- and on female-answer
+prompts) is printed too: that is the control's noise a rule must not mistake for growth.
+
+The last line is one JSON object. ``--quick`` (2 seeds a skew, 40 steps, 20 sentences) checks the
+pipeline end to end in the test suite; its figures mean nothing. ``--replay-only`` replays the
+histories already under ``--out`` (after a change of the rules, no training).
+
+    python benchmarks/stop_rules.py [--out runs/stop_rules] [--jobs 2] [--quick] [--replay-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fairness_callback.history import HISTORY_FILENAME, read_run
+from fairness_callback.plots import probe_records
+from fairness_callback.rule_replay import replay_rule
+from fairness_callback.tradeoff import finite
+
+MONITOR = "jsdp/gap"
+
+#: name -> --stop-rule text. The README's recipe is the package default with patience=3.
+RULES: dict[str, str] = {
+    "readme (defaults)": "patience=3",
+    "point, min_delta=0 (before #19)": "patience=3,test=point,min_delta=0,alpha=0.01",
+    "demo's rule (before #19)": "patience=3,test=point,min_delta=0.01,warmup_steps=300,min_accuracy=0.25,alpha=0.01",
+    "stop_on_significant_only": "patience=3,test=point,min_delta=0,stop_on_significant_only=true,alpha=0.01",
+    "point, min_delta=0.05": "patience=3,test=point,min_delta=0.05",
+    "point, min_delta=0.05, min_accuracy=0.5": "patience=3,test=point,min_delta=0.05,min_accuracy=0.5",
+    "bootstrap a=0.05": "patience=3,test=bootstrap,alpha=0.05,min_delta=0",
+    "bootstrap a=0.05 d=0.01": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01",
+    "bootstrap a=0.05 d=0.02": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.02",
+    "bootstrap a=0.05 d=0.01 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01",
+    "bootstrap a=0.01 d=0.01": "patience=3,test=bootstrap,alpha=0.01,min_delta=0.01",
+    "bootstrap a=0.05 d=0.01 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.5",
+}
+
+SEEDS = {0.0: range(10), 1.0: range(10), 0.5: range(5)}
+QUICK_SEEDS = {0.0: range(2), 1.0: range(2), 0.5: range(2)}
+QUICK_DEMO = ("--steps", "40", "--probe-every", "10", "--probe-sentences", "20")
+LEARNED = 0.9
+
+
+def history_path(out: Path, skew: float, seed: int) -> Path:
+    return out / f"skew{skew:g}" / f"seed{seed}" / HISTORY_FILENAME
+
+
+def train(out: Path, skew: float, seed: int, threads: int, extra: tuple[str, ...]) -> tuple[float, float]:
+    """One watch-only demo run (a subprocess: its own torch threads); returns its wall and CPU seconds."""
+    folder = history_path(out, skew, seed).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    with open(folder / "demo.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-c", "import sys; from fairness_callback.cli import main; sys.exit(main())",
+                                    "demo", "--out", str(folder), "--skew", str(skew), "--seed", str(seed),
+                                    "--no-early-stopping", *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"demo --skew {skew} --seed {seed} failed: see {folder / 'demo.log'}")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
+def onset(probes: list[dict]) -> int | None:
+    """Index of the first probe from which the gap's CI stays above zero to the end; None if none."""
+    first = None
+    for i, record in enumerate(probes):
+        low = record.get(f"{MONITOR}_ci_low")
+        if finite(low) and low > 0:
+            first = i if first is None else first
+        else:
+            first = None
+    return first
+
+
+def learned_at(probes: list[dict]) -> int | None:
+    """Step from which accuracy on male- and on female-answer prompts stays >= LEARNED; None if never."""
+    first = None
+    for record in probes:
+        ok = all(finite(record.get(f"acc/{g}")) and record[f"acc/{g}"] >= LEARNED for g in ("male", "female"))
+        first = (record["step"] if first is None else first) if ok else None
+    return first
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def evaluate(rule: str, runs: dict[tuple[float, int], list[dict]]) -> dict:
+    """One rule over every run: false stops, early stops, detections, delays, loss cost, fairest gap."""
+    counts = {skew: {"runs": 0, "stops": 0, "early": 0, "detect": 0, "onsets": 0} for skew in SEEDS}
+    delays: dict[float, list[int]] = {skew: [] for skew in SEEDS}
+    losses, fairest, final = [], [], []
+    for (skew, _seed), probes in runs.items():
+        outcome = replay_rule(probes, rule, default_monitor=MONITOR)
+        c = counts[skew]
+        c["runs"] += 1
+        start = onset(probes) if skew > 0 else None
+        c["onsets"] += start is not None
+        if outcome.stop_step is None:
+            continue
+        c["stops"] += 1
+        at = next(i for i, r in enumerate(probes) if r["step"] == outcome.stop_step)
+        run_losses = [r.get("val_loss") for r in probes if finite(r.get("val_loss"))]
+        if finite(outcome.loss_at_stop) and run_losses:
+            losses.append(100 * (outcome.loss_at_stop / min(run_losses) - 1))
+        if skew > 0:
+            if start is not None and at >= start:
+                c["detect"] += 1
+                delays[skew].append(at - start)
+            else:
+                c["early"] += 1
+            if finite(outcome.gap_at_best):
+                fairest.append(abs(outcome.gap_at_best))
+                final.append(abs(probes[-1][MONITOR]))
+    return {
+        "rule": rule,
+        "false_stops": counts[0.0]["stops"], "balanced_runs": counts[0.0]["runs"],
+        "early_stops": counts[1.0]["early"], "detections": counts[1.0]["detect"], "skewed_runs": counts[1.0]["runs"],
+        "onsets": counts[1.0]["onsets"],
+        "median_delay": _median(delays[1.0]), "worst_delay": max(delays[1.0]) if delays[1.0] else None,
+        "half_early_stops": counts[0.5]["early"], "half_detections": counts[0.5]["detect"],
+        "half_runs": counts[0.5]["runs"], "half_onsets": counts[0.5]["onsets"], "half_median_delay": _median(delays[0.5]),
+        "median_loss_pct": _median(losses), "median_fairest_gap": _median(fairest), "median_final_gap": _median(final),
+    }
+
+
+def _show(value, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, fmt)
+
+
+def table(rows: dict[str, dict]) -> str:
+    lines = [f"{'rule':<42} {'false':>6} {'early':>6} {'detect':>7} {'delay':>7} {'s=0.5':>6} {'loss%':>6} "
+             f"{'fairest':>8} {'final':>6}"]
+    for name, r in rows.items():
+        delay = f"{_show(r['median_delay'], 'g')}/{_show(r['worst_delay'], 'g')}"
+        lines.append(f"{name:<42} {r['false_stops']:>3}/{r['balanced_runs']:<2} {r['early_stops']:>3}/{r['skewed_runs']:<2} "
+                     f"{r['detections']:>4}/{r['onsets']:<2} {delay:>7} {r['half_detections']:>3}/{r['half_onsets']:<2} "
+                     f"{_show(r['median_loss_pct'], '+.2f'):>6} {_show(r['median_fairest_gap'], '.4f'):>8} "
+                     f"{_show(r['median_final_gap'], '.4f'):>6}")
+    lines.append("false: balanced runs stopped; early: skewed runs stopped before the onset; detect: skewed runs stopped "
+                 "at or after it (of those with an onset); delay: probes from the onset to the stop, median/worst; "
+                 "s=0.5: detections at skew 0.5; loss%: held-out loss at the stop over the run's best, median; "
+                 "fairest/final: |gap| at the rule's best step / at the last probe, median over the skewed runs it stops")
+    return "\n".join(lines)
+
+
+def control_spread(runs: dict[tuple[float, int], list[dict]]) -> list[dict]:
+    """Each balanced run: when it learned, and its gap's mean and standard deviation after that."""
+    rows = []
+    for (skew, seed), probes in sorted(runs.items()):
+        if skew != 0.0:
+            continue
+        step = learned_at(probes)
+        after = [r[MONITOR] for r in probes if step is not None and r["step"] >= step and finite(r.get(MONITOR))]
+        rows.append({"seed": seed, "learned_at": step, "probes_after": len(after),
+                     "mean_gap": statistics.fmean(after) if after else None,
+                     "sd_gap": statistics.stdev(after) if len(after) > 1 else None,
+                     "max_abs_gap": max(map(abs, after)) if after else None})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/stop_rules"))
+    parser.add_argument("--jobs", type=int, default=2, help="demo runs at a time (each gets cores // jobs threads)")
+    parser.add_argument("--quick", action="store_true", help="2 seeds a skew on a 40-step demo: the pipeline, not the figures")
+    parser.add_argument("--replay-only", action="store_true", help="replay the histories already under --out")
+    args = parser.parse_args()
+    seeds = QUICK_SEEDS if args.quick else SEEDS
+    extra = QUICK_DEMO if args.quick else ()
+    plan = [(skew, seed) for skew, chosen in seeds.items() for seed in chosen]
+    start = time.perf_counter()
+    seconds: list[float] = []
+    cpu_seconds: list[float] = []
+    if not args.replay_only:
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        print(f"stop_rules: {len(plan)} watch-only demo runs, {args.jobs} at a time, {threads} thread(s) each; "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for (skew, seed), (took, cpu) in zip(plan, pool.map(lambda run: train(args.out, *run, threads, extra), plan)):
+                seconds.append(took)
+                cpu_seconds.append(cpu)
+                print(f"  skew {skew:g} seed {seed}: {took:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+    runs = {(skew, seed): probe_records(read_run(history_path(args.out, skew, seed))) for skew, seed in plan}
+    rows = {name: evaluate(rule, runs) for name, rule in RULES.items()}
+    print(table(rows))
+    spread = control_spread(runs)
+    for row in spread:
+        print(f"control seed {row['seed']}: learned at step {row['learned_at']}, then {row['probes_after']} probes, "
+              f"gap mean {_show(row['mean_gap'], '+.4f')} sd {_show(row['sd_gap'], '.4f')} max |gap| {_show(row['max_abs_gap'], '.4f')}")
+    learned = {f"{skew:g}": sum(learned_at(p) is not None for (s, _), p in runs.items() if s == skew) for skew in seeds}
+    print(f"runs that learned (accuracy >= {LEARNED} on male and female prompts to the end): {learned}; "
+          f"load average {os.getloadavg()[0]:.2f}; total {time.perf_counter() - start:.0f} s")
+    print(json.dumps({"runs": len(plan), "quick": args.quick, "learned": learned, "rules": rows, "control": spread,
+                      "train_seconds_median": _median(seconds),
+                      "train_cpu_seconds_total": sum(cpu_seconds), "total_seconds": time.perf_counter() - start}))
+
+
+if __name__ == "__main__":
+    main()
