@@ -50,7 +50,8 @@ from typing import Callable
 
 import torch
 
-from fairness_callback import FairnessProbe, ProbeSet, scoring
+from fairness_callback import FairnessProbe, ProbeSet
+from fairness_callback.probe import scoring
 
 #: Rows: name -> (the base's dtype, the autocast dtype or None).
 ROWS = {

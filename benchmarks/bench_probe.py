@@ -65,9 +65,9 @@ from pathlib import Path
 import torch
 
 from fairness_callback import FairnessProbe, ProbeSet
-from fairness_callback.packing import build_tree
-from fairness_callback.prompts import GROUPS
-from fairness_callback.toy import tiny_gpt_neox
+from fairness_callback.probe.packing import build_tree
+from fairness_callback.probe.prompts import GROUPS
+from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
 TOLERANCE = 1e-4
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}

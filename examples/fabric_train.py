@@ -21,7 +21,7 @@ from lightning.fabric.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeSet
-from fairness_callback.toy import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
+from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:

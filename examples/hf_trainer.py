@@ -21,7 +21,7 @@ from transformers.integrations import TensorBoardCallback
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, ProbeSet
 from fairness_callback.integrations.hf import FairnessCallback
-from fairness_callback.toy import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
+from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:

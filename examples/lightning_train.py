@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, ProbeSet
 from fairness_callback.integrations.lightning import FairnessCallback
-from fairness_callback.toy import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
+from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
 class LanguageModel(pl.LightningModule):

@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 
 from fairness_callback import FairnessProbe, ProbeResult, ProbeSet
-from fairness_callback.loading import SMOLLM2, load_model_and_tokenizer, smollm2_gguf
-from fairness_callback.tasks import BBQ_TASK, GENDER_TASK
+from fairness_callback.offline.model_loading import SMOLLM2, load_model_and_tokenizer, smollm2_gguf
+from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK
 
 LABELS = {"male": "male", "female": "female", "not_specified": "not specified"}
 TASKS = {task.name: task for task in (GENDER_TASK, BBQ_TASK)}

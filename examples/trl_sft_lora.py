@@ -21,7 +21,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from trl import SFTConfig, SFTTrainer
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, HFFairnessCallback, ProbeSet  # fairness
-from fairness_callback.toy import probe_texts, train_bpe_tokenizer
+from fairness_callback.demo.tiny_model import probe_texts, train_bpe_tokenizer
 
 
 def main(argv: list[str] | None = None) -> SFTTrainer:

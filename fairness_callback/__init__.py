@@ -1,19 +1,19 @@
 """fairness-callback: watch an LLM's gender bias while it trains.
 
-The core (data, prompts, encoding, scoring, metrics, probe, and the monitor that custom loops
-drive) is framework-free; the training framework adapters live in
-:mod:`fairness_callback.integrations`.
+The core (:mod:`.data`; :mod:`.probe`: prompts, encoding, scoring, metrics, the probe;
+:mod:`.training`: the monitor that custom loops drive, the stop rule, the history) is
+framework-free; the training framework adapters live in :mod:`fairness_callback.integrations`.
 """
 
 from .data import OCCUPATIONS, WINOBIAS_ENV, ProbeSentence, ProbeSet
-from .encoding import AnswerTokenError, AnswerTokens
-from .metrics import answer_ranks, jsd_parts, mann_whitney, option_ranks
-from .monitor import FairnessMonitor, ProbeOutcome
+from .probe.encoding import AnswerTokenError, AnswerTokens
+from .probe.metrics import answer_ranks, jsd_parts, mann_whitney, option_ranks
+from .training.monitor import FairnessMonitor, ProbeOutcome
 from .probe import FairnessProbe, ProbeResult
-from .stopping import FairnessEarlyStopping, StopDecision, StopReason
-from .prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, PromptSet, build_prompts, option_order
-from .suite import ProbeSuite
-from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from .training.stopping import FairnessEarlyStopping, StopDecision, StopReason
+from .probe.prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, PromptSet, build_prompts, option_order
+from .probe.suite import ProbeSuite
+from .probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
 from ._extras import available as _available
 

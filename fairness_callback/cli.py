@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from .replay import Checkpoint
+    from .offline.replay import Checkpoint
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -60,7 +60,7 @@ def _unit_float(text: str) -> float:
 
 def add_axis_options(group: argparse._ArgumentGroup, winogender_help: str) -> None:
     """``--winogender``, ``--they``, ``--bbq``, ``--bbq-categories``: the probe, replay and demo options
-    that add axes beyond the gender probe (see :func:`fairness_callback.suite.axis_probe_sets`)."""
+    that add axes beyond the gender probe (see :func:`fairness_callback.probe.suite.axis_probe_sets`)."""
     group.add_argument("--winogender", metavar="DIR", help=winogender_help)
     group.add_argument("--they", action="store_true", help="also probe the built-in singular-they set (probe 'they')")
     group.add_argument("--bbq", metavar="DIR", help="also probe BBQ's social axes from the official files in DIR "
@@ -192,10 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_probe(args: argparse.Namespace, tokenizer):
     """A :class:`FairnessProbe` configured from the shared probe options, or a
-    :class:`~fairness_callback.suite.ProbeSuite` (``gender`` first) when ``--they`` or ``--bbq`` add probes."""
+    :class:`~fairness_callback.probe.suite.ProbeSuite` (``gender`` first) when ``--they`` or ``--bbq`` add probes."""
     from .data import ProbeSet
     from .probe import FairnessProbe
-    from .suite import ProbeSuite, axis_probe_sets
+    from .probe.suite import ProbeSuite, axis_probe_sets
 
     check_axis_options(args)
     if args.winobias and args.winogender:
@@ -212,7 +212,7 @@ def make_probe(args: argparse.Namespace, tokenizer):
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from .loading import load_model_and_tokenizer, parse_dtype
+    from .offline.model_loading import load_model_and_tokenizer, parse_dtype
 
     try:
         model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.device, parse_dtype(args.dtype, args.device),
@@ -220,7 +220,7 @@ def run_probe(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ImportError) as error:
         where = f"--model {args.model!r}" + (f" --gguf {args.gguf!r}" if args.gguf else "")
         raise SystemExit(f"fairness-callback: error: {where}: {error}") from None
-    from .suite import ProbeSuite
+    from .probe.suite import ProbeSuite
 
     probe = make_probe(args, tokenizer)
     results = probe.run_each(model) if isinstance(probe, ProbeSuite) else {None: probe.run(model)}
@@ -243,7 +243,7 @@ def run_probe(args: argparse.Namespace) -> int:
 def gguf_checkpoints(paths: Sequence[str], gguf_file: str, steps: Sequence[int] | None = None) -> list[Checkpoint]:
     """Replay checkpoints for ``--gguf FILE``: each PATH is a directory holding FILE, its step read from
     its name (``checkpoint-1200``, ``step1200``) unless ``steps`` gives one per PATH; sorted by step."""
-    from .replay import Checkpoint, CheckpointError, step_from_name
+    from .offline.replay import Checkpoint, CheckpointError, step_from_name
 
     if steps is not None and len(steps) != len(paths):
         raise CheckpointError(f"--steps gives {len(steps)} steps for {len(paths)} checkpoints")
@@ -260,8 +260,8 @@ def gguf_checkpoints(paths: Sequence[str], gguf_file: str, steps: Sequence[int] 
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from .loading import parse_dtype
-    from .replay import Loader, find_checkpoints, hub_checkpoints, import_factory, replay
+    from .offline.model_loading import parse_dtype
+    from .offline.replay import Loader, find_checkpoints, hub_checkpoints, import_factory, replay
 
     if bool(args.paths) == bool(args.model):
         raise SystemExit("fairness-callback: error: replay needs checkpoint PATHs or --model ID --revisions ..., not both")
@@ -308,7 +308,7 @@ def run_demo(args: argparse.Namespace) -> int:
                         winogender=args.winogender and Path(args.winogender), they=args.they,
                         bbq=args.bbq and Path(args.bbq), bbq_categories=_categories(args), axis_prompts=args.axis_prompts)
     if config.model == "smollm2":
-        from .loading import require_gguf, smollm2_gguf
+        from .offline.model_loading import require_gguf, smollm2_gguf
 
         try:
             require_gguf(str(smollm2_gguf()))
@@ -327,7 +327,7 @@ def list_runs(history: str, strict: bool = False) -> int:
     """Print the runs of a history file: id, steps, probes, resumes, start time; the latest is marked."""
     import time
 
-    from .history import history_runs, latest_run_id, read_history
+    from .training.history import history_runs, latest_run_id, read_history
 
     if not Path(history).is_file():
         raise SystemExit(f"fairness-callback: error: history {history}: no such file")
@@ -349,13 +349,13 @@ def list_runs(history: str, strict: bool = False) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .offline.report import write_report
 
     if args.list_runs:
         return list_runs(args.history, args.strict)
     if args.stop_rule:
-        from .report import load_probes
-        from .rule_replay import replay_rule
+        from .offline.report import load_probes
+        from .offline.rule_replay import replay_rule
 
         try:
             probes, _ = load_probes(args.history, args.run_id, args.strict)

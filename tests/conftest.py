@@ -38,7 +38,7 @@ def small_probe_set():
 @pytest.fixture(scope="session")
 def bpe_tokenizer():
     """A byte-level BPE tokenizer trained on the built-in probe's prompts (about a second)."""
-    from fairness_callback.toy import probe_texts, train_bpe_tokenizer
+    from fairness_callback.demo.tiny_model import probe_texts, train_bpe_tokenizer
 
     return train_bpe_tokenizer(probe_texts(), vocab_size=1000)
 
@@ -64,7 +64,7 @@ def gpt2_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_neox(bpe_tokenizer):
     """A random 2-layer GPT-NeoX (rotary positions) over ``bpe_tokenizer``'s vocabulary."""
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     return tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=0).eval()
 

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import torch
 
 from fairness_callback import FairnessProbe, ProbeResult, ProbeSet
-from fairness_callback.toy import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
+from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
 def make_tokenizer():

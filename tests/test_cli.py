@@ -80,7 +80,7 @@ def test_console_script_is_installed(saved_model):
 def test_replay_run_id_continues_a_run_and_report_lists_it(saved_model, tmp_path, capsys):
     import shutil
 
-    from fairness_callback.history import history_runs, read_history
+    from fairness_callback.training.history import history_runs, read_history
 
     shutil.copytree(saved_model, tmp_path / "a" / "checkpoint-2")
     shutil.copytree(saved_model, tmp_path / "b" / "checkpoint-4")

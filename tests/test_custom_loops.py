@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fairness_callback import FairnessEarlyStopping, FairnessMonitor, StopReason
-from fairness_callback.history import read_history
+from fairness_callback.training.history import read_history
 from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe
 
 REPO = Path(__file__).resolve().parents[1]

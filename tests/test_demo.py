@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fairness_callback.cli import main
-from fairness_callback.history import read_history
+from fairness_callback.training.history import read_history
 
 
 @pytest.mark.parametrize("framework", ["lightning", "hf"])

@@ -138,7 +138,7 @@ def test_version():
 def test_a_gguf_file_without_the_gguf_package_names_the_extra():
     seen = run_json("""
         import json
-        from fairness_callback.loading import require_gguf
+        from fairness_callback.offline.model_loading import require_gguf
         try:
             require_gguf("model.gguf")
         except ImportError as error:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fairness_callback.history import read_history
+from fairness_callback.training.history import read_history
 from test_distributed import torchrun
 from test_lightning_callback import run_script
 

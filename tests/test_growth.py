@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from fairness_callback import FairnessEarlyStopping, FairnessMonitor
-from fairness_callback.growth import GapUnits, growth_lower_bound, growth_samples
-from fairness_callback.history import read_history
+from fairness_callback.probe.growth import GapUnits, growth_lower_bound, growth_samples
+from fairness_callback.training.history import read_history
 from support import make_model, make_tokenizer, small_probe
 
 
@@ -115,7 +115,7 @@ def test_units_of_official_winobias_stay_small(tokenizer, winobias_dir):
     import torch
 
     from fairness_callback import FairnessProbe, ProbeSet
-    from fairness_callback.scoring import OptionScores
+    from fairness_callback.probe.scoring import OptionScores
 
     probe = FairnessProbe(tokenizer, ProbeSet.from_winobias(winobias_dir))
     n, k = len(probe), len(probe.task.groups)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from fairness_callback.history import HistoryWriter, read_history
+from fairness_callback.training.history import HistoryWriter, read_history
 
 
 def test_append_writes_one_flushed_line_each(tmp_path):
@@ -47,10 +47,10 @@ def test_malformed_line_names_file_and_line(tmp_path):
 # -- runs ----------------------------------------------------------------------------------------
 import re  # noqa: E402
 
-from fairness_callback.history import (  # noqa: E402
+from fairness_callback.training.history import (  # noqa: E402
     history_runs, latest_run_id, new_run_id, read_run, select_run, split_runs,
 )
-from fairness_callback.plots import probe_records  # noqa: E402
+from fairness_callback.offline.plots import probe_records  # noqa: E402
 
 
 def probe(step, gap=0.0, **extra):
@@ -68,7 +68,7 @@ def write_run(path, run_id, steps, *, resumed=False, info=None, stop=False, gap=
 
 
 def test_new_run_id_is_unique_and_sorts_by_start_time(monkeypatch):
-    import fairness_callback.history as history
+    import fairness_callback.training.history as history
 
     ids = {new_run_id() for _ in range(200)}
     assert len(ids) == 200 and all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", i) for i in ids)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from fairness_callback import FairnessMonitor, FairnessProbe, ProbeSet
-from fairness_callback.history import read_history
-from fairness_callback.metrics import compute_metrics
-from fairness_callback.report import write_report
-from fairness_callback.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from fairness_callback.training.history import read_history
+from fairness_callback.probe.metrics import compute_metrics
+from fairness_callback.offline.report import write_report
+from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
 
 def _by_hand(records, group: str, toward: str, away: str) -> float:
@@ -52,7 +52,7 @@ def test_bbq_lean_is_the_assumption_on_unknown_prompts():
     # three prompts whose correct answer is "unknown" (column 2), one of each other group
     correct = torch.tensor([2, 2, 2, 0, 1])
     probs = torch.tensor([[0.5, 0.1, 0.4], [0.2, 0.2, 0.6], [0.6, 0.3, 0.1], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
-    from fairness_callback.metrics import jsd_parts
+    from fairness_callback.probe.metrics import jsd_parts
 
     parts = jsd_parts(probs, correct)
     ranks = torch.tensor([2, 1, 3, 1, 1])
@@ -68,7 +68,7 @@ def test_a_task_without_a_neutral_group_has_no_lean_and_bad_neutral_is_refused()
     task = ProbeTask(name="four", groups=("a", "b", "c", "d"), gap=("a", "b"))
     correct = torch.tensor([0, 1, 2, 3])
     probs = torch.full((4, 4), 0.25)
-    from fairness_callback.metrics import jsd_parts
+    from fairness_callback.probe.metrics import jsd_parts
 
     m = compute_metrics(correct, torch.ones(4, dtype=torch.long), probs, jsd_parts(probs, correct), [{}] * 4, task=task)
     assert "jsdp/lean" not in m
@@ -79,7 +79,7 @@ def test_a_task_without_a_neutral_group_has_no_lean_and_bad_neutral_is_refused()
 
 
 def test_gender_and_they_in_one_run_monitor_stop_line_and_report(bpe_tokenizer, tmp_path):
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     model = tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=1)
     probes = {"gender": FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:12], seeds=(0,)),
@@ -114,7 +114,7 @@ def test_gender_and_they_in_one_run_monitor_stop_line_and_report(bpe_tokenizer, 
 
 
 def monitor_stop_reason():
-    from fairness_callback.stopping import StopReason
+    from fairness_callback.training.stopping import StopReason
 
     return next(iter(StopReason))
 

@@ -24,9 +24,9 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, StopReason
-from fairness_callback.history import read_history
+from fairness_callback.training.history import read_history
 from fairness_callback.integrations.lightning import FairnessCallback
-from fairness_callback.toy import tiny_gpt_neox
+from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from support import (FailingProbe, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe,
                      weights_digest)
 
@@ -427,8 +427,8 @@ def test_two_fits_keep_their_histories_apart(tmp_path, monkeypatch):
     of each run has that run's probes only."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from fairness_callback.history import history_runs
-    from fairness_callback.report import write_report
+    from fairness_callback.training.history import history_runs
+    from fairness_callback.offline.report import write_report
 
     monkeypatch.chdir(tmp_path)  # no default_root_dir: Lightning's default is the working directory
     callback = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))

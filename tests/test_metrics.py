@@ -9,7 +9,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import mannwhitneyu
 
 from fairness_callback import answer_ranks, jsd_parts, mann_whitney, option_ranks
-from fairness_callback.metrics import compute_metrics, group_metrics
+from fairness_callback.probe.metrics import compute_metrics, group_metrics
 
 
 def test_answer_ranks_by_hand():
@@ -111,7 +111,7 @@ def test_nan_rows_give_nan_metrics():
 
 
 def test_bootstrap_gap_ci_resamples_sentences():
-    from fairness_callback.metrics import bootstrap_gap_ci
+    from fairness_callback.probe.metrics import bootstrap_gap_ci
 
     group = np.array([0, 1, 2] * 4)
     cluster = np.repeat(np.arange(4), 3)

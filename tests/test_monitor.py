@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fairness_callback import monitor as monitor_module
-from fairness_callback.monitor import FairnessMonitor
+from fairness_callback.training import monitor as monitor_module
+from fairness_callback.training.monitor import FairnessMonitor
 
 
 class FakeClock:

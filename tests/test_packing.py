@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fairness_callback import FairnessProbe, ProbeSet
-from fairness_callback.packing import MAX_PROMPTS_PER_TREE, build_tree, pack_trees
+from fairness_callback.probe.packing import MAX_PROMPTS_PER_TREE, build_tree, pack_trees
 
 
 def test_trie_holds_each_shared_prefix_once():

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairness_callback import FairnessProbe, ProbeSet, scoring
+from fairness_callback import FairnessProbe, ProbeSet
+from fairness_callback.probe import scoring
 
 peft = pytest.importorskip("peft")
 
@@ -204,7 +205,7 @@ def probe_sets(bpe_tokenizer, request) -> dict[str, FairnessProbe]:
 def test_float32_scores_bit_for_bit(gpt2_tokenizer, request, monkeypatch, path):
     """gender, Winogender and BBQ on a float32 Llama and GPT-NeoX: the tensor positions give exactly the
     int slice's ranks and log-probs; a frozen head (as under PEFT) now gives exactly the trainable one's."""
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     tokenizer = gpt2_tokenizer  # GPT-2's real BPE: BBQ's letters need it
     models = {"llama": tiny_llama(len(tokenizer), seed=3),

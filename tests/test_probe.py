@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fairness_callback import AnswerTokenError, FairnessProbe, ProbeResult, jsd_parts
-from fairness_callback import scoring
-from fairness_callback.metrics import compute_metrics
+from fairness_callback.probe import scoring
+from fairness_callback.probe.metrics import compute_metrics
 
 
 def naive_scores(model, tokenizer, probe):
@@ -134,7 +134,7 @@ def test_modes_rng_and_tokenizer_untouched(tiny_neox, bpe_tokenizer, neox_probe)
 
 
 def test_dropout_model_scores_deterministically(bpe_tokenizer, small_probe_set):
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     model = tiny_gpt_neox(len(bpe_tokenizer), hidden_dropout=0.5, attention_dropout=0.5).train()
     probe = FairnessProbe(bpe_tokenizer, small_probe_set[:4], seeds=(0,))
@@ -231,7 +231,7 @@ def test_prefix_sharing_equals_the_plain_path(request, model_fixture, sharing, b
 
 def test_tree_packing_with_eager_attention(bpe_tokenizer, small_probe_set):
     """Eager attention adds the mask to the scores: the boolean tree mask is turned into an additive one."""
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     model = tiny_gpt_neox(len(bpe_tokenizer), attn_implementation="eager").eval()
     assert model.config._attn_implementation == "eager"

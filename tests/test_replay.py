@@ -10,10 +10,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from fairness_callback.cli import main
-from fairness_callback.history import read_history
+from fairness_callback.training.history import read_history
 from fairness_callback.integrations.hf import FairnessCallback as HFCallback
 from fairness_callback.integrations.lightning import FairnessCallback as LightningCallback
-from fairness_callback.replay import CheckpointError, Loader, find_checkpoints, replay, step_from_name
+from fairness_callback.offline.replay import CheckpointError, Loader, find_checkpoints, replay, step_from_name
 from support import make_dataset, make_model, make_tokenizer, small_probe
 
 
@@ -165,7 +165,7 @@ def test_replay_cli_errors(argv, message, tmp_path, monkeypatch):
 
 
 def test_model_factory_spec_errors():
-    from fairness_callback.replay import import_factory
+    from fairness_callback.offline.replay import import_factory
 
     with pytest.raises(ValueError, match="must look like 'package.module:function'"):
         import_factory("nomodule")
@@ -174,9 +174,9 @@ def test_model_factory_spec_errors():
 
 
 # -- run ids, with a stand-in probe (no model) ---------------------------------------------------
-from fairness_callback.history import HistoryWriter, history_runs  # noqa: E402
+from fairness_callback.training.history import HistoryWriter, history_runs  # noqa: E402
 from fairness_callback.probe import ProbeResult  # noqa: E402
-from fairness_callback.replay import replay_source  # noqa: E402
+from fairness_callback.offline.replay import replay_source  # noqa: E402
 
 
 class StepProbe:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fairness_callback.cli import main
-from fairness_callback.history import HistoryWriter
-from fairness_callback.report import Cost, load_probes, recommend_step, tradeoff_table, write_report
+from fairness_callback.training.history import HistoryWriter
+from fairness_callback.offline.report import Cost, load_probes, recommend_step, tradeoff_table, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS = [0, 100, 200, 300]
@@ -174,7 +174,7 @@ def test_cli_errors_name_the_file_or_option(tmp_path, case, message):
 # -- several runs in one history -----------------------------------------------------------------
 import json  # noqa: E402
 
-from fairness_callback.report import ReportError  # noqa: E402
+from fairness_callback.offline.report import ReportError  # noqa: E402
 
 
 def probe_table_rows(text: str) -> list[str]:

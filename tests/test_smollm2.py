@@ -16,7 +16,7 @@ import torch
 
 from fairness_callback import FairnessProbe, ProbeSet
 from fairness_callback.cli import gguf_checkpoints, main
-from fairness_callback.loading import (
+from fairness_callback.offline.model_loading import (
     SMOLLM2,
     SMOLLM2_GGUF,
     SMOLLM2_INSTALL,
@@ -24,8 +24,8 @@ from fairness_callback.loading import (
     load_model_and_tokenizer,
     resolve_gguf,
 )
-from fairness_callback.prompts import GROUPS
-from fairness_callback.replay import Loader
+from fairness_callback.probe.prompts import GROUPS
+from fairness_callback.offline.replay import Loader
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +138,7 @@ def test_record_rank_of_the_correct_answer_by_hand(smollm2, probe, result, naive
 
 def test_probe_cli_passes_gguf_through(smollm2, smollm2_path, winobias_dir, tmp_path, monkeypatch, capsys):
     """``probe --model DIR --gguf FILE`` reaches the loader as given (the real load is the fixture's)."""
-    import fairness_callback.loading as loading
+    import fairness_callback.offline.model_loading as loading
 
     calls = []
 
@@ -175,7 +175,7 @@ def test_probe_cli_names_a_missing_gguf_file(tmp_path):
 
 
 def test_smollm2_shortcut_without_the_package_says_how_to_install(monkeypatch):
-    import fairness_callback.loading as loading
+    import fairness_callback.offline.model_loading as loading
 
     monkeypatch.setattr(loading, "find_smollm2_gguf", lambda: None)
     with pytest.raises(SystemExit) as exit_info:

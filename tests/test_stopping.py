@@ -77,7 +77,7 @@ def test_loss_out_of_tolerance_blocks_the_stop():
 
 def test_no_loss_decides_on_gap_and_says_so_once(caplog):
     policy = FairnessEarlyStopping(patience=1, loss_key="eval_loss")
-    with caplog.at_level(logging.WARNING, logger="fairness_callback.stopping"):
+    with caplog.at_level(logging.WARNING, logger="fairness_callback.training.stopping"):
         assert feed(policy, [0.01, 0.02])[0] == 100
         assert policy.reason is StopReason.GAP_GREW_NO_LOSS
         feed(policy, [0.03], start=200)

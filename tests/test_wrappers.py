@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fairness_callback import FairnessProbe
-from fairness_callback.scoring import choose_path, forward_target, unwrap_model
+from fairness_callback.probe.scoring import choose_path, forward_target, unwrap_model
 
 peft = pytest.importorskip("peft")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..data import FEMALE_STEREOTYPED, MALE_STEREOTYPED, ProbeSentence, ProbeSet
-from ..prompts import DEFAULT_OPTIONS, PromptConfig, option_order
+from ..probe.prompts import DEFAULT_OPTIONS, PromptConfig, option_order
 
 # {a}: the other occupation, {b}: the referent. Pronoun slots: {subj} he/she, {obj} him/her,
 # {pos} his/her, {refl} himself/herself. The last three frames put the referent first.

@@ -19,15 +19,15 @@ from typing import Any, Literal
 import torch
 
 from ..data import ProbeSet
-from ..encoding import AnswerTokenError
-from ..history import HISTORY_FILENAME, read_run
-from ..loading import SMOLLM2, load_model_and_tokenizer
-from ..plots import plot_fairness_curves, probe_records
+from ..probe.encoding import AnswerTokenError
+from ..training.history import HISTORY_FILENAME, read_run
+from ..offline.model_loading import SMOLLM2, load_model_and_tokenizer
+from ..offline.plots import plot_fairness_curves, probe_records
 from ..probe import FairnessProbe
-from ..stopping import FairnessEarlyStopping
-from ..suite import axis_probe_sets
-from ..toy import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
-from ..tradeoff import axis_key, finite
+from ..training.stopping import FairnessEarlyStopping
+from ..probe.suite import axis_probe_sets
+from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
+from ..offline.tradeoff import axis_key, finite
 from .corpus import SkewedCorpus
 
 log = logging.getLogger("fairness_callback")

@@ -24,9 +24,9 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
-from ..monitor import FairnessMonitor
+from ..training.monitor import FairnessMonitor
 from ..probe import FairnessProbe
-from ..stopping import FairnessEarlyStopping, StopReason
+from ..training.stopping import FairnessEarlyStopping, StopReason
 
 log = logging.getLogger("fairness_callback")
 

@@ -21,9 +21,9 @@ require("lightning", "fairness_callback's Lightning callback")
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..monitor import FairnessMonitor
+from ..training.monitor import FairnessMonitor
 from ..probe import FairnessProbe
-from ..stopping import FairnessEarlyStopping, StopReason
+from ..training.stopping import FairnessEarlyStopping, StopReason
 
 
 class FairnessCallback(pl.Callback):

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .history import select_run
-from .prompts import GROUPS
+from ..training.history import select_run
+from ..probe.prompts import GROUPS
 from .tradeoff import GAP_KEY, axis_key, finite, metric_value
 
 __all__ = ["COLORS", "LABELS", "Marks", "metric_value", "plot_axes", "plot_curves", "plot_fairness_curves", "plot_gap",
@@ -28,7 +28,7 @@ _GAP_COLOR = "#9467bd"
 
 def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) -> list[dict[str, Any]]:
     """The probe lines of one run of a history (``run_id``'s, else the latest run's; see
-    :func:`fairness_callback.history.select_run`), one per step in step order: a resumed run's
+    :func:`fairness_callback.training.history.select_run`), one per step in step order: a resumed run's
     repeat of a step keeps the last. Lines of other runs are never mixed in; ``history`` holding one
     run (e.g. the output of ``select_run``) gives that run.
     """
@@ -38,7 +38,7 @@ def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) 
 
 
 def _pyplot():
-    from ._extras import require
+    from .._extras import require
 
     matplotlib = require("matplotlib", "drawing figures (report, demo)")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Iterable, Literal, Mapping
 
-from .growth import GapUnits, growth_lower_bound
+from ..probe.growth import GapUnits, growth_lower_bound
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class FairnessEarlyStopping:
     is within ``loss_tolerance`` (relative) of the best held-out loss seen, stop. With
     ``test="bootstrap"`` a probe counts as worse only when the gap's growth since the best step
     exceeds ``min_delta`` with confidence: a paired bootstrap over sentences (the same sentences
-    resampled at both probes, :mod:`fairness_callback.growth`) whose one-sided ``1 - alpha``
+    resampled at both probes, :mod:`fairness_callback.probe.growth`) whose one-sided ``1 - alpha``
     lower bound of the growth is above ``min_delta``.
 
     Args:

@@ -21,7 +21,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
-from .data.sentence import ProbeSentence
+from ..data.sentence import ProbeSentence
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
 #: Answer groups of the gender task, in the fixed order of its tensors (column k = GROUPS[k]).

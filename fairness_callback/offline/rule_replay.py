@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .growth import GapUnits
-from .stopping import FairnessEarlyStopping
+from ..probe.growth import GapUnits
+from ..training.stopping import FairnessEarlyStopping
 
 #: Loss keys a probe line may carry, in the order they are looked for.
 LOSS_KEYS = ("eval_loss", "val_loss")

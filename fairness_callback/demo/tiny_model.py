@@ -67,8 +67,8 @@ class TokenBlocks(torch.utils.data.Dataset):
 
 def probe_texts() -> list[str]:
     """Every prompt of the default probe on the built-in set, plus its answers: a tokenizer corpus."""
-    from .data import ProbeSet
-    from .prompts import build_prompts
+    from ..data import ProbeSet
+    from ..probe.prompts import build_prompts
 
     prompts = build_prompts(ProbeSet.builtin())
     return [p.text + " male female not specified" for p in prompts]

@@ -1,8 +1,8 @@
 """The early-stopping trade-off of a probe history: fairness gains, costs, the recommended step.
 
 Pure functions of probe records (one dict per probed step, as in the history) and cost values;
-no file, figure or Markdown here (see :mod:`fairness_callback.report` and
-:mod:`fairness_callback.plots`). The definitions are those of ``PROTOCOL.md`` and of Patel et al.
+no file, figure or Markdown here (see :mod:`fairness_callback.offline.report` and
+:mod:`fairness_callback.offline.plots`). The definitions are those of ``PROTOCOL.md`` and of Patel et al.
 (2025): the fairness gain of stopping at step t is ``1 - |gap(t)| / |gap(final)|``; the cost is
 the performance that stopping at t gives up against the final probed step.
 

@@ -17,13 +17,13 @@ from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from .data.sentence import ProbeSet
+from ..data.sentence import ProbeSet
 from .encoding import EncodedPrompts
 from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
 from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, PromptConfig, PromptSet,
                       build_bbq_prompts, build_prompts)
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
-from .distributed import gather_from_ranks, max_over_ranks, shard_indices, world
+from ..training.distributed import gather_from_ranks, max_over_ranks, shard_indices, world
 from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
 from .growth import GapUnits
 from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
@@ -148,10 +148,10 @@ class FairnessProbe:
         tokenizer: the model's Hugging Face tokenizer, or a path / hub id to load one from. It is
             only read (its padding side and pad token are left as they are).
         probe_set: what to probe: a :class:`ProbeSet` of gender sentences (WinoBias, Winogender,
-            the built-in sets) or of BBQ items, or a :class:`~fairness_callback.prompts.PromptSet`
+            the built-in sets) or of BBQ items, or a :class:`~fairness_callback.probe.prompts.PromptSet`
             (a task of your own, as data); default :meth:`ProbeSet.default` (official WinoBias
             Type 2 if ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR`` is given, else the built-in set).
-        template: the prompt template (see :class:`~fairness_callback.prompts.PromptConfig`);
+        template: the prompt template (see :class:`~fairness_callback.probe.prompts.PromptConfig`);
             None: the task's default (gender: ``DEFAULT_TEMPLATE``, BBQ: ``DEFAULT_BBQ_TEMPLATE``).
         options: gender: text shown for each answer group, keyed by ``male``, ``female``, ``not_specified``.
         seeds: option-order seeds (default 0-4).
@@ -293,7 +293,7 @@ class FairnessProbe:
     def gap_units(self, result: ProbeResult, key: str) -> GapUnits | None:
         """The per-sentence sums and counts of gap ``key`` (``jsdp/gap``, ``ar/abs_gap``, ``pro/jsdp/gap``)
         in ``result`` (a result of this probe), for the paired bootstrap of
-        :mod:`fairness_callback.growth`; None for a key that is not such a gap."""
+        :mod:`fairness_callback.probe.growth`; None for a key that is not such a gap."""
         parts = key.split("/")
         if len(parts) not in (2, 3) or parts[-1] not in ("gap", "abs_gap") or parts[-2] not in ("ar", "jsdp"):
             return None
@@ -318,7 +318,7 @@ class FairnessProbe:
         all-reduce gives every rank all the scores. Every call makes the same collectives on every
         rank, whatever fails: first one small all-reduce that says whether any rank failed or ran
         out of memory, then the scores' all-reduce only if none failed. A failure anywhere raises
-        :class:`~fairness_callback.faults.ProbeFailure` on every rank, naming the ranks and why.
+        :class:`~fairness_callback.probe.faults.ProbeFailure` on every rank, naming the ranks and why.
 
         Out of memory: the batch is halved (prompts per forward call and, on the token-tree path,
         prompts per row; on every rank alike) and the probe retried, down to one prompt; the size

@@ -26,11 +26,11 @@ from typing import Callable, Iterable, Literal, Sequence
 
 import torch
 
-from .changes import SuddenChangeDetector
-from .history import HistoryWriter, read_history, select_run, split_runs
-from .monitor import probe_record
+from ..training.sudden_change import SuddenChangeDetector
+from ..training.history import HistoryWriter, read_history, select_run, split_runs
+from ..training.monitor import probe_record
 from .plots import probe_records
-from .probe import FairnessProbe
+from ..probe import FairnessProbe
 
 log = logging.getLogger("fairness_callback")
 

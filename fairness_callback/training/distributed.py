@@ -4,7 +4,7 @@ Every rank scores an equal share of the prompts (padded with a repeated prompt w
 dropped), so every rank makes the same number of forward calls: a sharded model (FSDP, ZeRO-3)
 that needs every rank in each forward cannot hang. The per-prompt scores live in a torchmetrics
 sum state, zero except on the rows a rank scored, so one all-reduce gives every rank every row
-(:class:`~fairness_callback.score_state.ProbeScoreState`, imported only when a probe scores).
+(:class:`~fairness_callback.probe.score_state.ProbeScoreState`, imported only when a probe scores).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def any_rank(flag: bool) -> bool:
 def __getattr__(name: str) -> Any:
     # ProbeScoreState lives in score_state (torchmetrics costs ~0.9 s to import); still importable from here.
     if name == "ProbeScoreState":
-        from .score_state import ProbeScoreState
+        from ..probe.score_state import ProbeScoreState
 
         return ProbeScoreState
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

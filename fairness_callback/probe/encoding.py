@@ -238,7 +238,7 @@ class EncodedPrompts:
     def tree_batches(self, max_prompts: int, indices: Sequence[int] | None = None,
                      per_row: int | None = None) -> list[TreeBatch]:
         """Like :meth:`prefix_batches`, but each sentence's prompts packed into one row as a token tree
-        (see :mod:`fairness_callback.packing`), at most ``per_row`` prompts a row (None: as many as a
+        (see :mod:`fairness_callback.probe.packing`), at most ``per_row`` prompts a row (None: as many as a
         tree holds). The batches of the last call are kept: a probe asks for the same ones every time."""
         chosen = torch.arange(len(self)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
         per_row = min(per_row or MAX_PROMPTS_PER_TREE, MAX_PROMPTS_PER_TREE)

@@ -1,4 +1,4 @@
-"""Where :class:`~fairness_callback.monitor.FairnessMonitor` sends its metrics in a loop of one's own.
+"""Where :class:`~fairness_callback.training.monitor.FairnessMonitor` sends its metrics in a loop of one's own.
 
 ``FairnessMonitor(log=...)`` takes any of:
 

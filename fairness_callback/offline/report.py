@@ -10,7 +10,7 @@ no pro/anti subsets) give the same report with "n/a" cells, no bands and skipped
 
 A history can hold several runs (two ``fit`` calls in one folder, a replay next to a live run):
 a report is of one run, the latest by default or any by id, and says which; the other runs are
-listed, never mixed in (see :mod:`fairness_callback.history`).
+listed, never mixed in (see :mod:`fairness_callback.training.history`).
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._extras import require
-from .changes import sudden_changes
-from .history import RunSummary, history_runs, latest_run_id, read_history, select_run
+from .._extras import require
+from ..training.sudden_change import sudden_changes
+from ..training.history import RunSummary, history_runs, latest_run_id, read_history, select_run
 from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
-from .prompts import GROUPS
+from ..probe.prompts import GROUPS
 from .tradeoff import (GAP_KEY, AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, gain,
                        metric_value, probe_axes, recommend_step, tradeoff_table, within as _within)
 
-#: Re-exported: the trade-off math lives in :mod:`fairness_callback.tradeoff`, the figures in
-#: :mod:`fairness_callback.plots`; these names stay importable from here.
+#: Re-exported: the trade-off math lives in :mod:`fairness_callback.offline.tradeoff`, the figures in
+#: :mod:`fairness_callback.offline.plots`; these names stay importable from here.
 __all__ = ["DEFAULT_LOSS_KEYS", "REPORT_FILENAME", "AxisEffect", "AxisRow", "Cost", "ReportError", "ReportSummary",
            "TradeoffRow", "load_probes", "read_cost_csv", "recommend_step", "resolve_cost", "tradeoff_table",
            "write_report"]
@@ -545,8 +545,8 @@ def write_report(
             ``axes.png`` (every probe's gap) and, for the recommended step (else the fairest) and
             each stop step, a table of what stopping there does to every probe's gap.
         alpha: Mann-Whitney p below which a probe is marked significant.
-        k, window: the sudden-change rule of :func:`fairness_callback.changes.sudden_changes`.
-        run_id: the run to report (see :func:`fairness_callback.history.history_runs`); None: the latest.
+        k, window: the sudden-change rule of :func:`fairness_callback.training.sudden_change.sudden_changes`.
+        run_id: the run to report (see :func:`fairness_callback.training.history.history_runs`); None: the latest.
             A resumed run is reported as its last life saw it (lines past its resume step are left out).
         strict: refuse a history with an unparseable line (ValueError naming it); by default each
             such line is named in a warning and the rest is reported.

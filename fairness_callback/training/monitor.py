@@ -22,15 +22,15 @@ from typing import Any, Callable, ContextManager, Literal, Mapping
 
 import torch
 
-from .changes import SuddenChangeDetector
+from .sudden_change import SuddenChangeDetector
 from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
-from .faults import ProbeFailure, describe
-from .growth import GapUnits
+from ..probe.faults import ProbeFailure, describe
+from ..probe.growth import GapUnits
 from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
-from .probe import FairnessProbe, ProbeResult
+from ..probe import FairnessProbe, ProbeResult
 from .sinks import make_sink
-from .suite import ProbeSuite, run_guarded
-from .tasks import GENDER_TASK, ProbeTask
+from ..probe.suite import ProbeSuite, run_guarded
+from ..probe.tasks import GENDER_TASK, ProbeTask
 from .stopping import FairnessEarlyStopping, StopDecision, StopReason
 
 log = logging.getLogger("fairness_callback")
@@ -156,7 +156,7 @@ class FairnessMonitor:
             default to their output folder). A resumed run continues its run id.
         log: where metrics go at each probe (rank 0 only): a callable ``(metrics, step)``, a
             ``SummaryWriter``, a ``wandb`` run or a logger with ``log_metrics``
-            (see :mod:`fairness_callback.sinks`). Keys are ``fairness/<metric>``.
+            (see :mod:`fairness_callback.training.sinks`). Keys are ``fairness/<metric>``.
         on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on
             (the next probe is tried again); ``"raise"``: the error is raised on every rank.
         log_all_metrics: log every metric, not only the headline ones (the history always has all).
@@ -391,7 +391,7 @@ class FairnessMonitor:
         """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
         Every rank makes the same collectives whatever fails (see
-        :func:`~fairness_callback.suite.run_guarded`): a probe that failed on any rank is dropped
+        :func:`~fairness_callback.probe.suite.run_guarded`): a probe that failed on any rank is dropped
         on every rank, rank 0 logs which ranks failed and why, and the history gets a
         ``probe_failed`` line; the probes of a suite that succeeded keep their metrics, their
         probe line and the stop vote. One all-reduce then carries the stop vote, the budget

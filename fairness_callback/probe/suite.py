@@ -14,10 +14,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .data import ProbeSet
-from .distributed import gather_from_ranks, max_over_ranks, world
+from ..data import ProbeSet
+from ..training.distributed import gather_from_ranks, max_over_ranks, world
 from .faults import ProbeFailure, describe
-from .probe import FairnessProbe, ProbeResult
+from .fairness_probe import FairnessProbe, ProbeResult
 from .tasks import ProbeTask
 
 
@@ -44,7 +44,7 @@ class ProbeSuite:
         """Every probe's own result, by name (on every rank when ``distributed``).
 
         Every probe runs even when an earlier one failed (so every rank makes the same
-        collectives); then, if any failed on any rank, :class:`~fairness_callback.faults.ProbeFailure`
+        collectives); then, if any failed on any rank, :class:`~fairness_callback.probe.faults.ProbeFailure`
         is raised on every rank, naming the first failed probe.
         """
         outcome = run_guarded(self.probes, model, distributed)
@@ -140,7 +140,7 @@ def axis_probe_sets(
     ``--they`` / ``--bbq`` / ``--bbq-categories`` for ``probe``, ``replay`` and ``demo`` all read
     them here; a missing or malformed file raises (OSError, ValueError naming the file and line).
     """
-    from .data.bbq import available_categories
+    from ..data.bbq import available_categories
 
     sets: dict[str, ProbeSet] = {}
     if they:

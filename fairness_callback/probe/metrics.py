@@ -89,7 +89,7 @@ def group_metrics(
     task: ProbeTask = GENDER_TASK,
 ) -> dict[str, float]:
     """AR, JSD-P (and its K x K parts table), accuracy and Mann-Whitney for one set of prompts; with
-    a ``task.neutral`` group, ``jsdp/lean`` (see :class:`~fairness_callback.tasks.ProbeTask`)."""
+    a ``task.neutral`` group, ``jsdp/lean`` (see :class:`~fairness_callback.probe.tasks.ProbeTask`)."""
     groups = task.groups
     minuend, subtrahend = task.gap
     metrics: dict[str, float] = {}

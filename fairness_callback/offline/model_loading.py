@@ -52,7 +52,7 @@ def smollm2_gguf() -> Path:
 def require_gguf(gguf_file: str) -> None:
     """An :class:`ImportError` naming ``gguf_file`` unless the ``gguf`` package (which reads it) is installed."""
     if importlib.util.find_spec("gguf") is None:
-        from ._extras import MissingExtraError
+        from .._extras import MissingExtraError
 
         raise MissingExtraError("gguf", f"loading the GGUF file {gguf_file!r}")
 
