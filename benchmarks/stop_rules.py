@@ -4,7 +4,7 @@ Watch-only demo runs (``fairness-callback demo --no-early-stopping``: the defaul
 kept) at skew 0 (the control: a balanced corpus) and skew 1 for seeds 0-9, and at skew 0.5 for
 seeds 0-4. Every history is kept under ``--out``. Then every rule of ``RULES`` (a
 :class:`~fairness_callback.FairnessEarlyStopping` as a ``--stop-rule`` text) is replayed over
-every history offline (``fairness_callback.rule_replay``: a rule is a function of the probe stream
+every history offline (``fairness_callback.offline.rule_replay``: a rule is a function of the probe stream
 and of the held-out losses the probe lines carry), and one table is printed, rule by rule:
 
 - ``false``: balanced runs it stops (x/10): every stop of a balanced run is a false alarm.
@@ -41,10 +41,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fairness_callback.history import HISTORY_FILENAME, read_run
-from fairness_callback.plots import probe_records
-from fairness_callback.rule_replay import replay_rule
-from fairness_callback.tradeoff import finite
+from fairness_callback.training.history import HISTORY_FILENAME, read_run
+from fairness_callback.offline.plots import probe_records
+from fairness_callback.offline.rule_replay import replay_rule
+from fairness_callback.offline.tradeoff import finite
 
 MONITOR = "jsdp/gap"
 

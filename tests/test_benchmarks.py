@@ -101,3 +101,23 @@ def test_exit_repeats(tmp_path):
         assert (summary["runs"], summary["clean"], summary["hang"], summary["abort"]) == (1, 1, 0, 0), summary["failures"]
         assert 0 < summary["wall_s_median"] <= summary["wall_s_max"]
     assert variants["with_callback"]["probes_per_clean_run"] == [1]  # the step-0 probe; the next is due at step 10
+
+
+def test_stop_rules_quick(tmp_path):
+    """Watch-only demo runs at skews 0, 0.5 and 1 (2 seeds each, 40 steps), every rule replayed offline:
+    the histories are kept, every rule has a row, and its counts add up over the runs it saw."""
+    figures = run_script("stop_rules.py", "--quick", "--out", str(tmp_path / "runs"), tmp_path=tmp_path)
+    assert figures["runs"] == 6 and figures["quick"]
+    for skew in ("0", "0.5", "1"):
+        for seed in (0, 1):
+            assert (tmp_path / "runs" / f"skew{skew}" / f"seed{seed}" / "fairness_history.jsonl").stat().st_size > 0
+    rules = figures["rules"]
+    assert "readme (defaults)" in rules and "demo's rule (before #19)" in rules
+    for row in rules.values():
+        assert row["balanced_runs"] == row["skewed_runs"] == row["half_runs"] == 2
+        assert 0 <= row["false_stops"] <= 2 and row["early_stops"] + row["detections"] <= 2
+        assert row["detections"] <= row["onsets"]
+    assert [row["seed"] for row in figures["control"]] == [0, 1]
+    # Replaying only (no training) gives the same table from the kept histories.
+    again = run_script("stop_rules.py", "--quick", "--replay-only", "--out", str(tmp_path / "runs"), tmp_path=tmp_path)
+    assert again["rules"] == rules
