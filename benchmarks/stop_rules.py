@@ -23,7 +23,8 @@ prompts) is printed too: that is the control's noise a rule must not mistake for
 
 The last line is one JSON object. ``--quick`` (2 seeds a skew, 40 steps, 20 sentences) checks the
 pipeline end to end in the test suite; its figures mean nothing. ``--replay-only`` replays the
-histories already under ``--out`` (after a change of the rules, no training).
+histories already under ``--out`` (after a change of the rules, no training; runs without a history
+are left out and named).
 
     python benchmarks/stop_rules.py [--out runs/stop_rules] [--jobs 2] [--quick] [--replay-only]
 """
@@ -62,6 +63,10 @@ RULES: dict[str, str] = {
     "bootstrap a=0.05 d=0.01 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01",
     "bootstrap a=0.01 d=0.01": "patience=3,test=bootstrap,alpha=0.01,min_delta=0.01",
     "bootstrap a=0.05 d=0.01 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.5",
+    "bootstrap a=0.05 d=0 acc=0.9": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,min_accuracy=0.9",
+    "bootstrap a=0.05 d=0.01 acc=0.9": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.9",
+    "bootstrap a=0.05 d=0.01 acc=0.9 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.9",
+    "point d=0.01 acc=0.9": "patience=3,test=point,min_delta=0.01,min_accuracy=0.9",
 }
 
 SEEDS = {0.0: range(10), 1.0: range(10), 0.5: range(5)}
@@ -212,7 +217,13 @@ def main() -> None:
                 seconds.append(took)
                 cpu_seconds.append(cpu)
                 print(f"  skew {skew:g} seed {seed}: {took:.0f} s wall, {cpu:.0f} s CPU", flush=True)
-    runs = {(skew, seed): probe_records(read_run(history_path(args.out, skew, seed))) for skew, seed in plan}
+    missing = [run for run in plan if not history_path(args.out, *run).is_file()]
+    if missing and not args.replay_only:
+        raise RuntimeError(f"runs without a history: {missing}")
+    if missing:  # --replay-only over a benchmark cut short: the table says how many runs each count is of
+        print(f"replaying the {len(plan) - len(missing)} runs with a history; missing: "
+              + ", ".join(f"skew {skew:g} seed {seed}" for skew, seed in missing))
+    runs = {run: probe_records(read_run(history_path(args.out, *run))) for run in plan if run not in missing}
     rows = {name: evaluate(rule, runs) for name, rule in RULES.items()}
     print(table(rows))
     spread = control_spread(runs)
