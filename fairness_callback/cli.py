@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
+    from .data.registry import ProbeSetSpec
     from .offline.replay import Checkpoint
 
 
@@ -58,23 +59,37 @@ def _unit_float(text: str) -> float:
     return value
 
 
-def add_axis_options(group: argparse._ArgumentGroup, winogender_help: str) -> None:
-    """``--winogender``, ``--they``, ``--bbq``, ``--bbq-categories``: the probe, replay and demo options
-    that add axes beyond the gender probe (see :func:`fairness_callback.probe.suite.axis_probe_sets`)."""
-    group.add_argument("--winogender", metavar="DIR", help=winogender_help)
-    group.add_argument("--they", action="store_true", help="also probe the built-in singular-they set (probe 'they')")
-    group.add_argument("--bbq", metavar="DIR", help="also probe BBQ's social axes from the official files in DIR "
-                       "(one probe per category, named by it in lower case)")
-    group.add_argument("--bbq-categories", metavar="A,B", help="BBQ categories (file stems, e.g. Religion,Age; default all)")
+def offered_sets(command: str) -> list[tuple[ProbeSetSpec, str]]:
+    """The registered probe sets (:mod:`fairness_callback.data.registry`) that ``command`` shows an option
+    for, in registration order, each with its option's help. ``"probe"`` (probe and replay): every set
+    with a :class:`~fairness_callback.data.registry.CliOption`, with its ``gender_help`` where it has one
+    (it replaces the gender probe), else its ``axis_help`` (it is probed beside); ``"demo"``: the sets
+    the demo probes beside its own gender probe, with their ``axis_help``."""
+    from .data.registry import axis_specs, probe_set_specs
+
+    if command == "demo":
+        return [(spec, spec.cli.axis_help) for spec in axis_specs(demo=True)]
+    return [(spec, spec.cli.gender_help or spec.cli.axis_help) for spec in probe_set_specs() if spec.cli]
+
+
+def add_probe_set_options(group: argparse._ArgumentGroup, command: str) -> None:
+    """One option per registered probe set that ``command`` offers (:func:`offered_sets`): ``--winobias``,
+    ``--winogender``, ``--they``, ``--bbq``, ``--bbq-categories`` for probe and replay. A set that needs a
+    directory takes ``DIR``, one that does not is a switch; each of its list options is ``--<flag>-<option>``."""
+    for spec, help_text in offered_sets(command):
+        assert spec.cli is not None
+        if spec.needs_directory:
+            group.add_argument(f"--{spec.cli.flag}", metavar="DIR", help=help_text)
+        else:
+            group.add_argument(f"--{spec.cli.flag}", action="store_true", help=help_text)
+        for option, metavar, option_help in spec.cli.lists:
+            group.add_argument(f"--{spec.cli.flag}-{option}", metavar=metavar, help=option_help)
 
 
 def add_probe_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that runs the probe."""
     group = parser.add_argument_group("probe")
-    group.add_argument("--winobias", metavar="DIR", help="official WinoBias files instead of the built-in probe set "
-                       "(default: $FAIRNESS_WINOBIAS_DIR if set)")
-    add_axis_options(group, "Winogender's all_sentences.tsv in DIR as the gender probe "
-                     "(he / she like WinoBias; 'they' sentences reported as they/...)")
+    add_probe_set_options(group, "probe")
     group.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="option-order seeds (default 0,1,2,3,4)")
     group.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward call (default 64)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
@@ -88,17 +103,37 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def check_axis_options(args: argparse.Namespace) -> None:
-    """The directory options name directories; ``--bbq-categories`` comes with ``--bbq``."""
-    for option in ("winobias", "winogender", "bbq"):
-        value = getattr(args, option, None)
-        if value and not Path(value).is_dir():
-            raise SystemExit(f"fairness-callback: error: --{option} {value!r} is not a directory")
-    if args.bbq_categories and not args.bbq:
-        raise SystemExit("fairness-callback: error: --bbq-categories needs --bbq DIR")
+    """The directory options name directories; a list option (``--bbq-categories``) comes with its set's option."""
+    from .data.registry import probe_set_specs
+
+    specs = [spec for spec in probe_set_specs() if spec.cli is not None]
+    for spec in specs:
+        value = getattr(args, spec.cli.flag, None)
+        if spec.needs_directory and value and not Path(value).is_dir():
+            raise SystemExit(f"fairness-callback: error: --{spec.cli.flag} {value!r} is not a directory")
+    for spec in specs:
+        flag = spec.cli.flag
+        for (option, _, _), key in zip(spec.cli.lists, spec.cli.list_keys):
+            if getattr(args, key, None) and not getattr(args, flag, None):
+                raise SystemExit(f"fairness-callback: error: --{flag}-{option} needs --{flag}"
+                                 + (" DIR" if spec.needs_directory else ""))
 
 
-def _categories(args: argparse.Namespace) -> list[str] | None:
-    return [c for c in args.bbq_categories.split(",") if c.strip()] if args.bbq_categories else None
+def _list(text: str | None) -> list[str] | None:
+    return [c for c in text.split(",") if c.strip()] if text else None
+
+
+def chosen_sets(args: argparse.Namespace, specs: Sequence[ProbeSetSpec], paths: bool = False) -> dict[str, Any]:
+    """The command-line values of ``specs``' options, by flag and ``<flag>_<option>`` (the keywords of
+    :func:`~fairness_callback.probe.suite.axis_probe_sets`): directories (as Paths with ``paths``),
+    switches, and list options split at commas (None where not given)."""
+    chosen: dict[str, Any] = {}
+    for spec in specs:
+        assert spec.cli is not None
+        value = getattr(args, spec.cli.flag)
+        chosen[spec.cli.flag] = value and Path(value) if paths and spec.needs_directory else value
+        chosen.update({key: _list(getattr(args, key)) for key in spec.cli.list_keys})
+    return chosen
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,8 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     axes = demo.add_argument_group("other axes", "probes beside the demo's gender probe (its corpus's held-out sentences, "
                                    "which early stopping keeps watching as gender/jsdp/gap); each probes the same "
                                    "option-order seeds, on a fixed subset of --axis-prompts prompts")
-    add_axis_options(axes, "also probe Winogender's all_sentences.tsv in DIR (probe 'winogender', its 'they' "
-                     "sentences as winogender/they/...)")
+    add_probe_set_options(axes, "demo")
     axes.add_argument("--axis-prompts", type=_non_negative_int, metavar="N",
                       help="prompts per added probe, whole items in a fixed order (default 1000; 60 with --model "
                       "smollm2; 0: all)")
@@ -198,13 +232,23 @@ def make_probe(args: argparse.Namespace, tokenizer):
     from .probe.suite import ProbeSuite, axis_probe_sets
 
     check_axis_options(args)
-    if args.winobias and args.winogender:
-        raise SystemExit("fairness-callback: error: --winobias and --winogender both name the gender probe set; give one")
+    offered = [spec for spec, _ in offered_sets("probe")]
+    replacing = [spec for spec in offered if spec.cli.gender_help]
+    given = [spec for spec in replacing if getattr(args, spec.cli.flag)]
+    if len(given) > 1:
+        flags = " and ".join(f"--{spec.cli.flag}" for spec in given)
+        raise SystemExit(f"fairness-callback: error: {flags} {'both' if len(given) == 2 else 'all'} name the gender "
+                         "probe set; give one")
     options = dict(seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize, prefix_sharing=args.prefix_sharing)
     try:
-        gender = ProbeSet.from_winogender(args.winogender) if args.winogender else ProbeSet.default(args.winobias)
+        if given:
+            spec = given[0]
+            chosen = chosen_sets(args, [spec])
+            gender = spec.load(**spec.options_from_cli(chosen[spec.cli.flag], chosen))
+        else:
+            gender = ProbeSet.default()  # WinoBias from $FAIRNESS_WINOBIAS_DIR, else the built-in set
         probes = {"gender": FairnessProbe(tokenizer, gender, **options)}
-        others = axis_probe_sets(they=args.they, bbq=args.bbq, bbq_categories=_categories(args))
+        others = axis_probe_sets(**chosen_sets(args, [spec for spec in offered if not spec.cli.gender_help]))
         probes.update({name: FairnessProbe(tokenizer, probe_set, **options) for name, probe_set in others.items()})
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
@@ -305,8 +349,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = DemoConfig(out=Path(args.out), model=args.model, steps=args.steps, skew=args.skew, framework=args.framework,
                         wandb=args.wandb, seed=args.seed, probe_every=args.probe_every,
                         probe_sentences=args.probe_sentences, early_stopping=not args.no_early_stopping,
-                        winogender=args.winogender and Path(args.winogender), they=args.they,
-                        bbq=args.bbq and Path(args.bbq), bbq_categories=_categories(args), axis_prompts=args.axis_prompts)
+                        axis_prompts=args.axis_prompts,
+                        **chosen_sets(args, [spec for spec, _ in offered_sets("demo")], paths=True))
     if config.model == "smollm2":
         from .offline.model_loading import require_gguf, smollm2_gguf
 

@@ -55,7 +55,10 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import ClassVar, Literal, NamedTuple, Sequence
+
+from .registry import CliOption, register_probe_set
+from .sentence import ItemKind, ProbeSet
 
 #: The six BBQ categories whose files the project has (file stems); others load if present.
 KNOWN_CATEGORIES = (
@@ -82,8 +85,11 @@ class BBQItem:
     labels from ``answer_info`` (``"unknown"`` for the unknown answer), ``label`` the index of
     the correct answer, ``roles`` for each answer ``"consistent"`` / ``"inconsistent"`` /
     ``"unknown"`` (one of each; see the module docstring), ``stereotyped_groups`` the groups
-    the question's stereotype targets. ``source`` and ``line`` say where it came from.
+    the question's stereotype targets. ``source`` and ``line`` say where it came from. As a
+    :class:`~fairness_callback.data.sentence.ProbeItem`: kind ``"bbq"``.
     """
+
+    kind: ClassVar[ItemKind] = "bbq"
 
     item_id: str
     category: str
@@ -177,6 +183,28 @@ def load_bbq(directory: str | os.PathLike, categories: Sequence[str] | None = No
     for category in chosen:
         _read_file(directory / f"{category}.jsonl", category, load)
     return load
+
+
+def _bbq_axes(directory: str | os.PathLike, categories: Sequence[str] | None = None) -> dict[str, ProbeSet]:
+    """One probe per category (``categories``, default every file in ``directory``), named by the
+    category in lower case (``religion``, ``race_ethnicity``)."""
+    categories = [c.strip() for c in categories] if categories else available_categories(directory)
+    return {category.lower(): bbq_probe_set(directory, [category]) for category in categories}
+
+
+@register_probe_set(
+    "bbq", task="bbq", needs_directory=True, axes=_bbq_axes,
+    description="BBQ's official <Category>.jsonl files (nyu-mll/BBQ), every category by default",
+    cli=CliOption("bbq", axis_help="also probe BBQ's social axes from the official files in DIR "
+                  "(one probe per category, named by it in lower case)",
+                  lists=(("categories", "A,B", "BBQ categories (file stems, e.g. Religion,Age; default all)"),), demo=True),
+)
+def bbq_probe_set(directory: str | os.PathLike, categories: Sequence[str] | None = None) -> ProbeSet:
+    """BBQ items from the official files in ``directory`` (:meth:`ProbeSet.from_bbq`); ``left_out``
+    counts the items whose groups could not be matched, by reason."""
+    load = load_bbq(Path(directory), categories)
+    name = "bbq-" + "+".join(sorted({item.category for item in load.items})) if load.items else "bbq"
+    return ProbeSet(load.items, name=name, left_out=load.unmatched_reasons())
 
 
 def _read_file(path: Path, category: str, load: BBQLoad) -> None:

@@ -13,7 +13,8 @@ from importlib.resources import files
 from typing import Callable
 
 from .occupations import stereotyped_gender
-from .sentence import ProbeSentence, pronoun_gender
+from .registry import register_probe_set
+from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
 #: The JSONL file shipped inside ``fairness_callback.data``.
 BUILTIN_FILE = "builtin_sentences.jsonl"
@@ -76,3 +77,10 @@ def load_builtin() -> list[ProbeSentence]:
     Raises ValueError naming the file and line of the first malformed line.
     """
     return read_package_sentences(BUILTIN_FILE, _check, "built-in probe sentence")
+
+
+@register_probe_set("builtin", task="gender", description="the package's own WinoBias-style he / she sentences "
+                    "(not WinoBias; data/BUILTIN.md), the default gender probe")
+def builtin_probe_set() -> ProbeSet:
+    """The built-in probe set (:meth:`ProbeSet.builtin`)."""
+    return ProbeSet(load_builtin(), name="builtin")

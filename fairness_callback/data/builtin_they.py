@@ -12,7 +12,8 @@ import re
 
 from .builtin import parse_record, read_package_sentences
 from .occupations import stereotyped_gender
-from .sentence import ProbeSentence, pronoun_gender
+from .registry import CliOption, register_probe_set
+from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
 #: The JSONL file shipped inside ``fairness_callback.data``.
 BUILTIN_THEY_FILE = "builtin_they.jsonl"
@@ -53,3 +54,10 @@ def load_builtin_they() -> list[ProbeSentence]:
     Raises ValueError naming the file and line of the first malformed line.
     """
     return read_package_sentences(BUILTIN_THEY_FILE, _check, "built-in they sentence")
+
+
+@register_probe_set("builtin-they", task="they", description="the package's own singular-they sentences (data/BUILTIN_THEY.md)",
+                    cli=CliOption("they", axis_help="also probe the built-in singular-they set (probe 'they')", demo=True))
+def builtin_they_probe_set() -> ProbeSet:
+    """The built-in singular-they set (:meth:`ProbeSet.builtin_they`)."""
+    return ProbeSet(load_builtin_they(), name="builtin-they")

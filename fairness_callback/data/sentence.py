@@ -1,12 +1,11 @@
-"""The probe's unit of data: one coreference sentence, and an ordered set of them."""
+"""The probe's units of data: the item protocol, one coreference sentence, and an ordered set of items."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Iterable, Iterator, Literal, Mapping, Sequence
+from typing import ClassVar, Iterable, Iterator, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 Gender = Literal["male", "female", "neutral"]
 #: The genders a ProbeSentence may have: "neutral" is a singular-they sentence, whose text says
@@ -38,6 +37,52 @@ def pronoun_gender(pronoun: str) -> Gender | None:
     return None
 
 
+#: What a probe item is, and so how it is prompted and scored: ``"sentence"`` (a :class:`ProbeSentence`,
+#: the gender task) or ``"bbq"`` (a :class:`~fairness_callback.data.bbq.BBQItem`, the BBQ task).
+ItemKind = Literal["sentence", "bbq"]
+ITEM_KINDS: tuple[str, ...] = ("sentence", "bbq")
+
+
+@runtime_checkable
+class ProbeItem(Protocol):
+    """What every item of a :class:`ProbeSet` has: an ``item_id``, unique in its set (a sentence's
+    ``sentence_id``, a BBQ item's own), and its ``kind`` (:data:`ItemKind`), which says how the probe
+    prompts and scores it. :class:`ProbeSentence` and :class:`~fairness_callback.data.bbq.BBQItem`
+    implement it."""
+
+    @property
+    def item_id(self) -> str: ...
+
+    @property
+    def kind(self) -> ItemKind: ...
+
+
+@runtime_checkable
+class BBQFields(Protocol):
+    """The fields a BBQ prompt is built from (:func:`~fairness_callback.probe.prompts.build_bbq_prompts`).
+    An item without a ``kind`` that has them (a BBQ-shaped stand-in, such as a test's) is of kind ``"bbq"``."""
+
+    item_id: str
+    context: str
+    question: str
+    answers: Sequence[str]
+    roles: Sequence[str]
+    label: int
+
+
+def item_kind(item: object) -> ItemKind:
+    """The kind of a probe item: its ``kind`` (a :class:`ProbeItem`: ProbeSentence, BBQItem); an item
+    without one is ``"bbq"`` when it has the fields of a BBQ item (:class:`BBQFields`), else ``"sentence"``."""
+    if isinstance(item, ProbeItem):
+        return item.kind
+    return "bbq" if isinstance(item, BBQFields) else "sentence"
+
+
+def item_id(item: object) -> str:
+    """The id of a probe item: its ``item_id`` (a :class:`ProbeItem`, or BBQ-shaped), else a sentence's ``sentence_id``."""
+    return item.item_id if isinstance(item, (ProbeItem, BBQFields)) else item.sentence_id  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class ProbeSentence:
     """One Type-2-style sentence: a pronoun that refers to one of two occupations.
@@ -49,8 +94,11 @@ class ProbeSentence:
     referent's gender). ``stereotype`` is ``"pro"`` / ``"anti"`` when the source says so.
     ``source``, ``split``, ``line`` and ``wino_type`` say where the sentence came from, so an
     error or a record can point back at it. ("Occupation" is loose for Winogender, whose second
-    mention is a participant such as "customer".)
+    mention is a participant such as "customer".) As a :class:`ProbeItem`: kind ``"sentence"``,
+    ``item_id`` its ``sentence_id``.
     """
+
+    kind: ClassVar[ItemKind] = "sentence"
 
     sentence_id: str
     text: str
@@ -75,6 +123,11 @@ class ProbeSentence:
         if self.referent.lower() == self.other.lower():
             raise ValueError(f"{where}: referent and other occupation are both {self.referent!r}")
 
+    @property
+    def item_id(self) -> str:
+        """The :class:`ProbeItem` id: ``sentence_id``."""
+        return self.sentence_id
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["pronouns"] = list(self.pronouns)
@@ -87,51 +140,54 @@ class ProbeSentence:
         return cls(**data)
 
 
-class ProbeSet(Sequence[ProbeSentence]):
-    """An ordered, immutable collection of :class:`ProbeSentence` with unique ids.
+class ProbeSet(Sequence[ProbeItem]):
+    """An ordered, immutable collection of probe items (:class:`ProbeItem`) with unique ids: gender
+    sentences (:class:`ProbeSentence`) or BBQ items (:class:`~fairness_callback.data.bbq.BBQItem`),
+    all of one kind (:attr:`kind`).
 
-    Build one with :meth:`builtin` (the package's own sentences, the default),
-    :meth:`builtin_they` (the package's singular-they sentences), :meth:`from_winobias`
-    (the official WinoBias text files), :meth:`from_winogender` (Winogender's
-    ``all_sentences.tsv``), :meth:`from_hf_rows` (rows in the Hugging Face
-    ``uclanlp/wino_bias`` format) or :meth:`default` (WinoBias if ``$FAIRNESS_WINOBIAS_DIR``
-    is set, else built-in). ``len()`` is the number of sentences; each sentence gives two
-    prompts per option-order seed. ``left_out`` counts, by reason, the source's sentences
-    that a constructor did not keep (empty unless the constructor fills it).
+    Build one by name with :func:`fairness_callback.data.registry.probe_set` (every registered set;
+    :func:`~fairness_callback.data.registry.probe_set_names`), or with :meth:`builtin` (the package's
+    own sentences, the default), :meth:`builtin_they` (the package's singular-they sentences),
+    :meth:`from_winobias` (the official WinoBias text files), :meth:`from_winogender` (Winogender's
+    ``all_sentences.tsv``), :meth:`from_bbq` (BBQ's official files), :meth:`from_hf_rows` (rows in
+    the Hugging Face ``uclanlp/wino_bias`` format) or :meth:`default` (WinoBias if
+    ``$FAIRNESS_WINOBIAS_DIR`` is set, else built-in). ``len()`` is the number of items; each
+    sentence gives two prompts per option-order seed, each BBQ item one. ``left_out`` counts, by
+    reason, the source's items that a constructor did not keep (empty unless the constructor fills it).
     """
 
     def __init__(
         self,
-        sentences: Iterable[ProbeSentence],
+        items: Iterable[ProbeItem],
         name: str = "custom",
         left_out: Mapping[str, int] | None = None,
     ) -> None:
-        self._sentences = tuple(sentences)
+        self._items = tuple(items)
         self.name = name
         self.left_out: dict[str, int] = dict(left_out or {})
         seen: set[str] = set()
-        for sentence in self._sentences:
-            key = sentence.sentence_id if hasattr(sentence, "sentence_id") else sentence.item_id  # a BBQ item
+        for item in self._items:
+            key = item_id(item)
             if key in seen:
                 raise ValueError(f"probe set {name!r}: duplicate sentence id {key!r}")
             seen.add(key)
-        if not self._sentences:
+        if not self._items:
             raise ValueError(f"probe set {name!r} is empty")
 
-    # -- constructors -------------------------------------------------------------------------
+    # -- constructors (each a registered set: fairness_callback.data.registry) ---------------
     @classmethod
     def builtin(cls) -> "ProbeSet":
         """The built-in probe set shipped with the package (not WinoBias; see ``data/BUILTIN.md``)."""
-        from .builtin import load_builtin
+        from .registry import probe_set
 
-        return cls(load_builtin(), name="builtin")
+        return probe_set("builtin")
 
     @classmethod
     def builtin_they(cls) -> "ProbeSet":
         """The built-in singular-they set (gender "neutral"; see ``data/BUILTIN_THEY.md``)."""
-        from .builtin_they import load_builtin_they
+        from .registry import probe_set
 
-        return cls(load_builtin_they(), name="builtin-they")
+        return probe_set("builtin-they")
 
     @classmethod
     def from_winogender(cls, directory: str | os.PathLike, **kwargs) -> "ProbeSet":
@@ -139,10 +195,9 @@ class ProbeSet(Sequence[ProbeSentence]):
 
         ``kwargs`` go to :func:`fairness_callback.data.winogender.load_winogender`.
         """
-        from .winogender import load_winogender
+        from .registry import probe_set
 
-        load = load_winogender(Path(directory), **kwargs)
-        return cls(load.sentences, name="winogender", left_out=load.left_out_counts())
+        return probe_set("winogender", directory=directory, **kwargs)
 
     @classmethod
     def from_winobias(
@@ -153,23 +208,18 @@ class ProbeSet(Sequence[ProbeSentence]):
         stereotypes: Sequence[str] = ("pro", "anti"),
     ) -> "ProbeSet":
         """Parse the official WinoBias ``{pro,anti}_stereotyped_type{T}.txt.{split}`` files."""
-        from .winobias import load_winobias
+        from .registry import probe_set
 
-        types = (types,) if isinstance(types, int) else tuple(types)
-        splits = (splits,) if isinstance(splits, str) else tuple(splits)
-        sentences = load_winobias(Path(directory), types=types, splits=splits, stereotypes=stereotypes)
-        return cls(sentences, name=f"winobias-type{'+'.join(map(str, types))}-{'+'.join(splits)}")
+        return probe_set("winobias", directory=directory, types=types, splits=splits, stereotypes=stereotypes)
 
     @classmethod
     def from_bbq(cls, directory: str | os.PathLike, categories: Sequence[str] | None = None) -> "ProbeSet":
         """BBQ items (:class:`~fairness_callback.data.bbq.BBQItem`) from the official files; ``left_out``
         counts the items whose groups could not be matched, by reason. A probe of this set scores
         the BBQ task (stereotype-consistent, -inconsistent and unknown answers)."""
-        from .bbq import load_bbq
+        from .registry import probe_set
 
-        load = load_bbq(Path(directory), categories)
-        name = "bbq-" + "+".join(sorted({item.category for item in load.items})) if load.items else "bbq"
-        return cls(load.items, name=name, left_out=load.unmatched_reasons())
+        return probe_set("bbq", directory=directory, categories=categories)
 
     @classmethod
     def from_hf_rows(cls, rows: Iterable[dict], name: str = "wino_bias-hf", **kwargs) -> "ProbeSet":
@@ -188,15 +238,20 @@ class ProbeSet(Sequence[ProbeSentence]):
 
     # -- sequence protocol --------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._sentences)
+        return len(self._items)
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
-            return ProbeSet(self._sentences[index], name=self.name)
-        return self._sentences[index]
+            return ProbeSet(self._items[index], name=self.name)
+        return self._items[index]
 
-    def __iter__(self) -> Iterator[ProbeSentence]:
-        return iter(self._sentences)
+    def __iter__(self) -> Iterator[ProbeItem]:
+        return iter(self._items)
+
+    @property
+    def kind(self) -> ItemKind:
+        """The kind of the set's items (:data:`ItemKind`, read from its first item): ``"sentence"`` or ``"bbq"``."""
+        return item_kind(self._items[0])
 
     def __repr__(self) -> str:
         return f"ProbeSet(name={self.name!r}, sentences={len(self)})"
@@ -204,16 +259,16 @@ class ProbeSet(Sequence[ProbeSentence]):
     def counts(self) -> dict[str, int]:
         """Sentence counts by pronoun gender and by stereotype; for BBQ items, by context condition
         and by category (for summaries and tests)."""
-        if self._sentences and not hasattr(self._sentences[0], "gender"):
-            counts = Counter(item.condition for item in self._sentences)
-            counts.update(item.category for item in self._sentences)
+        if self.kind == "bbq":
+            counts = Counter(item.condition for item in self._items)
+            counts.update(item.category for item in self._items)
             return dict(counts)
-        counts = Counter(s.gender for s in self._sentences)
-        counts.update(s.stereotype or "unlabelled" for s in self._sentences)
+        counts = Counter(s.gender for s in self._items)
+        counts.update(s.stereotype or "unlabelled" for s in self._items)
         return dict(counts)
 
     def occupations(self) -> set[str]:
         """The occupations the sentences mention (empty for BBQ items)."""
-        if self._sentences and not hasattr(self._sentences[0], "referent"):
+        if self.kind != "sentence":
             return set()
-        return {s.referent for s in self._sentences} | {s.other for s in self._sentences}
+        return {s.referent for s in self._items} | {s.other for s in self._items}

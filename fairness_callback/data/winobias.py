@@ -10,12 +10,14 @@ and its pronoun(s) in square brackets::
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .occupations import OCCUPATIONS
-from .sentence import ProbeSentence, pronoun_gender
+from .registry import CliOption, register_probe_set
+from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
 WINO_TYPES = (1, 2)
 SPLITS = ("dev", "test")
@@ -79,6 +81,25 @@ def load_winobias(
     for wino_type, split, stereotype, path in jobs:
         sentences.extend(_read_file(path, wino_type, split, stereotype))
     return sentences
+
+
+@register_probe_set(
+    "winobias", task="gender", needs_directory=True,
+    description="the official WinoBias files (uclanlp/corefBias), Type 2 dev + test by default",
+    cli=CliOption("winobias", gender_help="official WinoBias files instead of the built-in probe set "
+                  "(default: $FAIRNESS_WINOBIAS_DIR if set)"),
+)
+def winobias_probe_set(
+    directory: str | os.PathLike,
+    types: Sequence[int] = (2,),
+    splits: Sequence[str] = ("dev", "test"),
+    stereotypes: Sequence[str] = ("pro", "anti"),
+) -> ProbeSet:
+    """The official WinoBias files in ``directory`` (:meth:`ProbeSet.from_winobias`)."""
+    types = (types,) if isinstance(types, int) else tuple(types)
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    sentences = load_winobias(Path(directory), types=types, splits=splits, stereotypes=stereotypes)
+    return ProbeSet(sentences, name=f"winobias-type{'+'.join(map(str, types))}-{'+'.join(splits)}")
 
 
 def sentences_from_hf_rows(

@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .sentence import GENDERS, ProbeSentence, pronoun_gender
+from .registry import CliOption, register_probe_set
+from .sentence import GENDERS, ProbeSentence, ProbeSet, pronoun_gender
 
 SENTENCES_FILE = "all_sentences.tsv"
 STATS_FILE = "occupations-stats.tsv"
@@ -126,6 +127,22 @@ def load_winogender(
             raise WinogenderFormatError(f"{sentences_path}, line {lineno}: {error}") from None
         load.sentences.append(sentence)
     return load
+
+
+@register_probe_set(
+    "winogender", task="gender", needs_directory=True,
+    description="Winogender's all_sentences.tsv (rudinger/winogender-schemas); he / she, and they beside",
+    cli=CliOption("winogender",
+                  gender_help="Winogender's all_sentences.tsv in DIR as the gender probe "
+                  "(he / she like WinoBias; 'they' sentences reported as they/...)",
+                  axis_help="also probe Winogender's all_sentences.tsv in DIR (probe 'winogender', its 'they' "
+                  "sentences as winogender/they/...)", demo=True),
+)
+def winogender_probe_set(directory: str | os.PathLike, someone: Literal["exclude"] = "exclude") -> ProbeSet:
+    """Winogender's files in ``directory`` (:meth:`ProbeSet.from_winogender`); ``left_out`` counts the
+    sentences not kept, by reason."""
+    load = load_winogender(Path(directory), someone=someone)
+    return ProbeSet(load.sentences, name="winogender", left_out=load.left_out_counts())
 
 
 def _parse_sentid(sentid: str) -> tuple[str, str, int, str]:

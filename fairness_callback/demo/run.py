@@ -114,10 +114,20 @@ class DemoConfig:
         if self.bbq_categories and self.bbq is None:
             raise ValueError("bbq_categories needs bbq (the directory of BBQ's files)")
 
+    def axis_options(self) -> dict[str, Any]:
+        """The other axes' fields (``winogender``, ``they``, ``bbq``, ``bbq_categories``: the registered
+        sets the demo offers, :func:`fairness_callback.data.registry.axis_specs`), None where unset."""
+        from ..data.registry import axis_specs
+
+        names = [key for spec in axis_specs(demo=True) for key in (spec.cli.flag, *spec.cli.list_keys)]
+        return {name: getattr(self, name) or None for name in names}
+
     @property
     def several_probes(self) -> bool:
         """Whether other axes are probed beside gender (every metric key then starts ``gender/``, ...)."""
-        return bool(self.winogender or self.they or self.bbq)
+        from ..data.registry import axis_specs
+
+        return any(getattr(self, spec.cli.flag) for spec in axis_specs(demo=True))
 
     def early_stopping_policy(self) -> FairnessEarlyStopping | None:
         if not self.early_stopping:
@@ -153,8 +163,7 @@ class DemoParts:
 def demo_axis_sets(config: DemoConfig) -> dict[str, ProbeSet]:
     """The probe sets of the other axes (read before any training, so a bad file fails at once)."""
     try:
-        sets = {"winogender": ProbeSet.from_winogender(config.winogender)} if config.winogender else {}
-        sets.update(axis_probe_sets(they=config.they, bbq=config.bbq, bbq_categories=config.bbq_categories))
+        sets = axis_probe_sets(**config.axis_options())
     except (OSError, ValueError) as error:
         raise ProbeSetError(str(error)) from None
     return sets

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..data.sentence import ProbeSet
+from ..data.sentence import ProbeItem, ProbeSet, item_id, item_kind  # item_id: re-exported (fairness_callback.probe)
 from .encoding import EncodedPrompts
 from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
 from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, PromptConfig, PromptSet,
@@ -114,11 +114,6 @@ def preserved_state(model: torch.nn.Module) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
-def item_id(item: Any) -> str:
-    """The id of a probe item: a sentence's ``sentence_id``, a BBQ item's ``item_id``."""
-    return item.sentence_id if hasattr(item, "sentence_id") else item.item_id
-
-
 def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: int) -> ProbeSet:
     """Whole sentences in SHA-256 order of their ids, as many as fit in ``max_prompts`` prompts."""
     count = max_prompts // prompts_per_sentence
@@ -132,9 +127,9 @@ def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: in
 PREFIX_SHARING = ("auto", "tree", "cache", "off")
 
 
-def is_bbq_set(probe_set: Sequence) -> bool:
-    """True for a set of BBQ items (each with answer ``roles``), False for gender sentences."""
-    return len(probe_set) > 0 and hasattr(probe_set[0], "roles")
+def is_bbq_set(probe_set: Sequence[ProbeItem]) -> bool:
+    """True for a set of BBQ items (item kind ``"bbq"``), False for gender sentences."""
+    return len(probe_set) > 0 and item_kind(probe_set[0]) == "bbq"
 
 
 class FairnessProbe:

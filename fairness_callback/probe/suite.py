@@ -8,9 +8,8 @@ treats it as one probe: one history line, one stop vote.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 
@@ -128,25 +127,28 @@ def run_guarded(probes: Mapping[str | None, Any], model: torch.nn.Module, distri
     return outcome
 
 
-def axis_probe_sets(
-    *,
-    they: bool = False,
-    bbq: str | os.PathLike | None = None,
-    bbq_categories: Sequence[str] | None = None,
-) -> dict[str, ProbeSet]:
-    """The probe sets of the other axes, by probe name: ``"they"`` (the built-in singular-they set)
-    when ``they``, and one per BBQ category in ``bbq`` (``bbq_categories``, default every file
-    there), named by the category in lower case (``religion``, ``race_ethnicity``). The CLI's
-    ``--they`` / ``--bbq`` / ``--bbq-categories`` for ``probe``, ``replay`` and ``demo`` all read
-    them here; a missing or malformed file raises (OSError, ValueError naming the file and line).
+def axis_probe_sets(**chosen: Any) -> dict[str, ProbeSet]:
+    """The probe sets of the other axes, by probe name, for the registered sets' command-line options
+    (:class:`~fairness_callback.data.registry.CliOption` with ``axis_help``), in registration order:
+    ``winogender=DIR`` (probe ``"winogender"``), ``they=True`` (the built-in singular-they set, probe
+    ``"they"``), ``bbq=DIR`` with ``bbq_categories`` (one per BBQ category in ``bbq``, default every file
+    there, named by the category in lower case: ``religion``, ``race_ethnicity``); None or False: not
+    probed. The CLI's ``--they`` / ``--bbq`` / ``--bbq-categories`` for ``probe``, ``replay`` and ``demo``
+    (and the demo's ``--winogender``) all read them here; a missing or malformed file raises (OSError,
+    ValueError naming the file and line), a keyword that no registered set has, TypeError.
     """
-    from ..data.bbq import available_categories
+    from ..data.registry import axis_specs
 
+    specs = axis_specs()
+    known = [key for spec in specs for key in (spec.cli.flag, *spec.cli.list_keys)]
+    unknown = [key for key in chosen if key not in known]
+    if unknown:
+        raise TypeError(f"axis_probe_sets() got unexpected keyword(s) {unknown}; the registered sets' are {known}")
     sets: dict[str, ProbeSet] = {}
-    if they:
-        sets["they"] = ProbeSet.builtin_they()
-    if bbq is not None:
-        categories = [c.strip() for c in bbq_categories] if bbq_categories else available_categories(bbq)
-        for category in categories:
-            sets[category.lower()] = ProbeSet.from_bbq(bbq, [category])
+    for spec in specs:
+        assert spec.cli is not None
+        value = chosen.get(spec.cli.flag)
+        if value is None or value is False or not (spec.needs_directory or value):
+            continue
+        sets.update(spec.as_axes(**spec.options_from_cli(value, chosen)))
     return sets
