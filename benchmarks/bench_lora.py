@@ -45,8 +45,7 @@ import contextlib
 import copy
 import json
 import statistics
-import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -156,8 +155,11 @@ def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.
             reference[name] = probes["off"].score(upcast)
             del upcast
 
+        # context() and run() are called only within this row's iteration, so the loop variables they read
+        # (B023) are this row's; the `del models, reference` that ends the iteration frees the row's models,
+        # which pyflakes reads as the closures' names being unbound (F821).
         def context():
-            return torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+            return torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()  # noqa: B023
 
         plan = [(gc, path, name) for gc in (False, True) for path in paths for name in models]
         if before and "tree" in paths:
@@ -167,20 +169,20 @@ def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.
 
         def run(key, timed: bool):
             gc, path, name = key
-            model = models["lora_fp32" if name == "lora_fp32_int_slice" else name]
+            model = models["lora_fp32" if name == "lora_fp32_int_slice" else name]  # noqa: B023, F821
             set_checkpointing(model, gc)
             with int_slice() if name == "lora_fp32_int_slice" else contextlib.nullcontext(), context():
                 if not timed:
                     scores = probes[path].score(model)
-                    checks[key] = compare(scores, reference["lora_fp32" if name == "lora_fp32_int_slice" else name],
-                                          tolerance(autocast or dtype))
-                    taken[key] = scores.prefix_sharing
+                    checks[key] = compare(scores, reference["lora_fp32" if name == "lora_fp32_int_slice" else name],  # noqa: B023, F821
+                                          tolerance(autocast or dtype))  # noqa: B023
+                    taken[key] = scores.prefix_sharing  # noqa: B023
                     return probes[path].run(model)
                 sync()
                 start = clock()
                 probes[path].run(model)
                 sync()
-                times[key].append(clock() - start)
+                times[key].append(clock() - start)  # noqa: B023
 
         warm = {key: run(key, timed=False) for key in plan}
         for _ in range(repeats):

@@ -54,8 +54,8 @@ def measure(batch_size: int, vocab_size: int, sharing: str) -> dict:
     import torch
 
     from fairness_callback import FairnessProbe, ProbeSet
-    from fairness_callback.probe.prompts import PromptConfig, build_prompts
     from fairness_callback.demo.tiny_model import tiny_gpt_neox, train_bpe_tokenizer
+    from fairness_callback.probe.prompts import PromptConfig, build_prompts
 
     config = PromptConfig()
     answered = [f"{p.text} {option}" for p in build_prompts(ProbeSet.builtin(), config) for option in config.options.values()]

@@ -52,8 +52,8 @@ import torch
 from fairness_callback.demo import lightning_runner
 from fairness_callback.demo.run import DemoConfig, build
 from fairness_callback.integrations.lightning import FairnessCallback
-from fairness_callback.training.history import read_history
 from fairness_callback.offline.plots import probe_records
+from fairness_callback.training.history import read_history
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 

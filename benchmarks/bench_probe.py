@@ -65,9 +65,9 @@ from pathlib import Path
 import torch
 
 from fairness_callback import FairnessProbe, ProbeSet
+from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from fairness_callback.probe.packing import build_tree
 from fairness_callback.probe.prompts import GROUPS
-from fairness_callback.demo.tiny_model import tiny_gpt_neox
 
 TOLERANCE = 1e-4
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -124,7 +124,7 @@ class LmEval:
         self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device))
 
     @classmethod
-    def load(cls, model, tokenizer, batch_size: int) -> "LmEval | None":
+    def load(cls, model, tokenizer, batch_size: int) -> LmEval | None:
         if importlib.util.find_spec("lm_eval") is None:
             return None
         return cls(model, tokenizer, batch_size)

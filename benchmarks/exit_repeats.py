@@ -28,6 +28,7 @@ the wall times (median, max) and, for every hang or abort, the last lines of its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -166,20 +167,16 @@ def still_there(pid: int, row: str) -> bool:
 
 def signal_all(pids, sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def kill_tree(process: subprocess.Popen) -> None:
     """SIGTERM the run's tree (torchrun passes it to its workers), then SIGKILL whatever is left of it."""
     pids = list(process_tree(process.pid))  # taken first: a killed torchrun's workers get a new parent
     signal_all(pids, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
     time.sleep(1)
     signal_all(pids, signal.SIGKILL)
     process.wait()

@@ -135,12 +135,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
-from fairness_callback import FairnessProbe, ProbeSet  # noqa: E402
-from fairness_callback.probe.packing import build_tree  # noqa: E402
-from fairness_callback.demo.tiny_model import probe_texts, tiny_gpt_neox, train_bpe_tokenizer  # noqa: E402
-
 from bench_lora import precision_matrix  # noqa: E402
 from bench_probe import token_counts  # noqa: E402
+from fairness_callback import FairnessProbe, ProbeSet  # noqa: E402
+from fairness_callback.demo.tiny_model import probe_texts, tiny_gpt_neox, train_bpe_tokenizer  # noqa: E402
+from fairness_callback.probe.packing import build_tree  # noqa: E402
 
 SECTIONS = ("exact", "speed", "memory", "train", "precision")
 PATHS = ("tree", "cache", "off")
@@ -699,8 +698,8 @@ def train_child(spec: dict) -> dict:
     from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator
     from transformers.utils import logging as hf_logging
 
-    from fairness_callback.training.history import read_history
     from fairness_callback.offline.plots import probe_records
+    from fairness_callback.training.history import read_history
     from support import weights_digest
 
     hf_logging.set_verbosity_error()

@@ -42,10 +42,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fairness_callback.training.history import HISTORY_FILENAME, read_run
 from fairness_callback.offline.plots import probe_records
 from fairness_callback.offline.rule_replay import replay_rule
 from fairness_callback.offline.tradeoff import finite
+from fairness_callback.training.history import HISTORY_FILENAME, read_run
 
 MONITOR = "jsdp/gap"
 

@@ -9,13 +9,14 @@ imported (with the Agg backend) only when a figure is drawn.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..training.history import select_run
 from ..probe.prompts import GROUPS
+from ..training.history import select_run
 from .tradeoff import GAP_KEY, axis_key, finite, metric_value
 
 __all__ = ["COLORS", "LABELS", "Marks", "metric_value", "plot_axes", "plot_curves", "plot_fairness_curves", "plot_gap",

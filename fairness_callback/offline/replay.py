@@ -20,17 +20,18 @@ import os
 import pickle
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 
-from ..training.sudden_change import SuddenChangeDetector
+from ..probe import FairnessProbe
 from ..training.history import HistoryWriter, read_history, select_run, split_runs
 from ..training.monitor import probe_record
+from ..training.sudden_change import SuddenChangeDetector
 from .plots import probe_records
-from ..probe import FairnessProbe
 
 log = logging.getLogger("fairness_callback")
 
@@ -87,7 +88,7 @@ def find_checkpoints(paths: Sequence[str | os.PathLike], steps: Sequence[int] | 
             found.append((path, "hf"))
         elif path.is_dir() and (children := sorted(
             (c for c in path.iterdir() if c.is_dir() and _is_hf_dir(c) and step_from_name(c.name) is not None),
-            key=lambda c: step_from_name(c.name),
+            key=lambda c: step_from_name(c.name) or 0,  # never None: filtered above
         )):
             found.extend((child, "hf") for child in children)
         else:
@@ -219,9 +220,10 @@ def _run_sources(records: Sequence[dict]) -> set[str]:
     if starts:
         return {r["checkpoints"] for r in starts if r.get("framework") == "replay" and isinstance(r.get("checkpoints"), str)}
     keys = [r.get("checkpoint") for r in records if r.get("event", "probe") == "probe"]
-    if not keys or not all(isinstance(k, str) for k in keys):
+    names = [k for k in keys if isinstance(k, str)]
+    if not keys or len(names) != len(keys):
         return set()
-    return {", ".join(sorted({_key_origin(k) for k in keys}))}
+    return {", ".join(sorted({_key_origin(k) for k in names}))}
 
 
 def _step_clashes(records: Sequence[dict], todo: Sequence[Checkpoint]) -> list[str]:
@@ -233,7 +235,7 @@ def _step_clashes(records: Sequence[dict], todo: Sequence[Checkpoint]) -> list[s
 
 
 def _probe_info(probe: FairnessProbe, source: str) -> dict:
-    info = {"framework": "replay", "checkpoints": source}
+    info: dict[str, Any] = {"framework": "replay", "checkpoints": source}
     if getattr(probe, "probe_set", None) is not None:
         info["probe_set"] = getattr(probe.probe_set, "name", None)
     if getattr(probe, "prompts", None) is not None:
@@ -299,7 +301,8 @@ def replay(
     done = _done(run_records)
     detector = SuddenChangeDetector()
     for record in probe_records(run_records):
-        detector.update(record.get("jsdp/gap") if record.get("jsdp/gap") is not None else float("nan"))
+        gap = record.get("jsdp/gap")
+        detector.update(gap if gap is not None else float("nan"))
     writer = HistoryWriter(history_path, continued)
     summary = ReplaySummary(run_id=writer.run_id, resumed=continued is not None)
     started = False

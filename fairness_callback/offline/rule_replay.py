@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..probe.growth import GapUnits
 from ..training.stopping import FairnessEarlyStopping

@@ -6,8 +6,8 @@ setting, so a tokenizer shared with the training loop is safe to pass in.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -76,9 +76,10 @@ def find_answer_tokens(tokenizer, prompt_text: str, options: Mapping[str, str]) 
     empty = [g for g, i in zip(options, ids) if i is None or not tokenizer.decode([i]).strip()]
     if empty:
         raise AnswerTokenError(f"options {empty} have an empty or blank first token after the prompt: {shown}")
-    if len(set(ids)) != len(ids):
+    found = [i for i in ids if i is not None]  # all of them: a None is in `empty`
+    if len(set(found)) != len(found):
         raise AnswerTokenError(f"the options' first tokens are not distinct: {shown}")
-    return AnswerTokens(ids=tuple(ids), pieces=pieces, by_text={options[g]: i for g, i in zip(options, ids)})
+    return AnswerTokens(ids=tuple(found), pieces=pieces, by_text={options[g]: i for g, i in zip(options, found)})
 
 
 @dataclass
@@ -95,7 +96,7 @@ class Batch:
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(
             self.indices,
             self.positions,
@@ -126,7 +127,7 @@ class PrefixBatch:
     def positions(self) -> torch.Tensor:
         return self.suffix.positions
 
-    def to(self, device: torch.device | str) -> "PrefixBatch":
+    def to(self, device: torch.device | str) -> PrefixBatch:
         return PrefixBatch(self.prefix.to(device), self.suffix.to(device), self.rows.to(device))
 
 

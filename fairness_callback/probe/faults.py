@@ -11,7 +11,7 @@ that names the ranks and the first line of each error.
 from __future__ import annotations
 
 import gc
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class GapUnits:
 
     @classmethod
     def from_values(cls, values: np.ndarray, group: np.ndarray, sentence: np.ndarray, columns: tuple[int, int],
-                    num_sentences: int) -> "GapUnits":
+                    num_sentences: int) -> GapUnits:
         """Units of per-prompt ``values`` whose correct group is ``group`` (column indices), in sentences
         ``sentence`` (0 .. num_sentences - 1); ``columns``: the gap's (minuend, subtrahend) groups."""
         sums = np.zeros((2, num_sentences))
@@ -60,7 +61,7 @@ class GapUnits:
         return {"n": int(self.sums.shape[1]), "sums": pack(self.sums, "<f4"), "counts": pack(self.counts, "<u2")}
 
     @classmethod
-    def decode(cls, data: Mapping[str, Any]) -> "GapUnits":
+    def decode(cls, data: Mapping[str, Any]) -> GapUnits:
         """The units of :meth:`encode`'s form."""
         def unpack(text: str, dtype: str) -> np.ndarray:
             return np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=dtype).astype(float).reshape(2, int(data["n"]))

@@ -6,7 +6,7 @@ Everything here is a pure function of tensors; no model, tokenizer or framework.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -207,8 +207,8 @@ def compute_metrics(
     ``jsdp``: a 95% bootstrap confidence interval of each gap over sentences.
     """
     # A plain list of stereotype labels ("pro" / "anti" / None), as this function took before tasks.
-    labels = [label if isinstance(label, Mapping) else {"stereotype": label} for label in labels]
-    main, subsets = split_subsets(labels, task)
+    mappings = [label if isinstance(label, Mapping) else {"stereotype": label} for label in labels]
+    main, subsets = split_subsets(mappings, task)
     metrics = _metrics_of(correct, correct_ranks, option_probs, parts, main, sentence_index, task)
     for value, mask in subsets.items():
         if value in task.separate and bool(main.equal(mask)):

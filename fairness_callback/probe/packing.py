@@ -14,11 +14,10 @@ prompt's next-token logits. Padding and empty slots attend only to themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
-
 
 #: Prompts one row can hold: each node records the prompts that pass through it as bits of an int64.
 MAX_PROMPTS_PER_TREE = 63
@@ -79,7 +78,7 @@ class TreeBatch:
     bits: torch.Tensor
     slots: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "TreeBatch":
+    def to(self, device: torch.device | str) -> TreeBatch:
         return TreeBatch(
             self.indices,
             self.positions,

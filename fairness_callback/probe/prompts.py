@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import random
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any
 
 from ..data.sentence import ProbeSentence
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
@@ -141,7 +142,7 @@ class PromptSet:
                 raise ValueError(f"{where}: correct column {p.correct} is not its group {p.group!r}")
 
     @classmethod
-    def from_records(cls, task: ProbeTask, records: Sequence[Mapping[str, Any]], name: str = "custom") -> "PromptSet":
+    def from_records(cls, task: ProbeTask, records: Sequence[Mapping[str, Any]], name: str = "custom") -> PromptSet:
         """Prompts given as data, one mapping each: ``id`` (the item: prompts of one item must be
         adjacent), ``text``, ``options`` ({group: scored text}), ``correct`` (a group), and
         optionally ``seed``, ``order`` and ``labels``. Errors name the record."""
@@ -167,7 +168,7 @@ class PromptSet:
                 order=tuple(record.get("order", task.groups)), options=tuple(options[g] for g in task.groups),
                 labels=dict(record.get("labels", {})),
             ))
-        return cls(task, prompts, name)
+        return cls(task, tuple(prompts), name)
 
 
 def option_order(seed: int, sentence_id: str, groups: Sequence[str] = GROUPS) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ class ProbeScoreState(Metric):
     """
 
     full_state_update = False
+    table: torch.Tensor  # the state add_state registers in __init__ (nn.Module's __getattr__ would type it Tensor | Module)
 
     def __init__(self, num_prompts: int, num_options: int, distributed: bool = False) -> None:
         super().__init__(sync_on_compute=distributed, dist_sync_fn=_all_reduce_sync)

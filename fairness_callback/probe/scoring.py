@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, cast
 
 import torch
 
 from .encoding import Batch, PrefixBatch
-from .packing import TreeBatch
 from .metrics import option_ranks
+from .packing import TreeBatch
 
 
 @dataclass
@@ -41,7 +42,8 @@ def _peft_inner(model: torch.nn.Module) -> torch.nn.Module | None:
     """The transformers model inside a PEFT ``PeftModel`` (its adapters are layers injected into it), else None."""
     if not (hasattr(type(model), "get_base_model") and hasattr(model, "peft_config")):
         return None
-    return model.get_base_model()
+    peft: Any = model  # get_base_model is PeftModel's method (nn.Module types an attribute as Tensor | Module)
+    return peft.get_base_model()
 
 
 def wrapper_chain(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -85,9 +87,9 @@ def forward_target(model: torch.nn.Module) -> torch.nn.Module:
     target = model
     while True:
         if isinstance(target, DistributedDataParallel) or type(target).__name__ in ("DeepSpeedEngine", "PipelineEngine"):
-            target = target.module
+            target = cast(torch.nn.Module, target.module)
         elif isinstance(getattr(target, "_orig_mod", None), torch.nn.Module):
-            target = target._orig_mod
+            target = cast(torch.nn.Module, target._orig_mod)
         else:
             return target
 
@@ -206,7 +208,7 @@ def tree_last_logits(model: torch.nn.Module, batch: TreeBatch, tensor_keep: bool
 
 def last_token_logits(model: torch.nn.Module, batch: Batch, accepts: dict[str, bool]) -> torch.Tensor:
     """Logits at the last position of a left-padded batch, shape [B, V]."""
-    kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     if accepts["position_ids"]:
         kwargs["position_ids"] = batch.position_ids
     if accepts["logits_to_keep"]:
@@ -266,9 +268,9 @@ def iter_scores(
     bad = 0
     for batch in batches:
         on_device = batch.to(device)
-        if isinstance(batch, TreeBatch):
+        if isinstance(on_device, TreeBatch):  # .to keeps the batch's type
             logits = tree_last_logits(model, on_device, accepts["logits_to_keep_tensor"])
-        elif isinstance(batch, PrefixBatch):
+        elif isinstance(on_device, PrefixBatch):
             logits = prefix_last_logits(model, on_device, accepts)
         else:
             logits = last_token_logits(model, on_device, accepts)
