@@ -313,7 +313,11 @@ def _they_subset() -> tuple[ProbeSet, tuple[int, ...]]:
 NEW_SETS = {"winogender": _winogender_subset, "bbq_religion": _bbq_subset, "builtin_they": _they_subset}
 
 
-@pytest.fixture(scope="module", params=sorted(NEW_SETS))
+#: Winogender's and BBQ's subsets read ../shared: their tests are marked ``data`` too.
+NEW_SET_PARAMS = [name if name == "builtin_they" else pytest.param(name, marks=pytest.mark.data) for name in sorted(NEW_SETS)]
+
+
+@pytest.fixture(scope="module", params=NEW_SET_PARAMS)
 def new_set(request, smollm2):
     """``(name, probe set, seeds, probe, naive scores)``: each prompt alone, unpadded, full logits (no
     cache, no masks): the ranks (by sorting the vocabulary) and log-probs of its own option tokens."""
