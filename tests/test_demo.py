@@ -8,6 +8,7 @@ from fairness_callback.cli import main
 from fairness_callback.training.history import read_history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["lightning", "hf"])
 def test_short_demo_writes_history_figure_and_tensorboard(framework, tmp_path, capsys):
     out = tmp_path / "demo"
@@ -37,6 +38,7 @@ def _probe_lines(path):
     return [r for r in read_history(path) if r["event"] == "probe"]
 
 
+@pytest.mark.slow
 def test_other_axes_are_probed_beside_gender_and_change_nothing_of_the_run(tmp_path, capsys):
     """`demo --they`: every gender metric and the held-out loss equal those of the same run without
     it, bit for bit (probes never change training); the they probe is logged, tabled and summarised."""

@@ -12,6 +12,8 @@ import pytest
 
 from support import make_model, make_tokenizer, small_probe
 
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
 SCRIPT = Path(__file__).parent / "dist" / "probe_gloo.py"
 
 

@@ -86,6 +86,7 @@ def test_the_lightning_module_itself_says_which_extra_to_install():
         'pip install "fairness-callback[lightning]"')
 
 
+@pytest.mark.slow
 def test_with_the_extras_installed_the_adapters_are_exported():
     pytest.importorskip("lightning")
     pytest.importorskip("accelerate")
@@ -110,6 +111,7 @@ def test_report_without_matplotlib_is_one_line(tmp_path):
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework, missing", [("hf", ("matplotlib",)), ("lightning", ("lightning", "tensorboard"))])
 def test_demo_checks_what_it_needs_before_it_trains(tmp_path, framework, missing):
     import importlib.util

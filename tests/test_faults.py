@@ -29,6 +29,7 @@ def records(path: Path, event: str | None = None) -> list[dict]:
 
 
 # -- out of memory -------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["tree", "cache", "off"])
 def test_out_of_memory_halves_the_batch_and_gives_the_unconstrained_numbers(tokenizer, path, caplog):
     model = make_model(tokenizer).eval()
@@ -306,6 +307,7 @@ def test_a_failing_logger_under_on_error_raise_raises(tokenizer):
     assert not math.isnan(monitor.last_probed_step)
 
 
+@pytest.mark.slow
 def test_report_names_each_unparseable_line_and_goes_on_unless_strict(tokenizer, tmp_path):
     import subprocess
     import sys

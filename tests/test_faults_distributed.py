@@ -14,6 +14,8 @@ from fairness_callback.training.history import read_history
 from test_distributed import torchrun
 from test_lightning_callback import run_script
 
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
 SCRIPT = Path(__file__).parent / "dist" / "faults.py"
 FAILING = {"path-1": ("path", 1), "batches-1": ("batches", 1), "forward-1": ("forward", 1),
            "metrics-1": ("metrics", 1), "forward-0": ("forward", 0), "suite-second-1": ("forward", 1)}

@@ -21,6 +21,8 @@ import pytest
 
 from support import assert_full_precision_matrix
 
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 SECTIONS = ("exact", "speed", "memory", "train", "precision")
 

@@ -19,7 +19,6 @@ from fairness_callback import FairnessEarlyStopping, StopReason
 from fairness_callback.training.history import read_history
 from fairness_callback.integrations.hf import STATE_KEY, FairnessCallback
 from fairness_callback.training.monitor import HEADLINE_METRICS
-from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, read_wandb_run, small_probe, weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +58,7 @@ def probed(trainer: Trainer, key: str = "fairness/jsdp/gap") -> dict[int, float]
 # -- schedule ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("probe_at_start, steps", [(True, [0, 2, 4, 6]), (False, [2, 4, 6])])
 def test_probes_every_n_optimizer_steps_not_micro_batches(tmp_path, bpe_tokenizer, probe_at_start, steps):
     callback = FairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer), probe_at_start=probe_at_start)
@@ -88,6 +88,7 @@ def read_tensorboard(output_dir: Path) -> tuple[dict[str, list[int]], list[str]]
     return scalars, charted
 
 
+@pytest.mark.slow
 def test_metrics_reach_tensorboard_and_log_history(tmp_path, bpe_tokenizer):
     probe = small_probe(bpe_tokenizer)
     callback = FairnessCallback(every_n_steps=2, probe=probe)
@@ -111,6 +112,7 @@ def test_metrics_reach_tensorboard_and_log_history(tmp_path, bpe_tokenizer):
     assert "train/fairness/jsdp/gap" in charted
 
 
+@pytest.mark.slow
 def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
     wandb = pytest.importorskip("wandb")
     for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
@@ -145,6 +147,7 @@ class EvalRecorder(TrainerCallback):
         self.metrics.append(dict(metrics))
 
 
+@pytest.mark.slow
 def test_eval_metrics_drive_best_model_and_stock_early_stopping(tmp_path, bpe_tokenizer):
     # probes at steps 0, 2, 4, 6; evaluations at 2, 4, 6 see abs gaps 0.03, 0.01 (best), 0.02
     callback = FairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, [0.05, -0.03, 0.01, 0.02, 0.04]))
@@ -183,6 +186,7 @@ def gap_growing_callback(tokenizer) -> FairnessCallback:
                             early_stopping=FairnessEarlyStopping(patience=2, require_loss=True))
 
 
+@pytest.mark.slow
 def test_fairness_early_stopping_stops_when_the_gap_grows_and_eval_loss_holds(tmp_path, bpe_tokenizer):
     callback = gap_growing_callback(bpe_tokenizer)
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback], max_steps=10, eval_strategy="steps", eval_steps=2)
@@ -201,6 +205,7 @@ def test_fairness_early_stopping_stops_when_the_gap_grows_and_eval_loss_holds(tm
     )
 
 
+@pytest.mark.slow
 def test_fairness_early_stopping_without_eval_loss_and_require_loss_goes_on(tmp_path, bpe_tokenizer):
     callback = gap_growing_callback(bpe_tokenizer)
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback], max_steps=8)
@@ -213,18 +218,18 @@ def test_fairness_early_stopping_without_eval_loss_and_require_loss_goes_on(tmp_
 # -- safety -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_with_and_without_the_callback(tmp_path, bpe_tokenizer):
     def train(callbacks: list, name: str) -> tuple[str, list[tuple[bool, bool]]]:
         """Final weights digest, and ``(grad enabled, training mode)`` of every forward call."""
         # Dropout on: a probe that left the model in eval mode or drew random numbers would show.
-        model = tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=0,
-                              hidden_dropout=0.1, attention_dropout=0.1)
+        model = make_model(bpe_tokenizer, seed=0, hidden_dropout=0.1, attention_dropout=0.1)
         calls = []
         model.register_forward_pre_hook(lambda module, args: calls.append((torch.is_grad_enabled(), module.training)))
         make_trainer(tmp_path / name, bpe_tokenizer, callbacks, model=model, max_steps=4).train()
         return weights_digest(model), calls
 
-    start = weights_digest(tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=0))
+    start = weights_digest(make_model(bpe_tokenizer, seed=0))
     plain, plain_calls = train([], "plain")
     watched, watched_calls = train([FairnessCallback(every_n_steps=1, probe=small_probe(bpe_tokenizer))], "watched")
     assert plain != start
@@ -234,6 +239,7 @@ def test_training_is_bit_identical_with_and_without_the_callback(tmp_path, bpe_t
     assert [call for call in watched_calls if call[0]] == plain_calls == [(True, True)] * 4
 
 
+@pytest.mark.slow
 def test_probe_failures_are_logged_and_training_goes_on(tmp_path, bpe_tokenizer, caplog):
     callback = FairnessCallback(every_n_steps=2, probe=FailingProbe(bpe_tokenizer, fail_on=(0, 1)), on_error="warn")
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback])
@@ -261,6 +267,7 @@ def test_probe_failure_raises_with_on_error_raise(tmp_path, bpe_tokenizer):
 # -- resume -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokenizer):
     # One uninterrupted run would probe 0.01 (best) at step 0, then 0.02, 0.03, 0.04 at steps 2, 4, 6:
     # patience 3 is used up at step 6. Here it is cut at step 4, with wait=2, and resumed.
@@ -299,6 +306,7 @@ def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokeni
 # -- precision --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bf16_probe_runs_under_autocast(tmp_path, bpe_tokenizer):
     model = make_model(bpe_tokenizer)
     probe_autocast = []
@@ -325,6 +333,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_gloo_ranks_agree_and_stop_together(tmp_path, bpe_tokenizer):
     script = REPO / "tests" / "dist" / "hf_torchrun.py"
     command = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port", str(free_port()), str(script), str(tmp_path)]
@@ -359,6 +369,7 @@ def test_two_gloo_ranks_agree_and_stop_together(tmp_path, bpe_tokenizer):
 # -- the example ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_runs(tmp_path):
     out = tmp_path / "example"
     result = subprocess.run(

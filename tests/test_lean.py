@@ -78,10 +78,11 @@ def test_a_task_without_a_neutral_group_has_no_lean_and_bad_neutral_is_refused()
     assert GENDER_TASK.neutral == "not_specified" and BBQ_TASK.neutral == "unknown"
 
 
+@pytest.mark.slow
 def test_gender_and_they_in_one_run_monitor_stop_line_and_report(bpe_tokenizer, tmp_path):
-    from fairness_callback.demo.tiny_model import tiny_gpt_neox
+    from support import make_model
 
-    model = tiny_gpt_neox(len(bpe_tokenizer), hidden_size=64, num_layers=2, seed=1)
+    model = make_model(bpe_tokenizer, seed=1)
     probes = {"gender": FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:12], seeds=(0,)),
               "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:12], seeds=(0,))}
     history = tmp_path / "h.jsonl"

@@ -26,7 +26,6 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, StopReason
 from fairness_callback.training.history import read_history
 from fairness_callback.integrations.lightning import FairnessCallback
-from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from support import (FailingProbe, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe,
                      weights_digest)
 
@@ -81,9 +80,7 @@ class TinyLM(pl.LightningModule):
         self.lr = lr
         self.shuffle = shuffle
         self.tokenizer = shared_tokenizer()
-        self.model = tiny_gpt_neox(
-            len(self.tokenizer), hidden_size=64, num_layers=2, seed=0, hidden_dropout=dropout, attention_dropout=dropout
-        )
+        self.model = make_model(self.tokenizer, seed=0, hidden_dropout=dropout, attention_dropout=dropout)
 
     def training_step(self, batch, batch_idx):
         return self.model(**batch).loss
@@ -202,6 +199,7 @@ def test_metrics_reach_tensorboard_csv_and_the_stock_callbacks(tmp_path):
     assert not stopping.stopped_epoch and trainer.global_step == 6
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_gets_the_metrics_at_their_steps(tmp_path, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
 
@@ -375,6 +373,8 @@ model:
 
 
 # -- distributed (subprocesses) -------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_ddp_ranks_agree_and_stop_together(tmp_path):
     run_script([str(DIST / "lightning_ddp.py"), str(tmp_path)], tmp_path)
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -399,6 +399,8 @@ def test_ddp_ranks_agree_and_stop_together(tmp_path):
     assert [(record["step"], record["reason"]) for record in stops] == [(6, "gap_grew_no_loss")]  # rank 0 writes
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_fsdp2_sharded_probe_matches_the_full_model(tmp_path):
     # --standalone picks a free port, so a concurrent torchrun elsewhere on the machine cannot collide.
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -411,6 +413,7 @@ def test_fsdp2_sharded_probe_matches_the_full_model(tmp_path):
 
 
 # -- example --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_example_script_runs_in_fast_mode(tmp_path):
     out = tmp_path / "run"
     done = run_script([str(REPO / "examples" / "lightning_train.py"), "--max-steps", "4", "--output-dir", str(out)], tmp_path)
@@ -421,6 +424,7 @@ def test_example_script_runs_in_fast_mode(tmp_path):
 
 
 # -- one history per run --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_fits_keep_their_histories_apart(tmp_path, monkeypatch):
     """With a logger, each fit writes into its own trainer.log_dir (version_0, version_1); without
     one, two fits in one folder share a file but each line carries its run's id, and the report

@@ -142,6 +142,7 @@ def test_readme_starts_with_the_demo_and_the_tests_then_how_to_install():
     assert installs and installs[0] < 15 and lines[installs[0]].startswith("pip install fairness-callback")
 
 
+@pytest.mark.slow
 def test_import_time_benchmark_runs(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "import_time.py"), "--repeats", "1", "--warmup", "0"],
                             capture_output=True, text=True, timeout=300)

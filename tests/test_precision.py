@@ -108,6 +108,7 @@ def float32_reference(model, probe: FairnessProbe, position: int = -1) -> torch.
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", ["bf16", "bf16 frozen", "bf16 + fp32 LoRA", "bf16 + bf16 LoRA", "fp16 + fp32 LoRA",
                                   "fp32 + fp32 LoRA"])
@@ -146,6 +147,7 @@ def test_the_int_slice_took_bmm_on_a_frozen_head(models, probe, monkeypatch):
 ULPS = 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", ["bf16", "bf16 + fp32 LoRA"])
 def test_paths_equal_float32_full_logits(models, probe, name, path):
@@ -169,6 +171,7 @@ def test_paths_equal_float32_full_logits(models, probe, name, path):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 def test_adapter_dtype_gives_the_same_probe(models, probe, path):
     """fp32 adapters and bf16 adapters over the same bf16 base: the same answers within bf16 rounding."""
@@ -205,11 +208,11 @@ def probe_sets(bpe_tokenizer, request) -> dict[str, FairnessProbe]:
 def test_float32_scores_bit_for_bit(gpt2_tokenizer, request, monkeypatch, path):
     """gender, Winogender and BBQ on a float32 Llama and GPT-NeoX: the tensor positions give exactly the
     int slice's ranks and log-probs; a frozen head (as under PEFT) now gives exactly the trainable one's."""
-    from fairness_callback.demo.tiny_model import tiny_gpt_neox
+    from support import make_model
 
     tokenizer = gpt2_tokenizer  # GPT-2's real BPE: BBQ's letters need it
     models = {"llama": tiny_llama(len(tokenizer), seed=3),
-              "neox": tiny_gpt_neox(len(tokenizer), hidden_size=64, num_layers=2, seed=0).eval()}
+              "neox": make_model(tokenizer, seed=0).eval()}
     sets = probe_sets(tokenizer, request)
     expected = {"gender"} | {name for name, marker in (("winogender", "winogender/all_sentences.tsv"), ("bbq", "bbq/Religion.jsonl"))
                              if (Path(__file__).resolve().parents[2] / "shared" / marker).is_file()}

@@ -32,6 +32,7 @@ def neox_probe(bpe_tokenizer, small_probe_set):
     return FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0, 1), batch_size=16)
 
 
+@pytest.mark.slow
 def test_probe_equals_naive_reference(tiny_neox, bpe_tokenizer, neox_probe):
     result = neox_probe.run(tiny_neox)
     ref_ranks, ref_logprobs = naive_scores(tiny_neox, bpe_tokenizer, neox_probe)
@@ -73,6 +74,7 @@ def test_required_metric_keys(tiny_neox, neox_probe):
     assert metrics["ar/gap"] == pytest.approx(metrics["ar/female"] - metrics["ar/male"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fixture", ["tiny_neox", "tiny_gpt2"])
 def test_batched_equals_alone(request, model_fixture, bpe_tokenizer, small_probe_set):
     """Left padding with correct position ids: a prompt scores the same in a batch as alone."""
@@ -85,6 +87,7 @@ def test_batched_equals_alone(request, model_fixture, bpe_tokenizer, small_probe
     assert diff < 1e-4
 
 
+@pytest.mark.slow
 def test_gpt2_batching_test_is_sensitive_to_position_ids(monkeypatch, tiny_gpt2, bpe_tokenizer, small_probe_set):
     """Withholding position ids breaks GPT-2 under left padding, so the test above can fail."""
     batched = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,), batch_size=48, prefix_sharing="off")
@@ -106,6 +109,7 @@ class FullLogitsOnly(torch.nn.Module):
         return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
 
 
+@pytest.mark.slow
 def test_model_without_logits_to_keep(tiny_neox, neox_probe):
     assert not scoring.forward_options(FullLogitsOnly(tiny_neox))["logits_to_keep"]
     plain = neox_probe.score(FullLogitsOnly(tiny_neox))
@@ -213,6 +217,7 @@ def tiny_llama(bpe_tokenizer):
     return LlamaForCausalLM(config).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["tree", "cache"])
 @pytest.mark.parametrize("model_fixture", ["tiny_neox", "tiny_gpt2", "tiny_llama"])
 def test_prefix_sharing_equals_the_plain_path(request, model_fixture, sharing, bpe_tokenizer, small_probe_set):
@@ -287,6 +292,7 @@ def tiny_of_type(model_type: str, vocab_size: int) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(config).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type", sorted(scoring.PREFIX_SHARING_MODEL_TYPES))
 def test_every_enabled_architecture_gives_the_plain_numbers(model_type, bpe_tokenizer, small_probe_set):
     """'auto' turns prefix sharing on by model type: each listed type is checked, both ways."""

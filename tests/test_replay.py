@@ -46,6 +46,7 @@ def test_step_from_name():
     assert step_from_name("final") is None
 
 
+@pytest.mark.slow
 def test_replayed_hf_checkpoints_equal_the_live_probe(hf_run, tokenizer, tmp_path):
     checkpoints = find_checkpoints([hf_run])
     assert [(c.step, c.kind) for c in checkpoints] == [(2, "hf"), (4, "hf")]
@@ -62,6 +63,7 @@ def test_replayed_hf_checkpoints_equal_the_live_probe(hf_run, tokenizer, tmp_pat
         assert "by_seed" in record and "jsdp/gap_sudden" in record
 
 
+@pytest.mark.slow
 def test_resume_and_a_broken_checkpoint(hf_run, tokenizer, tmp_path):
     series = tmp_path / "series"
     for step in (2, 4):
@@ -106,6 +108,7 @@ class TinyLM(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=1e-3)
 
 
+@pytest.mark.slow
 def test_lightning_ckpt_replay_equals_the_live_probe(tokenizer, tmp_path):
     torch.manual_seed(0)
     callback = LightningCallback(every_n_steps=2, probe=small_probe(tokenizer), history_path=tmp_path / "live.jsonl")
@@ -201,6 +204,7 @@ def fake_replay(paths, history, **kwargs):
     return replay(find_checkpoints(paths), StepProbe(), history, step_loader, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 def test_replay_twice_continues_one_run_another_source_gets_a_new_one(tmp_path):
     one, other = series(tmp_path / "one", 2, 4, 6), series(tmp_path / "other", 2, 4)
     history = tmp_path / "h.jsonl"

@@ -199,6 +199,7 @@ def two_runs(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_report_of_each_run_of_a_two_run_file(two_runs, tmp_path):
     latest = write_report(two_runs, tmp_path / "latest")
     assert latest.run_id == "run-b" and latest.num_probes == 2 and (latest.first_step, latest.final_step) == (0, 50)
@@ -225,6 +226,7 @@ def test_a_single_run_report_names_its_run(known):
     assert known[1].run_id is not None and f"Run `{known[1].run_id}`, the only run in the file." in text
 
 
+@pytest.mark.slow
 def test_report_of_a_legacy_file_with_two_fits(tmp_path):
     path = tmp_path / "old.jsonl"
     lines = [probe_line(s, g, full=False) for s, g in zip(STEPS, GAPS)] + [probe_line(0, 0.4, full=False)]
@@ -366,6 +368,7 @@ def test_several_probes_figures_and_the_monitored_probes_own_table(several):
     assert rows[3].split(" | ")[-2] == "(recorded: yes)"  # gender/jsdp/gap_sudden, as the monitor recorded it
 
 
+@pytest.mark.slow
 def test_several_probes_default_monitor(tmp_path):
     from_start = write_report(write_several_probes(tmp_path / "a.jsonl", monitor="they/jsdp/gap"), tmp_path / "a")
     assert from_start.monitor == "they/jsdp/gap" and from_start.monitored_probe == "they"
@@ -381,6 +384,7 @@ def test_several_probes_default_monitor(tmp_path):
     assert f"Note: {first.notes[0]}" in first.report.read_text()
 
 
+@pytest.mark.slow
 def test_cli_report_of_several_probes(several, tmp_path, capsys):
     assert main(["report", several[0], "--out", str(tmp_path / "a"), "--monitor", "religion/jsdp/gap",
                  "--max-cost", "0.4"]) == 0

@@ -32,6 +32,7 @@ def live_run(tmp_path, **rule):
     return path, outcome
 
 
+@pytest.mark.slow
 def test_a_replayed_rule_stops_where_the_live_rule_stopped(tmp_path):
     path, live = live_run(tmp_path, patience=2, min_delta=0.005)
     assert live.should_stop
@@ -87,6 +88,7 @@ def test_parse_rule_reads_every_type():
     assert (rule.patience, rule.min_delta, rule.use_abs, rule.test, rule.loss_key) == (4, 0.01, False, "bootstrap", "eval_loss")
 
 
+@pytest.mark.slow
 def test_the_cli_prints_each_rule(tmp_path, capsys):
     path, live = live_run(tmp_path, patience=2, min_delta=0.005)
     assert main(["report", str(path), "--stop-rule", "patience=2,min_delta=0.005", "--stop-rule", "patience=10"]) == 0

@@ -221,7 +221,8 @@ def test_demo_config_presets_per_model():
 
     tiny, smol = DemoConfig(), DemoConfig(model="smollm2")
     assert (tiny.steps, tiny.batch_size, tiny.lr, tiny.probe_every, tiny.probe_sentences, tiny.probe_seeds) == \
-        (1200, 32, 3e-4, 100, 120, (0, 1, 2, 3, 4))
+        (1000, 32, 1e-3, 100, 120, (0, 1, 2, 3, 4))
+    assert (tiny.seq_len, smol.seq_len) == (40, 64)
     assert (smol.steps, smol.batch_size, smol.lr, smol.probe_every, smol.probe_sentences, smol.probe_seeds) == \
         (40, 8, 5e-5, 10, 20, (0,))
     assert DemoConfig(model="smollm2", steps=2, probe_every=1).steps == 2
@@ -313,7 +314,11 @@ def _they_subset() -> tuple[ProbeSet, tuple[int, ...]]:
 NEW_SETS = {"winogender": _winogender_subset, "bbq_religion": _bbq_subset, "builtin_they": _they_subset}
 
 
-@pytest.fixture(scope="module", params=sorted(NEW_SETS))
+#: Winogender's and BBQ's subsets read ../shared: their tests are marked ``data`` too.
+NEW_SET_PARAMS = [name if name == "builtin_they" else pytest.param(name, marks=pytest.mark.data) for name in sorted(NEW_SETS)]
+
+
+@pytest.fixture(scope="module", params=NEW_SET_PARAMS)
 def new_set(request, smollm2):
     """``(name, probe set, seeds, probe, naive scores)``: each prompt alone, unpadded, full logits (no
     cache, no masks): the ranks (by sorting the vocabulary) and log-probs of its own option tokens."""

@@ -156,6 +156,7 @@ def test_winogender_reports_they_beside_he_and_she(winogender_dir, bpe_tokenizer
     assert {"they/jsdp/not_specified/male", "they/jsdp/not_specified/female"} <= set(m)  # where "they" mass goes
 
 
+@pytest.mark.slow
 def test_builtin_they_set_alone_reports_at_the_top(bpe_tokenizer, tiny_neox):
     probe_set = ProbeSet.builtin_they()
     m = FairnessProbe(bpe_tokenizer, probe_set, seeds=(0,)).run(tiny_neox).metrics

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.real_model]
+
 REPO = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("trl")

@@ -92,6 +92,7 @@ def test_fallback_names_the_model_type(bpe_tokenizer):
     assert reason.startswith("model type 'opt' is not among the tested architectures")
 
 
+@pytest.mark.slow
 def test_compiled_model_is_probed_eagerly_without_compiling(tiny_neox, neox_probe):
     import torch._dynamo
 
