@@ -96,6 +96,12 @@ def train(out: Path, skew: float, seed: int, threads: int, extra: tuple[str, ...
     return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
+def finished(out: Path, skew: float, seed: int) -> bool:
+    """Whether the run's demo ended (it prints where it wrote its history last)."""
+    log = history_path(out, skew, seed).parent / "demo.log"
+    return log.is_file() and "wrote " in log.read_text(errors="replace")
+
+
 def onset(probes: list[dict]) -> int | None:
     """Index of the first probe from which the gap's CI stays above zero to the end; None if none."""
     first = None
@@ -201,10 +207,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="demo runs at a time (each gets cores // jobs threads)")
     parser.add_argument("--quick", action="store_true", help="2 seeds a skew on a 40-step demo: the pipeline, not the figures")
     parser.add_argument("--replay-only", action="store_true", help="replay the histories already under --out")
+    parser.add_argument("--keep", action="store_true", help="do not train again the runs that finished under --out")
     args = parser.parse_args()
     seeds = QUICK_SEEDS if args.quick else SEEDS
     extra = QUICK_DEMO if args.quick else ()
-    plan = [(skew, seed) for skew, chosen in seeds.items() for seed in chosen]
+    # Balanced and skewed runs alternate, so that a benchmark cut short still has both.
+    plan = sorted(((skew, seed) for skew, chosen in seeds.items() for seed in chosen), key=lambda run: (run[0] == 0.5, run[1]))
     start = time.perf_counter()
     seconds: list[float] = []
     cpu_seconds: list[float] = []
@@ -212,8 +220,9 @@ def main() -> None:
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
         print(f"stop_rules: {len(plan)} watch-only demo runs, {args.jobs} at a time, {threads} thread(s) each; "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        todo = [run for run in plan if not (args.keep and finished(args.out, *run))]
         with ThreadPoolExecutor(args.jobs) as pool:
-            for (skew, seed), (took, cpu) in zip(plan, pool.map(lambda run: train(args.out, *run, threads, extra), plan)):
+            for (skew, seed), (took, cpu) in zip(todo, pool.map(lambda run: train(args.out, *run, threads, extra), todo)):
                 seconds.append(took)
                 cpu_seconds.append(cpu)
                 print(f"  skew {skew:g} seed {seed}: {took:.0f} s wall, {cpu:.0f} s CPU", flush=True)
