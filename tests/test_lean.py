@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from fairness_callback import FairnessMonitor, FairnessProbe, ProbeSet
+from fairness_callback import FairnessTracker, FairnessProbe, ProbeSet
 from fairness_callback.training.history import read_history
 from fairness_callback.probe.metrics import compute_metrics
 from fairness_callback.offline.report import write_report
@@ -85,18 +85,18 @@ def test_gender_and_they_in_one_run_monitor_stop_line_and_report(bpe_tokenizer, 
     probes = {"gender": FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:12], seeds=(0,)),
               "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:12], seeds=(0,))}
     history = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probes=probes, history_path=history)
-    assert monitor.gap_keys() == ["gender/jsdp/gap", "they/jsdp/lean"]
+    tracker = FairnessTracker(every_n_steps=1, probes=probes, history_path=history)
+    assert tracker.gap_keys() == ["gender/jsdp/gap", "they/jsdp/lean"]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     batch = bpe_tokenizer(["The nurse said she was tired."] * 4, return_tensors="pt")
-    monitor.start(model)
+    tracker.start(model)
     for step in (1, 2, 3):
         loss = model(**batch, labels=batch["input_ids"]).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        monitor.step(model, step)
-    message = monitor._record_stop(3, monitor_stop_reason(), "stopping at step 3: test")
+        tracker.step(model, step)
+    message = tracker._record_stop(3, monitor_stop_reason(), "stopping at step 3: test")
     lines = [r for r in read_history(history) if r.get("event") == "probe"]
     leans = [r["they/jsdp/lean"] for r in lines]
     assert all(math.isfinite(v) for v in leans) and len(set(leans)) > 1  # it moves with training
@@ -125,11 +125,11 @@ def test_every_tensorboard_chart_key_is_logged(bpe_tokenizer, tiny_neox, several
     gender = FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:6], seeds=(0,))
     if several:
         probes = {"gender": gender, "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:6], seeds=(0,))}
-        monitor = FairnessMonitor(every_n_steps=1, probes=probes)
+        tracker = FairnessTracker(every_n_steps=1, probes=probes)
     else:
-        monitor = FairnessMonitor(every_n_steps=1, probe=gender)
-    outcome = monitor.run_probe(tiny_neox, step=0)
-    logged = monitor.logged_metrics(outcome.metrics)
-    charted = {key for charts in monitor.tensorboard_layout().values() for _, keys in charts.values() for key in keys}
+        tracker = FairnessTracker(every_n_steps=1, probe=gender)
+    outcome = tracker.run_probe(tiny_neox, step=0)
+    logged = tracker.logged_metrics(outcome.metrics)
+    charted = {key for charts in tracker.tensorboard_layout().values() for _, keys in charts.values() for key in keys}
     assert charted <= set(logged), sorted(charted - set(logged))
     assert any(key.endswith("jsdp/lean") for key in charted)

@@ -5,7 +5,7 @@ Events (see :class:`FairnessCallback` for what each does):
 - ``on_init_end`` / ``on_train_begin``: move this callback to the front of the Trainer's list (so
   its additions to the evaluation metrics reach the stock ``EarlyStoppingCallback``), build the
   probe from the Trainer's tokenizer, restore the early-stopping state of a resumed run, check the
-  stop rule, the model's vocabulary and the history path (``FairnessMonitor.begin``).
+  stop rule, the model's vocabulary and the history path (``FairnessTracker.begin``).
 - ``on_step_begin`` (first step only): the step-0 probe (``probe_at_start``).
 - ``on_step_end``: every ``every_n_steps`` optimizer steps (``on_step_end`` fires once per
   optimizer step, never per micro-batch), probe, log, and set ``control.should_training_stop``.
@@ -24,7 +24,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
-from ..training.monitor import FairnessMonitor
+from ..training.tracker import FairnessTracker
 from ..probe import FairnessProbe
 from ..training.stopping import FairnessEarlyStopping, StopReason
 
@@ -101,12 +101,12 @@ class FairnessCallback(TrainerCallback):
         probes: Mapping[str, FairnessProbe] | None = None,
         probe_on_evaluate: bool = True,
     ) -> None:
-        self.monitor = FairnessMonitor(
+        self.tracker = FairnessTracker(
             tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
             probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
             log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="eval_loss",
         )
-        self.monitor.framework = "hf"
+        self.tracker.framework = "hf"
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None
         self._start_pending = False
@@ -115,11 +115,11 @@ class FairnessCallback(TrainerCallback):
 
     @property
     def last_metrics(self) -> dict[str, float] | None:
-        return self.monitor.last_metrics
+        return self.tracker.last_metrics
 
     @property
     def stopped_reason(self) -> StopReason | None:
-        return self.monitor.stopped_reason
+        return self.tracker.stopped_reason
 
     # -- events -----------------------------------------------------------------------------------
     def on_init_end(self, args, state, control, **kwargs):
@@ -128,12 +128,12 @@ class FairnessCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, processing_class=None, model=None, **kwargs):
         self._move_to_front()
         self._setup(args, processing_class)
-        self.monitor.reset()
+        self.tracker.reset()
         saved = state.stateful_callbacks.get(STATE_KEY)
         if saved:  # a run resumed from a checkpoint continues the early-stopping count
-            self.monitor.load_state_dict(saved)
+            self.tracker.load_state_dict(saved)
         # The configuration, the model's vocabulary and the history path are checked before the first step.
-        self.monitor.begin(model, state.global_step)
+        self.tracker.begin(model, state.global_step)
         self._start_pending = True
         # Every train() gets a new TensorBoard writer (the stock callback closes its writer at the end).
         self._layout_written = False
@@ -141,10 +141,10 @@ class FairnessCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if self._start_pending:
             self._start_pending = False
-            self._act(args, state, control, self.monitor.start(model, state.global_step, self._autocast(args, model)))
+            self._act(args, state, control, self.tracker.start(model, state.global_step, self._autocast(args, model)))
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.monitor.is_due(state.global_step):
+        if self.tracker.is_due(state.global_step):
             self._probe(args, state, control, model)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
@@ -152,11 +152,11 @@ class FairnessCallback(TrainerCallback):
             return
         if not self._set_up:  # trainer.evaluate() before any training
             self._setup(args, processing_class)
-        self.monitor.update_loss(metrics)
-        if self.probe_on_evaluate and self.monitor.last_probed_step != state.global_step and model is not None:
+        self.tracker.update_loss(metrics)
+        if self.probe_on_evaluate and self.tracker.last_probed_step != state.global_step and model is not None:
             self._probe(args, state, control, model)
-        if self.monitor.last_metrics is not None:
-            logged = self.monitor.logged_metrics(self.monitor.last_metrics)
+        if self.tracker.last_metrics is not None:
+            logged = self.tracker.logged_metrics(self.tracker.last_metrics)
             metrics.update({f"eval_{key}": value for key, value in logged.items()})
         self._export_state(state)
 
@@ -175,16 +175,16 @@ class FairnessCallback(TrainerCallback):
 
     def _setup(self, args, processing_class) -> None:
         """Build the probe (from the Trainer's tokenizer unless given one) and open the history file."""
-        self.monitor.setup(tokenizer=processing_class, default_dir=args.output_dir)
+        self.tracker.setup(tokenizer=processing_class, default_dir=args.output_dir)
         self._set_up = True
 
     def _probe(self, args, state, control, model: torch.nn.Module) -> None:
-        self._act(args, state, control, self.monitor.run_probe(model, state.global_step, self._autocast(args, model)))
+        self._act(args, state, control, self.tracker.run_probe(model, state.global_step, self._autocast(args, model)))
 
     def _act(self, args, state, control, outcome) -> None:
         """Log a probe's metrics, pass on its stop vote, and keep the state for the next checkpoint."""
         if outcome.metrics is not None:
-            self._log(args, state, control, self.monitor.logged_metrics(outcome.metrics))
+            self._log(args, state, control, self.tracker.logged_metrics(outcome.metrics))
         if outcome.should_stop:
             control.should_training_stop = True
         self._export_state(state)
@@ -210,8 +210,8 @@ class FairnessCallback(TrainerCallback):
         for callback in self._handler.callbacks:
             writer = getattr(callback, "tb_writer", None)
             if writer is not None and hasattr(writer, "add_custom_scalars"):
-                writer.add_custom_scalars(self.monitor.tensorboard_layout(prefix="train/fairness/"))
+                writer.add_custom_scalars(self.tracker.tensorboard_layout(prefix="train/fairness/"))
                 self._layout_written = True
 
     def _export_state(self, state) -> None:
-        state.stateful_callbacks[STATE_KEY] = self.monitor.state_dict()
+        state.stateful_callbacks[STATE_KEY] = self.tracker.state_dict()

@@ -21,7 +21,7 @@ require("lightning", "fairness_callback's Lightning callback")
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..training.monitor import FairnessMonitor
+from ..training.tracker import FairnessTracker
 from ..probe import FairnessProbe
 from ..training.stopping import FairnessEarlyStopping, StopReason
 
@@ -81,23 +81,23 @@ class FairnessCallback(pl.Callback):
         model_attr: str = "model",
     ) -> None:
         super().__init__()
-        self.monitor = FairnessMonitor(
+        self.tracker = FairnessTracker(
             tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
             probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
             log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="val_loss",
         )
-        self.monitor.framework = "lightning"
+        self.tracker.framework = "lightning"
         self.model_attr = model_attr
         self._layout_written = False
         self._step_at_batch_start: int | None = None
 
     @property
     def last_metrics(self) -> dict[str, float] | None:
-        return self.monitor.last_metrics
+        return self.tracker.last_metrics
 
     @property
     def stopped_reason(self) -> StopReason | None:
-        return self.monitor.stopped_reason
+        return self.tracker.stopped_reason
 
     # -- hooks ------------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -107,13 +107,13 @@ class FairnessCallback(pl.Callback):
         tokenizer = getattr(pl_module, "tokenizer", None) or getattr(datamodule, "tokenizer", None)
         # A run's files live where its logger puts them (trainer.log_dir: e.g. lightning_logs/version_N,
         # new for every fit; default_root_dir without a logger). It broadcasts: every rank is here.
-        self.monitor.setup(tokenizer=tokenizer, default_dir=trainer.log_dir or trainer.default_root_dir)
+        self.tracker.setup(tokenizer=tokenizer, default_dir=trainer.log_dir or trainer.default_root_dir)
         # Lightning restores a checkpoint's callback state (load_state_dict) after setup.
-        self.monitor.reset()
+        self.tracker.reset()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
-        self._act(trainer, self.monitor.start(model, trainer.global_step, trainer.precision_plugin.forward_context()))
+        self._act(trainer, self.tracker.start(model, trainer.global_step, trainer.precision_plugin.forward_context()))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         self._step_at_batch_start = trainer.global_step
@@ -122,28 +122,28 @@ class FairnessCallback(pl.Callback):
         # A micro-batch that only accumulated gradients leaves global_step where it was; probing
         # there would probe step 0 before any update even with probe_at_start=False.
         stepped = trainer.global_step != self._step_at_batch_start
-        if stepped and self.monitor.is_due(trainer.global_step):
+        if stepped and self.tracker.is_due(trainer.global_step):
             self._probe(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.monitor.update_loss(dict(trainer.callback_metrics))
+            self.tracker.update_loss(dict(trainer.callback_metrics))
 
     def state_dict(self) -> dict[str, Any]:
-        return self.monitor.state_dict()
+        return self.tracker.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.monitor.load_state_dict(state_dict)
+        self.tracker.load_state_dict(state_dict)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
-        self._act(trainer, self.monitor.run_probe(model, trainer.global_step, trainer.precision_plugin.forward_context()))
+        self._act(trainer, self.tracker.run_probe(model, trainer.global_step, trainer.precision_plugin.forward_context()))
 
     def _act(self, trainer: pl.Trainer, outcome) -> None:
         """Log a probe's metrics to every logger and pass on its stop vote."""
         if outcome.metrics is not None:
-            logged = self.monitor.logged_metrics(outcome.metrics)
+            logged = self.tracker.logged_metrics(outcome.metrics)
             for logger in trainer.loggers:
                 logger.log_metrics(logged, step=trainer.global_step)
             trainer.callback_metrics.update({key: torch.tensor(value) for key, value in logged.items()})
@@ -156,5 +156,5 @@ class FairnessCallback(pl.Callback):
             return
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_custom_scalars(self.monitor.tensorboard_layout())
+                logger.experiment.add_custom_scalars(self.tracker.tensorboard_layout())
         self._layout_written = True

@@ -28,7 +28,7 @@ import torch
 
 from ..training.sudden_change import SuddenChangeDetector
 from ..training.history import HistoryWriter, read_history, select_run, split_runs
-from ..training.monitor import probe_record
+from ..training.tracker import probe_record
 from .plots import probe_records
 from ..probe import FairnessProbe
 

@@ -1,6 +1,6 @@
-"""Where :class:`~fairness_callback.training.monitor.FairnessMonitor` sends its metrics in a loop of one's own.
+"""Where :class:`~fairness_callback.training.tracker.FairnessTracker` sends its metrics in a loop of one's own.
 
-``FairnessMonitor(log=...)`` takes any of:
+``FairnessTracker(log=...)`` takes any of:
 
 - a callable ``(metrics, step)``: e.g. ``fabric.log_dict``, ``accelerator.log`` or a function of yours;
 - a ``torch.utils.tensorboard.SummaryWriter`` (anything with ``add_scalar``): one scalar per

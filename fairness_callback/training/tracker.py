@@ -1,9 +1,9 @@
 """The engine behind both training callbacks, and the API for a training loop of one's own.
 
-:class:`FairnessMonitor` decides when to probe, runs the probe on every rank, keeps the history
+:class:`FairnessTracker` decides when to probe, runs the probe on every rank, keeps the history
 file, logs, and takes the one stop vote. The adapters (``integrations/hf.py``,
 ``integrations/lightning.py``) only translate their framework's events into
-:meth:`FairnessMonitor.start` / :meth:`FairnessMonitor.step` / :meth:`FairnessMonitor.update_loss`
+:meth:`FairnessTracker.start` / :meth:`FairnessTracker.step` / :meth:`FairnessTracker.update_loss`
 calls and act on what comes back; a custom loop calls the same three. Everything here is
 framework-free.
 """
@@ -91,7 +91,7 @@ def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | 
 
 @dataclass
 class ProbeOutcome:
-    """What :meth:`FairnessMonitor.step` did at one step.
+    """What :meth:`FairnessTracker.step` did at one step.
 
     ``metrics`` is None when no probe ran (not due) or the probe failed (``failed``; in a suite,
     the probes that succeeded on every rank keep their metrics); ``should_stop`` is the same on
@@ -115,19 +115,19 @@ def check_interval(every_n_steps: Any) -> int:
     return int(every_n_steps)
 
 
-class FairnessMonitor:
+class FairnessTracker:
     """Probe the model's gender bias every N optimizer steps, log it, keep a history, vote to stop.
 
     The engine of both callbacks, and the API for a loop of one's own::
 
-        monitor = FairnessMonitor(tokenizer=tok, every_n_steps=200, early_stopping=FairnessEarlyStopping(),
+        tracker = FairnessTracker(tokenizer=tok, every_n_steps=200, early_stopping=FairnessEarlyStopping(),
                                   history_path="runs/x/fairness_history.jsonl", log=writer)
-        monitor.start(model)                          # the step-0 probe (probe_at_start)
+        tracker.start(model)                          # the step-0 probe (probe_at_start)
         for step in range(1, max_steps + 1):
             ...                                       # forward, backward, optimizer.step()
             if step % eval_every == 0:
-                monitor.update_loss({"val_loss": val_loss})
-            outcome = monitor.step(model, step)       # probes when due, on every rank
+                tracker.update_loss({"val_loss": val_loss})
+            outcome = tracker.step(model, step)       # probes when due, on every rank
             if outcome.should_stop:
                 break
 
@@ -211,7 +211,7 @@ class FairnessMonitor:
         self.on_error = on_error
         self.log_all_metrics = log_all_metrics
         self.autocast = autocast
-        #: What drives this monitor, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
+        #: What drives this tracker, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
         self.framework = "custom"
         if early_stopping is not None and early_stopping.loss_key is None:
             early_stopping.loss_key = loss_key
@@ -250,7 +250,7 @@ class FairnessMonitor:
             tokenizer = self.tokenizer if self.tokenizer is not None else tokenizer
             if tokenizer is None:
                 raise ValueError(
-                    "FairnessMonitor needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
+                    "FairnessTracker needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
                     "tokenizer=..., or give the trainer / LightningModule a tokenizer"
                 )
             self.probe = FairnessProbe(tokenizer)
@@ -280,7 +280,7 @@ class FairnessMonitor:
                 writer.start_run({**self.run_info(), "step": step}, resumed=self._resumed)
                 self._writer = writer
             except OSError as error:
-                problem = (f"FairnessMonitor: history_path {self.history_path} cannot be written ({error}); "
+                problem = (f"FairnessTracker: history_path {self.history_path} cannot be written ({error}); "
                            "give a writable history_path, or history_path=None for no history")
         self.run_id, problem = from_rank_zero((run_id, problem))
         if problem is not None:
@@ -333,7 +333,7 @@ class FairnessMonitor:
         return [f"{name}/{key}" if name else key for name, key in keys.items()]
 
     def tensorboard_layout(self, prefix: str = "fairness/") -> dict:
-        """The custom-scalars layout of this monitor's probes (see :func:`tensorboard_layout`)."""
+        """The custom-scalars layout of this tracker's probes (see :func:`tensorboard_layout`)."""
         return tensorboard_layout(prefix, self.tasks)
 
     def run_info(self) -> dict[str, Any]:
@@ -396,7 +396,7 @@ class FairnessMonitor:
         ``probe_failed`` line; the probes of a suite that succeeded keep their metrics, their
         probe line and the stop vote. One all-reduce then carries the stop vote, the budget
         interval and the failure flags, so every rank stops, raises and probes at the same steps.
-        ``autocast`` (a context manager) overrides the monitor's own ``autocast`` for this probe.
+        ``autocast`` (a context manager) overrides the tracker's own ``autocast`` for this probe.
         """
         self.begin(model, step)
         self.last_probed_step = step
