@@ -24,9 +24,9 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
-from ..training.tracker import FairnessTracker
 from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping, StopReason
+from ..training.stopping import FairnessEarlyStopping
+from ._base import TrackerAdapter
 
 log = logging.getLogger("fairness_callback")
 
@@ -45,7 +45,7 @@ def _find_handler() -> CallbackHandler | None:
     return None
 
 
-class FairnessCallback(TrainerCallback):
+class FairnessCallback(TrackerAdapter, TrainerCallback):
     """Probe the model's gender bias every N optimizer steps, log it, and stop when it grows.
 
     Add it to a Trainer: ``Trainer(..., callbacks=[FairnessCallback(every_n_steps=200)])``.
@@ -56,36 +56,21 @@ class FairnessCallback(TrainerCallback):
     ``greater_is_better=False`` and the stock ``EarlyStoppingCallback`` can use them.
 
     Args:
-        every_n_steps: probe every this many optimizer steps.
-        probe: the :class:`~fairness_callback.FairnessProbe` to run; by default one is built from
-            ``tokenizer`` or the Trainer's ``processing_class`` with the default probe set.
-        tokenizer: the tokenizer (or a path to load one from) for the default probe.
-        early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
-            watch. Its held-out loss is ``eval_loss`` unless it names another ``loss_key``.
-        probe_at_start: probe once before the first optimizer step (step 0, or the resumed step).
-        history_path: JSONL file that gets a run-start line and one line per probe, flushed at once
-            (rank 0 writes); default ``<output_dir>/fairness_history.jsonl``. Every line carries
-            the run's id (saved with each checkpoint), so a resumed run continues its own run and
-            a new ``train()`` in the same folder starts another.
-        on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on
-            (the next probe is tried again); ``"raise"``: the error ends training.
-        probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
-            interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
-            same on every rank, and the choice is logged. None keeps ``every_n_steps``.
-        probes: several named probes instead of one, e.g. ``{"gender": FairnessProbe(tok), "they":
-            FairnessProbe(tok, ProbeSet.builtin_they())}``: every key gets the probe's name in
-            front (``religion/jsdp/gap``, logged as ``fairness/religion/jsdp/gap``), one custom-scalars
-            chart group per probe; ``FairnessEarlyStopping(monitor="gender/jsdp/gap")`` watches
-            one, and its stop line gives every other probe's gap at the stop and best steps.
-        log_all_metrics: send every metric to the loggers, not just the headline ones (the
-            history file always has all of them).
+        every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+            log_all_metrics, probe_budget, probes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`
+            (documented in :class:`~fairness_callback.FairnessTracker`). Here the default probe is
+            built from ``tokenizer``, else the Trainer's ``processing_class``; the held-out loss
+            is ``eval_loss``; ``history_path`` defaults to ``<output_dir>/fairness_history.jsonl``
+            (the run id is saved with each checkpoint, so a resumed run continues its own run and
+            a new ``train()`` in the same folder starts another).
         probe_on_evaluate: also probe at each evaluation not already probed at that step, so the
             ``eval_fairness/...`` metrics are of the evaluated weights.
 
-    Attributes:
-        last_metrics: the latest probe's metrics (same keys as ``ProbeResult.metrics``), identical on every rank.
-        stopped_reason: a :class:`~fairness_callback.StopReason` once fairness early stopping fired, else None.
+    Attributes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
     """
+
+    framework = "hf"
+    loss_key = "eval_loss"
 
     def __init__(
         self,
@@ -101,25 +86,12 @@ class FairnessCallback(TrainerCallback):
         probes: Mapping[str, FairnessProbe] | None = None,
         probe_on_evaluate: bool = True,
     ) -> None:
-        self.tracker = FairnessTracker(
-            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
-            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
-            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="eval_loss",
-        )
-        self.tracker.framework = "hf"
+        super().__init__(every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+                         log_all_metrics, probe_budget, probes)
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None
         self._start_pending = False
-        self._layout_written = False
         self._set_up = False
-
-    @property
-    def last_metrics(self) -> dict[str, float] | None:
-        return self.tracker.last_metrics
-
-    @property
-    def stopped_reason(self) -> StopReason | None:
-        return self.tracker.stopped_reason
 
     # -- events -----------------------------------------------------------------------------------
     def on_init_end(self, args, state, control, **kwargs):
@@ -131,7 +103,7 @@ class FairnessCallback(TrainerCallback):
         self.tracker.reset()
         saved = state.stateful_callbacks.get(STATE_KEY)
         if saved:  # a run resumed from a checkpoint continues the early-stopping count
-            self.tracker.load_state_dict(saved)
+            self.load_state_dict(saved)
         # The configuration, the model's vocabulary and the history path are checked before the first step.
         self.tracker.begin(model, state.global_step)
         self._start_pending = True
@@ -203,15 +175,9 @@ class FairnessCallback(TrainerCallback):
             log.warning("FairnessCallback: the Trainer's callback handler was not found; metrics go to the history file only")
             return
         self._handler.on_log(args, state, control, logs=dict(logs))
-        if not self._layout_written:
-            self._write_layout()
-
-    def _write_layout(self) -> None:
-        for callback in self._handler.callbacks:
-            writer = getattr(callback, "tb_writer", None)
-            if writer is not None and hasattr(writer, "add_custom_scalars"):
-                writer.add_custom_scalars(self.tracker.tensorboard_layout(prefix="train/fairness/"))
-                self._layout_written = True
+        if not self._layout_written:  # the TensorBoard callback's writer exists once it logged
+            self._write_layout((getattr(callback, "tb_writer", None) for callback in self._handler.callbacks),
+                               prefix="train/fairness/")
 
     def _export_state(self, state) -> None:
-        state.stateful_callbacks[STATE_KEY] = self.tracker.state_dict()
+        state.stateful_callbacks[STATE_KEY] = self.state_dict()

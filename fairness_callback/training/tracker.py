@@ -432,9 +432,9 @@ class FairnessTracker:
             sink_error = self._send(result.metrics, step)
         interval = self._budget_interval(step, seconds)
         self._probe_seconds_total += time.perf_counter() - start
-        codes = list(StopReason)
-        # The higher code wins when ranks' policies disagree (they can see different held-out losses).
-        wanted = codes.index(decision.reason) if decision is not None and decision.should_stop else 0
+        # Ranks' policies can disagree (they can see different held-out losses): the reason of highest
+        # priority stands for all (StopReason.combine, as one all-reduce MAX of the priorities).
+        wanted = decision.reason.priority if decision is not None and decision.should_stop else StopReason.NOT_STOPPED.priority
         reason_code, interval, failed, sink_failed = max_over_ranks(
             [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)])
         if (failed or sink_failed) and self.on_error == "raise":
@@ -449,11 +449,12 @@ class FairnessTracker:
         metrics = result.metrics if result is not None else None
         if metrics is not None:
             self.last_metrics = metrics
-        message = ""
-        if reason_code > 0:
+        message, reason = "", StopReason.from_priority(reason_code)
+        stops = reason is not StopReason.NOT_STOPPED
+        if stops:
             own = decision.message if decision is not None and decision.should_stop else None
-            message = self._record_stop(step, codes[reason_code], own)
-        return ProbeOutcome(step, metrics, reason_code > 0, message, probed=True, failed=bool(failed),
+            message = self._record_stop(step, reason, own)
+        return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed),
                             failures=run.failures)
 
     def _merged(self, results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
