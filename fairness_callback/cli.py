@@ -299,7 +299,7 @@ def run_replay(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import json
 
-    from .demo.run import DemoConfig, ProbeSetError, run_demo as demo
+    from .demo.run import DemoConfig, ProbeSetError, train_demo as demo
 
     check_axis_options(args)
     config = DemoConfig(out=Path(args.out), model=args.model, steps=args.steps, skew=args.skew, framework=args.framework,

@@ -30,14 +30,14 @@ def test_lean_of_a_they_probe_equals_the_records_by_hand(bpe_tokenizer, tiny_neo
     assert m["jsdp/lean"] == pytest.approx(m["jsdp/not_specified/male"] - m["jsdp/not_specified/female"], abs=1e-12)
     assert m["jsdp/lean"] == pytest.approx(_by_hand(result.records, "not_specified", "male", "female"), rel=1e-5)
     assert m["jsdp/lean"] != 0.0
-    assert probe.axis_key == "jsdp/lean"
+    assert probe.fairness_key == "jsdp/lean"
     assert "lean on not_specified prompts (JSD-P part on male - on female)" in result.table()
 
 
 def test_a_gender_probe_is_watched_by_its_gap_and_also_has_a_lean(bpe_tokenizer, tiny_neox, small_probe_set):
     probe = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,))
     result = probe.run(tiny_neox)
-    assert probe.axis_key == "jsdp/gap"
+    assert probe.fairness_key == "jsdp/gap"
     assert result.metrics["jsdp/lean"] == pytest.approx(_by_hand(result.records, "not_specified", "male", "female"), rel=1e-5)
     for subset in ("pro", "anti"):
         assert f"{subset}/jsdp/lean" in result.metrics
@@ -45,7 +45,7 @@ def test_a_gender_probe_is_watched_by_its_gap_and_also_has_a_lean(bpe_tokenizer,
 
 def test_winogender_they_subset_has_a_lean_and_the_probe_a_gap(bpe_tokenizer, winogender_dir):
     probe = FairnessProbe(bpe_tokenizer, ProbeSet.from_winogender(winogender_dir), seeds=(0,))
-    assert probe.axis_key == "jsdp/gap"  # he / she at the top level; "they" beside them
+    assert probe.fairness_key == "jsdp/gap"  # he / she at the top level; "they" beside them
 
 
 def test_bbq_lean_is_the_assumption_on_unknown_prompts():
@@ -86,7 +86,7 @@ def test_gender_and_they_in_one_run_monitor_stop_line_and_report(bpe_tokenizer, 
               "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:12], seeds=(0,))}
     history = tmp_path / "h.jsonl"
     tracker = FairnessTracker(every_n_steps=1, probes=probes, history_path=history)
-    assert tracker.gap_keys() == ["gender/jsdp/gap", "they/jsdp/lean"]
+    assert tracker.fairness_keys() == ["gender/jsdp/gap", "they/jsdp/lean"]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     batch = bpe_tokenizer(["The nurse said she was tired."] * 4, return_tensors="pt")
     tracker.start(model)
@@ -128,7 +128,7 @@ def test_every_tensorboard_chart_key_is_logged(bpe_tokenizer, tiny_neox, several
         tracker = FairnessTracker(every_n_steps=1, probes=probes)
     else:
         tracker = FairnessTracker(every_n_steps=1, probe=gender)
-    outcome = tracker.run_probe(tiny_neox, step=0)
+    outcome = tracker.probe_now(tiny_neox, step=0)
     logged = tracker.logged_metrics(outcome.metrics)
     charted = {key for charts in tracker.tensorboard_layout().values() for _, keys in charts.values() for key in keys}
     assert charted <= set(logged), sorted(charted - set(logged))

@@ -151,7 +151,7 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
         self._set_up = True
 
     def _probe(self, args, state, control, model: torch.nn.Module) -> None:
-        self._act(args, state, control, self.tracker.run_probe(model, state.global_step, self._autocast(args, model)))
+        self._act(args, state, control, self.tracker.probe_now(model, state.global_step, self._autocast(args, model)))
 
     def _act(self, args, state, control, outcome) -> None:
         """Log a probe's metrics, pass on its stop vote, and keep the state for the next checkpoint."""

@@ -104,7 +104,7 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
     # -- helpers ----------------------------------------------------------------------------------
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
-        self._act(trainer, self.tracker.run_probe(model, trainer.global_step, trainer.precision_plugin.forward_context()))
+        self._act(trainer, self.tracker.probe_now(model, trainer.global_step, trainer.precision_plugin.forward_context()))
 
     def _act(self, trainer: pl.Trainer, outcome) -> None:
         """Log a probe's metrics to every logger and pass on its stop vote."""

@@ -326,10 +326,11 @@ class FairnessTracker:
             return dict(self.probe.tasks)
         return {None: getattr(self.probe, "task", GENDER_TASK)}
 
-    def gap_keys(self) -> list[str]:
-        """The key that stands for every probe (``jsdp/gap``, or ``<name>/jsdp/gap`` for several; a probe
-        with no gap, e.g. only singular-"they" sentences, ``jsdp/lean``: see ``FairnessProbe.axis_key``)."""
-        keys = {name: getattr(probe, "axis_key", "jsdp/gap") for name, probe in self._named_probes().items()}
+    def fairness_keys(self) -> list[str]:
+        """The key that stands for each probe, its gap or its lean: ``jsdp/gap``, or ``<name>/jsdp/gap`` for
+        several; a probe with no gap, e.g. only singular-"they" sentences, ``jsdp/lean`` (see
+        ``FairnessProbe.fairness_key``). Each gets a sudden-change flag and a place in the stop line."""
+        keys = {name: getattr(probe, "fairness_key", "jsdp/gap") for name, probe in self._named_probes().items()}
         return [f"{name}/{key}" if name else key for name, key in keys.items()]
 
     def tensorboard_layout(self, prefix: str = "fairness/") -> dict:
@@ -352,7 +353,7 @@ class FairnessTracker:
         self.begin(model, step)
         self._clock = (time.perf_counter(), step)
         if self.probe_at_start and self.last_probed_step != step:
-            return self.run_probe(model, step, autocast)
+            return self.probe_now(model, step, autocast)
         return ProbeOutcome(step, None, False)
 
     def step(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
@@ -360,7 +361,7 @@ class FairnessTracker:
         self.begin(model, step)
         if not self.is_due(step):
             return ProbeOutcome(step, None, False)
-        return self.run_probe(model, step, autocast)
+        return self.probe_now(model, step, autocast)
 
     def is_due(self, step: int) -> bool:
         """True if ``step`` is a multiple of the interval and not probed yet."""
@@ -387,7 +388,7 @@ class FairnessTracker:
         return {f"fairness/{k}": float(metrics[k]) for k in keys}
 
     # -- the probe ------------------------------------------------------------------------------
-    def run_probe(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def probe_now(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
         """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
         Every rank makes the same collectives whatever fails (see
@@ -508,17 +509,17 @@ class FairnessTracker:
     def _note_gaps(self, step: int, result: ProbeResult) -> None:
         """Each probe's key gap at ``step`` for the stop line, and its sudden-change flag."""
         self._sudden = {}
-        for key in self.gap_keys():
+        for key in self.fairness_keys():
             value = result.metrics.get(key, float("nan"))
             self._sudden[key] = self.sudden_change.setdefault(key, SuddenChangeDetector()).update(value)
             if self._sudden[key]:
                 log.info("fairness probe at step %d: sudden change of %s to %.4g", step, key, value)
-        self._gaps[step] = {key: result.metrics.get(key) for key in self.gap_keys()}
+        self._gaps[step] = {key: result.metrics.get(key) for key in self.fairness_keys()}
 
     def _units(self, results: Mapping[str | None, ProbeResult]) -> dict[str, GapUnits]:
         """Per-sentence values of each probe's gap and of the monitored gap (for the paired bootstrap
         of ``FairnessEarlyStopping(test="bootstrap")``, and kept in the history for offline rules)."""
-        keys = dict.fromkeys(self.gap_keys() + ([self.early_stopping.monitor] if self.early_stopping else []))
+        keys = dict.fromkeys(self.fairness_keys() + ([self.early_stopping.monitor] if self.early_stopping else []))
         probes = self._named_probes()
         units: dict[str, GapUnits] = {}
         for key in keys:
@@ -550,7 +551,7 @@ class FairnessTracker:
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         best_step = stopping.best_step if stopping else None
         others = {key: {"at_stop": self._gaps.get(step, {}).get(key), "at_best": self._gaps.get(best_step, {}).get(key)}
-                  for key in self.gap_keys() if not stopping or key != stopping.monitor}
+                  for key in self.fairness_keys() if not stopping or key != stopping.monitor}
         if len(self.tasks) > 1 and others:
             def show(value):
                 return "n/a" if value is None or value != value else f"{value:+.4g}"
