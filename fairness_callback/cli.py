@@ -342,7 +342,7 @@ def list_runs(history: str, strict: bool = False) -> int:
         print(f"{'run id':<{width}}  {'steps':<12}  {'probes':>6}  {'resumed':>7}  started (UTC)")
     for run in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.start_time)) if run.start_time is not None else "n/a"
-        marks = [m for m, on in (("latest", run.run_id == latest), ("no run id: older file", run.legacy)) if on]
+        marks = ["latest"] if run.run_id == latest else []
         print(f"{run.run_id:<{width}}  {run.steps:<12}  {run.num_probes:>6}  {run.resumed:>7}  {started}"
               + (f"  ({', '.join(marks)})" if marks else ""))
     return 0

@@ -375,19 +375,14 @@ def _run_lines(summary: ReportSummary) -> list[str]:
     """Which run the report is of and, when the file holds several, the others and how to pick one."""
     if summary.run_id is None:
         return []
-    this = next((r for r in summary.runs if r.run_id == summary.run_id), None)
-    legacy = " (lines without a run id, written before run ids existed)" if this is not None and this.legacy else ""
     if len(summary.runs) <= 1:
-        return [f"Run `{summary.run_id}`{legacy}, the only run in the file.", ""]
+        return [f"Run `{summary.run_id}`, the only run in the file.", ""]
     latest = summary.run_id == summary.latest_run_id
-    lines = [f"Run `{summary.run_id}`{legacy}: {'the latest' if latest else 'not the latest'} of {len(summary.runs)} "
+    lines = [f"Run `{summary.run_id}`: {'the latest' if latest else 'not the latest'} of {len(summary.runs)} "
              "runs in this file; only its lines are in this report. The others:", ""]
     rows = [[f"`{r.run_id}`", r.steps, str(r.num_probes), str(r.resumed), _when(r.start_time)]
             for r in summary.runs if r.run_id != summary.run_id]
     lines += [_table(["run id", "steps", "probes", "resumed", "started (UTC)"], rows), ""]
-    if any(r.legacy for r in summary.runs):
-        lines += ["`legacy-N` runs are lines without a run id (older files), split where the probe steps go back "
-                  "or a probe follows a stop line.", ""]
     return lines + [f"Report another run with `fairness-callback report {summary.history} --out DIR --run-id ID` "
                     "(`--list-runs` lists them; in Python: `write_report(..., run_id=ID)`).", ""]
 

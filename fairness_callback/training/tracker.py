@@ -596,10 +596,7 @@ class FairnessTracker:
         self.last_probed_step = state.get("last_probed_step")
         self.latest_loss = state.get("latest_loss")
         self.every_n_steps = state.get("every_n_steps", self.every_n_steps)
-        saved = state.get("sudden_change") or {}
-        if "changes" in saved:  # a checkpoint of one probe from before several probes were supported
-            saved = {"jsdp/gap": saved}
-        for key, detector_state in saved.items():
+        for key, detector_state in (state.get("sudden_change") or {}).items():
             self.sudden_change.setdefault(key, SuddenChangeDetector()).load_state_dict(detector_state)
         if self.early_stopping is not None and state.get("early_stopping"):
             self.early_stopping.load_state_dict(state["early_stopping"])
