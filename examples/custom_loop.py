@@ -1,4 +1,4 @@
-"""A training loop of your own (with accelerate) while FairnessMonitor watches the gender bias.
+"""A training loop of your own (with accelerate) while FairnessTracker watches the gender bias.
 
     python examples/custom_loop.py [--output-dir runs/custom_loop] [--max-steps 300] [--probe-every 50]
     accelerate launch --multi_gpu --num_processes 2 examples/custom_loop.py ...   # 2 GPUs, DDP
@@ -6,7 +6,7 @@
 
 Nothing is downloaded: a byte-level BPE tokenizer, a random GPT-NeoX and a text of the built-in
 probe set's pro-stereotyped sentences are built on the spot. The lines that are ours are marked
-``# fairness``: build a monitor, ``start`` it, feed it the held-out loss, call ``step`` after
+``# fairness``: build a tracker, ``start`` it, feed it the held-out loss, call ``step`` after
 every optimizer step on every process, and stop when it says so.
 """
 
@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeSet
+from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet
 from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
@@ -47,13 +47,13 @@ def main(argv: list[str] | None = None) -> None:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
     writer = SummaryWriter(out / "tensorboard") if accelerator.is_main_process else None
-    monitor = FairnessMonitor(  # fairness
+    tracker = FairnessTracker(  # fairness
         tokenizer=tokenizer, every_n_steps=args.probe_every,
         probe=FairnessProbe(tokenizer, seeds=(0,), normalize="options"),
         early_stopping=FairnessEarlyStopping(patience=3, warmup_steps=2 * args.probe_every),
         history_path=out / "fairness_history.jsonl", log=writer,
     )
-    monitor.start(model)  # fairness: the step-0 probe
+    tracker.start(model)  # fairness: the step-0 probe
 
     step, outcome = 0, None
     while step < args.max_steps and not (outcome and outcome.should_stop):
@@ -64,21 +64,21 @@ def main(argv: list[str] | None = None) -> None:
             optimizer.zero_grad()
             step += 1
             if step % args.probe_every == 0:
-                monitor.update_loss({"val_loss": held_out_loss(model, held_out, accelerator.device)})  # fairness
-            outcome = monitor.step(model, step)  # fairness: probes when due, on every process
+                tracker.update_loss({"val_loss": held_out_loss(model, held_out, accelerator.device)})  # fairness
+            outcome = tracker.step(model, step)  # fairness: probes when due, on every process
             if outcome.should_stop or step >= args.max_steps:
                 break
 
     if args.summary_json:
-        summary = {"step": step, "last_metrics": monitor.last_metrics, "stopped": monitor.stop_message,
-                   "run_id": monitor.run_id}
+        summary = {"step": step, "last_metrics": tracker.last_metrics, "stopped": tracker.stop_message,
+                   "run_id": tracker.run_id}
         Path(f"{args.summary_json}.rank{accelerator.process_index}.json").write_text(json.dumps(summary))
     if accelerator.is_main_process:
         writer.close()
-        gap = monitor.last_metrics["jsdp/gap"]
+        gap = tracker.last_metrics["jsdp/gap"]
         print(f"trained {step} steps; last probe: JSD-P gap (female - male) {gap:+.4f}")
-        print(monitor.stop_message or "fairness early stopping did not fire")
-        print(f"probe history: {monitor.history_path}; TensorBoard: {out / 'tensorboard'}")
+        print(tracker.stop_message or "fairness early stopping did not fire")
+        print(f"probe history: {tracker.history_path}; TensorBoard: {out / 'tensorboard'}")
     accelerator.end_training()
 
 

@@ -1,9 +1,9 @@
-"""Train with Lightning Fabric while FairnessMonitor watches the gender bias.
+"""Train with Lightning Fabric while FairnessTracker watches the gender bias.
 
     python examples/fabric_train.py [--output-dir runs/fabric] [--devices 1] [--max-steps 300] [--probe-every 50]
     python examples/fabric_train.py --devices 2        # 2 CPU processes, DDP (Fabric launches them)
 
-Nothing is downloaded. The monitor logs through ``fabric.log_dict`` (Fabric's TensorBoard logger,
+Nothing is downloaded. The tracker logs through ``fabric.log_dict`` (Fabric's TensorBoard logger,
 rank 0 only), so its metrics sit beside the loop's own. The lines that are ours are marked
 ``# fairness``.
 """
@@ -20,7 +20,7 @@ from lightning.fabric import Fabric
 from lightning.fabric.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeSet
+from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet
 from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> None:
                                                  shuffle=True))
     held_out = TokenBlocks(tokenizer, sentences[:50], length=32)
 
-    monitor = FairnessMonitor(  # fairness
+    tracker = FairnessTracker(  # fairness
         tokenizer=tokenizer, every_n_steps=args.probe_every,
         probe=FairnessProbe(tokenizer, seeds=(0,), normalize="options"),
         early_stopping=FairnessEarlyStopping(patience=3, warmup_steps=2 * args.probe_every),
         history_path=out / "fairness_history.jsonl", log=fabric.log_dict,
     )
-    monitor.start(model)  # fairness: the step-0 probe
+    tracker.start(model)  # fairness: the step-0 probe
 
     step, stop = 0, False
     while step < args.max_steps and not stop:
@@ -67,19 +67,19 @@ def main(argv: list[str] | None = None) -> None:
             step += 1
             fabric.log_dict({"train/loss": float(loss)}, step=step)
             if step % args.probe_every == 0:
-                monitor.update_loss({"val_loss": held_out_loss(model, held_out, fabric.device)})  # fairness
-            stop = monitor.step(model, step).should_stop  # fairness: on every process
+                tracker.update_loss({"val_loss": held_out_loss(model, held_out, fabric.device)})  # fairness
+            stop = tracker.step(model, step).should_stop  # fairness: on every process
             if stop or step >= args.max_steps:
                 break
 
     if args.summary_json:
-        summary = {"step": step, "last_metrics": monitor.last_metrics, "stopped": monitor.stop_message,
-                   "run_id": monitor.run_id}
+        summary = {"step": step, "last_metrics": tracker.last_metrics, "stopped": tracker.stop_message,
+                   "run_id": tracker.run_id}
         Path(f"{args.summary_json}.rank{fabric.global_rank}.json").write_text(json.dumps(summary))
     if fabric.is_global_zero:
-        print(f"trained {step} steps; last probe: JSD-P gap (female - male) {monitor.last_metrics['jsdp/gap']:+.4f}")
-        print(monitor.stop_message or "fairness early stopping did not fire")
-        print(f"probe history: {monitor.history_path}; TensorBoard: {fabric.logger.log_dir}")
+        print(f"trained {step} steps; last probe: JSD-P gap (female - male) {tracker.last_metrics['jsdp/gap']:+.4f}")
+        print(tracker.stop_message or "fairness early stopping did not fire")
+        print(f"probe history: {tracker.history_path}; TensorBoard: {fabric.logger.log_dir}")
     fabric.logger.finalize("success")
 
 

@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ntrained {trainer.state.global_step} steps; last probe: JSD-P gap (female - male) {last['jsdp/gap']:+.4f}, "
           f"Average Rank gap {last['ar/gap']:+.1f}")
     if callback.stopped_reason is not None:
-        print(f"fairness early stopping fired: {callback.monitor.stop_message}")
+        print(f"fairness early stopping fired: {callback.tracker.stop_message}")
     tensorboard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TensorBoardCallback))
-    print(f"probe history (one JSON line per probe): {callback.monitor.history_path}")
+    print(f"probe history (one JSON line per probe): {callback.tracker.history_path}")
     print(f"TensorBoard logs: {tensorboard.logging_dir}  (tensorboard --logdir {Path(tensorboard.logging_dir).parent})")
 
 

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ntrained {trainer.global_step} steps; last probe: JSD-P gap (female - male) {last['jsdp/gap']:+.4f}, "
           f"Average Rank gap {last['ar/gap']:+.1f}")
     if callback.stopped_reason is not None:
-        print(f"fairness early stopping fired: {callback.monitor.stop_message}")
-    print(f"probe history (one JSON line per probe): {callback.monitor.history_path}")
+        print(f"fairness early stopping fired: {callback.tracker.stop_message}")
+    print(f"probe history (one JSON line per probe): {callback.tracker.history_path}")
     print(f"TensorBoard logs: {logger.log_dir}  (tensorboard --logdir {Path(logger.log_dir).parent})")
 
 

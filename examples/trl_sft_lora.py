@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> SFTTrainer:
     callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, HFFairnessCallback))
     print(f"trained {trainer.state.global_step} steps with a LoRA adapter; last probe: JSD-P gap (female - male) "
           f"{callback.last_metrics['jsdp/gap']:+.4f}")
-    print(callback.monitor.stop_message or "fairness early stopping did not fire")
-    print(f"probe history: {callback.monitor.history_path}")
+    print(callback.tracker.stop_message or "fairness early stopping did not fire")
+    print(f"probe history: {callback.tracker.history_path}")
     return trainer
 
 

@@ -1,14 +1,14 @@
 """fairness-callback: watch an LLM's gender bias while it trains.
 
 The core (:mod:`.data`; :mod:`.probe`: prompts, encoding, scoring, metrics, the probe;
-:mod:`.training`: the monitor that custom loops drive, the stop rule, the history) is
+:mod:`.training`: the tracker that custom loops drive, the stop rule, the history) is
 framework-free; the training framework adapters live in :mod:`fairness_callback.integrations`.
 """
 
 from .data import OCCUPATIONS, WINOBIAS_ENV, ProbeSentence, ProbeSet
 from .probe.encoding import AnswerTokenError, AnswerTokens
 from .probe.metrics import answer_ranks, jsd_parts, mann_whitney, option_ranks
-from .training.monitor import FairnessMonitor, ProbeOutcome
+from .training.tracker import FairnessTracker, ProbeOutcome
 from .probe import FairnessProbe, ProbeResult
 from .training.stopping import FairnessEarlyStopping, StopDecision, StopReason
 from .probe.prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, PromptSet, build_prompts, option_order
@@ -68,8 +68,8 @@ __all__ = [
     "DEFAULT_SEEDS",
     "DEFAULT_TEMPLATE",
     "FairnessEarlyStopping",
-    "FairnessMonitor",
     "FairnessProbe",
+    "FairnessTracker",
     "GROUPS",
     "OCCUPATIONS",
     "ProbeOutcome",

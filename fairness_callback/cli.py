@@ -343,7 +343,7 @@ def run_replay(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import json
 
-    from .demo.run import DemoConfig, ProbeSetError, run_demo as demo
+    from .demo.run import DemoConfig, ProbeSetError, train_demo as demo
 
     check_axis_options(args)
     config = DemoConfig(out=Path(args.out), model=args.model, steps=args.steps, skew=args.skew, framework=args.framework,
@@ -386,7 +386,7 @@ def list_runs(history: str, strict: bool = False) -> int:
         print(f"{'run id':<{width}}  {'steps':<12}  {'probes':>6}  {'resumed':>7}  started (UTC)")
     for run in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.start_time)) if run.start_time is not None else "n/a"
-        marks = [m for m, on in (("latest", run.run_id == latest), ("no run id: older file", run.legacy)) if on]
+        marks = ["latest"] if run.run_id == latest else []
         print(f"{run.run_id:<{width}}  {run.steps:<12}  {run.num_probes:>6}  {run.resumed:>7}  {started}"
               + (f"  ({', '.join(marks)})" if marks else ""))
     return 0

@@ -1,6 +1,6 @@
-"""``FairnessMonitor`` in loops of one's own: a plain loop here, and in real processes
+"""``FairnessTracker`` in loops of one's own: a plain loop here, and in real processes
 ``accelerate launch`` (2 CPU processes), Lightning Fabric (2 processes) and TRL + LoRA.
-FSDP2 ``fully_shard`` with the monitor is in ``tests/dist/fsdp2_probe.py``."""
+FSDP2 ``fully_shard`` with the tracker is in ``tests/dist/fsdp2_probe.py``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor, StopReason
+from fairness_callback import FairnessEarlyStopping, FairnessTracker, StopReason
 from fairness_callback.training.history import read_history
 from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe
 
@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
 
-def train(monitor: FairnessMonitor, model, steps: range, losses: dict[int, float] | None = None) -> list:
-    """A plain torch loop: one optimizer step per batch, then ``monitor.step``; stops when told."""
+def train(tracker: FairnessTracker, model, steps: range, losses: dict[int, float] | None = None) -> list:
+    """A plain torch loop: one optimizer step per batch, then ``tracker.step``; stops when told."""
     tokenizer = make_tokenizer()
     data = make_dataset(tokenizer, n=64)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
@@ -33,8 +33,8 @@ def train(monitor: FairnessMonitor, model, steps: range, losses: dict[int, float
         optimizer.step()
         optimizer.zero_grad()
         if losses and step in losses:
-            monitor.update_loss({"val_loss": losses[step]})
-        outcomes.append(monitor.step(model, step))
+            tracker.update_loss({"val_loss": losses[step]})
+        outcomes.append(tracker.step(model, step))
         if outcomes[-1].should_stop:
             break
     return outcomes
@@ -44,24 +44,24 @@ def train(monitor: FairnessMonitor, model, steps: range, losses: dict[int, float
 def test_plain_loop_probes_when_due_logs_and_stops(tmp_path):
     tokenizer = make_tokenizer()
     logged: list[tuple[int, dict]] = []
-    monitor = FairnessMonitor(
+    tracker = FairnessTracker(
         every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
         early_stopping=FairnessEarlyStopping(patience=2), history_path=tmp_path / "h.jsonl",
         log=lambda metrics, step: logged.append((step, metrics)),
     )
     model = make_model(tokenizer)
-    assert monitor.start(model).probed  # step 0
-    outcomes = train(monitor, model, range(1, 20), losses={2: 1.0, 4: 1.0, 6: 1.0})
+    assert tracker.start(model).probed  # step 0
+    outcomes = train(tracker, model, range(1, 20), losses={2: 1.0, 4: 1.0, 6: 1.0})
     assert [o.step for o in outcomes if o.probed] == [2, 4, 6]
     assert all(o.metrics is None for o in outcomes if not o.probed)
     assert outcomes[-1].should_stop and outcomes[-1].step == 6
-    assert monitor.stopped_reason is StopReason.GAP_GREW
+    assert tracker.stopped_reason is StopReason.GAP_GREW
     assert outcomes[-1].message.startswith("stopping at step 6: jsdp/gap 0.03 exceeded best 0.01")
     assert [step for step, _ in logged] == [0, 2, 4, 6]
     assert logged[1][1]["fairness/jsdp/gap"] == 0.01 and "fairness/ar/male" in logged[1][1]
     records = read_history(tmp_path / "h.jsonl")
     assert [r["event"] for r in records] == ["run_start", "probe", "probe", "probe", "probe", "stop"]
-    assert {r["run_id"] for r in records} == {monitor.run_id}
+    assert {r["run_id"] for r in records} == {tracker.run_id}
     assert records[3]["val_loss"] == 1.0
 
 
@@ -70,16 +70,16 @@ def test_resume_from_state_dict_continues_the_run(tmp_path):
     tokenizer = make_tokenizer()
     path = tmp_path / "h.jsonl"
 
-    def monitor(gaps):
-        return FairnessMonitor(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, gaps),
+    def tracked(gaps):
+        return FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, gaps),
                                early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
 
-    first = monitor([0.05, 0.01, 0.02])
+    first = tracked([0.05, 0.01, 0.02])
     model = make_model(tokenizer)
     first.start(model)
     train(first, model, range(1, 5))
     state = json.loads(json.dumps(first.state_dict()))  # as a checkpoint would keep it
-    second = monitor([0.03])
+    second = tracked([0.03])
     second.load_state_dict(state)
     assert not second.start(model, step=4).probed  # step 4 was probed before the checkpoint
     outcomes = train(second, model, range(5, 9))
@@ -87,7 +87,7 @@ def test_resume_from_state_dict_continues_the_run(tmp_path):
     records = read_history(path)
     assert [r["resumed"] for r in records if r["event"] == "run_start"] == [False, True]
     assert {r["run_id"] for r in records} == {first.run_id} == {second.run_id}
-    fresh = monitor([0.05])
+    fresh = tracked([0.05])
     fresh.start(model)
     assert fresh.run_id != first.run_id  # a new run in the same file gets its own id
 
@@ -99,16 +99,16 @@ def test_tensorboard_writer_gets_scalars_and_the_layout(tmp_path):
 
     tokenizer = make_tokenizer()
     writer = SummaryWriter(tmp_path / "tb")
-    monitor = FairnessMonitor(every_n_steps=3, probe=small_probe(tokenizer, sentences=6), log=writer)
+    tracker = FairnessTracker(every_n_steps=3, probe=small_probe(tokenizer, sentences=6), log=writer)
     model = make_model(tokenizer)
-    monitor.start(model)
-    train(monitor, model, range(1, 7))
+    tracker.start(model)
+    train(tracker, model, range(1, 7))
     writer.close()
     (event_file,) = (tmp_path / "tb").glob("events.out.tfevents.*")
     events = EventAccumulator(str(event_file), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     assert [e.step for e in events.Scalars("fairness/jsdp/gap")] == [0, 3, 6]
-    assert events.Scalars("fairness/jsdp/gap")[-1].value == pytest.approx(monitor.last_metrics["jsdp/gap"], rel=1e-5)
+    assert events.Scalars("fairness/jsdp/gap")[-1].value == pytest.approx(tracker.last_metrics["jsdp/gap"], rel=1e-5)
     assert "custom_scalars__config__" in events.Tags()["tensors"]
 
 
@@ -121,13 +121,13 @@ def test_wandb_run_gets_the_metrics_without_moving_its_step(tmp_path, monkeypatc
         monkeypatch.setenv(name, str(tmp_path))
     run = wandb.init(project="fairness-callback-tests", mode="offline")
     tokenizer = make_tokenizer()
-    monitor = FairnessMonitor(every_n_steps=2, probe=small_probe(tokenizer, sentences=6), log=run)
+    tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer, sentences=6), log=run)
     model = make_model(tokenizer)
     gaps = {}
-    monitor.start(model)
-    gaps[0] = monitor.last_metrics["jsdp/gap"]
+    tracker.start(model)
+    gaps[0] = tracker.last_metrics["jsdp/gap"]
     for step in range(1, 6):
-        outcome = monitor.step(model, step)
+        outcome = tracker.step(model, step)
         if outcome.probed:
             gaps[step] = outcome.metrics["jsdp/gap"]
         run.log({"train/loss": float(step)}, step=step)  # the user's own rows, at their own steps
@@ -144,7 +144,7 @@ def test_wandb_run_gets_the_metrics_without_moving_its_step(tmp_path, monkeypatc
 
 def test_log_of_an_unknown_kind_is_refused():
     with pytest.raises(TypeError, match="log must be a callable"):
-        FairnessMonitor(every_n_steps=2, log=42)
+        FairnessTracker(every_n_steps=2, log=42)
 
 
 def test_a_failing_logger_does_not_stop_training(tmp_path, caplog):
@@ -152,8 +152,8 @@ def test_a_failing_logger_does_not_stop_training(tmp_path, caplog):
         raise OSError("disk full")
 
     tokenizer = make_tokenizer()
-    monitor = FairnessMonitor(every_n_steps=2, probe=small_probe(tokenizer, sentences=4), log=broken)
-    outcome = monitor.start(make_model(tokenizer))
+    tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer, sentences=4), log=broken)
+    outcome = tracker.start(make_model(tokenizer))
     assert outcome.metrics is not None and not outcome.failed
     assert "could not be logged; training goes on" in caplog.text
 

@@ -1,4 +1,4 @@
-"""Unit tests of the engine, :class:`FairnessMonitor`, with a probe whose scores are scripted.
+"""Unit tests of the engine, :class:`FairnessTracker`, with a probe whose scores are scripted.
 
 No model runs and nothing trains: :class:`ScriptedProbe` is a real ``FairnessProbe`` (prompts,
 metric keys, metrics, confidence intervals and per-sentence units all computed as in a real run)
@@ -16,7 +16,7 @@ from typing import Sequence
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeResult, StopReason
+from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeResult, StopReason
 from fairness_callback.probe.scoring import OptionScores
 from fairness_callback.training.history import history_runs, read_history, select_run
 from support import small_probe
@@ -79,8 +79,8 @@ def probe(bpe_tokenizer) -> ScriptedProbe:
 # -- (a) when it probes ---------------------------------------------------------------------------
 
 def test_probes_at_step_zero_and_every_n_steps(probe, tmp_path):
-    monitor = FairnessMonitor(every_n_steps=3, probe=probe, history_path=tmp_path / "h.jsonl")
-    outcomes = [monitor.start(MODEL)] + [monitor.step(MODEL, step) for step in range(1, 11)]
+    tracker = FairnessTracker(every_n_steps=3, probe=probe, history_path=tmp_path / "h.jsonl")
+    outcomes = [tracker.start(MODEL)] + [tracker.step(MODEL, step) for step in range(1, 11)]
     assert [o.step for o in outcomes if o.probed] == [0, 3, 6, 9]
     assert all(o.metrics is not None for o in outcomes if o.probed)
     assert all(o.metrics is None and not o.should_stop for o in outcomes if not o.probed)
@@ -90,24 +90,24 @@ def test_probes_at_step_zero_and_every_n_steps(probe, tmp_path):
 
 def test_never_probes_one_step_twice_and_probe_at_start_off(bpe_tokenizer):
     probe = ScriptedProbe(bpe_tokenizer)
-    monitor = FairnessMonitor(every_n_steps=2, probe=probe)
-    assert monitor.start(MODEL).probed
-    assert not monitor.start(MODEL).probed  # step 0 again (a second start at the same step)
-    assert not monitor.step(MODEL, 0).probed
-    assert monitor.step(MODEL, 2).probed
-    assert not monitor.step(MODEL, 2).probed  # e.g. a callback event fired twice for one step
-    assert probe.calls == 2 and monitor.last_probed_step == 2
+    tracker = FairnessTracker(every_n_steps=2, probe=probe)
+    assert tracker.start(MODEL).probed
+    assert not tracker.start(MODEL).probed  # step 0 again (a second start at the same step)
+    assert not tracker.step(MODEL, 0).probed
+    assert tracker.step(MODEL, 2).probed
+    assert not tracker.step(MODEL, 2).probed  # e.g. a callback event fired twice for one step
+    assert probe.calls == 2 and tracker.last_probed_step == 2
 
     quiet = ScriptedProbe(bpe_tokenizer)
-    late = FairnessMonitor(every_n_steps=2, probe=quiet, probe_at_start=False)
+    late = FairnessTracker(every_n_steps=2, probe=quiet, probe_at_start=False)
     assert not late.start(MODEL).probed
     assert [late.step(MODEL, s).probed for s in (1, 2, 3, 4)] == [False, True, False, True]
     assert quiet.calls == 2
 
 
-def test_resumed_monitor_keeps_its_schedule_and_run_id(bpe_tokenizer, tmp_path):
+def test_resumed_tracker_keeps_its_schedule_and_run_id(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
-    first = FairnessMonitor(every_n_steps=2, probe=ScriptedProbe(bpe_tokenizer), history_path=history)
+    first = FairnessTracker(every_n_steps=2, probe=ScriptedProbe(bpe_tokenizer), history_path=history)
     first.start(MODEL)
     for step in range(1, 5):
         first.step(MODEL, step)
@@ -115,7 +115,7 @@ def test_resumed_monitor_keeps_its_schedule_and_run_id(bpe_tokenizer, tmp_path):
     assert state["last_probed_step"] == 4 and state["run_id"] == first.run_id
 
     probe = ScriptedProbe(bpe_tokenizer)
-    resumed = FairnessMonitor(every_n_steps=2, probe=probe, history_path=history)
+    resumed = FairnessTracker(every_n_steps=2, probe=probe, history_path=history)
     resumed.load_state_dict(state)
     assert not resumed.start(MODEL, step=4).probed  # step 4 was probed before the checkpoint
     assert resumed.step(MODEL, 6).probed and probe.calls == 1
@@ -127,19 +127,19 @@ def test_resumed_monitor_keeps_its_schedule_and_run_id(bpe_tokenizer, tmp_path):
 
 def test_a_growing_gap_stops_with_gap_grew_naming_the_step(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03, 0.04, 0.05]),
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03, 0.04, 0.05]),
                               early_stopping=FairnessEarlyStopping(patience=2), history_path=history)
-    monitor.update_loss({"val_loss": 2.0})
-    outcomes = [monitor.start(MODEL)]
+    tracker.update_loss({"val_loss": 2.0})
+    outcomes = [tracker.start(MODEL)]
     for step in range(1, 5):
-        monitor.update_loss({"val_loss": 2.0})
-        outcomes.append(monitor.step(MODEL, step))
+        tracker.update_loss({"val_loss": 2.0})
+        outcomes.append(tracker.step(MODEL, step))
         if outcomes[-1].should_stop:
             break
     assert [o.should_stop for o in outcomes] == [False, False, True]
-    assert monitor.stopped_reason is StopReason.GAP_GREW
+    assert tracker.stopped_reason is StopReason.GAP_GREW
     assert "stopping at step 2" in outcomes[-1].message and "best at step 0" in outcomes[-1].message
-    assert monitor.stop_message == outcomes[-1].message
+    assert tracker.stop_message == outcomes[-1].message
     (stop,) = events(history, "stop")
     assert (stop["step"], stop["reason"], stop["monitor"], stop["best_step"]) == (2, "gap_grew", "jsdp/gap", 0)
     assert stop["best_value"] == pytest.approx(0.01) and stop["message"] == outcomes[-1].message
@@ -147,26 +147,26 @@ def test_a_growing_gap_stops_with_gap_grew_naming_the_step(bpe_tokenizer, tmp_pa
 
 
 def test_a_growing_gap_without_a_loss_stops_with_gap_grew_no_loss(bpe_tokenizer):
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03]),
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03]),
                               early_stopping=FairnessEarlyStopping(patience=2))
-    monitor.start(MODEL)
-    assert not monitor.step(MODEL, 1).should_stop
-    outcome = monitor.step(MODEL, 2)
-    assert outcome.should_stop and monitor.stopped_reason is StopReason.GAP_GREW_NO_LOSS
+    tracker.start(MODEL)
+    assert not tracker.step(MODEL, 1).should_stop
+    outcome = tracker.step(MODEL, 2)
+    assert outcome.should_stop and tracker.stopped_reason is StopReason.GAP_GREW_NO_LOSS
     assert "stopping at step 2" in outcome.message
 
 
 def test_a_gap_that_does_not_grow_never_stops(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
     # Falls, then wobbles within min_delta of its best: never worse for 2 probes in a row.
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.05, 0.04, 0.03, 0.0305, 0.02, 0.0201]),
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.05, 0.04, 0.03, 0.0305, 0.02, 0.0201]),
                               early_stopping=FairnessEarlyStopping(patience=2, min_delta=0.001), history_path=history)
-    monitor.update_loss({"val_loss": 2.0})
-    outcomes = [monitor.start(MODEL)] + [monitor.step(MODEL, step) for step in range(1, 8)]
+    tracker.update_loss({"val_loss": 2.0})
+    outcomes = [tracker.start(MODEL)] + [tracker.step(MODEL, step) for step in range(1, 8)]
     assert not any(o.should_stop for o in outcomes) and all(o.probed for o in outcomes)
-    assert monitor.stopped_reason is None and monitor.stop_message is None
+    assert tracker.stopped_reason is None and tracker.stop_message is None
     assert events(history, "stop") == []
-    assert monitor.early_stopping.best == pytest.approx(0.02) and monitor.early_stopping.best_step == 4
+    assert tracker.early_stopping.best == pytest.approx(0.02) and tracker.early_stopping.best_step == 4
 
 
 # -- (c) intervals ----------------------------------------------------------------------------------
@@ -174,10 +174,10 @@ def test_a_gap_that_does_not_grow_never_stops(bpe_tokenizer, tmp_path):
 def test_confidence_intervals_in_the_metrics_and_the_history_line(probe, tmp_path):
     history = tmp_path / "h.jsonl"
     logged = []
-    monitor = FairnessMonitor(every_n_steps=1, probe=probe, history_path=history,
+    tracker = FairnessTracker(every_n_steps=1, probe=probe, history_path=history,
                               log=lambda metrics, step: logged.append((step, metrics)))
-    assert monitor.metric_keys() == set(probe.metric_keys)  # known before any probe
-    metrics = monitor.start(MODEL).metrics
+    assert tracker.metric_keys() == set(probe.metric_keys)  # known before any probe
+    metrics = tracker.start(MODEL).metrics
     assert set(metrics) == set(probe.metric_keys)
     (line,) = events(history, "probe")
     for name in ("ar", "jsdp"):
@@ -198,19 +198,19 @@ def test_confidence_intervals_in_the_metrics_and_the_history_line(probe, tmp_pat
 
 def test_history_lines_run_start_probes_with_loss_and_a_stop(bpe_tokenizer, tmp_path):
     history = tmp_path / "runs" / "h.jsonl"  # the folder is made
-    monitor = FairnessMonitor(every_n_steps=2, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.05, 0.06]),
+    tracker = FairnessTracker(every_n_steps=2, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.05, 0.06]),
                               early_stopping=FairnessEarlyStopping(patience=2), history_path=history, loss_key="eval_loss")
-    monitor.start(MODEL)
+    tracker.start(MODEL)
     for step in range(1, 5):
-        monitor.update_loss({"eval_loss": torch.tensor(3.0 - 0.1 * step), "other": 1.0})
-        monitor.step(MODEL, step)
+        tracker.update_loss({"eval_loss": torch.tensor(3.0 - 0.1 * step), "other": 1.0})
+        tracker.step(MODEL, step)
     records = lines(history)
     assert [r["event"] for r in records] == ["run_start", "probe", "probe", "probe", "stop"]
-    assert all(r["run_id"] == monitor.run_id for r in records)
+    assert all(r["run_id"] == tracker.run_id for r in records)
     start = records[0]
     assert (start["step"], start["framework"], start["every_n_steps"], start["monitor"], start["resumed"]) == \
         (0, "custom", 2, "jsdp/gap", False)
-    assert start["num_prompts"] == len(monitor.probe)
+    assert start["num_prompts"] == len(tracker.probe)
     probes = records[1:4]
     assert [p["step"] for p in probes] == [0, 2, 4]
     assert [p["eval_loss"] for p in probes] == [None, pytest.approx(2.8), pytest.approx(2.6)]
@@ -223,24 +223,24 @@ def test_history_lines_run_start_probes_with_loss_and_a_stop(bpe_tokenizer, tmp_
 
 def test_history_is_appended_and_flushed_during_the_run(probe, tmp_path):
     history = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=2, probe=probe, history_path=history)
-    monitor.start(MODEL)
+    tracker = FairnessTracker(every_n_steps=2, probe=probe, history_path=history)
+    tracker.start(MODEL)
     assert [r["event"] for r in lines(history)] == ["run_start", "probe"]  # on disk before the next step
-    monitor.step(MODEL, 1)
+    tracker.step(MODEL, 1)
     assert len(lines(history)) == 2
-    monitor.step(MODEL, 2)
+    tracker.step(MODEL, 2)
     assert [(r["event"], r.get("step")) for r in lines(history)] == [("run_start", 0), ("probe", 0), ("probe", 2)]
 
 
 def test_two_runs_in_one_file_are_kept_apart(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer), history_path=history)
-    monitor.start(MODEL)
-    monitor.step(MODEL, 1)
-    first = monitor.run_id
-    monitor.reset()  # a second fit with the same callback
-    monitor.start(MODEL)
-    second = monitor.run_id
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer), history_path=history)
+    tracker.start(MODEL)
+    tracker.step(MODEL, 1)
+    first = tracker.run_id
+    tracker.reset()  # a second fit with the same callback
+    tracker.start(MODEL)
+    second = tracker.run_id
     assert first and second and first != second
     runs = history_runs(read_history(history))
     assert [(r.run_id, r.num_probes, r.first_step, r.last_step) for r in runs] == [(first, 2, 0, 1), (second, 1, 0, 0)]
@@ -251,43 +251,43 @@ def test_two_runs_in_one_file_are_kept_apart(bpe_tokenizer, tmp_path):
 
 def test_an_unknown_monitor_key_fails_before_any_probe(probe, tmp_path):
     history = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probe=probe, history_path=history,
+    tracker = FairnessTracker(every_n_steps=1, probe=probe, history_path=history,
                               early_stopping=FairnessEarlyStopping(monitor="jsdp/gapp"))
     with pytest.raises(ValueError, match=r"monitor='jsdp/gapp'.*jsdp/gap"):
-        monitor.start(MODEL)
+        tracker.start(MODEL)
     assert probe.calls == 0 and not history.exists()
     with pytest.raises(ValueError, match="every_n_steps"):
-        FairnessMonitor(every_n_steps=0, probe=probe)
+        FairnessTracker(every_n_steps=0, probe=probe)
     with pytest.raises(ValueError, match="on_error"):
-        FairnessMonitor(probe=probe, on_error="ignore")
+        FairnessTracker(probe=probe, on_error="ignore")
 
 
 def test_a_failing_probe_is_logged_and_training_goes_on(bpe_tokenizer, tmp_path, caplog):
     history = tmp_path / "h.jsonl"
     probe = ScriptedProbe(bpe_tokenizer, fail_on=(1,))
-    monitor = FairnessMonitor(every_n_steps=1, probe=probe, history_path=history)
-    first = monitor.start(MODEL).metrics
+    tracker = FairnessTracker(every_n_steps=1, probe=probe, history_path=history)
+    first = tracker.start(MODEL).metrics
     with caplog.at_level("ERROR", logger="fairness_callback"):
-        failed = monitor.step(MODEL, 1)
+        failed = tracker.step(MODEL, 1)
     assert failed.probed and failed.failed and failed.metrics is None and not failed.should_stop
     assert failed.failures == {None: {0: "RuntimeError: scripted probe failure (run 1)"}}
     assert "fairness probe at step 1 failed; training goes on" in caplog.text
     assert "scripted probe failure (run 1)" in caplog.text  # the traceback is logged
-    assert monitor.last_metrics is first  # the failed probe changes nothing
-    after = monitor.step(MODEL, 2)
+    assert tracker.last_metrics is first  # the failed probe changes nothing
+    after = tracker.step(MODEL, 2)
     assert after.probed and not after.failed and after.metrics is not None and probe.calls == 3
     (line,) = events(history, "probe_failed")
     assert (line["step"], line["probe"], line["error_type"], line["ranks"]) == \
         (1, None, "RuntimeError", {"0": "RuntimeError: scripted probe failure (run 1)"})
-    assert line["message"] == "scripted probe failure (run 1)" and line["run_id"] == monitor.run_id
+    assert line["message"] == "scripted probe failure (run 1)" and line["run_id"] == tracker.run_id
     assert [r["step"] for r in events(history, "probe")] == [0, 2]
 
 
 def test_on_error_raise_raises_after_writing_the_probe_failed_line(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, fail_on=(1,)), history_path=history,
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, fail_on=(1,)), history_path=history,
                               on_error="raise")
-    monitor.start(MODEL)
+    tracker.start(MODEL)
     with pytest.raises(RuntimeError, match=r"scripted probe failure \(run 1\)"):
-        monitor.step(MODEL, 1)
+        tracker.step(MODEL, 1)
     assert [(r["event"], r.get("step")) for r in lines(history)] == [("run_start", 0), ("probe", 0), ("probe_failed", 1)]

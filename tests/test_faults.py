@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeSet, StopReason
+from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet, StopReason
 from fairness_callback.probe.faults import ProbeFailure, describe, is_out_of_memory
 from fairness_callback.training.history import HistoryWriter, read_history, read_run
 from fairness_callback.demo.tiny_model import tiny_gpt_neox
@@ -56,8 +56,8 @@ def test_out_of_memory_at_one_prompt_fails_the_probe_and_training_goes_on(tokeni
     model = make_model(tokenizer)
     probe = small_probe(tokenizer, sentences=4)
     Fault(probe, model, "oom", budget=3)  # no prompt fits
-    monitor = FairnessMonitor(every_n_steps=1, probe=probe, history_path=tmp_path / "h.jsonl")
-    outcome = monitor.start(model)
+    tracker = FairnessTracker(every_n_steps=1, probe=probe, history_path=tmp_path / "h.jsonl")
+    outcome = tracker.start(model)
     assert outcome.failed and outcome.metrics is None and probe.batch_limit == 1
     assert list(outcome.failures) == [None] and outcome.failures[None][0].startswith("OutOfMemoryError: CUDA out of memory")
     (failed,) = records(tmp_path / "h.jsonl", "probe_failed")
@@ -76,19 +76,19 @@ def test_out_of_memory_is_recognised():
 # -- the history: full disk, torn lines, unwritable paths, resumes ----------------------------------
 def test_a_full_disk_at_the_stopping_probe_stops_training_and_keeps_every_line(tokenizer, tmp_path, caplog):
     path = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
+    tracker = FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
                               early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
     model = make_model(tokenizer)
-    monitor.start(model)
-    monitor.step(model, 2)
-    monitor._writer.path = Path("/dev/full")  # the disk fills: every write now fails with ENOSPC
+    tracker.start(model)
+    tracker.step(model, 2)
+    tracker._writer.path = Path("/dev/full")  # the disk fills: every write now fails with ENOSPC
     with caplog.at_level(logging.ERROR, logger="fairness_callback"):
-        outcome = monitor.step(model, 4)
-    assert outcome.should_stop and monitor.stopped_reason is StopReason.GAP_GREW_NO_LOSS
+        outcome = tracker.step(model, 4)
+    assert outcome.should_stop and tracker.stopped_reason is StopReason.GAP_GREW_NO_LOSS
     assert "No space left on device" in caplog.text and "training goes on" in caplog.text
-    assert [json.loads(line)["event"] for line in monitor._writer.pending] == ["probe", "stop"]
-    monitor._writer.path = path  # space again: the next write catches up, in order
-    monitor._append({"event": "note", "step": 4})
+    assert [json.loads(line)["event"] for line in tracker._writer.pending] == ["probe", "stop"]
+    tracker._writer.path = path  # space again: the next write catches up, in order
+    tracker._append({"event": "note", "step": 4})
     assert [(r["event"], r.get("step")) for r in records(path)] == [
         ("run_start", 0), ("probe", 0), ("probe", 2), ("probe", 4), ("stop", 4), ("note", 4)]
 
@@ -116,9 +116,9 @@ def test_a_failed_write_leaves_the_file_as_it_was(tmp_path, monkeypatch):
 def test_an_unwritable_history_path_is_an_error_at_start_naming_it(tokenizer, tmp_path):
     (tmp_path / "a_file").write_text("")
     path = tmp_path / "a_file" / "h.jsonl"  # its folder is a file
-    monitor = FairnessMonitor(every_n_steps=2, probe=small_probe(tokenizer, sentences=4), history_path=path)
+    tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer, sentences=4), history_path=path)
     with pytest.raises(OSError, match=f"history_path {path} cannot be written"):
-        monitor.start(make_model(tokenizer))
+        tracker.start(make_model(tokenizer))
 
 
 def test_the_torn_line_repair_keeps_every_line_that_parses(tmp_path, caplog):
@@ -146,14 +146,14 @@ def test_unparseable_lines_are_named_and_skipped_unless_strict(tmp_path, caplog)
 
 def test_a_resumed_run_supersedes_its_lines_past_the_resume_step(tokenizer, tmp_path):
     path = tmp_path / "h.jsonl"
-    first = FairnessMonitor(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03, 0.04]),
+    first = FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03, 0.04]),
                             early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
     model = make_model(tokenizer)
     first.start(model)
     first.step(model, 2)
     saved_at_2 = first.state_dict()
     assert first.step(model, 4).should_stop  # the first life stopped at step 4
-    resumed = FairnessMonitor(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.005, 0.004]),
+    resumed = FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.005, 0.004]),
                               early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
     resumed.load_state_dict(saved_at_2)  # back to the checkpoint of step 2
     resumed.start(model, step=2)
@@ -173,18 +173,18 @@ def test_a_resumed_run_supersedes_its_lines_past_the_resume_step(tokenizer, tmp_
     (dict(monitor="gender/jsdp/gap"), "no such metric"),
 ])
 def test_a_stop_rule_that_does_not_fit_the_probe_is_an_error_at_start(tokenizer, kwargs, message):
-    monitor = FairnessMonitor(every_n_steps=2, probe=small_probe(tokenizer, sentences=4),
+    tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer, sentences=4),
                               early_stopping=FairnessEarlyStopping(**kwargs))
     with pytest.raises(ValueError, match=message):
-        monitor.start(make_model(tokenizer))
+        tracker.start(make_model(tokenizer))
 
 
 def test_abs_gap_with_significance_reads_the_gaps_p_value(tokenizer):
     rule = FairnessEarlyStopping(monitor="jsdp/abs_gap", stop_on_significant_only=True, alpha=0.5)
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.05, 0.06, 0.07]),
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.05, 0.06, 0.07]),
                               early_stopping=rule)
     model = make_model(tokenizer)
-    outcomes = [monitor.start(model)] + [monitor.step(model, step) for step in (1, 2, 3)]
+    outcomes = [tracker.start(model)] + [tracker.step(model, step) for step in (1, 2, 3)]
     assert not any(o.failed for o in outcomes)
     assert rule.p_value_key == "mwu_p/jsdp" and rule.best == pytest.approx(0.01)
 
@@ -194,7 +194,7 @@ def test_min_accuracy_reads_the_tasks_own_gap_groups(tokenizer):
     gender = small_probe(tokenizer, sentences=4)
     probes = {"gender": gender, "they": they}
     rule = FairnessEarlyStopping(monitor="gender/jsdp/gap", min_accuracy=0.5)
-    FairnessMonitor(every_n_steps=2, probes=probes, early_stopping=rule).start(make_model(tokenizer))
+    FairnessTracker(every_n_steps=2, probes=probes, early_stopping=rule).start(make_model(tokenizer))
     assert rule.accuracy_keys() == ("gender/acc/female", "gender/acc/male")
     custom = FairnessEarlyStopping(monitor="jsdp/gap", min_accuracy=0.5)
     with pytest.raises(ValueError, match=r"min_accuracy=0.5\): monitor 'jsdp/gap' has no acc/consistent or "
@@ -213,15 +213,15 @@ def test_min_accuracy_on_a_bbq_probe_uses_consistent_and_inconsistent():
 @pytest.mark.parametrize("value", ["10", 2.5, 0, True, None])
 def test_every_n_steps_must_be_an_int_of_at_least_one(tokenizer, value):
     with pytest.raises(ValueError, match=f"every_n_steps must be an int >= 1, got {value!r}"):
-        FairnessMonitor(every_n_steps=value, probe=small_probe(tokenizer, sentences=4))
+        FairnessTracker(every_n_steps=value, probe=small_probe(tokenizer, sentences=4))
 
 
 def test_a_tokenizer_larger_than_the_models_vocabulary_is_an_error_at_start(tokenizer):
     model = tiny_gpt_neox(700, hidden_size=64, num_layers=2, seed=0)  # the tokenizer has 1,000 tokens
-    monitor = FairnessMonitor(every_n_steps=2, probe=small_probe(tokenizer, sentences=4))
+    tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer, sentences=4))
     with pytest.raises(ValueError, match=r"the probe (scores|feeds) token id \d+, but the model's (output|input) "
                                          r"vocabulary has 700 tokens: the tokenizer \(1000 tokens\)"):
-        monitor.start(model)
+        tracker.start(model)
 
 
 def test_metric_keys_before_any_run_are_the_keys_of_a_run(tokenizer):
@@ -241,10 +241,10 @@ class TerseStopping(FairnessEarlyStopping):
 
 
 def test_the_decision_is_read_as_a_value_not_from_its_text(tokenizer):
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
                               early_stopping=TerseStopping(patience=2))
     model = make_model(tokenizer)
-    outcomes = [monitor.start(model), monitor.step(model, 1), monitor.step(model, 2)]
+    outcomes = [tracker.start(model), tracker.step(model, 1), tracker.step(model, 2)]
     assert [o.should_stop for o in outcomes] == [False, False, True]
     assert outcomes[-1].message.startswith("halt: stopping at step 2")
 
@@ -255,15 +255,15 @@ class BrokenStopping(FairnessEarlyStopping):
 
 
 def test_a_failing_policy_never_drops_the_probe_line(tokenizer, tmp_path):
-    monitor = FairnessMonitor(every_n_steps=1, probe=small_probe(tokenizer, sentences=4),
+    tracker = FairnessTracker(every_n_steps=1, probe=small_probe(tokenizer, sentences=4),
                               early_stopping=BrokenStopping(), history_path=tmp_path / "h.jsonl")
     model = make_model(tokenizer)
-    outcomes = [monitor.start(model), monitor.step(model, 1)]
+    outcomes = [tracker.start(model), tracker.step(model, 1)]
     assert all(o.failed and o.metrics is not None and not o.should_stop for o in outcomes)
     probes = records(tmp_path / "h.jsonl", "probe")
     assert [r["step"] for r in probes] == [0, 1] and all(r["stopping/decided"] is False for r in probes)
     with pytest.raises(RuntimeError, match="policy bug"):
-        FairnessMonitor(every_n_steps=1, probe=small_probe(tokenizer, sentences=4), early_stopping=BrokenStopping(),
+        FairnessTracker(every_n_steps=1, probe=small_probe(tokenizer, sentences=4), early_stopping=BrokenStopping(),
                         on_error="raise").start(model)
 
 
@@ -273,16 +273,16 @@ def test_a_failing_second_probe_of_a_suite_keeps_the_first(tokenizer, tmp_path, 
     gender = small_probe(tokenizer, sentences=4)
     they = FairnessProbe(tokenizer, ProbeSet.builtin_they()[:6], seeds=(0,))
     Fault(they, model, where, on_run=1)
-    monitor = FairnessMonitor(every_n_steps=1, probes={"gender": gender, "they": they}, history_path=tmp_path / "h.jsonl",
+    tracker = FairnessTracker(every_n_steps=1, probes={"gender": gender, "they": they}, history_path=tmp_path / "h.jsonl",
                               early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=5))
-    outcomes = [monitor.start(model), monitor.step(model, 1), monitor.step(model, 2)]
+    outcomes = [tracker.start(model), tracker.step(model, 1), tracker.step(model, 2)]
     assert [o.failed for o in outcomes] == [False, True, False]
     assert outcomes[1].failures == {"they": {0: f"RuntimeError: injected {where} failure"}}
     assert "gender/jsdp/gap" in outcomes[1].metrics and not any(k.startswith("they/") for k in outcomes[1].metrics)
     (failed,) = records(tmp_path / "h.jsonl", "probe_failed")
     assert (failed["step"], failed["probe"], failed["error_type"]) == (1, "they", "RuntimeError")
     assert [r["step"] for r in records(tmp_path / "h.jsonl", "probe")] == [0, 1, 2]
-    assert monitor.early_stopping.best_step is not None
+    assert tracker.early_stopping.best_step is not None
 
 
 def test_a_suite_run_directly_raises_after_running_every_probe(tokenizer):
@@ -301,10 +301,10 @@ def test_a_failing_logger_under_on_error_raise_raises(tokenizer):
     def broken(metrics, step):
         raise OSError("logger down")
 
-    monitor = FairnessMonitor(every_n_steps=1, probe=small_probe(tokenizer, sentences=4), log=broken, on_error="raise")
+    tracker = FairnessTracker(every_n_steps=1, probe=small_probe(tokenizer, sentences=4), log=broken, on_error="raise")
     with pytest.raises(OSError, match="logger down"):
-        monitor.start(make_model(tokenizer))
-    assert not math.isnan(monitor.last_probed_step)
+        tracker.start(make_model(tokenizer))
+    assert not math.isnan(tracker.last_probed_step)
 
 
 @pytest.mark.slow
@@ -313,11 +313,11 @@ def test_report_names_each_unparseable_line_and_goes_on_unless_strict(tokenizer,
     import sys
 
     path = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probe=small_probe(tokenizer, sentences=4), history_path=path)
+    tracker = FairnessTracker(every_n_steps=1, probe=small_probe(tokenizer, sentences=4), history_path=path)
     model = make_model(tokenizer)
-    monitor.start(model)
+    tracker.start(model)
     for step in (1, 2):
-        monitor.step(model, step)
+        tracker.step(model, step)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:2] + ["{not json", "[1]"] + lines[2:]) + "\n")
     command = [sys.executable, "-m", "fairness_callback.cli", "report", str(path), "--out", str(tmp_path / "r")]

@@ -1,6 +1,6 @@
 """Issue #18 on two real gloo ranks: a probe that fails on one rank (at path choice, batch building,
 the forward, the metrics, in the second probe of a suite, or out of memory) never takes the run
-down. FairnessMonitor in a DDP loop and the HF Trainer under torchrun, Lightning DDP; each launch
+down. FairnessTracker in a DDP loop and the HF Trainer under torchrun, Lightning DDP; each launch
 runs every scenario of tests/dist/faults.py in turn."""
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def assert_probe_failed_lines(history: Path, scenario: str) -> None:
     assert line["probe"] == ("they" if scenario == "suite-second-1" else None)
 
 
-def test_monitor_in_a_ddp_loop_survives_one_ranks_probe_failure(tmp_path):
-    torchrun(SCRIPT, str(tmp_path), "monitor", tmp_path=tmp_path, timeout=400)
-    rank0, rank1 = ranks(tmp_path, "monitor")
+def test_tracker_in_a_ddp_loop_survives_one_ranks_probe_failure(tmp_path):
+    torchrun(SCRIPT, str(tmp_path), "tracker", tmp_path=tmp_path, timeout=400)
+    rank0, rank1 = ranks(tmp_path, "tracker")
     assert_same_run(rank0, rank1, keys=("final_step", "stopped_reason", "outcomes", "last_metrics"))
     # the scripted gap grows at every probe that succeeds: a clean run stops at step 4, one whose step-2
     # probe failed at step 6 (the failed probe is no vote), one whose other suite member failed at 4
@@ -53,7 +53,7 @@ def test_monitor_in_a_ddp_loop_survives_one_ranks_probe_failure(tmp_path):
         assert [o["failed"] for o in outcomes] == [o["step"] == 2 for o in outcomes], scenario
         probe = "they" if scenario == "suite-second-1" else "None"
         assert outcomes[1]["failures"] == {probe: {str(rank): f"RuntimeError: injected {where} failure"}}, scenario
-        assert_probe_failed_lines(tmp_path / "monitor" / scenario / "h.jsonl", scenario)
+        assert_probe_failed_lines(tmp_path / "tracker" / scenario / "h.jsonl", scenario)
         if scenario == "suite-second-1":  # the first probe of the suite kept its metrics at the failed step
             assert outcomes[1]["failed"] and rank0[scenario]["last_metrics"]["gender/jsdp/gap"] is not None
     # out of memory on rank 1 only: every rank backs off to the same size, and the numbers are the clean run's

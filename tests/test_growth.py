@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor
+from fairness_callback import FairnessEarlyStopping, FairnessTracker
 from fairness_callback.probe.growth import GapUnits, growth_lower_bound, growth_samples
 from fairness_callback.training.history import read_history
 from support import make_model, make_tokenizer, small_probe
@@ -102,9 +102,9 @@ def test_bad_bootstrap_settings_are_errors():
 def test_the_monitor_runs_the_bootstrap_rule_and_keeps_units_in_the_history(tokenizer, tmp_path):
     probe = small_probe(tokenizer, sentences=12, seeds=(0, 1))
     rule = FairnessEarlyStopping(test="bootstrap", patience=2, alpha=0.05)
-    monitor = FairnessMonitor(every_n_steps=1, probe=probe, early_stopping=rule, history_path=tmp_path / "h.jsonl")
+    tracker = FairnessTracker(every_n_steps=1, probe=probe, early_stopping=rule, history_path=tmp_path / "h.jsonl")
     model = make_model(tokenizer)
-    outcomes = [monitor.start(model), monitor.step(model, 1)]  # the same weights: no growth
+    outcomes = [tracker.start(model), tracker.step(model, 1)]  # the same weights: no growth
     assert not any(o.failed or o.should_stop for o in outcomes) and rule.best_units is not None
     (line,) = [r for r in read_history(tmp_path / "h.jsonl") if r["event"] == "probe" and r["step"] == 1]
     assert GapUnits.decode(line["units"]["jsdp/gap"]).gap == pytest.approx(line["jsdp/gap"], rel=1e-5)

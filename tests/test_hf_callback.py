@@ -18,7 +18,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from fairness_callback import FairnessEarlyStopping, StopReason
 from fairness_callback.training.history import read_history
 from fairness_callback.integrations.hf import STATE_KEY, FairnessCallback
-from fairness_callback.training.monitor import HEADLINE_METRICS
+from fairness_callback.training.tracker import HEADLINE_METRICS
 from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, read_wandb_run, small_probe, weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def test_eval_metrics_drive_best_model_and_stock_early_stopping(tmp_path, bpe_to
 
 def test_evaluate_before_training_probes_with_the_trainers_tokenizer(tmp_path, bpe_tokenizer, monkeypatch):
     # The default probe (5,600 prompts) is too slow here; only its size differs from this one.
-    monkeypatch.setattr("fairness_callback.training.monitor.FairnessProbe", small_probe)
+    monkeypatch.setattr("fairness_callback.training.tracker.FairnessProbe", small_probe)
     callback = FairnessCallback(every_n_steps=2)
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback])
     metrics = trainer.evaluate()

@@ -48,7 +48,7 @@ def test_malformed_line_names_file_and_line(tmp_path):
 import re  # noqa: E402
 
 from fairness_callback.training.history import (  # noqa: E402
-    history_runs, latest_run_id, new_run_id, read_run, select_run, split_runs,
+    history_runs, latest_run_id, new_run_id, read_run, select_run,
 )
 from fairness_callback.offline.plots import probe_records  # noqa: E402
 
@@ -111,8 +111,8 @@ def test_two_runs_latest_by_default_each_by_id(tmp_path):
     assert [r["jsdp/gap"] for r in probe_records(records)] == [0.2, 0.2]  # not merged with run-a's step 0 and 4
     assert [r["step"] for r in probe_records(records, "run-a")] == [0, 4, 8, 12]
     runs = history_runs(records)
-    assert [(r.run_id, r.num_probes, r.first_step, r.last_step, r.steps, r.legacy) for r in runs] == [
-        ("run-a", 4, 0, 12, "0-12", False), ("run-b", 2, 0, 4, "0-4", False)]
+    assert [(r.run_id, r.num_probes, r.first_step, r.last_step, r.steps) for r in runs] == [
+        ("run-a", 4, 0, 12, "0-12"), ("run-b", 2, 0, 4, "0-4")]
     assert runs[0].info == {"framework": "test"} and runs[0].start_time == records[0]["time"]
     with pytest.raises(ValueError) as error:
         select_run(records, "run-c", source=str(path))
@@ -135,26 +135,6 @@ def test_a_resumed_run_is_one_run_and_latest_is_the_last_written(tmp_path):
     assert [r["step"] for r in probes] == [0, 4, 8, 12] and probes[1]["jsdp/gap"] == 0.3  # the repeat keeps the last
 
 
-def test_legacy_file_with_two_appended_fits_is_split_not_merged(tmp_path):
-    path = tmp_path / "old.jsonl"
-    lines = [probe(s, 0.1) for s in (0, 4, 8, 12)] + [probe(0, 0.5), {"event": "stop", "step": 0, "reason": "gap_grew"}]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    records = read_history(path)
-    runs = history_runs(records)
-    assert [(r.run_id, r.num_probes, r.steps, r.legacy, r.num_records) for r in runs] == [
-        ("legacy-1", 4, "0-12", True, 4), ("legacy-2", 1, "0", True, 2)]
-    assert [r["jsdp/gap"] for r in probe_records(records)] == [0.5]  # the latest fit only
-    assert [r["step"] for r in probe_records(records, "legacy-1")] == [0, 4, 8, 12]
-    # a probe after a stop line starts a new run too, even at a larger step; equal steps split
-    more = [probe(2), probe(6), {"event": "stop", "step": 6}, probe(8), probe(8)]
-    assert list(map(len, split_runs(more).values())) == [3, 1, 1]
-    # new lines appended to an old file form their own run; the legacy names do not change
-    HistoryWriter(path, "new").append(probe(0, 0.9))
-    records = read_history(path)
-    assert [r.run_id for r in history_runs(records)] == ["legacy-1", "legacy-2", "new"]
-    assert [r["jsdp/gap"] for r in probe_records(records)] == [0.9]
-    with pytest.raises(ValueError, match=r"legacy-1 \(steps 0-12, 4 probe\(s\)\); legacy-2 \(steps 0, 1 probe"):
-        select_run(records, "legacy-3")
 
 
 def test_select_run_of_nothing(tmp_path):

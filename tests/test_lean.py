@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from fairness_callback import FairnessMonitor, FairnessProbe, ProbeSet
+from fairness_callback import FairnessTracker, FairnessProbe, ProbeSet
 from fairness_callback.training.history import read_history
 from fairness_callback.probe.metrics import compute_metrics
 from fairness_callback.offline.report import write_report
@@ -30,14 +30,14 @@ def test_lean_of_a_they_probe_equals_the_records_by_hand(bpe_tokenizer, tiny_neo
     assert m["jsdp/lean"] == pytest.approx(m["jsdp/not_specified/male"] - m["jsdp/not_specified/female"], abs=1e-12)
     assert m["jsdp/lean"] == pytest.approx(_by_hand(result.records, "not_specified", "male", "female"), rel=1e-5)
     assert m["jsdp/lean"] != 0.0
-    assert probe.axis_key == "jsdp/lean"
+    assert probe.fairness_key == "jsdp/lean"
     assert "lean on not_specified prompts (JSD-P part on male - on female)" in result.table()
 
 
 def test_a_gender_probe_is_watched_by_its_gap_and_also_has_a_lean(bpe_tokenizer, tiny_neox, small_probe_set):
     probe = FairnessProbe(bpe_tokenizer, small_probe_set, seeds=(0,))
     result = probe.run(tiny_neox)
-    assert probe.axis_key == "jsdp/gap"
+    assert probe.fairness_key == "jsdp/gap"
     assert result.metrics["jsdp/lean"] == pytest.approx(_by_hand(result.records, "not_specified", "male", "female"), rel=1e-5)
     for subset in ("pro", "anti"):
         assert f"{subset}/jsdp/lean" in result.metrics
@@ -45,7 +45,7 @@ def test_a_gender_probe_is_watched_by_its_gap_and_also_has_a_lean(bpe_tokenizer,
 
 def test_winogender_they_subset_has_a_lean_and_the_probe_a_gap(bpe_tokenizer, winogender_dir):
     probe = FairnessProbe(bpe_tokenizer, ProbeSet.from_winogender(winogender_dir), seeds=(0,))
-    assert probe.axis_key == "jsdp/gap"  # he / she at the top level; "they" beside them
+    assert probe.fairness_key == "jsdp/gap"  # he / she at the top level; "they" beside them
 
 
 def test_bbq_lean_is_the_assumption_on_unknown_prompts():
@@ -86,18 +86,18 @@ def test_gender_and_they_in_one_run_monitor_stop_line_and_report(bpe_tokenizer, 
     probes = {"gender": FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:12], seeds=(0,)),
               "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:12], seeds=(0,))}
     history = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probes=probes, history_path=history)
-    assert monitor.gap_keys() == ["gender/jsdp/gap", "they/jsdp/lean"]
+    tracker = FairnessTracker(every_n_steps=1, probes=probes, history_path=history)
+    assert tracker.fairness_keys() == ["gender/jsdp/gap", "they/jsdp/lean"]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     batch = bpe_tokenizer(["The nurse said she was tired."] * 4, return_tensors="pt")
-    monitor.start(model)
+    tracker.start(model)
     for step in (1, 2, 3):
         loss = model(**batch, labels=batch["input_ids"]).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        monitor.step(model, step)
-    message = monitor._record_stop(3, monitor_stop_reason(), "stopping at step 3: test")
+        tracker.step(model, step)
+    message = tracker._record_stop(3, monitor_stop_reason(), "stopping at step 3: test")
     lines = [r for r in read_history(history) if r.get("event") == "probe"]
     leans = [r["they/jsdp/lean"] for r in lines]
     assert all(math.isfinite(v) for v in leans) and len(set(leans)) > 1  # it moves with training
@@ -126,11 +126,11 @@ def test_every_tensorboard_chart_key_is_logged(bpe_tokenizer, tiny_neox, several
     gender = FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:6], seeds=(0,))
     if several:
         probes = {"gender": gender, "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:6], seeds=(0,))}
-        monitor = FairnessMonitor(every_n_steps=1, probes=probes)
+        tracker = FairnessTracker(every_n_steps=1, probes=probes)
     else:
-        monitor = FairnessMonitor(every_n_steps=1, probe=gender)
-    outcome = monitor.run_probe(tiny_neox, step=0)
-    logged = monitor.logged_metrics(outcome.metrics)
-    charted = {key for charts in monitor.tensorboard_layout().values() for _, keys in charts.values() for key in keys}
+        tracker = FairnessTracker(every_n_steps=1, probe=gender)
+    outcome = tracker.probe_now(tiny_neox, step=0)
+    logged = tracker.logged_metrics(outcome.metrics)
+    charted = {key for charts in tracker.tensorboard_layout().values() for _, keys in charts.values() for key in keys}
     assert charted <= set(logged), sorted(charted - set(logged))
     assert any(key.endswith("jsdp/lean") for key in charted)

@@ -299,7 +299,7 @@ def test_resume_restores_the_stopping_state_and_appends_the_history(tmp_path):
 
     assert trainer.global_step == 6
     assert second.stopped_reason is StopReason.GAP_GREW
-    assert second.monitor.probe.calls == 1  # step 6 only: step 4 was probed before the checkpoint
+    assert second.tracker.probe.calls == 1  # step 6 only: step 4 was probed before the checkpoint
     everything = read_history(tmp_path / "history.jsonl")
     records = [record for record in everything if record["event"] != "run_start"]
     assert [(record["event"], record["step"]) for record in records] == [
@@ -327,7 +327,7 @@ def test_probe_runs_under_the_trainers_autocast(tmp_path):
     make_trainer(tmp_path, [callback], precision="bf16-mixed", max_steps=2).fit(module)
 
     assert seen == [(True, torch.bfloat16)] * 2  # steps 0 and 2: one packed batch each
-    logged = callback.monitor.logged_metrics(callback.last_metrics)
+    logged = callback.tracker.logged_metrics(callback.last_metrics)
     assert logged and all(math.isfinite(value) for value in logged.values())
 
 
@@ -364,10 +364,10 @@ model:
 """)
     cli = LightningCLI(TinyLM, run=False, args=["--config", str(config)], save_config_callback=None)
     (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, FairnessCallback)]
-    assert callback.monitor.every_n_steps == 2
-    assert isinstance(callback.monitor.probe, SmallTestProbe)
-    assert callback.monitor.early_stopping.patience == 2
-    assert callback.monitor.loss_key == "val_loss"
+    assert callback.tracker.every_n_steps == 2
+    assert isinstance(callback.tracker.probe, SmallTestProbe)
+    assert callback.tracker.early_stopping.patience == 2
+    assert callback.tracker.loss_key == "val_loss"
     cli.trainer.fit(cli.model)
     assert probe_steps(tmp_path) == [0, 2]
 

@@ -44,7 +44,7 @@ def test_probe_equals_naive_reference(tiny_neox, bpe_tokenizer, neox_probe):
     probs = ref_logprobs.double().exp()
     ref = compute_metrics(
         correct, ref_ranks.gather(1, correct[:, None]).squeeze(1), probs, jsd_parts(probs, correct),
-        [p.stereotype for p in neox_probe.prompts], sentence_index=torch.tensor([p.sentence_index for p in neox_probe.prompts]),
+        [p.labels for p in neox_probe.prompts], sentence_index=torch.tensor([p.sentence_index for p in neox_probe.prompts]),
     )
     assert set(ref) == set(result.metrics)
     for key, value in ref.items():

@@ -1,6 +1,5 @@
 """Offline replay of checkpoint series: HF folders, Lightning .ckpt, resume, broken checkpoints, CLI."""
 
-import json
 import shutil
 
 import lightning.pytorch as pl
@@ -243,15 +242,4 @@ def test_replay_run_id_errors_and_clashing_steps(tmp_path):
     (tmp_path / "a" / "final" / "config.json").write_text("{}")
     again = replay(find_checkpoints([tmp_path / "a" / "final"], steps=[2]), StepProbe(), history, step_loader, progress=False)
     assert again.run_id != done.run_id and again.probed == [2]
-
-
-def test_replay_continues_a_legacy_replay_file(tmp_path):
-    """A history written before run ids: the rerun continues its replay (lines without ids) under legacy-1."""
-    one = series(tmp_path / "one", 2, 4)
-    history = tmp_path / "old.jsonl"
-    history.write_text(json.dumps({"event": "probe", "step": 2, "jsdp/gap": 0.02, "checkpoint": str(one / "checkpoint-2")}) + "\n")
-    summary = fake_replay([one], history)
-    assert summary.run_id == "legacy-1" and summary.skipped == [2] and summary.probed == [4]
-    runs = history_runs(read_history(history))
-    assert [(r.run_id, r.steps, r.num_probes) for r in runs] == [("legacy-1", "2-4", 2)]
 

@@ -172,7 +172,6 @@ def test_cli_errors_name_the_file_or_option(tmp_path, case, message):
 
 
 # -- several runs in one history -----------------------------------------------------------------
-import json  # noqa: E402
 
 from fairness_callback.offline.report import ReportError  # noqa: E402
 
@@ -226,17 +225,6 @@ def test_a_single_run_report_names_its_run(known):
     assert known[1].run_id is not None and f"Run `{known[1].run_id}`, the only run in the file." in text
 
 
-@pytest.mark.slow
-def test_report_of_a_legacy_file_with_two_fits(tmp_path):
-    path = tmp_path / "old.jsonl"
-    lines = [probe_line(s, g, full=False) for s, g in zip(STEPS, GAPS)] + [probe_line(0, 0.4, full=False)]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    latest = write_report(path, tmp_path / "out")
-    assert latest.run_id == "legacy-2" and latest.num_probes == 1 and latest.tradeoff[0].gap == 0.4
-    assert "(lines without a run id, written before run ids existed)" in latest.report.read_text()
-    first = write_report(path, tmp_path / "out1", run_id="legacy-1")
-    assert first.num_probes == 4 and len(probe_table_rows(first.report.read_text())) == 4
-    assert first.tradeoff[0].gap == pytest.approx(0.10)  # the old probe_records kept step 0 of the second fit
 
 
 def test_unknown_run_id_and_a_latest_run_without_probes(two_runs, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor
+from fairness_callback import FairnessEarlyStopping, FairnessTracker
 from fairness_callback.cli import main
 from fairness_callback.probe.growth import GapUnits
 from fairness_callback.training.history import HistoryWriter
@@ -19,14 +19,14 @@ GAPS = [0.05, 0.01, 0.02, 0.012, 0.03, 0.04, 0.05]
 def live_run(tmp_path, **rule):
     tokenizer = make_tokenizer()
     path = tmp_path / "h.jsonl"
-    monitor = FairnessMonitor(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, GAPS), history_path=path,
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, GAPS), history_path=path,
                               early_stopping=FairnessEarlyStopping(**rule))
     model = make_model(tokenizer)
-    monitor.update_loss({"val_loss": 2.0})
-    outcome = monitor.start(model)
+    tracker.update_loss({"val_loss": 2.0})
+    outcome = tracker.start(model)
     for step in range(1, len(GAPS)):
-        monitor.update_loss({"val_loss": 2.0 - 0.01 * step})
-        outcome = monitor.step(model, step)
+        tracker.update_loss({"val_loss": 2.0 - 0.01 * step})
+        outcome = tracker.step(model, step)
         if outcome.should_stop:
             break
     return path, outcome

@@ -270,7 +270,7 @@ def test_demo_build_for_smollm2_with_other_axes(smollm2, tmp_path, monkeypatch, 
     parts = demo_run.build(config)
     assert list(parts.probes) == ["gender", "they", "religion"] and config.axis_prompts == 60
     assert [len(probe) for probe in parts.probes.values()] == [40, 60, 60]
-    assert [probe.axis_key for probe in parts.probes.values()] == ["jsdp/gap", "jsdp/lean", "jsdp/gap"]
+    assert [probe.fairness_key for probe in parts.probes.values()] == ["jsdp/gap", "jsdp/lean", "jsdp/gap"]
     assert parts.early_stopping.monitor == "gender/jsdp/gap" and set(parts.callback_probes()) == {"probes"}
     letters = parts.probes["religion"].answer_tokens.pieces
     assert all(len(pieces) == 1 for pieces in letters.values())

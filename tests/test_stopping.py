@@ -144,3 +144,34 @@ def test_min_accuracy_ignores_probes_before_the_model_reads_the_pronoun():
     pro.update_loss(1.0)
     pro.step(0, {"pro/jsdp/gap": 0.0, "pro/acc/male": 1.0, "pro/acc/female": 1.0})
     assert not pro.step(1, {"pro/jsdp/gap": 0.2, "pro/acc/male": 1.0, "pro/acc/female": 0.2}).should_stop
+
+
+def test_decisions_carry_the_numbers_as_values():
+    policy = FairnessEarlyStopping(patience=2, loss_key="eval_loss", warmup_steps=100)
+    policy.update_loss(2.0)
+    stopped, decisions = feed(policy, [0.5, -0.041, 0.05, 0.07])
+    assert stopped == 300
+    warmup, best, worse, stop = decisions
+    assert (warmup.value, warmup.best, warmup.best_step, warmup.wait) == (0.5, None, None, 0)  # within warmup: no best yet
+    assert (best.value, best.best, best.best_step, best.wait) == (0.041, 0.041, 100, 0)  # |value| (use_abs)
+    assert (worse.value, worse.best, worse.best_step, worse.wait) == (0.05, 0.041, 100, 1)
+    assert stop.should_stop and stop.reason is StopReason.GAP_GREW
+    assert (stop.value, stop.best, stop.best_step, stop.wait) == (0.07, 0.041, 100, 2)
+    assert "0.07 exceeded best 0.041" in stop.message  # the message says the same numbers
+    signed = FairnessEarlyStopping(use_abs=False).step(0, {"jsdp/gap": -0.2})
+    assert signed.value == -0.2 and signed.best == -0.2 and signed.best_step == 0
+
+
+def test_stop_reasons_combine_by_their_documented_priority():
+    """Ranks' reasons combine as GAP_GREW_NO_LOSS > GAP_GREW > NOT_STOPPED (the tracker all-reduces the max priority)."""
+    assert [r.priority for r in (StopReason.NOT_STOPPED, StopReason.GAP_GREW, StopReason.GAP_GREW_NO_LOSS)] == [0, 1, 2]
+    assert all(StopReason.from_priority(r.priority) is r for r in StopReason)
+    combine = StopReason.combine
+    assert combine([StopReason.NOT_STOPPED, StopReason.GAP_GREW]) is StopReason.GAP_GREW
+    assert combine([StopReason.GAP_GREW_NO_LOSS, StopReason.GAP_GREW, StopReason.NOT_STOPPED]) is StopReason.GAP_GREW_NO_LOSS
+    assert combine([StopReason.GAP_GREW, StopReason.GAP_GREW_NO_LOSS]) is StopReason.GAP_GREW_NO_LOSS
+    assert combine([StopReason.NOT_STOPPED, StopReason.NOT_STOPPED]) is StopReason.NOT_STOPPED
+    assert combine([]) is StopReason.NOT_STOPPED
+    # as the tracker does it: the max of the ranks' priorities, back to a reason
+    ranks = [StopReason.GAP_GREW, StopReason.NOT_STOPPED, StopReason.GAP_GREW_NO_LOSS]
+    assert StopReason.from_priority(max(r.priority for r in ranks)) is combine(ranks)

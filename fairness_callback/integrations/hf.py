@@ -5,7 +5,7 @@ Events (see :class:`FairnessCallback` for what each does):
 - ``on_init_end`` / ``on_train_begin``: move this callback to the front of the Trainer's list (so
   its additions to the evaluation metrics reach the stock ``EarlyStoppingCallback``), build the
   probe from the Trainer's tokenizer, restore the early-stopping state of a resumed run, check the
-  stop rule, the model's vocabulary and the history path (``FairnessMonitor.begin``).
+  stop rule, the model's vocabulary and the history path (``FairnessTracker.begin``).
 - ``on_step_begin`` (first step only): the step-0 probe (``probe_at_start``).
 - ``on_step_end``: every ``every_n_steps`` optimizer steps (``on_step_end`` fires once per
   optimizer step, never per micro-batch), probe, log, and set ``control.should_training_stop``.
@@ -24,9 +24,9 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
-from ..training.monitor import FairnessMonitor
 from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping, StopReason
+from ..training.stopping import FairnessEarlyStopping
+from ._base import TrackerAdapter
 
 log = logging.getLogger("fairness_callback")
 
@@ -45,7 +45,7 @@ def _find_handler() -> CallbackHandler | None:
     return None
 
 
-class FairnessCallback(TrainerCallback):
+class FairnessCallback(TrackerAdapter, TrainerCallback):
     """Probe the model's gender bias every N optimizer steps, log it, and stop when it grows.
 
     Add it to a Trainer: ``Trainer(..., callbacks=[FairnessCallback(every_n_steps=200)])``.
@@ -56,36 +56,21 @@ class FairnessCallback(TrainerCallback):
     ``greater_is_better=False`` and the stock ``EarlyStoppingCallback`` can use them.
 
     Args:
-        every_n_steps: probe every this many optimizer steps.
-        probe: the :class:`~fairness_callback.FairnessProbe` to run; by default one is built from
-            ``tokenizer`` or the Trainer's ``processing_class`` with the default probe set.
-        tokenizer: the tokenizer (or a path to load one from) for the default probe.
-        early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
-            watch. Its held-out loss is ``eval_loss`` unless it names another ``loss_key``.
-        probe_at_start: probe once before the first optimizer step (step 0, or the resumed step).
-        history_path: JSONL file that gets a run-start line and one line per probe, flushed at once
-            (rank 0 writes); default ``<output_dir>/fairness_history.jsonl``. Every line carries
-            the run's id (saved with each checkpoint), so a resumed run continues its own run and
-            a new ``train()`` in the same folder starts another.
-        on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on
-            (the next probe is tried again); ``"raise"``: the error ends training.
-        probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
-            interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
-            same on every rank, and the choice is logged. None keeps ``every_n_steps``.
-        probes: several named probes instead of one, e.g. ``{"gender": FairnessProbe(tok), "they":
-            FairnessProbe(tok, ProbeSet.builtin_they())}``: every key gets the probe's name in
-            front (``religion/jsdp/gap``, logged as ``fairness/religion/jsdp/gap``), one custom-scalars
-            chart group per probe; ``FairnessEarlyStopping(monitor="gender/jsdp/gap")`` watches
-            one, and its stop line gives every other probe's gap at the stop and best steps.
-        log_all_metrics: send every metric to the loggers, not just the headline ones (the
-            history file always has all of them).
+        every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+            log_all_metrics, probe_budget, probes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`
+            (documented in :class:`~fairness_callback.FairnessTracker`). Here the default probe is
+            built from ``tokenizer``, else the Trainer's ``processing_class``; the held-out loss
+            is ``eval_loss``; ``history_path`` defaults to ``<output_dir>/fairness_history.jsonl``
+            (the run id is saved with each checkpoint, so a resumed run continues its own run and
+            a new ``train()`` in the same folder starts another).
         probe_on_evaluate: also probe at each evaluation not already probed at that step, so the
             ``eval_fairness/...`` metrics are of the evaluated weights.
 
-    Attributes:
-        last_metrics: the latest probe's metrics (same keys as ``ProbeResult.metrics``), identical on every rank.
-        stopped_reason: a :class:`~fairness_callback.StopReason` once fairness early stopping fired, else None.
+    Attributes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
     """
+
+    framework = "hf"
+    loss_key = "eval_loss"
 
     def __init__(
         self,
@@ -101,25 +86,12 @@ class FairnessCallback(TrainerCallback):
         probes: Mapping[str, FairnessProbe] | None = None,
         probe_on_evaluate: bool = True,
     ) -> None:
-        self.monitor = FairnessMonitor(
-            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
-            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
-            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="eval_loss",
-        )
-        self.monitor.framework = "hf"
+        super().__init__(every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+                         log_all_metrics, probe_budget, probes)
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None
         self._start_pending = False
-        self._layout_written = False
         self._set_up = False
-
-    @property
-    def last_metrics(self) -> dict[str, float] | None:
-        return self.monitor.last_metrics
-
-    @property
-    def stopped_reason(self) -> StopReason | None:
-        return self.monitor.stopped_reason
 
     # -- events -----------------------------------------------------------------------------------
     def on_init_end(self, args, state, control, **kwargs):
@@ -128,12 +100,12 @@ class FairnessCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, processing_class=None, model=None, **kwargs):
         self._move_to_front()
         self._setup(args, processing_class)
-        self.monitor.reset()
+        self.tracker.reset()
         saved = state.stateful_callbacks.get(STATE_KEY)
         if saved:  # a run resumed from a checkpoint continues the early-stopping count
-            self.monitor.load_state_dict(saved)
+            self.load_state_dict(saved)
         # The configuration, the model's vocabulary and the history path are checked before the first step.
-        self.monitor.begin(model, state.global_step)
+        self.tracker.begin(model, state.global_step)
         self._start_pending = True
         # Every train() gets a new TensorBoard writer (the stock callback closes its writer at the end).
         self._layout_written = False
@@ -141,10 +113,10 @@ class FairnessCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if self._start_pending:
             self._start_pending = False
-            self._act(args, state, control, self.monitor.start(model, state.global_step, self._autocast(args, model)))
+            self._act(args, state, control, self.tracker.start(model, state.global_step, self._autocast(args, model)))
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.monitor.is_due(state.global_step):
+        if self.tracker.is_due(state.global_step):
             self._probe(args, state, control, model)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
@@ -152,11 +124,11 @@ class FairnessCallback(TrainerCallback):
             return
         if not self._set_up:  # trainer.evaluate() before any training
             self._setup(args, processing_class)
-        self.monitor.update_loss(metrics)
-        if self.probe_on_evaluate and self.monitor.last_probed_step != state.global_step and model is not None:
+        self.tracker.update_loss(metrics)
+        if self.probe_on_evaluate and self.tracker.last_probed_step != state.global_step and model is not None:
             self._probe(args, state, control, model)
-        if self.monitor.last_metrics is not None:
-            logged = self.monitor.logged_metrics(self.monitor.last_metrics)
+        if self.tracker.last_metrics is not None:
+            logged = self.tracker.logged_metrics(self.tracker.last_metrics)
             metrics.update({f"eval_{key}": value for key, value in logged.items()})
         self._export_state(state)
 
@@ -175,16 +147,16 @@ class FairnessCallback(TrainerCallback):
 
     def _setup(self, args, processing_class) -> None:
         """Build the probe (from the Trainer's tokenizer unless given one) and open the history file."""
-        self.monitor.setup(tokenizer=processing_class, default_dir=args.output_dir)
+        self.tracker.setup(tokenizer=processing_class, default_dir=args.output_dir)
         self._set_up = True
 
     def _probe(self, args, state, control, model: torch.nn.Module) -> None:
-        self._act(args, state, control, self.monitor.run_probe(model, state.global_step, self._autocast(args, model)))
+        self._act(args, state, control, self.tracker.probe_now(model, state.global_step, self._autocast(args, model)))
 
     def _act(self, args, state, control, outcome) -> None:
         """Log a probe's metrics, pass on its stop vote, and keep the state for the next checkpoint."""
         if outcome.metrics is not None:
-            self._log(args, state, control, self.monitor.logged_metrics(outcome.metrics))
+            self._log(args, state, control, self.tracker.logged_metrics(outcome.metrics))
         if outcome.should_stop:
             control.should_training_stop = True
         self._export_state(state)
@@ -203,15 +175,9 @@ class FairnessCallback(TrainerCallback):
             log.warning("FairnessCallback: the Trainer's callback handler was not found; metrics go to the history file only")
             return
         self._handler.on_log(args, state, control, logs=dict(logs))
-        if not self._layout_written:
-            self._write_layout()
-
-    def _write_layout(self) -> None:
-        for callback in self._handler.callbacks:
-            writer = getattr(callback, "tb_writer", None)
-            if writer is not None and hasattr(writer, "add_custom_scalars"):
-                writer.add_custom_scalars(self.monitor.tensorboard_layout(prefix="train/fairness/"))
-                self._layout_written = True
+        if not self._layout_written:  # the TensorBoard callback's writer exists once it logged
+            self._write_layout((getattr(callback, "tb_writer", None) for callback in self._handler.callbacks),
+                               prefix="train/fairness/")
 
     def _export_state(self, state) -> None:
-        state.stateful_callbacks[STATE_KEY] = self.monitor.state_dict()
+        state.stateful_callbacks[STATE_KEY] = self.state_dict()

@@ -21,12 +21,12 @@ require("lightning", "fairness_callback's Lightning callback")
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..training.monitor import FairnessMonitor
 from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping, StopReason
+from ..training.stopping import FairnessEarlyStopping
+from ._base import TrackerAdapter
 
 
-class FairnessCallback(pl.Callback):
+class FairnessCallback(TrackerAdapter, pl.Callback):
     """Probe the model's gender bias every N optimizer steps, log it, and stop when it grows.
 
     ``Trainer(callbacks=[FairnessCallback(every_n_steps=200, early_stopping=FairnessEarlyStopping())])``.
@@ -35,36 +35,22 @@ class FairnessCallback(pl.Callback):
     ``trainer.callback_metrics`` so the stock ``ModelCheckpoint`` / ``EarlyStopping`` can monitor them.
 
     Args:
-        every_n_steps: probe every this many optimizer steps.
-        probe: the :class:`~fairness_callback.FairnessProbe` to run; by default one is built from
-            ``tokenizer``, else ``pl_module.tokenizer``, else ``trainer.datamodule.tokenizer``.
-        tokenizer: the tokenizer (or a path to load one from) for the default probe.
-        early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
-            watch. Its held-out loss is ``val_loss`` unless it names another ``loss_key``.
-        probe_at_start: probe once before the first optimizer step (step 0, or the resumed step).
-        history_path: JSONL file that gets one line per probe, flushed at once (rank 0 writes);
-            default ``<trainer.log_dir>/fairness_history.jsonl`` (the logger's folder for this run,
-            e.g. ``lightning_logs/version_3``), or ``<default_root_dir>/...`` without a logger.
-            Every line carries the run's id; a resumed run continues it.
-        on_error: ``"warn"``: a failed probe is logged with its traceback and training goes on;
-            ``"raise"``: the error ends training.
-        probe_budget: a fraction of training time for probing (e.g. 0.02): after each probe the
-            interval becomes ``ceil(probe seconds / (budget x training seconds per step))``, the
-            same on every rank, and the choice is logged. None keeps ``every_n_steps``.
-        probes: several named probes instead of one, e.g. ``{"gender": FairnessProbe(tok), "they":
-            FairnessProbe(tok, ProbeSet.builtin_they())}``: every key gets the probe's name in
-            front (``religion/jsdp/gap``, logged as ``fairness/religion/jsdp/gap``), one custom-scalars
-            chart group per probe; ``FairnessEarlyStopping(monitor="gender/jsdp/gap")`` watches
-            one, and its stop line gives every other probe's gap at the stop and best steps.
-        log_all_metrics: send every metric to the loggers, not just the headline ones.
+        every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+            log_all_metrics, probe_budget, probes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`
+            (documented in :class:`~fairness_callback.FairnessTracker`). Here the default probe is
+            built from ``tokenizer``, else ``pl_module.tokenizer``, else
+            ``trainer.datamodule.tokenizer``; the held-out loss is ``val_loss``; ``history_path``
+            defaults to ``<trainer.log_dir>/fairness_history.jsonl`` (the logger's folder for this
+            run, e.g. ``lightning_logs/version_3``), or ``<default_root_dir>/...`` without a logger.
         model_attr: attribute of the LightningModule that holds the causal LM (e.g. a Hugging Face
             model at ``self.model``); if the module has no such attribute, the LightningModule
             itself is called with ``input_ids`` / ``attention_mask``.
 
-    Attributes:
-        last_metrics: the latest probe's metrics, identical on every rank.
-        stopped_reason: a :class:`~fairness_callback.StopReason` once fairness early stopping fired, else None.
+    Attributes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
     """
+
+    framework = "lightning"
+    loss_key = "val_loss"
 
     def __init__(
         self,
@@ -80,24 +66,10 @@ class FairnessCallback(pl.Callback):
         probes: Mapping[str, FairnessProbe] | None = None,
         model_attr: str = "model",
     ) -> None:
-        super().__init__()
-        self.monitor = FairnessMonitor(
-            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
-            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
-            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key="val_loss",
-        )
-        self.monitor.framework = "lightning"
+        super().__init__(every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+                         log_all_metrics, probe_budget, probes)
         self.model_attr = model_attr
-        self._layout_written = False
         self._step_at_batch_start: int | None = None
-
-    @property
-    def last_metrics(self) -> dict[str, float] | None:
-        return self.monitor.last_metrics
-
-    @property
-    def stopped_reason(self) -> StopReason | None:
-        return self.monitor.stopped_reason
 
     # -- hooks ------------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -107,13 +79,13 @@ class FairnessCallback(pl.Callback):
         tokenizer = getattr(pl_module, "tokenizer", None) or getattr(datamodule, "tokenizer", None)
         # A run's files live where its logger puts them (trainer.log_dir: e.g. lightning_logs/version_N,
         # new for every fit; default_root_dir without a logger). It broadcasts: every rank is here.
-        self.monitor.setup(tokenizer=tokenizer, default_dir=trainer.log_dir or trainer.default_root_dir)
+        self.tracker.setup(tokenizer=tokenizer, default_dir=trainer.log_dir or trainer.default_root_dir)
         # Lightning restores a checkpoint's callback state (load_state_dict) after setup.
-        self.monitor.reset()
+        self.tracker.reset()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
-        self._act(trainer, self.monitor.start(model, trainer.global_step, trainer.precision_plugin.forward_context()))
+        self._act(trainer, self.tracker.start(model, trainer.global_step, trainer.precision_plugin.forward_context()))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         self._step_at_batch_start = trainer.global_step
@@ -122,39 +94,31 @@ class FairnessCallback(pl.Callback):
         # A micro-batch that only accumulated gradients leaves global_step where it was; probing
         # there would probe step 0 before any update even with probe_at_start=False.
         stepped = trainer.global_step != self._step_at_batch_start
-        if stepped and self.monitor.is_due(trainer.global_step):
+        if stepped and self.tracker.is_due(trainer.global_step):
             self._probe(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.monitor.update_loss(dict(trainer.callback_metrics))
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.monitor.state_dict()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.monitor.load_state_dict(state_dict)
+            self.tracker.update_loss(dict(trainer.callback_metrics))
 
     # -- helpers ----------------------------------------------------------------------------------
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
-        self._act(trainer, self.monitor.run_probe(model, trainer.global_step, trainer.precision_plugin.forward_context()))
+        self._act(trainer, self.tracker.probe_now(model, trainer.global_step, trainer.precision_plugin.forward_context()))
 
     def _act(self, trainer: pl.Trainer, outcome) -> None:
         """Log a probe's metrics to every logger and pass on its stop vote."""
         if outcome.metrics is not None:
-            logged = self.monitor.logged_metrics(outcome.metrics)
+            logged = self.tracker.logged_metrics(outcome.metrics)
             for logger in trainer.loggers:
                 logger.log_metrics(logged, step=trainer.global_step)
             trainer.callback_metrics.update({key: torch.tensor(value) for key, value in logged.items()})
-            self._write_layout(trainer)
+            self._write_layout_once(trainer)
         if outcome.should_stop:
             trainer.should_stop = True
 
-    def _write_layout(self, trainer: pl.Trainer) -> None:
+    def _write_layout_once(self, trainer: pl.Trainer) -> None:
         if self._layout_written or trainer.global_rank != 0:
             return
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_custom_scalars(self.monitor.tensorboard_layout())
-        self._layout_written = True
+        self._write_layout(logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger))
+        self._layout_written = True  # tried once, on rank 0: a run without a TensorBoard logger gets none

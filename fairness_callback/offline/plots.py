@@ -17,7 +17,7 @@ import numpy as np
 
 from ..probe.prompts import GROUPS
 from ..training.history import select_run
-from .tradeoff import GAP_KEY, axis_key, finite, metric_value
+from .tradeoff import GAP_KEY, finite, metric_value, recorded_fairness_key
 
 __all__ = ["COLORS", "LABELS", "Marks", "metric_value", "plot_axes", "plot_curves", "plot_fairness_curves", "plot_gap",
            "plot_not_specified", "plot_pro_anti", "probe_records"]
@@ -208,7 +208,7 @@ def _axes_panel(ax, probes: Sequence[dict[str, Any]], axes: Sequence[str], monit
     ax.axhline(0.0, color="black", lw=0.8)
     colors = [c for c in _pyplot().rcParams["axes.prop_cycle"].by_key()["color"] if c != "#2ca02c"]  # green marks steps
     for i, name in enumerate(axes):
-        key = axis_key(probes, name)
+        key = recorded_fairness_key(probes, name)
         note = " (monitored)" if name == monitored else "" if key.endswith(GAP_KEY) else " (lean: it has no gap)"
         ax.plot(steps, _series(probes, key), marker="o", ms=3, color=colors[i % len(colors)],
                 lw=2.5 if name == monitored else 1.2, label=name + note)

@@ -29,8 +29,8 @@ import torch
 
 from ..probe import FairnessProbe
 from ..training.history import HistoryWriter, read_history, select_run, split_runs
-from ..training.monitor import probe_record
 from ..training.sudden_change import SuddenChangeDetector
+from ..training.tracker import probe_record
 from .plots import probe_records
 
 log = logging.getLogger("fairness_callback")

@@ -28,7 +28,7 @@ from ..training.sudden_change import sudden_changes
 from ..training.history import RunSummary, history_runs, latest_run_id, read_history, select_run
 from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
 from ..probe.prompts import GROUPS
-from .tradeoff import (GAP_KEY, AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, gain,
+from .tradeoff import (GAP_KEY, AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, format_number, gain,
                        metric_value, probe_axes, recommend_step, tradeoff_table, within as _within)
 
 #: Re-exported: the trade-off math lives in :mod:`fairness_callback.offline.tradeoff`, the figures in
@@ -258,10 +258,6 @@ def _write_figures(probes, stops, out: Path, alpha: float, marks: Marks) -> tupl
 
 
 # -- Markdown ------------------------------------------------------------------------------------
-def _fmt(value: Any, spec: str = ".4g") -> str:
-    return format(value, spec) if _finite(value) else "n/a"
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -276,12 +272,12 @@ def _sudden_cell(flag: bool, record: dict[str, Any], monitor: str) -> str:
 
 
 def _probe_row(record: dict[str, Any], sudden: str, loss_key: str | None) -> list[str]:
-    ci = f"{_fmt(record.get('jsdp/gap_ci_low'), '+.4f')}, {_fmt(record.get('jsdp/gap_ci_high'), '+.4f')}"
-    mwu = f"{_fmt(record.get('mwu_p/jsdp'), '.2g')} (r={_fmt(record.get('mwu_rbc/jsdp'), '+.2f')})"
-    row = [str(record["step"])] + [_fmt(record.get(f"ar/{g}")) for g in GROUPS]
-    row += [_fmt(record.get(f"jsdp/{g}"), ".4f") for g in GROUPS]
-    row += [f"{_fmt(record.get('jsdp/gap'), '+.4f')} [{'n/a' if ci == 'n/a, n/a' else ci}]", mwu, sudden]
-    return row + ([_fmt(record.get(loss_key))] if loss_key else [])
+    ci = f"{format_number(record.get('jsdp/gap_ci_low'), '+.4f')}, {format_number(record.get('jsdp/gap_ci_high'), '+.4f')}"
+    mwu = f"{format_number(record.get('mwu_p/jsdp'), '.2g')} (r={format_number(record.get('mwu_rbc/jsdp'), '+.2f')})"
+    row = [str(record["step"])] + [format_number(record.get(f"ar/{g}")) for g in GROUPS]
+    row += [format_number(record.get(f"jsdp/{g}"), ".4f") for g in GROUPS]
+    row += [f"{format_number(record.get('jsdp/gap'), '+.4f')} [{'n/a' if ci == 'n/a, n/a' else ci}]", mwu, sudden]
+    return row + ([format_number(record.get(loss_key))] if loss_key else [])
 
 
 def _probe_table(probes, summary: ReportSummary, loss_key: str | None) -> str:
@@ -296,16 +292,16 @@ def _tradeoff_section(summary: ReportSummary) -> list[str]:
     final = summary.tradeoff[-1]
     lines = ["## Early-stopping trade-off", "",
              f"Stopping at step t instead of the final probed step {summary.final_step} "
-             f"(`{summary.monitor}` = {_fmt(final.gap, '+.4f')}); cost from "
+             f"(`{summary.monitor}` = {format_number(final.gap, '+.4f')}); cost from "
              f"{summary.cost.description if summary.cost else 'nothing (no held-out loss in the history; use --cost-csv or --cost-column)'}.", ""]
     if final.gain is None:
-        lines += [f"**The fairness gain is undefined: |gap(final)| is {_fmt(abs(final.gap), 'g')}.**", ""]
+        lines += [f"**The fairness gain is undefined: |gap(final)| is {format_number(abs(final.gap), 'g')}.**", ""]
     budget = summary.max_cost is not None
     header = ["step", f"{summary.monitor}", "fairness gain", "cost", "relative cost"] + (["within max cost"] if budget else [])
     rows = []
     for row in summary.tradeoff:
-        cells = [str(row.step), _fmt(row.gap, "+.4f"), _fmt(row.gain, ".1%"), _fmt(row.cost, "+.4g"),
-                 _fmt(row.relative_cost, "+.2f") + ("%" if row.relative_cost is not None else "")]
+        cells = [str(row.step), format_number(row.gap, "+.4f"), format_number(row.gain, ".1%"), format_number(row.cost, "+.4g"),
+                 format_number(row.relative_cost, "+.2f") + ("%" if row.relative_cost is not None else "")]
         if budget:
             cells.append("" if row.cost is None else ("yes" if _within(row.cost, summary.max_cost) else "no"))
         if row.step == summary.recommended_step:
@@ -322,7 +318,7 @@ def _recommendation(summary: ReportSummary) -> str:
         return f"{fairest} No probed step has a known cost <= {summary.max_cost:g} and a defined gain.".strip()
     row = next(r for r in summary.tradeoff if r.step == summary.recommended_step)
     return (f"**Recommended stop step for max cost {summary.max_cost:g}: {row.step}** (fairness gain "
-            f"{_fmt(row.gain, '.1%')}, cost {_fmt(row.cost, '+.4g')}). {fairest}")
+            f"{format_number(row.gain, '.1%')}, cost {format_number(row.cost, '+.4g')}). {fairest}")
 
 
 def _cost_definition(cost: Cost | None) -> str:
@@ -379,19 +375,14 @@ def _run_lines(summary: ReportSummary) -> list[str]:
     """Which run the report is of and, when the file holds several, the others and how to pick one."""
     if summary.run_id is None:
         return []
-    this = next((r for r in summary.runs if r.run_id == summary.run_id), None)
-    legacy = " (lines without a run id, written before run ids existed)" if this is not None and this.legacy else ""
     if len(summary.runs) <= 1:
-        return [f"Run `{summary.run_id}`{legacy}, the only run in the file.", ""]
+        return [f"Run `{summary.run_id}`, the only run in the file.", ""]
     latest = summary.run_id == summary.latest_run_id
-    lines = [f"Run `{summary.run_id}`{legacy}: {'the latest' if latest else 'not the latest'} of {len(summary.runs)} "
+    lines = [f"Run `{summary.run_id}`: {'the latest' if latest else 'not the latest'} of {len(summary.runs)} "
              "runs in this file; only its lines are in this report. The others:", ""]
     rows = [[f"`{r.run_id}`", r.steps, str(r.num_probes), str(r.resumed), _when(r.start_time)]
             for r in summary.runs if r.run_id != summary.run_id]
     lines += [_table(["run id", "steps", "probes", "resumed", "started (UTC)"], rows), ""]
-    if any(r.legacy for r in summary.runs):
-        lines += ["`legacy-N` runs are lines without a run id (older files), split where the probe steps go back "
-                  "or a probe follows a stop line.", ""]
     return lines + [f"Report another run with `fairness-callback report {summary.history} --out DIR --run-id ID` "
                     "(`--list-runs` lists them; in Python: `write_report(..., run_id=ID)`).", ""]
 
@@ -448,8 +439,8 @@ def _axes_section(summary: ReportSummary) -> list[str]:
                   f"S = {effect.step}: {effect.label}. Fairness gain per probe = 1 - |gap(S)| / |gap(final)| of its "
                   "`<probe>/jsdp/gap` (> 0: fairer than at the final step on that axis, < 0: less fair).", ""]
         rows = [[f"`{row.axis}`" + (" (monitored)" if row.monitored else "")
-                 + (f" (`{row.key}`: it has no gap)" if row.key != GAP_KEY else ""), _fmt(row.gap, "+.4f"),
-                 _fmt(row.final_gap, "+.4f"), _fmt(row.gain, ".1%"), _fmt(row.mwu_p, ".2g")] for row in effect.rows]
+                 + (f" (`{row.key}`: it has no gap)" if row.key != GAP_KEY else ""), format_number(row.gap, "+.4f"),
+                 format_number(row.final_gap, "+.4f"), format_number(row.gain, ".1%"), format_number(row.mwu_p, ".2g")] for row in effect.rows]
         lines += [_table(header, rows), ""]
     return lines
 

@@ -29,6 +29,15 @@ def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def format_number(value: Any, spec: str = ".4g", missing: str = "n/a", finite_only: bool = True) -> str:
+    """``format(value, spec)``, or ``missing`` for None and, with ``finite_only``, for anything not
+    :func:`finite` (the report writes ``n/a``; the demo's table writes ``nan`` for None and formats
+    any other value as it is, ``finite_only=False``)."""
+    if value is None or (finite_only and not finite(value)):
+        return missing
+    return format(value, spec)
+
+
 def metric_value(record: dict[str, Any], key: str) -> float:
     """``record[key]`` as a float; NaN where it is missing or null."""
     value = record.get(key)
@@ -122,7 +131,7 @@ def probe_axes(probes: Sequence[dict[str, Any]]) -> list[str]:
     return list(names)
 
 
-def axis_key(probes: Sequence[dict[str, Any]], name: str) -> str:
+def recorded_fairness_key(probes: Sequence[dict[str, Any]], name: str) -> str:
     """The key that stands for probe ``name``: ``<name>/jsdp/gap``, or ``<name>/jsdp/lean`` if its
     gap is never defined (a probe of only singular-"they" sentences has no male or female answer)."""
     gap = f"{name}/{GAP_KEY}"
@@ -156,7 +165,7 @@ def axis_view(probes: Sequence[dict[str, Any]], name: str, axes: Sequence[str]) 
 
 @dataclass(frozen=True)
 class AxisRow:
-    """One probe's JSD-P gap (``key``: its gap, or its lean, see :func:`axis_key`) at a step S and at
+    """One probe's JSD-P gap (``key``: its gap, or its lean, see :func:`recorded_fairness_key`) at a step S and at
     the final step, and the gain of stopping at S."""
 
     axis: str
@@ -179,7 +188,7 @@ class AxisEffect:
 
 def axes_at(probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, monitored: str | None,
             label: str = "") -> AxisEffect:
-    """Every axis's ``<name>/jsdp/gap`` (or lean, :func:`axis_key`) at ``step`` and at the last probed
+    """Every axis's ``<name>/jsdp/gap`` (or lean, :func:`recorded_fairness_key`) at ``step`` and at the last probed
     step, the fairness gain ``1 - |gap(step)| / |gap(final)|`` and ``<name>/mwu_p/jsdp`` at ``step``
     (NaN where missing, e.g. a step that was not probed, and for a lean, which has no test)."""
     at = next((r for r in probes if int(r["step"]) == step), {})
@@ -187,7 +196,7 @@ def axes_at(probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, mo
     order = sorted(axes, key=lambda name: name != monitored)
     rows = []
     for name in order:
-        key = axis_key(probes, name)
+        key = recorded_fairness_key(probes, name)
         gap, final_gap = metric_value(at, key), metric_value(final, key)
         mwu = metric_value(at, f"{name}/{MWU_KEY}") if key.endswith(GAP_KEY) else math.nan
         rows.append(AxisRow(name, gap, final_gap, gain(gap, final_gap), mwu, name == monitored, key[len(name) + 1:]))

@@ -245,7 +245,7 @@ class FairnessProbe:
         return self.encoded.answers
 
     @functools.cached_property
-    def axis_key(self) -> str:
+    def fairness_key(self) -> str:
         """The key that stands for this probe beside others (stop lines, sudden changes, axes
         figures): ``jsdp/gap``, or ``jsdp/lean`` when no top-level prompt answers either group of
         the gap (a set of only singular-"they" sentences: no gap, only where its mass leans)."""

@@ -2,7 +2,7 @@
 
 A probe may fail on one rank only (an out-of-memory on the rank with the least headroom, a bad
 batch, a bug). Whatever fails, every rank must go on issuing the same collectives in the same
-order, or the others wait forever (NCCL) or abort (gloo). The probe and the monitor therefore
+order, or the others wait forever (NCCL) or abort (gloo). The probe and the tracker therefore
 never let an exception skip a collective: they catch it, take part in one small all-reduce that
 says whether any rank failed, and only then raise, on every rank alike, a :class:`ProbeFailure`
 that names the ranks and the first line of each error.

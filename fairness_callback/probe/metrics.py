@@ -195,7 +195,7 @@ def compute_metrics(
     correct_ranks: torch.Tensor,
     option_probs: torch.Tensor,
     parts: torch.Tensor,
-    labels: Sequence[Mapping[str, object] | str | None],
+    labels: Sequence[Mapping[str, object]],
     sentence_index: torch.Tensor | None = None,
     task: ProbeTask = GENDER_TASK,
 ) -> dict[str, float]:
@@ -206,9 +206,7 @@ def compute_metrics(
     is in one. With ``sentence_index``, also ``ar/gap_ci_low`` / ``ar/gap_ci_high`` and the same for
     ``jsdp``: a 95% bootstrap confidence interval of each gap over sentences.
     """
-    # A plain list of stereotype labels ("pro" / "anti" / None), as this function took before tasks.
-    mappings = [label if isinstance(label, Mapping) else {"stereotype": label} for label in labels]
-    main, subsets = split_subsets(mappings, task)
+    main, subsets = split_subsets(labels, task)
     metrics = _metrics_of(correct, correct_ranks, option_probs, parts, main, sentence_index, task)
     for value, mask in subsets.items():
         if value in task.separate and bool(main.equal(mask)):

@@ -1,4 +1,4 @@
-"""What runs beside training: the monitor that custom loops and both adapters drive, the stop rule,
+"""What runs beside training: the tracker that custom loops and both adapters drive, the stop rule,
 the sudden-change detector, the history file, the metric sinks and the distributed helpers.
 
 Framework-free: Lightning and the Trainer live in :mod:`fairness_callback.integrations`. Nothing is

@@ -12,9 +12,6 @@ name in a suite, else null), ``ranks`` (``{rank: "Type: first line"}``), ``error
 run that wrote it, so one file can hold several runs (two ``fit`` calls in one folder, a resumed
 run, a replay) without mixing them: :func:`history_runs` lists them and :func:`select_run` picks
 one. The live callbacks and the offline replay write the same format.
-
-Files written before run ids existed stay readable: see :func:`split_runs` for how their lines
-are grouped into ``legacy-N`` runs.
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ log = logging.getLogger("fairness_callback")
 HISTORY_FILENAME = "fairness_history.jsonl"
 #: Keys of a run-start line that :meth:`HistoryWriter.start_run` sets itself.
 RUN_START_KEYS = ("event", "run_id", "time", "resumed")
-LEGACY_PREFIX = "legacy-"
 
 
 def new_run_id() -> str:
@@ -224,38 +220,14 @@ def _step(record: dict[str, Any]) -> int | None:
 def split_runs(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The records of each run, keyed by run id, runs in order of first appearance, records in file order.
 
-    A record with a ``run_id`` belongs to that run. Records without one (files written before run
-    ids existed) form **legacy runs**, named ``legacy-1``, ``legacy-2``, ... in file order: a
-    legacy run ends, and the next begins, where a probe's step is not larger than the previous
-    probe's step of the run (a second ``fit`` appended to the same file starts again at a lower
-    step), where a probe follows a stop line, and where a line with a run id comes in between.
-    The split never merges two fits; its cost is that an old *resumed* run, which repeats steps,
-    shows as two legacy runs (both kept, each selectable by id). The names depend only on the
-    legacy lines, which are never appended to, so they stay the same as the file grows.
+    Every line the writer writes carries its run's ``run_id``; a line without one belongs to no run
+    and is left out.
     """
     runs: dict[str, list[dict[str, Any]]] = {}
-    legacy_count = 0
-    legacy: str | None = None  # the open legacy run
-    last_step: int | None = None
-    stopped = False
     for record in records:
         run_id = record.get("run_id")
         if isinstance(run_id, str) and run_id:
-            legacy = None
             runs.setdefault(run_id, []).append(record)
-            continue
-        step = _step(record) if _is_probe(record) else None
-        if legacy is not None and _is_probe(record) and (stopped or (step is not None and last_step is not None
-                                                                     and step <= last_step)):
-            legacy = None
-        if legacy is None:
-            legacy_count += 1
-            legacy, last_step, stopped = f"{LEGACY_PREFIX}{legacy_count}", None, False
-        runs.setdefault(legacy, []).append(record)
-        if _is_probe(record) and step is not None:
-            last_step = step
-        if record.get("event") == "stop":
-            stopped = True
     return runs
 
 
@@ -264,9 +236,8 @@ class RunSummary:
     """One run of a history file: its id, probes, step range, start time and how often it was resumed.
 
     ``start_time`` is the ``time`` of its first run-start line (else of its first timed line; None
-    if none has one). ``resumed`` counts its run-start lines with ``resumed: true``. ``legacy``: a
-    run of lines without a run id (see :func:`split_runs`). ``info`` is its first run-start line
-    without the keys the writer sets (empty for a legacy run).
+    if none has one). ``resumed`` counts its run-start lines with ``resumed: true``. ``info`` is its
+    first run-start line without the keys the writer sets (empty if it has none).
     """
 
     run_id: str
@@ -276,7 +247,6 @@ class RunSummary:
     start_time: float | None
     resumed: int
     num_records: int
-    legacy: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -300,8 +270,7 @@ def _summary(run_id: str, records: Sequence[dict[str, Any]]) -> RunSummary:
     return RunSummary(
         run_id=run_id, num_probes=len(steps), first_step=steps[0] if steps else None,
         last_step=steps[-1] if steps else None, start_time=float(timed[0]) if timed else None,
-        resumed=sum(1 for r in starts if r.get("resumed")), num_records=len(records),
-        legacy=not any(r.get("run_id") == run_id for r in records), info=info,
+        resumed=sum(1 for r in starts if r.get("resumed")), num_records=len(records), info=info,
     )
 
 
@@ -315,17 +284,12 @@ def history_runs(records: Sequence[dict[str, Any]]) -> list[RunSummary]:
 
 def latest_run_id(records: Sequence[dict[str, Any]]) -> str | None:
     """The run the last record belongs to (the run written most recently), or None for no records."""
-    runs = split_runs(records)
-    if not runs:
-        return None
-    last = records[-1]
-    return next(run_id for run_id, run in runs.items() if run[-1] is last)
+    return next((r["run_id"] for r in reversed(records) if isinstance(r.get("run_id"), str) and r["run_id"]), None)
 
 
 def select_run(records: Sequence[dict[str, Any]], run_id: str | None = None, source: str = "history") -> list[dict[str, Any]]:
     """The records of one run, in file order: ``run_id``'s, or the latest run's (the run of the last record).
 
-    Records without any run id form legacy runs (see :func:`split_runs`), selectable as ``legacy-N``.
     A resumed run's lines past its resume step are left out (:func:`without_superseded`).
     No records: an empty list (with ``run_id`` None). Raises ValueError naming ``source`` (e.g. the
     file) and listing the runs with their step ranges when ``run_id`` is not in ``records``.

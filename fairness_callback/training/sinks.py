@@ -1,6 +1,6 @@
-"""Where :class:`~fairness_callback.training.monitor.FairnessMonitor` sends its metrics in a loop of one's own.
+"""Where :class:`~fairness_callback.training.tracker.FairnessTracker` sends its metrics in a loop of one's own.
 
-``FairnessMonitor(log=...)`` takes any of:
+``FairnessTracker(log=...)`` takes any of:
 
 - a callable ``(metrics, step)``: e.g. ``fabric.log_dict``, ``accelerator.log`` or a function of yours;
 - a ``torch.utils.tensorboard.SummaryWriter`` (anything with ``add_scalar``): one scalar per
@@ -21,6 +21,18 @@ from typing import Any, Callable
 MetricsSink = Callable[[dict[str, float], int], None]
 
 
+def write_layout(writer: Any, layout: dict) -> bool:
+    """Write a TensorBoard custom-scalars ``layout`` (see ``FairnessTracker.tensorboard_layout``) with
+    ``writer.add_custom_scalars``; False, writing nothing, when ``writer`` has no such method (or is None).
+
+    The one place a layout is written: :class:`TensorBoardSink` and both callbacks call it.
+    """
+    if writer is None or not hasattr(writer, "add_custom_scalars"):
+        return False
+    writer.add_custom_scalars(layout)
+    return True
+
+
 class TensorBoardSink:
     """Writes each metric with ``add_scalar`` and the custom-scalars layout on first use."""
 
@@ -29,8 +41,7 @@ class TensorBoardSink:
         self.layout = layout
 
     def __call__(self, metrics: dict[str, float], step: int) -> None:
-        if self.layout is not None and hasattr(self.writer, "add_custom_scalars"):
-            self.writer.add_custom_scalars(self.layout)
+        if self.layout is not None and write_layout(self.writer, self.layout):
             self.layout = None
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Iterable, Literal, Mapping
 
@@ -17,7 +17,15 @@ log = logging.getLogger(__name__)
 
 
 class StopReason(str, Enum):
-    """Why :class:`FairnessEarlyStopping` stopped training (or did not)."""
+    """Why :class:`FairnessEarlyStopping` stopped training (or did not).
+
+    When ranks' policies disagree (each sees its own held-out loss), one reason stands for all:
+    the one of highest :attr:`priority` (:meth:`combine`), ``GAP_GREW_NO_LOSS > GAP_GREW >
+    NOT_STOPPED``. Any stop beats not stopping (every rank stops at the same step), and a rank that
+    decided without a held-out loss wins over one that checked it, so the stop line never claims a
+    loss check that some rank did not make. The priority is an int so that one all-reduce (MAX)
+    combines it across ranks.
+    """
 
     NOT_STOPPED = "not_stopped"
     GAP_GREW = "gap_grew"
@@ -25,14 +33,44 @@ class StopReason(str, Enum):
     GAP_GREW_NO_LOSS = "gap_grew_no_loss"
     """The gap exceeded its best for ``patience`` probes; no held-out loss was known."""
 
+    @property
+    def priority(self) -> int:
+        """This reason's rank when reasons are combined (:meth:`combine`): 0 for ``NOT_STOPPED``, higher wins."""
+        return _BY_PRIORITY.index(self)
+
+    @classmethod
+    def from_priority(cls, priority: int) -> "StopReason":
+        """The reason of ``priority`` (the inverse of :attr:`priority`)."""
+        return _BY_PRIORITY[priority]
+
+    @classmethod
+    def combine(cls, reasons: Iterable["StopReason"]) -> "StopReason":
+        """The reason that stands for all of ``reasons`` (e.g. every rank's): the highest :attr:`priority`;
+        ``NOT_STOPPED`` for none."""
+        return max(reasons, key=lambda reason: reason.priority, default=cls.NOT_STOPPED)
+
+
+#: The combination order of :class:`StopReason`, lowest first (:attr:`StopReason.priority` is the index).
+_BY_PRIORITY: tuple[StopReason, ...] = (StopReason.NOT_STOPPED, StopReason.GAP_GREW, StopReason.GAP_GREW_NO_LOSS)
+
 
 @dataclass(frozen=True)
 class StopDecision:
-    """The outcome of one probe: stop or not, why, and a sentence with the numbers."""
+    """The outcome of one probe: stop or not, why, a sentence with the numbers, and the numbers.
+
+    ``value``: the watched value at this probe (``|value|`` with ``use_abs``; NaN as the probe gave
+    it, in warmup too); ``best`` / ``best_step`` / ``wait``: the policy's best value, its step and
+    the count of worse probes after this one (``best`` and ``best_step`` None before any best).
+    A :class:`StopDecision` made by hand may leave the numbers out (None).
+    """
 
     should_stop: bool
     reason: StopReason
     message: str
+    value: float | None = None
+    best: float | None = None
+    best_step: int | None = None
+    wait: int | None = None
 
 
 class FairnessEarlyStopping:
@@ -195,6 +233,12 @@ class FairnessEarlyStopping:
             raise KeyError(f"FairnessEarlyStopping: monitor {self.monitor!r} is not a probe metric "
                            f"(known: {', '.join(sorted(k for k in metrics if k.endswith('gap')))})")
         raw = float(metrics[self.monitor])
+        decision = self._decide(step, metrics, units, raw)
+        return replace(decision, value=abs(raw) if self.use_abs else raw, best=self.best if self.best_step is not None else None,
+                       best_step=self.best_step, wait=self.wait)
+
+    def _decide(self, step: int, metrics: Mapping[str, float], units: GapUnits | None, raw: float) -> StopDecision:
+        """:meth:`step`'s decision on the watched value ``raw`` (the numbers are added by :meth:`step`)."""
         if step < self.warmup_steps:
             return self._go_on(f"step {step} is within warmup_steps={self.warmup_steps}")
         if not math.isfinite(raw):

@@ -1,4 +1,4 @@
-"""DeepSpeed ZeRO-3 on 2 CPU ranks (gloo): the monitor probes the engine, each rank holding half the weights.
+"""DeepSpeed ZeRO-3 on 2 CPU ranks (gloo): the tracker probes the engine, each rank holding half the weights.
 
     torchrun --nproc_per_node=2 tests/dist/deepspeed_zero3.py OUTDIR
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import deepspeed  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from fairness_callback import FairnessMonitor  # noqa: E402
+from fairness_callback import FairnessTracker  # noqa: E402
 from support import make_dataset, make_model, make_tokenizer, small_probe  # noqa: E402
 
 
@@ -33,15 +33,15 @@ def main(outdir: Path) -> None:
     config = {"train_batch_size": 4, "train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 3},
               "optimizer": {"type": "AdamW", "params": {"lr": 1e-2, "torch_adam": True}}}
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
-    monitor = FairnessMonitor(every_n_steps=2, probe=probe)
-    before = monitor.start(engine)
+    tracker = FairnessTracker(every_n_steps=2, probe=probe)
+    before = tracker.start(engine)
     data = make_dataset(tokenizer, n=16)
     outcomes = []
     for step in range(2):
         batch = data[4 * step + 2 * rank : 4 * step + 2 * rank + 2]
         engine.backward(engine(**batch).loss)
         engine.step()
-        outcomes.append(monitor.step(engine, step + 1))
+        outcomes.append(tracker.step(engine, step + 1))
     report = {"reference": reference, "before": before.metrics, "after": outcomes[-1].metrics,
               "probed": [o.probed for o in outcomes], "engine": type(engine).__name__,
               "partitioned": hasattr(next(engine.module.parameters()), "ds_id"),

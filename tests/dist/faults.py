@@ -1,6 +1,6 @@
 """One rank's probe fails, two gloo ranks train on: issue #18's faults, injected. Run by tests/test_faults_distributed.py.
 
-    torchrun --nproc_per_node=2 tests/dist/faults.py OUTDIR monitor|hf
+    torchrun --nproc_per_node=2 tests/dist/faults.py OUTDIR tracker|hf
     python tests/dist/faults.py OUTDIR lightning        (Lightning starts rank 1 itself)
 
 Every scenario of :data:`SCENARIOS` trains the tiny model for 6 steps on both ranks (DDP, so a
@@ -26,7 +26,7 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 from support import Fault, ScriptedGapProbe, make_dataset, make_model, make_tokenizer  # noqa: E402
 
-from fairness_callback import FairnessEarlyStopping, FairnessMonitor, FairnessProbe, ProbeSet  # noqa: E402
+from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet  # noqa: E402
 
 #: name: (where, failing rank, in the second probe of a suite)
 SCENARIOS = {
@@ -46,7 +46,7 @@ STEPS = 6
 
 
 def probes_for(tokenizer, model, scenario: str, rank: int) -> dict:
-    """The monitor's ``probe`` / ``probes`` arguments for ``scenario``, with its fault on ``rank``."""
+    """The tracker's ``probe`` / ``probes`` arguments for ``scenario``, with its fault on ``rank``."""
     where, failing, in_suite = SCENARIOS[scenario]
     # The gap grows at every probe that succeeds: patience 2 stops at step 4, or at 6 when step 2 failed.
     gender = ScriptedGapProbe(tokenizer, GAPS)
@@ -70,30 +70,30 @@ def outcome_record(outcome) -> dict:
             "failures": {str(name): {str(r): text for r, text in ranks.items()} for name, ranks in outcome.failures.items()}}
 
 
-def run_monitor(outdir: Path, scenario: str, tokenizer, rank: int) -> dict:
+def run_tracker(outdir: Path, scenario: str, tokenizer, rank: int) -> dict:
     model = make_model(tokenizer)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    monitor = FairnessMonitor(every_n_steps=2, early_stopping=stopping(scenario),
-                              history_path=outdir / "monitor" / scenario / "h.jsonl", **probes_for(tokenizer, model, scenario, rank))
+    tracker = FairnessTracker(every_n_steps=2, early_stopping=stopping(scenario),
+                              history_path=outdir / "tracker" / scenario / "h.jsonl", **probes_for(tokenizer, model, scenario, rank))
     data = make_dataset(tokenizer, n=64)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=1e-2)
-    outcomes = [monitor.start(ddp)]
+    outcomes = [tracker.start(ddp)]
     step = 0
     for step in range(1, STEPS + 1):
         batch = {k: torch.stack([data[2 * step + rank + 16 * i][k] for i in range(2)]) for k in ("input_ids", "attention_mask", "labels")}
         ddp(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        monitor.update_loss({"val_loss": 1.0})
-        outcome = monitor.step(ddp, step)
+        tracker.update_loss({"val_loss": 1.0})
+        outcome = tracker.step(ddp, step)
         if outcome.probed:
             outcomes.append(outcome)
         if outcome.should_stop:
             break
-    reason = monitor.stopped_reason
+    reason = tracker.stopped_reason
     return {"outcomes": [outcome_record(o) for o in outcomes], "final_step": step,
-            "stopped_reason": reason.value if reason else None, "last_metrics": monitor.last_metrics,
-            "batch_limit": getattr(monitor.probe, "batch_limit", None)}
+            "stopped_reason": reason.value if reason else None, "last_metrics": tracker.last_metrics,
+            "batch_limit": getattr(tracker.probe, "batch_limit", None)}
 
 
 def run_hf(outdir: Path, scenario: str, tokenizer, rank: int) -> dict:
@@ -107,7 +107,7 @@ def run_hf(outdir: Path, scenario: str, tokenizer, rank: int) -> dict:
 
     class Recorder(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if callback.monitor.last_probed_step == state.global_step:
+            if callback.tracker.last_probed_step == state.global_step:
                 seen.append({"step": state.global_step, "stop": bool(control.should_training_stop)})
 
     args = TrainingArguments(
@@ -152,10 +152,10 @@ def main(outdir: Path, framework: str) -> None:
             report[scenario], rank = run_lightning(outdir, scenario, tokenizer)
     else:
         rank = int(os.environ["RANK"])
-        if framework == "monitor":
+        if framework == "tracker":
             dist.init_process_group("gloo")  # the HF Trainer starts its own
         for scenario in SCENARIOS:
-            report[scenario] = (run_monitor if framework == "monitor" else run_hf)(outdir, scenario, tokenizer, rank)
+            report[scenario] = (run_tracker if framework == "tracker" else run_hf)(outdir, scenario, tokenizer, rank)
     (outdir / f"{framework}-rank{rank}.json").write_text(json.dumps(report, allow_nan=True))
     dist.barrier()  # rank 0 is the process the test waits for: rank 1's file must be written first
 

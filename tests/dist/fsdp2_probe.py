@@ -4,8 +4,8 @@ Run by tests/test_lightning_callback.py as
 ``python -m torch.distributed.run --standalone --nproc_per_node=2 tests/dist/fsdp2_probe.py OUTDIR``.
 Two parts, one after the other, each sharding every layer of the tiny GPT-NeoX and the root:
 
-- ``loop``: a plain torch loop driving ``FairnessMonitor``: two optimizer steps on each rank's
-  own batches, ``monitor.step`` after each (due at step 2).
+- ``loop``: a plain torch loop driving ``FairnessTracker``: two optimizer steps on each rank's
+  own batches, ``tracker.step`` after each (due at step 2).
 - ``lightning``: Lightning's ``ModelParallelStrategy`` (FSDP2 in ``configure_model``), two steps
   with the FairnessCallback probing every 2 (``last_metrics`` is the step-2 probe).
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support import make_dataset, make_model, small_probe  # noqa: E402
 from test_lightning_callback import TinyLM, shared_tokenizer  # noqa: E402
 
-from fairness_callback import FairnessMonitor  # noqa: E402
+from fairness_callback import FairnessTracker  # noqa: E402
 from fairness_callback.integrations.lightning import FairnessCallback  # noqa: E402
 
 
@@ -51,21 +51,21 @@ def save_full_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def loop(outdir: Path) -> dict[str, float]:
-    """Two plain-torch optimizer steps on the sharded model, ``FairnessMonitor.step`` after each."""
+    """Two plain-torch optimizer steps on the sharded model, ``FairnessTracker.step`` after each."""
     rank = dist.get_rank()
     tokenizer = shared_tokenizer()
     model = make_model(tokenizer)
     shard(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     data = make_dataset(tokenizer, n=16)
-    monitor = FairnessMonitor(every_n_steps=2, probe=small_probe(tokenizer), history_path=outdir / "loop_history.jsonl")
+    tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer), history_path=outdir / "loop_history.jsonl")
     outcomes = []
     for step in range(2):
         batch = data[4 * step + 2 * rank : 4 * step + 2 * rank + 2]
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        outcomes.append(monitor.step(model, step + 1))
+        outcomes.append(tracker.step(model, step + 1))
     assert [o.probed for o in outcomes] == [False, True], outcomes
     save_full_weights(model, outdir / "loop_weights.pt")
     return outcomes[-1].metrics

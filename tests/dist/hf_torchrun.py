@@ -60,7 +60,7 @@ def main(outdir: Path) -> None:
     trainer = train(outdir, "stop", tokenizer, callback, max_steps=10)
     (outdir / f"stop-rank{rank}.json").write_text(json.dumps(
         {"global_step": trainer.state.global_step, "stopped_reason": callback.stopped_reason,
-         "message": callback.monitor.stop_message}))
+         "message": callback.tracker.stop_message}))
 
     dist.barrier()
     dist.destroy_process_group()

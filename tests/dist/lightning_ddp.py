@@ -57,7 +57,7 @@ class ProbeRecorder(pl.Callback):
         self._record(trainer.global_step)
 
     def _record(self, step: int) -> None:
-        probed = self.fairness.monitor.last_probed_step == step
+        probed = self.fairness.tracker.last_probed_step == step
         if probed and (not self.probes or self.probes[-1]["step"] != step):
             self.probes.append({"step": step, "metrics": self.fairness.last_metrics})
 

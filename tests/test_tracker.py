@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fairness_callback.training import monitor as monitor_module
-from fairness_callback.training.monitor import FairnessMonitor
+from fairness_callback.training import tracker as tracker_module
+from fairness_callback.training.tracker import FairnessTracker
 
 
 class FakeClock:
@@ -29,26 +29,26 @@ class TwoSecondProbe:
 
 def test_budget_sets_the_interval_from_measured_probe_and_step_times(monkeypatch, caplog):
     clock = FakeClock()
-    monkeypatch.setattr(monitor_module.time, "perf_counter", clock)
-    monitor = FairnessMonitor(every_n_steps=10, probe=TwoSecondProbe(clock), probe_budget=0.02)
-    monitor.setup()
-    assert monitor.is_due(0)
-    monitor.run_probe(model=None, step=0)
-    assert monitor.every_n_steps == 10  # no training step measured yet
+    monkeypatch.setattr(tracker_module.time, "perf_counter", clock)
+    tracker = FairnessTracker(every_n_steps=10, probe=TwoSecondProbe(clock), probe_budget=0.02)
+    tracker.setup()
+    assert tracker.is_due(0)
+    tracker.probe_now(model=None, step=0)
+    assert tracker.every_n_steps == 10  # no training step measured yet
     for step in range(1, 11):
         clock.now += 1.0  # one second a training step
-        due = monitor.is_due(step)
+        due = tracker.is_due(step)
     assert due
     with caplog.at_level("WARNING", logger="fairness_callback"):
-        monitor.run_probe(model=None, step=10)
+        tracker.probe_now(model=None, step=10)
     # 2 s probes at 2% of 1 s steps: every ceil(2 / 0.02) = 100 steps
-    assert monitor.every_n_steps == 100
+    assert tracker.every_n_steps == 100
     assert "probing every 100 steps from now (was 10)" in caplog.text
-    assert monitor.state_dict()["every_n_steps"] == 100
-    monitor.reset()
-    assert monitor.every_n_steps == 10
+    assert tracker.state_dict()["every_n_steps"] == 100
+    tracker.reset()
+    assert tracker.every_n_steps == 10
 
 
 def test_budget_must_be_a_fraction():
     with pytest.raises(ValueError, match="probe_budget"):
-        FairnessMonitor(every_n_steps=10, probe_budget=2.0)
+        FairnessTracker(every_n_steps=10, probe_budget=2.0)

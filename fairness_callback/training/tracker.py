@@ -1,9 +1,9 @@
 """The engine behind both training callbacks, and the API for a training loop of one's own.
 
-:class:`FairnessMonitor` decides when to probe, runs the probe on every rank, keeps the history
+:class:`FairnessTracker` decides when to probe, runs the probe on every rank, keeps the history
 file, logs, and takes the one stop vote. The adapters (``integrations/hf.py``,
 ``integrations/lightning.py``) only translate their framework's events into
-:meth:`FairnessMonitor.start` / :meth:`FairnessMonitor.step` / :meth:`FairnessMonitor.update_loss`
+:meth:`FairnessTracker.start` / :meth:`FairnessTracker.step` / :meth:`FairnessTracker.update_loss`
 calls and act on what comes back; a custom loop calls the same three. Everything here is
 framework-free.
 """
@@ -91,7 +91,7 @@ def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | 
 
 @dataclass
 class ProbeOutcome:
-    """What :meth:`FairnessMonitor.step` did at one step.
+    """What :meth:`FairnessTracker.step` did at one step.
 
     ``metrics`` is None when no probe ran (not due) or the probe failed (``failed``; in a suite,
     the probes that succeeded on every rank keep their metrics); ``should_stop`` is the same on
@@ -115,19 +115,19 @@ def check_interval(every_n_steps: Any) -> int:
     return int(every_n_steps)
 
 
-class FairnessMonitor:
+class FairnessTracker:
     """Probe the model's gender bias every N optimizer steps, log it, keep a history, vote to stop.
 
     The engine of both callbacks, and the API for a loop of one's own::
 
-        monitor = FairnessMonitor(tokenizer=tok, every_n_steps=200, early_stopping=FairnessEarlyStopping(),
+        tracker = FairnessTracker(tokenizer=tok, every_n_steps=200, early_stopping=FairnessEarlyStopping(),
                                   history_path="runs/x/fairness_history.jsonl", log=writer)
-        monitor.start(model)                          # the step-0 probe (probe_at_start)
+        tracker.start(model)                          # the step-0 probe (probe_at_start)
         for step in range(1, max_steps + 1):
             ...                                       # forward, backward, optimizer.step()
             if step % eval_every == 0:
-                monitor.update_loss({"val_loss": val_loss})
-            outcome = monitor.step(model, step)       # probes when due, on every rank
+                tracker.update_loss({"val_loss": val_loss})
+            outcome = tracker.step(model, step)       # probes when due, on every rank
             if outcome.should_stop:
                 break
 
@@ -211,7 +211,7 @@ class FairnessMonitor:
         self.on_error = on_error
         self.log_all_metrics = log_all_metrics
         self.autocast = autocast
-        #: What drives this monitor, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
+        #: What drives this tracker, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
         self.framework = "custom"
         if early_stopping is not None and early_stopping.loss_key is None:
             early_stopping.loss_key = loss_key
@@ -250,7 +250,7 @@ class FairnessMonitor:
             tokenizer = self.tokenizer if self.tokenizer is not None else tokenizer
             if tokenizer is None:
                 raise ValueError(
-                    "FairnessMonitor needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
+                    "FairnessTracker needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
                     "tokenizer=..., or give the trainer / LightningModule a tokenizer"
                 )
             self.probe = FairnessProbe(tokenizer)
@@ -280,7 +280,7 @@ class FairnessMonitor:
                 writer.start_run({**self.run_info(), "step": step}, resumed=self._resumed)
                 self._writer = writer
             except OSError as error:
-                problem = (f"FairnessMonitor: history_path {self.history_path} cannot be written ({error}); "
+                problem = (f"FairnessTracker: history_path {self.history_path} cannot be written ({error}); "
                            "give a writable history_path, or history_path=None for no history")
         self.run_id, problem = from_rank_zero((run_id, problem))
         if problem is not None:
@@ -326,14 +326,15 @@ class FairnessMonitor:
             return dict(self.probe.tasks)
         return {None: getattr(self.probe, "task", GENDER_TASK)}
 
-    def gap_keys(self) -> list[str]:
-        """The key that stands for every probe (``jsdp/gap``, or ``<name>/jsdp/gap`` for several; a probe
-        with no gap, e.g. only singular-"they" sentences, ``jsdp/lean``: see ``FairnessProbe.axis_key``)."""
-        keys = {name: getattr(probe, "axis_key", "jsdp/gap") for name, probe in self._named_probes().items()}
+    def fairness_keys(self) -> list[str]:
+        """The key that stands for each probe, its gap or its lean: ``jsdp/gap``, or ``<name>/jsdp/gap`` for
+        several; a probe with no gap, e.g. only singular-"they" sentences, ``jsdp/lean`` (see
+        ``FairnessProbe.fairness_key``). Each gets a sudden-change flag and a place in the stop line."""
+        keys = {name: getattr(probe, "fairness_key", "jsdp/gap") for name, probe in self._named_probes().items()}
         return [f"{name}/{key}" if name else key for name, key in keys.items()]
 
     def tensorboard_layout(self, prefix: str = "fairness/") -> dict:
-        """The custom-scalars layout of this monitor's probes (see :func:`tensorboard_layout`)."""
+        """The custom-scalars layout of this tracker's probes (see :func:`tensorboard_layout`)."""
         return tensorboard_layout(prefix, self.tasks)
 
     def run_info(self) -> dict[str, Any]:
@@ -352,7 +353,7 @@ class FairnessMonitor:
         self.begin(model, step)
         self._clock = (time.perf_counter(), step)
         if self.probe_at_start and self.last_probed_step != step:
-            return self.run_probe(model, step, autocast)
+            return self.probe_now(model, step, autocast)
         return ProbeOutcome(step, None, False)
 
     def step(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
@@ -360,7 +361,7 @@ class FairnessMonitor:
         self.begin(model, step)
         if not self.is_due(step):
             return ProbeOutcome(step, None, False)
-        return self.run_probe(model, step, autocast)
+        return self.probe_now(model, step, autocast)
 
     def is_due(self, step: int) -> bool:
         """True if ``step`` is a multiple of the interval and not probed yet."""
@@ -387,7 +388,7 @@ class FairnessMonitor:
         return {f"fairness/{k}": float(metrics[k]) for k in keys}
 
     # -- the probe ------------------------------------------------------------------------------
-    def run_probe(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def probe_now(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
         """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
         Every rank makes the same collectives whatever fails (see
@@ -396,7 +397,7 @@ class FairnessMonitor:
         ``probe_failed`` line; the probes of a suite that succeeded keep their metrics, their
         probe line and the stop vote. One all-reduce then carries the stop vote, the budget
         interval and the failure flags, so every rank stops, raises and probes at the same steps.
-        ``autocast`` (a context manager) overrides the monitor's own ``autocast`` for this probe.
+        ``autocast`` (a context manager) overrides the tracker's own ``autocast`` for this probe.
         """
         self.begin(model, step)
         self.last_probed_step = step
@@ -432,9 +433,9 @@ class FairnessMonitor:
             sink_error = self._send(result.metrics, step)
         interval = self._budget_interval(step, seconds)
         self._probe_seconds_total += time.perf_counter() - start
-        codes = list(StopReason)
-        # The higher code wins when ranks' policies disagree (they can see different held-out losses).
-        wanted = codes.index(decision.reason) if decision is not None and decision.should_stop else 0
+        # Ranks' policies can disagree (they can see different held-out losses): the reason of highest
+        # priority stands for all (StopReason.combine, as one all-reduce MAX of the priorities).
+        wanted = decision.reason.priority if decision is not None and decision.should_stop else StopReason.NOT_STOPPED.priority
         reason_code, interval, failed, sink_failed = max_over_ranks(
             [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)])
         if (failed or sink_failed) and self.on_error == "raise":
@@ -449,11 +450,12 @@ class FairnessMonitor:
         metrics = result.metrics if result is not None else None
         if metrics is not None:
             self.last_metrics = metrics
-        message = ""
-        if reason_code > 0:
+        message, reason = "", StopReason.from_priority(reason_code)
+        stops = reason is not StopReason.NOT_STOPPED
+        if stops:
             own = decision.message if decision is not None and decision.should_stop else None
-            message = self._record_stop(step, codes[reason_code], own)
-        return ProbeOutcome(step, metrics, reason_code > 0, message, probed=True, failed=bool(failed),
+            message = self._record_stop(step, reason, own)
+        return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed),
                             failures=run.failures)
 
     def _merged(self, results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
@@ -507,17 +509,17 @@ class FairnessMonitor:
     def _note_gaps(self, step: int, result: ProbeResult) -> None:
         """Each probe's key gap at ``step`` for the stop line, and its sudden-change flag."""
         self._sudden = {}
-        for key in self.gap_keys():
+        for key in self.fairness_keys():
             value = result.metrics.get(key, float("nan"))
             self._sudden[key] = self.sudden_change.setdefault(key, SuddenChangeDetector()).update(value)
             if self._sudden[key]:
                 log.info("fairness probe at step %d: sudden change of %s to %.4g", step, key, value)
-        self._gaps[step] = {key: result.metrics.get(key) for key in self.gap_keys()}
+        self._gaps[step] = {key: result.metrics.get(key) for key in self.fairness_keys()}
 
     def _units(self, results: Mapping[str | None, ProbeResult]) -> dict[str, GapUnits]:
         """Per-sentence values of each probe's gap and of the monitored gap (for the paired bootstrap
         of ``FairnessEarlyStopping(test="bootstrap")``, and kept in the history for offline rules)."""
-        keys = dict.fromkeys(self.gap_keys() + ([self.early_stopping.monitor] if self.early_stopping else []))
+        keys = dict.fromkeys(self.fairness_keys() + ([self.early_stopping.monitor] if self.early_stopping else []))
         probes = self._named_probes()
         units: dict[str, GapUnits] = {}
         for key in keys:
@@ -549,7 +551,7 @@ class FairnessMonitor:
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         best_step = stopping.best_step if stopping else None
         others = {key: {"at_stop": self._gaps.get(step, {}).get(key), "at_best": self._gaps.get(best_step, {}).get(key)}
-                  for key in self.gap_keys() if not stopping or key != stopping.monitor}
+                  for key in self.fairness_keys() if not stopping or key != stopping.monitor}
         if len(self.tasks) > 1 and others:
             def show(value):
                 return "n/a" if value is None or value != value else f"{value:+.4g}"
@@ -594,10 +596,7 @@ class FairnessMonitor:
         self.last_probed_step = state.get("last_probed_step")
         self.latest_loss = state.get("latest_loss")
         self.every_n_steps = state.get("every_n_steps", self.every_n_steps)
-        saved = state.get("sudden_change") or {}
-        if "changes" in saved:  # a checkpoint of one probe from before several probes were supported
-            saved = {"jsdp/gap": saved}
-        for key, detector_state in saved.items():
+        for key, detector_state in (state.get("sudden_change") or {}).items():
             self.sudden_change.setdefault(key, SuddenChangeDetector()).load_state_dict(detector_state)
         if self.early_stopping is not None and state.get("early_stopping"):
             self.early_stopping.load_state_dict(state["early_stopping"])

@@ -1,0 +1,97 @@
+"""What the Hugging Face and the Lightning callbacks share: :class:`TrackerAdapter`.
+
+Framework-free (it imports neither ``transformers`` nor ``lightning``): each adapter subclasses it
+beside its framework's callback class and only translates that framework's events into
+:class:`~fairness_callback.training.tracker.FairnessTracker` calls.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping
+
+from ..probe import FairnessProbe
+from ..training.sinks import write_layout
+from ..training.stopping import FairnessEarlyStopping, StopReason
+from ..training.tracker import FairnessTracker
+
+
+class TrackerAdapter:
+    """The part of a training callback that holds its :class:`~fairness_callback.FairnessTracker`.
+
+    Args:
+        every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
+            log_all_metrics, probe_budget, probes: passed to the tracker; each is documented once, in
+            :class:`~fairness_callback.FairnessTracker`. What an adapter sets differently:
+            ``log`` (metrics go through the framework's own loggers), ``loss_key`` (the
+            framework's held-out loss: :attr:`loss_key`), the default ``history_path`` (the run's
+            output folder) and the default tokenizer (the framework's); each adapter's docstring
+            says which. ``on_error="raise"`` ends training with the error.
+
+    Attributes:
+        tracker: the :class:`~fairness_callback.FairnessTracker` this callback drives.
+        last_metrics: the latest probe's metrics (same keys as ``ProbeResult.metrics``), identical on every rank.
+        stopped_reason: a :class:`~fairness_callback.StopReason` once fairness early stopping fired, else None.
+        stop_message: the stop line once fairness early stopping fired, else None.
+        history_path: the history file of the run (None before the framework gave its folder, or no history).
+    """
+
+    #: What drives the tracker, for the run-start line of the history.
+    framework: str = "custom"
+    #: The framework's held-out loss, the tracker's ``loss_key``.
+    loss_key: str = "val_loss"
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        probe: FairnessProbe | None = None,
+        tokenizer: Any = None,
+        early_stopping: FairnessEarlyStopping | None = None,
+        probe_at_start: bool = True,
+        history_path: str | os.PathLike | None = None,
+        on_error: Literal["warn", "raise"] = "warn",
+        log_all_metrics: bool = False,
+        probe_budget: float | None = None,
+        probes: Mapping[str, FairnessProbe] | None = None,
+    ) -> None:
+        super().__init__()
+        self.tracker = FairnessTracker(
+            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
+            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
+            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key=self.loss_key,
+        )
+        self.tracker.framework = self.framework
+        self._layout_written = False
+
+    @property
+    def last_metrics(self) -> dict[str, float] | None:
+        return self.tracker.last_metrics
+
+    @property
+    def stopped_reason(self) -> StopReason | None:
+        return self.tracker.stopped_reason
+
+    @property
+    def stop_message(self) -> str | None:
+        return self.tracker.stop_message
+
+    @property
+    def history_path(self) -> Path | None:
+        return self.tracker.history_path
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this callback: the tracker's state (see ``FairnessTracker.state_dict``)."""
+        return self.tracker.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a resumed run continues its run id and its early-stopping count)."""
+        self.tracker.load_state_dict(state_dict)
+
+    def _write_layout(self, writers: Iterable[Any], prefix: str = "fairness/") -> None:
+        """The tracker's custom-scalars layout to each TensorBoard writer of ``writers`` (see
+        :func:`~fairness_callback.training.sinks.write_layout`); marks it written if one took it."""
+        layout = self.tracker.tensorboard_layout(prefix=prefix)
+        for writer in writers:
+            if write_layout(writer, layout):
+                self._layout_written = True
