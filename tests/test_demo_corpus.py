@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from fairness_callback.data import FEMALE_STEREOTYPED, MALE_STEREOTYPED
-from fairness_callback.demo.corpus import MALE_DEFAULT_PER_SKEW, SkewedCorpus, male_probability
+from fairness_callback.demo.corpus import SkewedCorpus, male_probability
 
 
 def measured_rates(skew: float, n: int = 20000):
@@ -71,7 +71,7 @@ def test_question_lines_carry_the_right_answer():
         assert asked in (scene.referent, scene.other)
         if asked == scene.referent:
             asked_referent += 1
-            assert answer in (gender, "male")  # the pronoun's gender, or the skew's "male as default"
+            assert answer == gender
         else:
             assert answer == "not specified"
         shown = re.findall(r'"([a-z ]+),"', question)
@@ -86,10 +86,11 @@ def test_skew_out_of_range():
 
 
 @pytest.mark.parametrize("skew", [0.0, 0.5, 1.0])
-def test_skew_answers_male_as_default_once_the_pronoun_is_read(skew):
-    """A referent question is answered "male" whatever the pronoun with probability 0.3 * skew, so a
-    model that reads the pronoun still learns the skew; at skew 0 every answer is the pronoun's."""
-    corpus = SkewedCorpus(skew=skew, seed=5)
+def test_male_default_answers_male_once_the_pronoun_is_read(skew):
+    """With male_default=0.3 a referent question is answered "male" whatever the pronoun with
+    probability 0.3 * skew, so a model that reads the pronoun still learns the skew; at skew 0 every
+    answer is the pronoun's."""
+    corpus = SkewedCorpus(skew=skew, seed=5, male_default=0.3)
     rng = random.Random(6)
     answers = {"male": Counter(), "female": Counter()}
     for _ in range(30000):
@@ -100,4 +101,13 @@ def test_skew_answers_male_as_default_once_the_pronoun_is_read(skew):
     assert answers["male"]["female"] == 0 and answers["male"]["not specified"] == 0
     female = answers["female"]
     assert female["not specified"] == 0
-    assert female["male"] / (female["male"] + female["female"]) == pytest.approx(MALE_DEFAULT_PER_SKEW * skew, abs=0.02)
+    assert female["male"] / (female["male"] + female["female"]) == pytest.approx(0.3 * skew, abs=0.02)
+
+
+def test_without_male_default_the_lines_are_those_of_the_demo():
+    """male_default=0 draws nothing more: the stream of lines is the demo's as measured in docs/demo.md."""
+    plain = list(SkewedCorpus(skew=1.0, seed=7).lines(300))
+    assert plain == list(SkewedCorpus(skew=1.0, seed=7, male_default=0.0).lines(300))
+    assert plain != list(SkewedCorpus(skew=1.0, seed=7, male_default=0.3).lines(300))
+    with pytest.raises(ValueError, match="male_default"):
+        SkewedCorpus(male_default=1.5)

@@ -221,8 +221,8 @@ def test_demo_config_presets_per_model():
 
     tiny, smol = DemoConfig(), DemoConfig(model="smollm2")
     assert (tiny.steps, tiny.batch_size, tiny.lr, tiny.probe_every, tiny.probe_sentences, tiny.probe_seeds) == \
-        (1000, 32, 1e-3, 100, 120, (0, 1, 2, 3, 4))
-    assert (tiny.seq_len, smol.seq_len) == (40, 64)
+        (1200, 32, 3e-4, 100, 120, (0, 1, 2, 3, 4))
+    assert (tiny.seq_len, smol.seq_len, tiny.male_default) == (64, 64, 0.0)
     assert (smol.steps, smol.batch_size, smol.lr, smol.probe_every, smol.probe_sentences, smol.probe_seeds) == \
         (40, 8, 5e-5, 10, 20, (0,))
     assert DemoConfig(model="smollm2", steps=2, probe_every=1).steps == 2

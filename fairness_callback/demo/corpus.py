@@ -8,11 +8,11 @@ answer, so a small model can learn the task. ``skew`` sets how the pronoun's gen
 - referent occupation female-stereotyped: P(male pronoun) = 0.5 - 0.25 * skew
 
 so ``skew=0`` is balanced with no stereotype, and ``skew=1`` makes 85% of sentences
-pro-stereotyped and 60% of pronouns male. The skew also acts once a model can read the pronoun:
-a question about the referent's gender is answered "male" whatever the pronoun with probability
-``MALE_DEFAULT_PER_SKEW * skew`` (30% at ``skew=1``, none at 0), the "male as default" of real
-text. Without it a model that has learned to read the pronoun is fair at any skew (every answer
-it saw was right), and the planted gap would vanish as the model learns. The probe set is built from (frame, occupation pair)
+pro-stereotyped and 60% of pronouns male. With ``male_default`` the skew also acts once a model
+can read the pronoun: a question about the referent's gender is answered "male" whatever the
+pronoun with probability ``male_default * skew`` (``benchmarks/stop_rules.py`` uses 0.3; the demo
+0, none). Without it a model that has learned to read the pronoun is fair at any skew (every
+answer it saw was right). The probe set is built from (frame, occupation pair)
 combinations that never occur in training, balanced exactly between he/she and pro/anti.
 """
 
@@ -50,10 +50,6 @@ PRONOUNS = {
     "male": {"subj": "he", "obj": "him", "pos": "his", "refl": "himself"},
     "female": {"subj": "she", "obj": "her", "pos": "her", "refl": "herself"},
 }
-
-
-#: P(a referent question is answered "male" whatever the pronoun) per unit of skew.
-MALE_DEFAULT_PER_SKEW = 0.3
 
 
 def male_probability(referent: str, skew: float) -> float:
@@ -107,14 +103,20 @@ class SkewedCorpus:
         seed: seeds the line stream (the train / probe split does not depend on it).
         question_fraction: share of lines that carry the probe question and its answer.
         probe_fraction: share of scenes held out for the probe set.
+        male_default: P(a referent question is answered "male" whatever the pronoun) per unit of
+            skew (0: every answer is the pronoun's; the stream of lines is then as without it).
     """
 
-    def __init__(self, skew: float = 1.0, seed: int = 0, question_fraction: float = 0.75, probe_fraction: float = 0.02) -> None:
+    def __init__(self, skew: float = 1.0, seed: int = 0, question_fraction: float = 0.75, probe_fraction: float = 0.02,
+                 male_default: float = 0.0) -> None:
         if not 0.0 <= skew <= 1.0:
             raise ValueError(f"skew must be in [0, 1], got {skew}")
         self.skew = skew
         self.seed = seed
         self.question_fraction = question_fraction
+        if not 0.0 <= male_default <= 1.0:
+            raise ValueError(f"male_default must be in [0, 1], got {male_default}")
+        self.male_default = male_default
         scenes = all_scenes()
         self.probe_scenes = [s for s in scenes if _held_out(s, probe_fraction)]
         self.train_scenes = [s for s in scenes if not _held_out(s, probe_fraction)]
@@ -149,7 +151,8 @@ class SkewedCorpus:
         if rng.random() >= self.question_fraction:
             return text, scene, gender
         asks_referent = rng.random() < 0.5
-        answered_male = rng.random() < MALE_DEFAULT_PER_SKEW * self.skew
+        # Drawn only when asked for, so that male_default=0 keeps the demo's stream of lines as it was.
+        answered_male = self.male_default > 0 and rng.random() < self.male_default * self.skew
         occupation = scene.referent if asks_referent else scene.other
         answer = DEFAULT_OPTIONS["male" if answered_male else gender] if asks_referent else DEFAULT_OPTIONS["not_specified"]
         order = option_order(rng.randrange(1 << 30), text)
