@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .data.registry import ProbeSetSpec
@@ -343,7 +344,8 @@ def run_replay(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import json
 
-    from .demo.run import DemoConfig, ProbeSetError, train_demo as demo
+    from .demo.run import DemoConfig, ProbeSetError
+    from .demo.run import train_demo as demo
 
     check_axis_options(args)
     config = DemoConfig(out=Path(args.out), model=args.model, steps=args.steps, skew=args.skew, framework=args.framework,

@@ -12,8 +12,8 @@ import hashlib
 import json
 import struct
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 

@@ -19,7 +19,7 @@ def test_short_demo_writes_history_figure_and_tensorboard(framework, tmp_path, c
     history = read_history(out / "fairness_history.jsonl")
     probes = [r for r in history if r["event"] == "probe"]
     assert [r["step"] for r in probes] == [0, 10, 20]
-    assert all(0 < r["ar/male"] and 0 <= r["jsdp/female"] <= 0.5 for r in probes)
+    assert all(r["ar/male"] > 0 and 0 <= r["jsdp/female"] <= 0.5 for r in probes)
     assert (out / "fairness_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard event file"
     assert f"tensorboard --logdir {out}" in printed

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeResult, StopReason
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeResult, StopReason
 from fairness_callback.probe.scoring import OptionScores
 from fairness_callback.training.history import history_runs, read_history, select_run
 from support import small_probe

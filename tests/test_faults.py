@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet, StopReason
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeSet, StopReason
+from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from fairness_callback.probe.faults import ProbeFailure, describe, is_out_of_memory
 from fairness_callback.training.history import HistoryWriter, read_history, read_run
-from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from support import Fault, ScriptedGapProbe, make_model, make_tokenizer, small_probe
 
 

@@ -16,8 +16,8 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
 from fairness_callback import FairnessEarlyStopping, StopReason
-from fairness_callback.training.history import read_history
 from fairness_callback.integrations.hf import STATE_KEY, FairnessCallback
+from fairness_callback.training.history import read_history
 from fairness_callback.training.tracker import HEADLINE_METRICS
 from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, read_wandb_run, small_probe, weights_digest
 

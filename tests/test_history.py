@@ -47,10 +47,14 @@ def test_malformed_line_names_file_and_line(tmp_path):
 # -- runs ----------------------------------------------------------------------------------------
 import re  # noqa: E402
 
-from fairness_callback.training.history import (  # noqa: E402
-    history_runs, latest_run_id, new_run_id, read_run, select_run,
-)
 from fairness_callback.offline.plots import probe_records  # noqa: E402
+from fairness_callback.training.history import (  # noqa: E402
+    history_runs,
+    latest_run_id,
+    new_run_id,
+    read_run,
+    select_run,
+)
 
 
 def probe(step, gap=0.0, **extra):

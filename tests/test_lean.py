@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from fairness_callback import FairnessTracker, FairnessProbe, ProbeSet
-from fairness_callback.training.history import read_history
-from fairness_callback.probe.metrics import compute_metrics
+from fairness_callback import FairnessProbe, FairnessTracker, ProbeSet
 from fairness_callback.offline.report import write_report
+from fairness_callback.probe.metrics import compute_metrics
 from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from fairness_callback.training.history import read_history
 
 
 def _by_hand(records, group: str, toward: str, away: str) -> float:

@@ -24,10 +24,18 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, StopReason
-from fairness_callback.training.history import read_history
 from fairness_callback.integrations.lightning import FairnessCallback
-from support import (FailingProbe, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe,
-                     weights_digest)
+from fairness_callback.training.history import read_history
+from support import (
+    FailingProbe,
+    ScriptedGapProbe,
+    make_dataset,
+    make_model,
+    make_tokenizer,
+    read_wandb_run,
+    small_probe,
+    weights_digest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "tests" / "dist"
@@ -431,8 +439,8 @@ def test_two_fits_keep_their_histories_apart(tmp_path, monkeypatch):
     of each run has that run's probes only."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from fairness_callback.training.history import history_runs
     from fairness_callback.offline.report import write_report
+    from fairness_callback.training.history import history_runs
 
     monkeypatch.chdir(tmp_path)  # no default_root_dir: Lightning's default is the working directory
     callback = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))

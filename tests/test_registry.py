@@ -7,8 +7,19 @@ import math
 import pytest
 
 from fairness_callback import FairnessProbe
-from fairness_callback.data import (BBQItem, CliOption, ProbeItem, ProbeSentence, ProbeSet, UnknownProbeSetError,
-                                    probe_set, probe_set_names, probe_set_spec, register_probe_set, unregister_probe_set)
+from fairness_callback.data import (
+    BBQItem,
+    CliOption,
+    ProbeItem,
+    ProbeSentence,
+    ProbeSet,
+    UnknownProbeSetError,
+    probe_set,
+    probe_set_names,
+    probe_set_spec,
+    register_probe_set,
+    unregister_probe_set,
+)
 from fairness_callback.data.registry import axis_specs
 from fairness_callback.probe import is_bbq_set, item_id
 from fairness_callback.probe.suite import axis_probe_sets

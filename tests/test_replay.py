@@ -9,10 +9,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from fairness_callback.cli import main
-from fairness_callback.training.history import read_history
 from fairness_callback.integrations.hf import FairnessCallback as HFCallback
 from fairness_callback.integrations.lightning import FairnessCallback as LightningCallback
 from fairness_callback.offline.replay import CheckpointError, Loader, find_checkpoints, replay, step_from_name
+from fairness_callback.training.history import read_history
 from support import make_dataset, make_model, make_tokenizer, small_probe
 
 
@@ -176,9 +176,9 @@ def test_model_factory_spec_errors():
 
 
 # -- run ids, with a stand-in probe (no model) ---------------------------------------------------
-from fairness_callback.training.history import HistoryWriter, history_runs  # noqa: E402
-from fairness_callback.probe import ProbeResult  # noqa: E402
 from fairness_callback.offline.replay import replay_source  # noqa: E402
+from fairness_callback.probe import ProbeResult  # noqa: E402
+from fairness_callback.training.history import history_runs  # noqa: E402
 
 
 class StepProbe:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fairness_callback.cli import main
-from fairness_callback.training.history import HistoryWriter
 from fairness_callback.offline.report import Cost, load_probes, recommend_step, tradeoff_table, write_report
+from fairness_callback.training.history import HistoryWriter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS = [0, 100, 200, 300]
@@ -42,7 +42,7 @@ def write_history(path, lines: list[dict]) -> str:
 def known(tmp_path_factory):
     """The known history (gaps 0.10, 0.02, 0.05, 0.20; losses 3.0, 2.5, 2.2, 2.1) and its report."""
     directory = tmp_path_factory.mktemp("known")
-    lines = [probe_line(s, g, loss=l) for s, g, l in zip(STEPS, GAPS, LOSSES)]
+    lines = [probe_line(s, g, loss=loss) for s, g, loss in zip(STEPS, GAPS, LOSSES)]
     lines.append({"event": "stop", "step": 300, "reason": "gap_grew", "message": "stopping at step 300", "best_step": 100})
     history = write_history(directory / "history.jsonl", lines)
     return history, write_report(history, directory / "out", max_cost=0.4)

@@ -7,10 +7,10 @@ import pytest
 
 from fairness_callback import FairnessEarlyStopping, FairnessTracker
 from fairness_callback.cli import main
-from fairness_callback.probe.growth import GapUnits
-from fairness_callback.training.history import HistoryWriter
 from fairness_callback.offline.report import load_probes
 from fairness_callback.offline.rule_replay import parse_rule, replay_rule
+from fairness_callback.probe.growth import GapUnits
+from fairness_callback.training.history import HistoryWriter
 from support import ScriptedGapProbe, make_model, make_tokenizer
 
 GAPS = [0.05, 0.01, 0.02, 0.012, 0.03, 0.04, 0.05]

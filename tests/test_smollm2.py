@@ -24,8 +24,8 @@ from fairness_callback.offline.model_loading import (
     load_model_and_tokenizer,
     resolve_gguf,
 )
-from fairness_callback.probe.prompts import GROUPS
 from fairness_callback.offline.replay import Loader
+from fairness_callback.probe.prompts import GROUPS
 
 
 @pytest.fixture(scope="session")
@@ -325,7 +325,6 @@ def new_set(request, smollm2):
     probe_set, seeds = NEW_SETS[request.param]()
     model, tokenizer = smollm2
     probe = FairnessProbe(tokenizer, probe_set, seeds=seeds)
-    groups = probe.task.groups
     scores = []
     with torch.no_grad():
         for i, p in enumerate(probe.prompts):

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet
-from fairness_callback.training.history import read_history
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeSet
 from fairness_callback.probe.metrics import jsd_parts
 from fairness_callback.probe.prompts import BBQ_LETTERS, PromptSet, build_bbq_prompts
 from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from fairness_callback.training.history import read_history
 from support import ScriptedGapProbe, make_model, make_tokenizer, small_probe
 
 SEASONS = ProbeTask(name="season", groups=("spring", "summer", "autumn", "winter"), gap=("winter", "summer"))

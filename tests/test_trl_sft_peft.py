@@ -17,7 +17,6 @@ file. Before the fix the PEFT run's probes cost about 9x the plain run's (the is
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

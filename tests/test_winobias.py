@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fairness_callback.data import OCCUPATIONS, WINOBIAS_ENV, ProbeSet, ProbeSentence
+from fairness_callback.data import OCCUPATIONS, WINOBIAS_ENV, ProbeSentence, ProbeSet
 from fairness_callback.data.winobias import WinoBiasFormatError, load_winobias, sentences_from_hf_rows
 
 # -- official files -----------------------------------------------------------------------------

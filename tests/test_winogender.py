@@ -60,7 +60,7 @@ def test_probe_sentence_accepts_neutral_only_as_a_third_gender() -> None:
 
 
 def test_winobias_rows_still_reject_a_coreferent_they() -> None:
-    row = {"document_id": "d", "tokens": "The cook thanked the clerk and paid them .".split(),
+    row = {"document_id": "d", "tokens": ["The", "cook", "thanked", "the", "clerk", "and", "paid", "them", "."],
            "coreference_clusters": ["3", "4", "7", "7"]}
     with pytest.raises(WinoBiasFormatError, match="neither a gendered pronoun"):
         sentences_from_hf_rows([row])

@@ -5,6 +5,18 @@ Each set is registered by name (:mod:`.registry`): ``probe_set("winobias", direc
 order the command line shows their options (registration order).
 """
 
+from .registry import (
+    TASKS,
+    CliOption,
+    ProbeSetSpec,
+    UnknownProbeSetError,
+    probe_set,
+    probe_set_names,
+    probe_set_spec,
+    probe_set_specs,
+    register_probe_set,
+    unregister_probe_set,
+)
 from .sentence import (
     FEMALE_PRONOUNS,
     GENDERS,
@@ -20,18 +32,6 @@ from .sentence import (
     item_id,
     item_kind,
     pronoun_gender,
-)
-from .registry import (
-    TASKS,
-    CliOption,
-    ProbeSetSpec,
-    UnknownProbeSetError,
-    probe_set,
-    probe_set_names,
-    probe_set_spec,
-    probe_set_specs,
-    register_probe_set,
-    unregister_probe_set,
 )
 
 # isort: off

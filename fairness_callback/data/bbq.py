@@ -53,9 +53,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, NamedTuple, Sequence
+from typing import ClassVar, Literal, NamedTuple
 
 from .registry import CliOption, register_probe_set
 from .sentence import ItemKind, ProbeSet

@@ -24,8 +24,9 @@ in registration order (the order in which :mod:`fairness_callback.data` imports 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .sentence import ProbeSet
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..data import FEMALE_STEREOTYPED, MALE_STEREOTYPED, ProbeSentence, ProbeSet
 from ..probe.prompts import DEFAULT_OPTIONS, PromptConfig, option_order

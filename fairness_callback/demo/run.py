@@ -19,16 +19,16 @@ from typing import Any, Literal
 import torch
 
 from ..data import ProbeSet
-from ..probe.encoding import AnswerTokenError
-from ..training.history import HISTORY_FILENAME, read_run
 from ..offline.model_loading import SMOLLM2, load_model_and_tokenizer
 from ..offline.plots import plot_fairness_curves, probe_records
-from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping
-from ..probe.suite import axis_probe_sets
-from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
 from ..offline.tradeoff import finite, format_number, recorded_fairness_key
+from ..probe import FairnessProbe
+from ..probe.encoding import AnswerTokenError
+from ..probe.suite import axis_probe_sets
+from ..training.history import HISTORY_FILENAME, read_run
+from ..training.stopping import FairnessEarlyStopping
 from .corpus import SkewedCorpus
+from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
 
 log = logging.getLogger("fairness_callback")
 

@@ -8,8 +8,9 @@ beside its framework's callback class and only translates that framework's event
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from ..probe import FairnessProbe
 from ..training.sinks import write_layout

@@ -18,7 +18,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from transformers import TrainerCallback

@@ -11,19 +11,21 @@ checkpoints.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 
 from .._extras import require
 
 require("lightning", "fairness_callback's Lightning callback")
+# The imports below come after require(), so that without lightning the error says what to install (MissingExtraError).
 import lightning.pytorch as pl  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping
-from ._base import TrackerAdapter
+from ..probe import FairnessProbe  # noqa: E402
+from ..training.stopping import FairnessEarlyStopping  # noqa: E402
+from ._base import TrackerAdapter  # noqa: E402
 
 
 class FairnessCallback(TrackerAdapter, pl.Callback):

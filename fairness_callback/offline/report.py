@@ -19,17 +19,33 @@ import csv
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .._extras import require
-from ..training.sudden_change import sudden_changes
-from ..training.history import RunSummary, history_runs, latest_run_id, read_history, select_run
-from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
 from ..probe.prompts import GROUPS
-from .tradeoff import (GAP_KEY, AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, format_number, gain,
-                       metric_value, probe_axes, recommend_step, tradeoff_table, within as _within)
+from ..training.history import RunSummary, history_runs, latest_run_id, read_history, select_run
+from ..training.sudden_change import sudden_changes
+from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
+from .tradeoff import (
+    GAP_KEY,
+    AxisEffect,
+    AxisRow,
+    Cost,
+    TradeoffRow,
+    axes_at,
+    axis_of,
+    axis_view,
+    format_number,
+    metric_value,
+    probe_axes,
+    recommend_step,
+    tradeoff_table,
+)
+from .tradeoff import finite as _finite
+from .tradeoff import within as _within
 
 #: Re-exported: the trade-off math lives in :mod:`fairness_callback.offline.tradeoff`, the figures in
 #: :mod:`fairness_callback.offline.plots`; these names stay importable from here.

@@ -14,8 +14,9 @@ and :func:`axes_at` says what stopping at one step does to each of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 #: The JSD-P gap and its Mann-Whitney p of one probe, after ``<probe>/`` in a several-probe history.
 GAP_KEY = "jsdp/gap"

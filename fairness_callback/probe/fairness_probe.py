@@ -11,22 +11,31 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ..data.sentence import ProbeItem, ProbeSet, item_id, item_kind  # item_id: re-exported (fairness_callback.probe)
-from .encoding import EncodedPrompts
-from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
-from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, PromptConfig, PromptSet,
-                      build_bbq_prompts, build_prompts)
-from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 from ..training.distributed import gather_from_ranks, max_over_ranks, shard_indices, world
+from .encoding import EncodedPrompts
 from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
 from .growth import GapUnits
+from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
+from .prompts import (
+    DEFAULT_BBQ_TEMPLATE,
+    DEFAULT_OPTIONS,
+    DEFAULT_SEEDS,
+    DEFAULT_TEMPLATE,
+    PromptConfig,
+    PromptSet,
+    build_bbq_prompts,
+    build_prompts,
+)
 from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
+from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
 log = logging.getLogger("fairness_callback")
 
@@ -61,7 +70,7 @@ class ProbeResult:
         return json.dumps({"metrics": self.metrics, "info": self.info, "by_seed": self.by_seed, "records": self.records})
 
     @classmethod
-    def from_json(cls, text: str) -> "ProbeResult":
+    def from_json(cls, text: str) -> ProbeResult:
         data = json.loads(text)
         return cls(data["metrics"], data["records"], data["info"], data.get("by_seed"))
 
@@ -326,7 +335,7 @@ class FairnessProbe:
             state, sharing, error, attempt = None, "off", None, [0]
             try:
                 sharing, state = self._score_shard(model, chosen, indices is None, rank, world_size, attempt)
-            except Exception as exc:  # noqa: BLE001 - every rank must reach the agreement below
+            except Exception as exc:  # every rank must reach the agreement below
                 if world_size == 1 and not is_out_of_memory(exc):
                     raise
                 error = exc

@@ -8,15 +8,16 @@ treats it as one probe: one history line, one stop vote.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from ..data import ProbeSet
 from ..training.distributed import gather_from_ranks, max_over_ranks, world
-from .faults import ProbeFailure, describe
 from .fairness_probe import FairnessProbe, ProbeResult
+from .faults import ProbeFailure, describe
 from .tasks import ProbeTask
 
 

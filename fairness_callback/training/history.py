@@ -23,9 +23,10 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 log = logging.getLogger("fairness_callback")
 

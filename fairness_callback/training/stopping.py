@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from ..probe.growth import GapUnits, growth_lower_bound
 
@@ -39,12 +40,12 @@ class StopReason(str, Enum):
         return _BY_PRIORITY.index(self)
 
     @classmethod
-    def from_priority(cls, priority: int) -> "StopReason":
+    def from_priority(cls, priority: int) -> StopReason:
         """The reason of ``priority`` (the inverse of :attr:`priority`)."""
         return _BY_PRIORITY[priority]
 
     @classmethod
-    def combine(cls, reasons: Iterable["StopReason"]) -> "StopReason":
+    def combine(cls, reasons: Iterable[StopReason]) -> StopReason:
         """The reason that stands for all of ``reasons`` (e.g. every rank's): the highest :attr:`priority`;
         ``NOT_STOPPED`` for none."""
         return max(reasons, key=lambda reason: reason.priority, default=cls.NOT_STOPPED)

@@ -16,22 +16,23 @@ import math
 import numbers
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 
-from .sudden_change import SuddenChangeDetector
-from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
+from ..probe import FairnessProbe, ProbeResult
 from ..probe.faults import ProbeFailure, describe
 from ..probe.growth import GapUnits
-from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
-from ..probe import FairnessProbe, ProbeResult
-from .sinks import make_sink
 from ..probe.suite import ProbeSuite, run_guarded
 from ..probe.tasks import GENDER_TASK, ProbeTask
+from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
+from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
+from .sinks import make_sink
 from .stopping import FairnessEarlyStopping, StopDecision, StopReason
+from .sudden_change import SuddenChangeDetector
 
 log = logging.getLogger("fairness_callback")
 
@@ -188,7 +189,7 @@ class FairnessTracker:
         log_all_metrics: bool = False,
         probe_budget: float | None = None,
         loss_key: str = "val_loss",
-        autocast: Callable[[], ContextManager] | None = None,
+        autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     ) -> None:
         every_n_steps = check_interval(every_n_steps)
         if probe_budget is not None and not 0 < probe_budget < 1:
@@ -347,7 +348,7 @@ class FairnessTracker:
                 "monitor": self.early_stopping.monitor if self.early_stopping else None}
 
     # -- the schedule ---------------------------------------------------------------------------
-    def start(self, model: torch.nn.Module, step: int = 0, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def start(self, model: torch.nn.Module, step: int = 0, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
         """Begin the run at ``step`` (0, or the step a resumed run starts from; see :meth:`begin`) and,
         with ``probe_at_start``, probe there unless that step was already probed."""
         self.begin(model, step)
@@ -356,7 +357,7 @@ class FairnessTracker:
             return self.probe_now(model, step, autocast)
         return ProbeOutcome(step, None, False)
 
-    def step(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def step(self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
         """Call after each optimizer step (on every rank): probes if ``step`` is due, else does nothing."""
         self.begin(model, step)
         if not self.is_due(step):
@@ -388,7 +389,7 @@ class FairnessTracker:
         return {f"fairness/{k}": float(metrics[k]) for k in keys}
 
     # -- the probe ------------------------------------------------------------------------------
-    def probe_now(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def probe_now(self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
         """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
         Every rank makes the same collectives whatever fails (see
@@ -406,7 +407,7 @@ class FairnessTracker:
             try:
                 stack.enter_context(autocast if autocast is not None else
                                     self.autocast() if self.autocast is not None else contextlib.nullcontext())
-            except Exception:  # noqa: BLE001 - every rank must still run the probes' collectives
+            except Exception:  # every rank must still run the probes' collectives
                 log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step,
                           exc_info=True)
             run = run_guarded(self._named_probes(), model, distributed=True)
@@ -426,7 +427,7 @@ class FairnessTracker:
                         decision = stopping.step(step, result.metrics, units=units.get(stopping.monitor))
                     else:
                         decision = stopping.step(step, result.metrics)
-                except Exception as exc:  # noqa: BLE001 - the probe line below is written all the same
+                except Exception as exc:  # the probe line below is written all the same
                     local_error = exc
                     log.error("fairness early stopping failed at step %d; training goes on", step, exc_info=True)
             self._write_probe(step, result, seconds, decision, units)
@@ -472,7 +473,7 @@ class FairnessTracker:
             return None
         try:
             self.sink(self.logged_metrics(metrics), step)
-        except Exception as exc:  # noqa: BLE001 - a logger's failure must not end training either
+        except Exception as exc:  # a logger's failure must not end training either
             log.error("fairness metrics at step %d could not be logged; training goes on", step, exc_info=True)
             return exc
         return None
