@@ -56,7 +56,9 @@ def __getattr__(name: str):
         if not _extras.available(needs):
             if _asked_by_import_statement():
                 raise _extras.MissingExtraError(needs, name)  # the import statement shows this line
-            raise AttributeError(_extras.missing_message(needs, name), name=name, obj=None)  # hasattr() is False, getattr() says why
+            raise AttributeError(
+                _extras.missing_message(needs, name), name=name, obj=None
+            )  # hasattr() is False, getattr() says why
         import importlib
 
         return getattr(importlib.import_module(module), attr)

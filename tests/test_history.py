@@ -116,7 +116,9 @@ def test_two_runs_latest_by_default_each_by_id(tmp_path):
     assert [r["step"] for r in probe_records(records, "run-a")] == [0, 4, 8, 12]
     runs = history_runs(records)
     assert [(r.run_id, r.num_probes, r.first_step, r.last_step, r.steps) for r in runs] == [
-        ("run-a", 4, 0, 12, "0-12"), ("run-b", 2, 0, 4, "0-4")]
+        ("run-a", 4, 0, 12, "0-12"),
+        ("run-b", 2, 0, 4, "0-4"),
+    ]
     assert runs[0].info == {"framework": "test"} and runs[0].start_time == records[0]["time"]
     with pytest.raises(ValueError) as error:
         select_run(records, "run-c", source=str(path))
@@ -137,8 +139,6 @@ def test_a_resumed_run_is_one_run_and_latest_is_the_last_written(tmp_path):
     assert runs["run-a"].resumed == 1 and runs["run-a"].num_probes == 4 and runs["run-a"].steps == "0-12"
     probes = probe_records(records)
     assert [r["step"] for r in probes] == [0, 4, 8, 12] and probes[1]["jsdp/gap"] == 0.3  # the repeat keeps the last
-
-
 
 
 def test_select_run_of_nothing(tmp_path):

@@ -41,6 +41,7 @@ from .winobias import WinoBiasFormatError  # registers "winobias"
 from .winogender import WinogenderLoad, load_winogender  # registers "winogender"
 from .builtin_they import load_builtin_they  # registers "builtin-they"
 from .bbq import BBQItem, BBQLoad, BBQUnmatched, load_bbq  # registers "bbq"
+
 # isort: on
 from .occupations import FEMALE_STEREOTYPED, MALE_STEREOTYPED, OCCUPATIONS
 

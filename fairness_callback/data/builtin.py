@@ -79,8 +79,11 @@ def load_builtin() -> list[ProbeSentence]:
     return read_package_sentences(BUILTIN_FILE, _check, "built-in probe sentence")
 
 
-@register_probe_set("builtin", task="gender", description="the package's own WinoBias-style he / she sentences "
-                    "(not WinoBias; data/BUILTIN.md), the default gender probe")
+@register_probe_set(
+    "builtin",
+    task="gender",
+    description="the package's own WinoBias-style he / she sentences (not WinoBias; data/BUILTIN.md), the default gender probe",
+)
 def builtin_probe_set() -> ProbeSet:
     """The built-in probe set (:meth:`ProbeSet.builtin`)."""
     return ProbeSet(load_builtin(), name="builtin")

@@ -127,10 +127,18 @@ class SkewedCorpus:
         for i, scene in enumerate(scenes):
             for gender in ("male", "female"):
                 text, pronouns = scene.sentence(gender)
-                sentences.append(ProbeSentence(
-                    sentence_id=f"demo/{i:04d}/{gender}", text=text, referent=scene.referent, other=scene.other,
-                    pronouns=pronouns, gender=gender, stereotype=_stereotype(scene.referent, gender), source="demo",
-                ))
+                sentences.append(
+                    ProbeSentence(
+                        sentence_id=f"demo/{i:04d}/{gender}",
+                        text=text,
+                        referent=scene.referent,
+                        other=scene.other,
+                        pronouns=pronouns,
+                        gender=gender,
+                        stereotype=_stereotype(scene.referent, gender),
+                        source="demo",
+                    )
+                )
         return ProbeSet(sentences, name=f"demo-heldout-{len(sentences)}")
 
     def sample(self, rng: random.Random) -> tuple[Scene, str]:
@@ -161,5 +169,3 @@ class SkewedCorpus:
         rng = random.Random(self.seed * 1_000_003 + seed_offset)
         for _ in range(count):
             yield self.line(rng)
-
-

@@ -45,10 +45,32 @@ MODEL_NAMES: dict[str, str] = {"tiny": "GPT-NeoX (from scratch)", "smollm2": "Sm
 #: prompt at first ("not specified"), which ``stop_min_accuracy`` ignores for both models. The tiny
 #: model's 40 tokens a line hold every corpus line whole (the longest is 39 tokens of its tokenizer).
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tiny": {"steps": 1000, "batch_size": 32, "seq_len": 40, "lr": 1e-3, "lr_warmup": 100, "probe_every": 100, "probe_sentences": 120,
-             "probe_seeds": (0, 1, 2, 3, 4), "eval_lines": 256, "stop_warmup_steps": 300, "axis_prompts": 1000},
-    "smollm2": {"steps": 40, "batch_size": 8, "seq_len": 64, "lr": 5e-5, "lr_warmup": 5, "probe_every": 10, "probe_sentences": 20,
-                "probe_seeds": (0,), "eval_lines": 32, "stop_warmup_steps": 0, "axis_prompts": 60},
+    "tiny": {
+        "steps": 1000,
+        "batch_size": 32,
+        "seq_len": 40,
+        "lr": 1e-3,
+        "lr_warmup": 100,
+        "probe_every": 100,
+        "probe_sentences": 120,
+        "probe_seeds": (0, 1, 2, 3, 4),
+        "eval_lines": 256,
+        "stop_warmup_steps": 300,
+        "axis_prompts": 1000,
+    },
+    "smollm2": {
+        "steps": 40,
+        "batch_size": 8,
+        "seq_len": 64,
+        "lr": 5e-5,
+        "lr_warmup": 5,
+        "probe_every": 10,
+        "probe_sentences": 20,
+        "probe_seeds": (0,),
+        "eval_lines": 32,
+        "stop_warmup_steps": 0,
+        "axis_prompts": 60,
+    },
 }
 
 
@@ -133,8 +155,12 @@ class DemoConfig:
         if not self.early_stopping:
             return None
         return FairnessEarlyStopping(
-            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap", patience=self.stop_patience,
-            min_delta=self.stop_min_delta, warmup_steps=self.stop_warmup_steps, min_accuracy=self.stop_min_accuracy, loss_tolerance=0.02,
+            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap",
+            patience=self.stop_patience,
+            min_delta=self.stop_min_delta,
+            warmup_steps=self.stop_warmup_steps,
+            min_accuracy=self.stop_min_accuracy,
+            loss_tolerance=0.02,
         )
 
 
@@ -180,8 +206,14 @@ def build(config: DemoConfig) -> DemoParts:
         # The tokenizer is trained on balanced text, so that the vocabulary is the same at every skew.
         tokenizer = train_bpe_tokenizer(SkewedCorpus(skew=0.0, seed=12345).lines(20_000), vocab_size=1000)
         tokenizer.pad_token = tokenizer.eos_token
-        model = tiny_gpt_neox(len(tokenizer), hidden_size=config.hidden_size, num_layers=config.layers, num_heads=4,
-                              max_position_embeddings=2 * config.seq_len, seed=config.seed)
+        model = tiny_gpt_neox(
+            len(tokenizer),
+            hidden_size=config.hidden_size,
+            num_layers=config.layers,
+            num_heads=4,
+            max_position_embeddings=2 * config.seq_len,
+            seed=config.seed,
+        )
     train = TokenBlocks(tokenizer, corpus.lines(config.steps * config.batch_size), length=config.seq_len)
     held_out = TokenBlocks(tokenizer, corpus.lines(config.eval_lines, seed_offset=1), length=config.seq_len)
     options = dict(seeds=config.probe_seeds, batch_size=256)
@@ -190,8 +222,14 @@ def build(config: DemoConfig) -> DemoParts:
         try:
             probes[name] = FairnessProbe(tokenizer, probe_set, max_prompts=config.axis_prompts or None, **options)
         except AnswerTokenError as error:
-            hint = ("; the tiny model's tokenizer (1,000 BPE tokens learnt from the demo corpus) has no such tokens: "
-                    "probe this set with --model smollm2") if config.model == "tiny" else ""
+            hint = (
+                (
+                    "; the tiny model's tokenizer (1,000 BPE tokens learnt from the demo corpus) has no such tokens: "
+                    "probe this set with --model smollm2"
+                )
+                if config.model == "tiny"
+                else ""
+            )
             raise ProbeSetError(f"probe {name!r} ({probe_set.name}): {error}{hint}") from None
     config.out.mkdir(parents=True, exist_ok=True)
     history_path = config.out / HISTORY_FILENAME
@@ -217,9 +255,11 @@ def train_demo(config: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     parts = build(config)
     n_params = sum(p.numel() for p in parts.model.parameters())
-    print(f"fairness-callback demo: {MODEL_NAMES[config.model]} {n_params / 1e6:.2f}M weights, {config.steps} steps of "
-          f"{config.batch_size} x {config.seq_len} tokens, skew {config.skew}, {config.framework}; "
-          f"{describe_probes(parts)}; every {config.probe_every} steps")
+    print(
+        f"fairness-callback demo: {MODEL_NAMES[config.model]} {n_params / 1e6:.2f}M weights, {config.steps} steps of "
+        f"{config.batch_size} x {config.seq_len} tokens, skew {config.skew}, {config.framework}; "
+        f"{describe_probes(parts)}; every {config.probe_every} steps"
+    )
     if config.framework == "lightning":
         from .lightning_runner import train_lightning as train
     else:
@@ -227,16 +267,22 @@ def train_demo(config: DemoConfig) -> dict[str, Any]:
     callback = train(config, parts)
     history = read_run(parts.history_path)  # this run's lines: an --out folder may hold earlier runs
     axes = list(parts.probes) if config.several_probes else []
-    figure = plot_fairness_curves(history, config.out / "fairness_curves.png",
-                                  title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})",
-                                  probe=GENDER if axes else None, axes=axes)
+    figure = plot_fairness_curves(
+        history,
+        config.out / "fairness_curves.png",
+        title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})",
+        probe=GENDER if axes else None,
+        axes=axes,
+    )
     seconds = time.perf_counter() - start
     summary = summarize(history, config, seconds, axes)
     print(format_table(history, axes))
     print(summary["stop_message"])
-    print(f"second-half mean JSD-P gap{' of ' + GENDER if axes else ''}: {summary['second_half_gap']:+.4f}"
-          + "".join(f", {name} {value['second_half_gap']:+.4f}" for name, value in summary["axes"].items() if name != GENDER)
-          + f"; total {seconds:.0f} s (probes {summary['probe_seconds']:.1f} s)")
+    print(
+        f"second-half mean JSD-P gap{' of ' + GENDER if axes else ''}: {summary['second_half_gap']:+.4f}"
+        + "".join(f", {name} {value['second_half_gap']:+.4f}" for name, value in summary["axes"].items() if name != GENDER)
+        + f"; total {seconds:.0f} s (probes {summary['probe_seconds']:.1f} s)"
+    )
     print(f"wrote {parts.history_path} and {figure}")
     print(f"see the curves live next time: tensorboard --logdir {config.out}")
     summary["last_metrics"] = callback.last_metrics
@@ -248,8 +294,7 @@ def _mean(values: list[Any]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
-def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
-              axes: list[str] | None = None) -> dict[str, Any]:
+def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float, axes: list[str] | None = None) -> dict[str, Any]:
     """The run in numbers: probes, stop, the second half's mean JSD-P gap; with ``axes`` (several
     probes), ``"axes"`` gives each probe's second-half mean gap and its gap at the stop and best steps."""
     probes = probe_records(history)
@@ -261,9 +306,12 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
     per_axis = {}
     for name in axes or []:
         key = recorded_fairness_key(probes, name)
-        per_axis[name] = {"key": key, "second_half_gap": _mean([r.get(key) for r in half]),
-                          "at_stop": by_step.get(stop.get("step"), {}).get(key) if stop else None,
-                          "at_best": by_step.get(stop.get("best_step"), {}).get(key) if stop else None}
+        per_axis[name] = {
+            "key": key,
+            "second_half_gap": _mean([r.get(key) for r in half]),
+            "at_stop": by_step.get(stop.get("step"), {}).get(key) if stop else None,
+            "at_best": by_step.get(stop.get("best_step"), {}).get(key) if stop else None,
+        }
     return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "seconds": seconds,
@@ -280,6 +328,7 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
 def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -> str:
     """One row per probe: AR and JSD-P per group, gaps, Mann-Whitney p with effect size, held-out loss;
     with ``axes`` (several probes), the gender probe's columns and then every other axis's JSD-P gap."""
+
     def cell(value: Any, spec: str) -> str:  # the demo's table spells a missing value "nan"
         return format_number(value, spec, missing="nan", finite_only=False)
 
@@ -288,9 +337,11 @@ def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -
     others = {name: recorded_fairness_key(probes, name) for name in axes or [] if name != GENDER}
     titles = {name: f"{name} {key.rsplit('/', 1)[1]}" for name, key in others.items()}
     widths = {name: max(8, len(title)) for name, title in titles.items()}
-    header = (f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "
-              f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss*':>6}"
-              + "".join(f" {titles[name]:>{widths[name]}}" for name in others))
+    header = (
+        f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "
+        f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss*':>6}"
+        + "".join(f" {titles[name]:>{widths[name]}}" for name in others)
+    )
     rows = [header]
     for r in probes:
         loss = r.get("eval_loss", r.get("val_loss"))
@@ -302,9 +353,13 @@ def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -
             f"{cell(r.get(g + 'mwu_p/jsdp'), '8.1e')} {cell(r.get(g + 'mwu_rbc/jsdp'), '+6.2f')} {cell(loss, '6.3f')}"
             + "".join(f" {cell(r.get(key), '+' + str(widths[name]) + '.4f')}" for name, key in others.items())
         )
-    rows.append("r: rank-biserial effect size of Mann-Whitney (JSD-P); loss*: held-out loss of the last evaluation before the probe")
+    rows.append(
+        "r: rank-biserial effect size of Mann-Whitney (JSD-P); loss*: held-out loss of the last evaluation before the probe"
+    )
     if others:
-        rows.append(f"columns from AR m to r: the {GENDER} probe (the demo corpus's held-out sentences, watched by early "
-                    "stopping); '<axis> gap': that probe's JSD-P gap (its first group minus its second); '<axis> lean' "
-                    "(a probe with no gap, only singular 'they'): JSD-P part on 'male' minus on 'female'")
+        rows.append(
+            f"columns from AR m to r: the {GENDER} probe (the demo corpus's held-out sentences, watched by early "
+            "stopping); '<axis> gap': that probe's JSD-P gap (its first group minus its second); '<axis> lean' "
+            "(a probe with no gap, only singular 'they'): JSD-P part on 'male' minus on 'female'"
+        )
     return "\n".join(rows)

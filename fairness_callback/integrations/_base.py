@@ -58,9 +58,17 @@ class TrackerAdapter:
     ) -> None:
         super().__init__()
         self.tracker = FairnessTracker(
-            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
-            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
-            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key=self.loss_key,
+            tokenizer=tokenizer,
+            every_n_steps=every_n_steps,
+            probe=probe,
+            early_stopping=early_stopping,
+            probe_at_start=probe_at_start,
+            history_path=history_path,
+            on_error=on_error,
+            log_all_metrics=log_all_metrics,
+            probe_budget=probe_budget,
+            probes=probes,
+            loss_key=self.loss_key,
         )
         self.tracker.framework = self.framework
         self._layout_written = False

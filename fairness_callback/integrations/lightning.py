@@ -68,8 +68,18 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
         probes: Mapping[str, FairnessProbe] | None = None,
         model_attr: str = "model",
     ) -> None:
-        super().__init__(every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-                         log_all_metrics, probe_budget, probes)
+        super().__init__(
+            every_n_steps,
+            probe,
+            tokenizer,
+            early_stopping,
+            probe_at_start,
+            history_path,
+            on_error,
+            log_all_metrics,
+            probe_budget,
+            probes,
+        )
         self.model_attr = model_attr
         self._step_at_batch_start: int | None = None
 

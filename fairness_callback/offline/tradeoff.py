@@ -104,8 +104,9 @@ def within(cost: float, max_cost: float) -> bool:
 def recommend_step(rows: Sequence[TradeoffRow], max_cost: float | None = None) -> int | None:
     """The step of largest fairness gain among those with cost <= ``max_cost`` (every step with a
     known gain when ``max_cost`` is None); ties go to the earliest step. None if no step qualifies."""
-    candidates = [r for r in rows if r.gain is not None
-                  and (max_cost is None or (r.cost is not None and within(r.cost, max_cost)))]
+    candidates = [
+        r for r in rows if r.gain is not None and (max_cost is None or (r.cost is not None and within(r.cost, max_cost)))
+    ]
     if not candidates:
         return None
     return max(candidates, key=lambda r: (r.gain, -r.step)).step
@@ -152,7 +153,7 @@ def axis_view(probes: Sequence[dict[str, Any]], name: str, axes: Sequence[str]) 
 
     def strip(mapping: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in mapping.items() if not k.startswith(others)}
-        kept.update({k[len(prefix):]: v for k, v in mapping.items() if k.startswith(prefix)})
+        kept.update({k[len(prefix) :]: v for k, v in mapping.items() if k.startswith(prefix)})
         return kept
 
     view = []
@@ -187,8 +188,9 @@ class AxisEffect:
     rows: list[AxisRow]
 
 
-def axes_at(probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, monitored: str | None,
-            label: str = "") -> AxisEffect:
+def axes_at(
+    probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, monitored: str | None, label: str = ""
+) -> AxisEffect:
     """Every axis's ``<name>/jsdp/gap`` (or lean, :func:`recorded_fairness_key`) at ``step`` and at the last probed
     step, the fairness gain ``1 - |gap(step)| / |gap(final)|`` and ``<name>/mwu_p/jsdp`` at ``step``
     (NaN where missing, e.g. a step that was not probed, and for a lean, which has no test)."""
@@ -200,5 +202,5 @@ def axes_at(probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, mo
         key = recorded_fairness_key(probes, name)
         gap, final_gap = metric_value(at, key), metric_value(final, key)
         mwu = metric_value(at, f"{name}/{MWU_KEY}") if key.endswith(GAP_KEY) else math.nan
-        rows.append(AxisRow(name, gap, final_gap, gain(gap, final_gap), mwu, name == monitored, key[len(name) + 1:]))
+        rows.append(AxisRow(name, gap, final_gap, gain(gap, final_gap), mwu, name == monitored, key[len(name) + 1 :]))
     return AxisEffect(step, label, rows)

@@ -7,15 +7,23 @@ as data) -> :mod:`.encoding` (tokens, once; :mod:`.packing` the token trees) -> 
 """
 
 from .fairness_probe import (
-                             PREFIX_SHARING,
-                             FairnessProbe,
-                             Normalize,
-                             ProbeResult,
-                             fixed_subset,
-                             is_bbq_set,
-                             item_id,
-                             preserved_state,
+    PREFIX_SHARING,
+    FairnessProbe,
+    Normalize,
+    ProbeResult,
+    fixed_subset,
+    is_bbq_set,
+    item_id,
+    preserved_state,
 )
 
-__all__ = ["PREFIX_SHARING", "FairnessProbe", "Normalize", "ProbeResult", "fixed_subset", "is_bbq_set", "item_id",
-           "preserved_state"]
+__all__ = [
+    "PREFIX_SHARING",
+    "FairnessProbe",
+    "Normalize",
+    "ProbeResult",
+    "fixed_subset",
+    "is_bbq_set",
+    "item_id",
+    "preserved_state",
+]

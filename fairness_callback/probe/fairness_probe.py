@@ -223,8 +223,13 @@ class FairnessProbe:
             self.probe_set, self.prompt_set = probe_set, probe_set
         else:
             bbq = is_bbq_set(probe_set)
-            self.config = None if bbq else PromptConfig(template=template or DEFAULT_TEMPLATE,
-                                                        options=options or dict(DEFAULT_OPTIONS), seeds=self.seeds)
+            self.config = (
+                None
+                if bbq
+                else PromptConfig(
+                    template=template or DEFAULT_TEMPLATE, options=options or dict(DEFAULT_OPTIONS), seeds=self.seeds
+                )
+            )
             if bbq and options is not None:
                 raise ValueError("options: a BBQ probe shows each item's own answers and scores their letters")
             self.full_size = len(probe_set)
@@ -282,8 +287,10 @@ class FairnessProbe:
         """
         inner = unwrap_model(model)
         config_size = getattr(getattr(inner, "config", None), "vocab_size", None)
-        for kind, getter, largest in (("scores", "get_output_embeddings", int(self.encoded.answer_ids.max())),
-                                      ("feeds", "get_input_embeddings", self.encoded.max_token_id)):
+        for kind, getter, largest in (
+            ("scores", "get_output_embeddings", int(self.encoded.answer_ids.max())),
+            ("feeds", "get_input_embeddings", self.encoded.max_token_id),
+        ):
             module = getattr(inner, getter, lambda: None)()
             weight = getattr(module, "weight", None)
             shape = tuple(getattr(weight, "ds_shape", None) or getattr(weight, "shape", ()))
@@ -292,7 +299,8 @@ class FairnessProbe:
                 where = "output" if kind == "scores" else "input"
                 raise ValueError(
                     f"the probe {kind} token id {largest}, but the model's {where} vocabulary has {size} tokens: "
-                    f"the tokenizer ({self.encoded.vocab_size} tokens) does not belong to this model")
+                    f"the tokenizer ({self.encoded.vocab_size} tokens) does not belong to this model"
+                )
 
     def gap_units(self, result: ProbeResult, key: str) -> GapUnits | None:
         """The per-sentence sums and counts of gap ``key`` (``jsdp/gap``, ``ar/abs_gap``, ``pro/jsdp/gap``)
@@ -310,12 +318,15 @@ class FairnessProbe:
             values = np.array([record["parts"][record["group"]] for record in result.records], dtype=float)
         mask = mask.numpy()
         columns = (self.task.groups.index(self.task.gap[0]), self.task.groups.index(self.task.gap[1]))
-        return GapUnits.from_values(values[mask], self.encoded.correct.numpy()[mask], self._sentence_index.numpy()[mask],
-                                    columns, int(self._sentence_index.max()) + 1)
+        return GapUnits.from_values(
+            values[mask],
+            self.encoded.correct.numpy()[mask],
+            self._sentence_index.numpy()[mask],
+            columns,
+            int(self._sentence_index.max()) + 1,
+        )
 
-    def score(
-        self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False
-    ) -> OptionScores:
+    def score(self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False) -> OptionScores:
         """Raw per-prompt scores for ``indices`` (default all); rows not scored are NaN.
 
         With ``distributed=True`` (call it on every rank) each rank scores an equal shard and one
@@ -353,14 +364,19 @@ class FairnessProbe:
                 state = error = None  # drop the failed forward's tensors (the traceback holds them) before releasing
                 release_memory(model_device(model))
                 self.batch_limit = size // 2
-                log.warning("fairness probe ran out of memory at %d prompts per forward call (%s); retrying at %d, "
-                            "kept for later probes", size, reason, self.batch_limit)
+                log.warning(
+                    "fairness probe ran out of memory at %d prompts per forward call (%s); retrying at %d, kept for later probes",
+                    size,
+                    reason,
+                    self.batch_limit,
+                )
                 continue
             ranks, logprobs = state.compute()  # the all-reduce of the scores
             return OptionScores(ranks, logprobs, sharing)
 
-    def _score_shard(self, model: torch.nn.Module, chosen: torch.Tensor, whole: bool, rank: int,
-                     world_size: int, attempt: list[int]) -> tuple[str, Any]:
+    def _score_shard(
+        self, model: torch.nn.Module, chosen: torch.Tensor, whole: bool, rank: int, world_size: int, attempt: list[int]
+    ) -> tuple[str, Any]:
         """Score this rank's shard of ``chosen`` into a fresh score state (not yet synced);
         ``attempt[0]`` is left at the number of prompts of the batch scored last (or being scored)."""
         from .score_state import ProbeScoreState  # torchmetrics, imported when first scoring
@@ -402,8 +418,12 @@ class FairnessProbe:
         if (path, reason) != self._said_path:
             self._said_path = (path, reason)
             fell_back = self.prefix_sharing == "auto" and path != "tree"
-            log.log(logging.WARNING if fell_back else logging.INFO, "fairness probe scores on the %s path: %s",
-                    {"off": "plain"}.get(path, path), reason)
+            log.log(
+                logging.WARNING if fell_back else logging.INFO,
+                "fairness probe scores on the %s path: %s",
+                {"off": "plain"}.get(path, path),
+                reason,
+            )
         return path, reason
 
     def _shard(self, chosen: torch.Tensor, rank: int, world_size: int, by_sentence: bool) -> tuple[torch.Tensor, int]:
@@ -457,8 +477,9 @@ class FairnessProbe:
         probs = self.option_probs(scores.logprobs)
         parts = jsd_parts(probs, correct, self.log_base)
         correct_ranks = scores.ranks.gather(1, correct.view(-1, 1)).squeeze(1)
-        metrics = compute_metrics(correct, correct_ranks, probs, parts, self._labels, sentence_index=self._sentence_index,
-                                  task=self.task)
+        metrics = compute_metrics(
+            correct, correct_ranks, probs, parts, self._labels, sentence_index=self._sentence_index, task=self.task
+        )
         return metrics, probs, parts, correct_ranks
 
     def _records(self, ranks: torch.Tensor, probs: torch.Tensor, parts: torch.Tensor) -> list[dict]:
@@ -468,20 +489,22 @@ class FairnessProbe:
         records = []
         for p in self.prompts:
             i = p.index
-            records.append({
-                "prompt": p.text,
-                "sentence_id": p.sentence_id,
-                **p.labels,
-                "group": p.group,
-                "correct": p.group,
-                "seed": p.seed,
-                "order": list(p.order),
-                "options": {g: {"text": text, "token_id": token} for g, text, token in zip(groups, p.options, answer_ids[i])},
-                "rank": ranks_l[i][p.correct],
-                "option_ranks": dict(zip(groups, ranks_l[i])),
-                "option_probs": dict(zip(groups, probs_l[i])),
-                "parts": dict(zip(groups, parts_l[i])),
-            })
+            records.append(
+                {
+                    "prompt": p.text,
+                    "sentence_id": p.sentence_id,
+                    **p.labels,
+                    "group": p.group,
+                    "correct": p.group,
+                    "seed": p.seed,
+                    "order": list(p.order),
+                    "options": {g: {"text": text, "token_id": token} for g, text, token in zip(groups, p.options, answer_ids[i])},
+                    "rank": ranks_l[i][p.correct],
+                    "option_ranks": dict(zip(groups, ranks_l[i])),
+                    "option_probs": dict(zip(groups, probs_l[i])),
+                    "parts": dict(zip(groups, parts_l[i])),
+                }
+            )
         return records
 
     def _info(self, seconds: float) -> dict[str, Any]:

@@ -81,10 +81,15 @@ def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | 
     ``sudden``: the sudden-change flag of ``jsdp/gap``, or ``{gap key: flag}`` for several probes
     (written as ``<gap key>_sudden``).
     """
-    record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds,
-                              "prefix_sharing": result.info.get("prefix_sharing")}
+    record: dict[str, Any] = {
+        "event": "probe",
+        "step": step,
+        "time": time.time(),
+        "probe_seconds": seconds,
+        "prefix_sharing": result.info.get("prefix_sharing"),
+    }
     record.update(result.metrics)
-    for key, flag in (sudden.items() if isinstance(sudden, Mapping) else [("jsdp/gap", sudden)]):
+    for key, flag in sudden.items() if isinstance(sudden, Mapping) else [("jsdp/gap", sudden)]:
         record[f"{key}_sudden"] = flag
     record["by_seed"] = result.by_seed
     return record
@@ -281,8 +286,10 @@ class FairnessTracker:
                 writer.start_run({**self.run_info(), "step": step}, resumed=self._resumed)
                 self._writer = writer
             except OSError as error:
-                problem = (f"FairnessTracker: history_path {self.history_path} cannot be written ({error}); "
-                           "give a writable history_path, or history_path=None for no history")
+                problem = (
+                    f"FairnessTracker: history_path {self.history_path} cannot be written ({error}); "
+                    "give a writable history_path, or history_path=None for no history"
+                )
         self.run_id, problem = from_rank_zero((run_id, problem))
         if problem is not None:
             raise OSError(problem)
@@ -342,13 +349,20 @@ class FairnessTracker:
         """What a run-start line says of the probe and the schedule."""
         probe_set = getattr(self.probe, "probe_set", self.probe)
         names = [name for name in self.tasks if name]
-        return {"framework": self.framework, "probe_set": getattr(probe_set, "name", None), "probes": names or None,
-                "num_prompts": len(self.probe) if hasattr(self.probe, "__len__") else None,
-                "every_n_steps": self.every_n_steps, "probe_budget": self.probe_budget,
-                "monitor": self.early_stopping.monitor if self.early_stopping else None}
+        return {
+            "framework": self.framework,
+            "probe_set": getattr(probe_set, "name", None),
+            "probes": names or None,
+            "num_prompts": len(self.probe) if hasattr(self.probe, "__len__") else None,
+            "every_n_steps": self.every_n_steps,
+            "probe_budget": self.probe_budget,
+            "monitor": self.early_stopping.monitor if self.early_stopping else None,
+        }
 
     # -- the schedule ---------------------------------------------------------------------------
-    def start(self, model: torch.nn.Module, step: int = 0, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
+    def start(
+        self, model: torch.nn.Module, step: int = 0, autocast: contextlib.AbstractContextManager | None = None
+    ) -> ProbeOutcome:
         """Begin the run at ``step`` (0, or the step a resumed run starts from; see :meth:`begin`) and,
         with ``probe_at_start``, probe there unless that step was already probed."""
         self.begin(model, step)
@@ -389,7 +403,9 @@ class FairnessTracker:
         return {f"fairness/{k}": float(metrics[k]) for k in keys}
 
     # -- the probe ------------------------------------------------------------------------------
-    def probe_now(self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
+    def probe_now(
+        self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None
+    ) -> ProbeOutcome:
         """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
         Every rank makes the same collectives whatever fails (see
@@ -405,11 +421,15 @@ class FairnessTracker:
         start = time.perf_counter()
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(autocast if autocast is not None else
-                                    self.autocast() if self.autocast is not None else contextlib.nullcontext())
+                stack.enter_context(
+                    autocast
+                    if autocast is not None
+                    else self.autocast()
+                    if self.autocast is not None
+                    else contextlib.nullcontext()
+                )
             except Exception:  # every rank must still run the probes' collectives
-                log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step,
-                          exc_info=True)
+                log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step, exc_info=True)
             run = run_guarded(self._named_probes(), model, distributed=True)
         seconds = time.perf_counter() - start
         for name, ranks in run.failures.items():
@@ -438,15 +458,21 @@ class FairnessTracker:
         # priority stands for all (StopReason.combine, as one all-reduce MAX of the priorities).
         wanted = decision.reason.priority if decision is not None and decision.should_stop else StopReason.NOT_STOPPED.priority
         reason_code, interval, failed, sink_failed = max_over_ranks(
-            [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)])
+            [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)]
+        )
         if (failed or sink_failed) and self.on_error == "raise":
             if local_error is not None or sink_error is not None:
                 raise local_error or sink_error  # type: ignore[misc]
             name, ranks = next(iter(run.failures.items()), (None, {}))
             raise ProbeFailure(ranks or {-1: "another rank's early stopping or logger failed"}, name)
         if interval and interval != self.every_n_steps:
-            log.warning("fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
-                        100 * self.probe_budget, time.perf_counter() - start, interval, self.every_n_steps)
+            log.warning(
+                "fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
+                100 * self.probe_budget,
+                time.perf_counter() - start,
+                interval,
+                self.every_n_steps,
+            )
             self.every_n_steps = interval
         metrics = result.metrics if result is not None else None
         if metrics is not None:
@@ -456,8 +482,7 @@ class FairnessTracker:
         if stops:
             own = decision.message if decision is not None and decision.should_stop else None
             message = self._record_stop(step, reason, own)
-        return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed),
-                            failures=run.failures)
+        return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed), failures=run.failures)
 
     def _merged(self, results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
         """One probe's result, or a suite's merged result of the probes that succeeded (None: none did)."""
@@ -486,8 +511,12 @@ class FairnessTracker:
         try:
             self._writer.append(record)
         except OSError as error:
-            log.error("fairness history %s could not be written (%s); %d line(s) kept to write later; training goes on",
-                      self._writer.path, describe(error), len(self._writer.pending))
+            log.error(
+                "fairness history %s could not be written (%s); %d line(s) kept to write later; training goes on",
+                self._writer.path,
+                describe(error),
+                len(self._writer.pending),
+            )
 
     def _record_failure(self, step: int, name: str | None, ranks: Mapping[int, str], error: BaseException | None) -> None:
         """Log a failed probe (each failing rank its traceback; rank 0 which ranks failed and why) and
@@ -503,9 +532,17 @@ class FairnessTracker:
         if world_size > 1:
             log.error("fairness probe at step %d: %s; training goes on on every rank", step, failure)
         first = next(iter(failure.ranks.values()))
-        self._append({"event": "probe_failed", "step": step, "time": time.time(), "probe": name,
-                      "ranks": {str(r): text for r, text in failure.ranks.items()},
-                      "error_type": failure.error_type, "message": first.partition(": ")[2] or first})
+        self._append(
+            {
+                "event": "probe_failed",
+                "step": step,
+                "time": time.time(),
+                "probe": name,
+                "ranks": {str(r): text for r, text in failure.ranks.items()},
+                "error_type": failure.error_type,
+                "message": first.partition(": ")[2] or first,
+            }
+        )
 
     def _note_gaps(self, step: int, result: ProbeResult) -> None:
         """Each probe's key gap at ``step`` for the stop line, and its sudden-change flag."""
@@ -530,8 +567,9 @@ class FairnessTracker:
                 units[key] = found
         return units
 
-    def _write_probe(self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None,
-                     units: Mapping[str, GapUnits]) -> None:
+    def _write_probe(
+        self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None, units: Mapping[str, GapUnits]
+    ) -> None:
         if self._writer is None:
             return
         record = probe_record(step, result, seconds, {k: v for k, v in self._sudden.items() if k in result.metrics})
@@ -551,22 +589,34 @@ class FairnessTracker:
             # Another rank's policy fired (ranks can see different held-out losses); this one did not.
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         best_step = stopping.best_step if stopping else None
-        others = {key: {"at_stop": self._gaps.get(step, {}).get(key), "at_best": self._gaps.get(best_step, {}).get(key)}
-                  for key in self.fairness_keys() if not stopping or key != stopping.monitor}
+        others = {
+            key: {"at_stop": self._gaps.get(step, {}).get(key), "at_best": self._gaps.get(best_step, {}).get(key)}
+            for key in self.fairness_keys()
+            if not stopping or key != stopping.monitor
+        }
         if len(self.tasks) > 1 and others:
+
             def show(value):
                 return "n/a" if value is None or value != value else f"{value:+.4g}"
+
             message += "; other probes at step {} (best step {}): {}".format(
-                step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items()))
+                step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items())
+            )
         self.stopped_reason, self.stop_message = reason, message
         log.warning("FairnessEarlyStopping: %s", message)
-        self._append({
-            "event": "stop", "step": step, "time": time.time(), "reason": reason.value, "message": message,
-            "monitor": stopping.monitor if stopping else None,
-            "best_step": stopping.best_step if stopping else None,
-            "best_value": stopping.best if stopping else None,
-            "other_gaps": others if len(self.tasks) > 1 else None,
-        })
+        self._append(
+            {
+                "event": "stop",
+                "step": step,
+                "time": time.time(),
+                "reason": reason.value,
+                "message": message,
+                "monitor": stopping.monitor if stopping else None,
+                "best_step": stopping.best_step if stopping else None,
+                "best_value": stopping.best if stopping else None,
+                "other_gaps": others if len(self.tasks) > 1 else None,
+            }
+        )
         return message
 
     def update_loss(self, losses: dict[str, Any]) -> None:
