@@ -195,11 +195,11 @@ def precision_matrix(
             with int_slice() if name == "lora_fp32_int_slice" else contextlib.nullcontext(), context():
                 if not timed:
                     scores = probes[path].score(model)
-                    checks[key] = compare(
+                    checks[key] = compare(  # noqa: B023
                         scores,
                         reference["lora_fp32" if name == "lora_fp32_int_slice" else name],  # noqa: B023, F821
-                        tolerance(autocast or dtype),
-                    )  # noqa: B023
+                        tolerance(autocast or dtype),  # noqa: B023
+                    )
                     taken[key] = scores.prefix_sharing  # noqa: B023
                     return probes[path].run(model)
                 sync()

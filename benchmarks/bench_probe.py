@@ -184,11 +184,11 @@ def bbq_row(model, tokenizer, args, clock) -> dict:
         return empty
     items = ProbeSet.from_bbq(directory, ["Religion"])
     n_seeds = len(FairnessProbe(tokenizer, ProbeSet(list(items)[:1])).seeds)
-    make = lambda mode: FairnessProbe(
+    make = lambda mode: FairnessProbe(  # noqa: E731
         tokenizer,
         items,
         batch_size=args.batch_size,
-        prefix_sharing=mode,  # noqa: E731
+        prefix_sharing=mode,
         max_prompts=args.bbq_items * n_seeds,
     )
     plain, shipped = make("off"), make("auto")
