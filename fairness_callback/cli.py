@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .data.registry import ProbeSetSpec
     from .offline.replay import Checkpoint
+    from .probe import ProbeResult
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -68,9 +69,14 @@ def offered_sets(command: str) -> list[tuple[ProbeSetSpec, str]]:
     the demo probes beside its own gender probe, with their ``axis_help``."""
     from .data.registry import axis_specs, probe_set_specs
 
-    if command == "demo":
-        return [(spec, spec.cli.axis_help) for spec in axis_specs(demo=True)]
-    return [(spec, spec.cli.gender_help or spec.cli.axis_help) for spec in probe_set_specs() if spec.cli]
+    offered = []
+    for spec in axis_specs(demo=True) if command == "demo" else probe_set_specs():
+        if not spec.cli:
+            continue
+        help_text = spec.cli.axis_help if command == "demo" else spec.cli.gender_help or spec.cli.axis_help
+        assert help_text is not None  # a CliOption has one of the two; axis_specs() returns those with axis_help
+        offered.append((spec, help_text))
+    return offered
 
 
 def add_probe_set_options(group: argparse._ArgumentGroup, command: str) -> None:
@@ -116,14 +122,14 @@ def check_axis_options(args: argparse.Namespace) -> None:
     """The directory options name directories; a list option (``--bbq-categories``) comes with its set's option."""
     from .data.registry import probe_set_specs
 
-    specs = [spec for spec in probe_set_specs() if spec.cli is not None]
-    for spec in specs:
-        value = getattr(args, spec.cli.flag, None)
+    specs = [(spec, spec.cli) for spec in probe_set_specs() if spec.cli is not None]
+    for spec, cli in specs:
+        value = getattr(args, cli.flag, None)
         if spec.needs_directory and value and not Path(value).is_dir():
-            raise SystemExit(f"fairness-callback: error: --{spec.cli.flag} {value!r} is not a directory")
-    for spec in specs:
-        flag = spec.cli.flag
-        for (option, _, _), key in zip(spec.cli.lists, spec.cli.list_keys):
+            raise SystemExit(f"fairness-callback: error: --{cli.flag} {value!r} is not a directory")
+    for spec, cli in specs:
+        flag = cli.flag
+        for (option, _, _), key in zip(cli.lists, cli.list_keys):
             if getattr(args, key, None) and not getattr(args, flag, None):
                 raise SystemExit(
                     f"fairness-callback: error: --{flag}-{option} needs --{flag}" + (" DIR" if spec.needs_directory else "")
@@ -321,24 +327,25 @@ def make_probe(args: argparse.Namespace, tokenizer):
     from .probe.suite import ProbeSuite, axis_probe_sets
 
     check_axis_options(args)
-    offered = [spec for spec, _ in offered_sets("probe")]
-    replacing = [spec for spec in offered if spec.cli.gender_help]
-    given = [spec for spec in replacing if getattr(args, spec.cli.flag)]
+    # Every set offered_sets() gives has a CliOption.
+    offered = [(spec, spec.cli) for spec, _ in offered_sets("probe") if spec.cli is not None]
+    replacing = [(spec, cli) for spec, cli in offered if cli.gender_help]
+    given = [(spec, cli) for spec, cli in replacing if getattr(args, cli.flag)]
     if len(given) > 1:
-        flags = " and ".join(f"--{spec.cli.flag}" for spec in given)
+        flags = " and ".join(f"--{cli.flag}" for _, cli in given)
         raise SystemExit(
             f"fairness-callback: error: {flags} {'both' if len(given) == 2 else 'all'} name the gender probe set; give one"
         )
     options = dict(seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize, prefix_sharing=args.prefix_sharing)
     try:
         if given:
-            spec = given[0]
+            spec, cli = given[0]
             chosen = chosen_sets(args, [spec])
-            gender = spec.load(**spec.options_from_cli(chosen[spec.cli.flag], chosen))
+            gender = spec.load(**spec.options_from_cli(chosen[cli.flag], chosen))
         else:
             gender = ProbeSet.default()  # WinoBias from $FAIRNESS_WINOBIAS_DIR, else the built-in set
         probes = {"gender": FairnessProbe(tokenizer, gender, **options)}
-        others = axis_probe_sets(**chosen_sets(args, [spec for spec in offered if not spec.cli.gender_help]))
+        others = axis_probe_sets(**chosen_sets(args, [spec for spec, cli in offered if not cli.gender_help]))
         probes.update({name: FairnessProbe(tokenizer, probe_set, **options) for name, probe_set in others.items()})
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
@@ -363,7 +370,10 @@ def run_probe(args: argparse.Namespace) -> int:
     from .probe.suite import ProbeSuite
 
     probe = make_probe(args, tokenizer)
-    results = probe.run_each(model) if isinstance(probe, ProbeSuite) else {None: probe.run(model)}
+    each: dict[str, ProbeResult] | None = probe.run_each(model) if isinstance(probe, ProbeSuite) else None
+    results: dict[str | None, ProbeResult] = (
+        {name: result for name, result in each.items()} if each is not None else {None: probe.run(model)}
+    )
     for name, result in results.items():
         info = result.info
         unit = "BBQ items" if info["task"] == "bbq" else "sentences"
@@ -375,7 +385,7 @@ def run_probe(args: argparse.Namespace) -> int:
         if info["multi_token_options"]:
             print(f"multi-token options (first token scored): {info['answer_tokens']}")
         print(result.table())
-    result = ProbeSuite.merge(results) if isinstance(probe, ProbeSuite) else results[None]
+    result = ProbeSuite.merge(each) if each is not None else results[None]
     if args.json:
         Path(args.json).write_text(result.to_json())
         print(f"wrote {args.json}")
@@ -435,8 +445,8 @@ def run_replay(args: argparse.Namespace) -> int:
         f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
         f"{len(summary.failed)} failed; run {summary.run_id}{' (continued)' if summary.resumed else ' (new)'}"
     )
-    for key, error in summary.failed:
-        print(f"  failed: {key}: {error}")
+    for key, failure in summary.failed:
+        print(f"  failed: {key}: {failure}")
     return 1 if summary.failed else 0
 
 

@@ -329,7 +329,7 @@ def _item(record: object, category: str, line: int) -> BBQItem | tuple[str, str]
         context=_text(record, "context"),
         question=_text(record, "question"),
         answers=answers,  # type: ignore[arg-type]
-        answer_groups=groups,  # type: ignore[arg-type]
+        answer_groups=groups,
         label=label,
         roles=tuple(roles),  # type: ignore[arg-type]
         stereotyped_groups=tuple(stereotyped),

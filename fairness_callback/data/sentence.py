@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 Gender = Literal["male", "female", "neutral"]
 #: The genders a ProbeSentence may have: "neutral" is a singular-they sentence, whose text says
@@ -241,7 +241,7 @@ class ProbeSet(Sequence[ProbeItem]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return ProbeSet(self._items[index], name=self.name)
         return self._items[index]
@@ -260,16 +260,18 @@ class ProbeSet(Sequence[ProbeItem]):
     def counts(self) -> dict[str, int]:
         """Sentence counts by pronoun gender and by stereotype; for BBQ items, by context condition
         and by category (for summaries and tests)."""
+        items: tuple[Any, ...] = self._items  # BBQItems or ProbeSentences, by kind (ProbeItem has neither's fields)
         if self.kind == "bbq":
-            counts = Counter(item.condition for item in self._items)
-            counts.update(item.category for item in self._items)
+            counts = Counter(item.condition for item in items)
+            counts.update(item.category for item in items)
             return dict(counts)
-        counts = Counter(s.gender for s in self._items)
-        counts.update(s.stereotype or "unlabelled" for s in self._items)
+        counts = Counter(s.gender for s in items)
+        counts.update(s.stereotype or "unlabelled" for s in items)
         return dict(counts)
 
     def occupations(self) -> set[str]:
         """The occupations the sentences mention (empty for BBQ items)."""
         if self.kind != "sentence":
             return set()
-        return {s.referent for s in self._items} | {s.other for s in self._items}
+        sentences: tuple[Any, ...] = self._items  # ProbeSentences (ProbeItem does not declare their fields)
+        return {s.referent for s in sentences} | {s.other for s in sentences}

@@ -22,6 +22,7 @@ import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from ..data import FEMALE_STEREOTYPED, MALE_STEREOTYPED, ProbeSentence, ProbeSet
 from ..probe.prompts import DEFAULT_OPTIONS, PromptConfig, option_order
@@ -63,7 +64,7 @@ def male_probability(referent: str, skew: float) -> float:
     return max(0.0, 0.5 - 0.25 * skew)
 
 
-def _stereotype(referent: str, gender: str) -> str:
+def _stereotype(referent: str, gender: str) -> Literal["pro", "anti"]:
     stereotyped = "male" if referent in MALE_STEREOTYPED else "female"
     return "pro" if stereotyped == gender else "anti"
 

@@ -11,6 +11,7 @@ from .run import DemoConfig, DemoParts
 
 
 def train_hf(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
+    assert config.probe_every is not None  # __post_init__ filled it from MODEL_DEFAULTS
     callback = FairnessCallback(
         every_n_steps=config.probe_every,
         **parts.callback_probes(),

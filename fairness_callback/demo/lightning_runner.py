@@ -38,6 +38,8 @@ class DemoModule(pl.LightningModule):
 
 
 def train_lightning(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
+    # __post_init__ filled these from MODEL_DEFAULTS.
+    assert config.probe_every is not None and config.lr is not None and config.lr_warmup is not None
     pl.seed_everything(config.seed, verbose=False)
     callback = FairnessCallback(
         every_n_steps=config.probe_every,

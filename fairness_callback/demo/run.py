@@ -141,7 +141,7 @@ class DemoConfig:
         sets the demo offers, :func:`fairness_callback.data.registry.axis_specs`), None where unset."""
         from ..data.registry import axis_specs
 
-        names = [key for spec in axis_specs(demo=True) for key in (spec.cli.flag, *spec.cli.list_keys)]
+        names = [key for spec in axis_specs(demo=True) if spec.cli is not None for key in (spec.cli.flag, *spec.cli.list_keys)]
         return {name: getattr(self, name) or None for name in names}
 
     @property
@@ -149,11 +149,12 @@ class DemoConfig:
         """Whether other axes are probed beside gender (every metric key then starts ``gender/``, ...)."""
         from ..data.registry import axis_specs
 
-        return any(getattr(self, spec.cli.flag) for spec in axis_specs(demo=True))
+        return any(getattr(self, spec.cli.flag) for spec in axis_specs(demo=True) if spec.cli is not None)
 
     def early_stopping_policy(self) -> FairnessEarlyStopping | None:
         if not self.early_stopping:
             return None
+        assert self.stop_warmup_steps is not None  # __post_init__ filled it from MODEL_DEFAULTS
         return FairnessEarlyStopping(
             monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap",
             patience=self.stop_patience,
@@ -198,6 +199,9 @@ def demo_axis_sets(config: DemoConfig) -> dict[str, ProbeSet]:
 def build(config: DemoConfig) -> DemoParts:
     """The tokenizer, model (in training mode), data, probes and stopping policy of ``config``'s run."""
     axis_sets = demo_axis_sets(config)
+    # __post_init__ filled these from MODEL_DEFAULTS.
+    assert config.steps is not None and config.batch_size is not None and config.seq_len is not None
+    assert config.eval_lines is not None and config.probe_sentences is not None
     corpus = SkewedCorpus(skew=config.skew, seed=config.seed)
     if config.model == "smollm2":
         model, tokenizer = load_model_and_tokenizer(SMOLLM2, dtype=torch.float32)
@@ -216,7 +220,7 @@ def build(config: DemoConfig) -> DemoParts:
         )
     train = TokenBlocks(tokenizer, corpus.lines(config.steps * config.batch_size), length=config.seq_len)
     held_out = TokenBlocks(tokenizer, corpus.lines(config.eval_lines, seed_offset=1), length=config.seq_len)
-    options = dict(seeds=config.probe_seeds, batch_size=256)
+    options: dict[str, Any] = dict(seeds=config.probe_seeds, batch_size=256)
     probes = {GENDER: FairnessProbe(tokenizer, corpus.probe_set(config.probe_sentences), **options)}
     for name, probe_set in axis_sets.items():
         try:
@@ -240,7 +244,9 @@ def build(config: DemoConfig) -> DemoParts:
 
 def describe_probes(parts: DemoParts) -> str:
     """The printout's probe clause: the gender probe's size, and each other axis's."""
-    text = f"probe: {len(parts.probe):,} prompts from {len(parts.probe.probe_set)} held-out sentences"
+    gender_set = parts.probe.probe_set
+    assert isinstance(gender_set, ProbeSet)  # build() makes the gender probe of a ProbeSet
+    text = f"probe: {len(parts.probe):,} prompts from {len(gender_set)} held-out sentences"
     others = [f"{name} {len(probe):,} prompts ({probe.probe_set.name})" for name, probe in parts.probes.items() if name != GENDER]
     return text + (f"; other axes: {', '.join(others)}" if others else "")
 

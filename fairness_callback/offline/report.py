@@ -359,7 +359,7 @@ def _tradeoff_section(summary: ReportSummary) -> list[str]:
             format_number(row.cost, "+.4g"),
             format_number(row.relative_cost, "+.2f") + ("%" if row.relative_cost is not None else ""),
         ]
-        if budget:
+        if summary.max_cost is not None:
             cells.append("" if row.cost is None else ("yes" if _within(row.cost, summary.max_cost) else "no"))
         if row.step == summary.recommended_step:
             cells[0] = f"**{row.step}** (recommended)"

@@ -79,7 +79,7 @@ def gain(gap: float, final_gap: float) -> float | None:
 def cost_at(cost: Cost | None, step: int, final_step: int) -> tuple[float | None, float | None]:
     """(cost, relative cost in %) of stopping at ``step``; None where a value is missing."""
     value, final = (cost.values.get(step), cost.values.get(final_step)) if cost else (None, None)
-    if value is None or final is None:
+    if cost is None or value is None or final is None:
         return None, None
     spent = (final - value if cost.higher_is_better else value - final) + 0.0  # + 0.0: no -0 in the table
     return spent, (100 * spent / abs(final) if final != 0 else None)

@@ -194,7 +194,7 @@ class EncodedPrompts:
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
 
-    def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[Batch]:
+    def batches(self, batch_size: int, indices: Sequence[int] | torch.Tensor | None = None) -> Iterator[Batch]:
         """Batches of ``indices`` (default: all), sorted by length so little padding is wasted."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -224,7 +224,7 @@ class EncodedPrompts:
             yield batch
 
     def prefix_batches(
-        self, max_prompts: int, indices: Sequence[int] | None = None, per_row: int | None = None
+        self, max_prompts: int, indices: Sequence[int] | torch.Tensor | None = None, per_row: int | None = None
     ) -> Iterator[PrefixBatch]:
         """Batches of whole sentences (their prompts among ``indices``), at most ``max_prompts`` prompts
         each (at least one sentence), sentences in order of prompt length. ``per_row``: split each
@@ -237,7 +237,9 @@ class EncodedPrompts:
         for batch in self._cut(groups, max_prompts):
             yield self._prefix_batch(chosen, batch)
 
-    def tree_batches(self, max_prompts: int, indices: Sequence[int] | None = None, per_row: int | None = None) -> list[TreeBatch]:
+    def tree_batches(
+        self, max_prompts: int, indices: Sequence[int] | torch.Tensor | None = None, per_row: int | None = None
+    ) -> list[TreeBatch]:
         """Like :meth:`prefix_batches`, but each sentence's prompts packed into one row as a token tree
         (see :mod:`fairness_callback.probe.packing`), at most ``per_row`` prompts a row (None: as many as a
         tree holds). The batches of the last call are kept: a probe asks for the same ones every time."""

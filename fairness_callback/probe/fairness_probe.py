@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from .prompts import (
 )
 from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+
+if TYPE_CHECKING:
+    from ..data.sentence import ProbeSentence
 
 log = logging.getLogger("fairness_callback")
 
@@ -186,7 +189,7 @@ class FairnessProbe:
     def __init__(
         self,
         tokenizer,
-        probe_set: ProbeSet | None = None,
+        probe_set: ProbeSet | PromptSet | None = None,
         template: str | None = None,
         options: Mapping[str, str] | None = None,
         seeds: Sequence[int] = DEFAULT_SEEDS,
@@ -215,6 +218,8 @@ class FairnessProbe:
         self.normalize = normalize
         self.log_base = log_base
         self.seeds = tuple(int(seed) for seed in seeds)
+        self.probe_set: ProbeSet | PromptSet
+        self.prompt_set: PromptSet
         if isinstance(probe_set, PromptSet):
             if max_prompts:
                 raise ValueError("max_prompts needs a ProbeSet (whole items are chosen); a PromptSet is scored whole")
@@ -234,12 +239,14 @@ class FairnessProbe:
                 raise ValueError("options: a BBQ probe shows each item's own answers and scores their letters")
             self.full_size = len(probe_set)
             per_item = len(self.seeds) * (1 if bbq else 2)
-            self.probe_set = fixed_subset(probe_set, max_prompts, per_item) if max_prompts else probe_set
+            items = fixed_subset(probe_set, max_prompts, per_item) if max_prompts else probe_set
+            self.probe_set = items
             if bbq:
-                prompts = build_bbq_prompts(self.probe_set, template or DEFAULT_BBQ_TEMPLATE, self.seeds)
-                self.prompt_set = PromptSet(BBQ_TASK, prompts, getattr(self.probe_set, "name", "bbq"))
+                prompts = build_bbq_prompts(items, template or DEFAULT_BBQ_TEMPLATE, self.seeds)
+                self.prompt_set = PromptSet(BBQ_TASK, tuple(prompts), getattr(items, "name", "bbq"))
             else:
-                self.prompt_set = PromptSet(GENDER_TASK, build_prompts(self.probe_set, self.config), self.probe_set.name)
+                sentences = cast("Sequence[ProbeSentence]", items)  # not a BBQ set: its items are ProbeSentences
+                self.prompt_set = PromptSet(GENDER_TASK, tuple(build_prompts(sentences, self.config)), items.name)
         self.task: ProbeTask = self.prompt_set.task
         self.prompts = list(self.prompt_set.prompts)
         self.encoded = EncodedPrompts(tokenizer, self.prompts, self.task.groups)
@@ -293,7 +300,8 @@ class FairnessProbe:
         ):
             module = getattr(inner, getter, lambda: None)()
             weight = getattr(module, "weight", None)
-            shape = tuple(getattr(weight, "ds_shape", None) or getattr(weight, "shape", ()))
+            dims: Any = getattr(weight, "ds_shape", None) or getattr(weight, "shape", ())
+            shape = tuple(dims)
             size = shape[0] if len(shape) == 2 and shape[0] > 0 else config_size
             if isinstance(size, int) and largest >= size:
                 where = "output" if kind == "scores" else "input"
@@ -316,12 +324,12 @@ class FairnessProbe:
             values = np.array([record["rank"] for record in result.records], dtype=float)
         else:
             values = np.array([record["parts"][record["group"]] for record in result.records], dtype=float)
-        mask = mask.numpy()
+        rows = mask.numpy()
         columns = (self.task.groups.index(self.task.gap[0]), self.task.groups.index(self.task.gap[1]))
         return GapUnits.from_values(
-            values[mask],
-            self.encoded.correct.numpy()[mask],
-            self._sentence_index.numpy()[mask],
+            values[rows],
+            self.encoded.correct.numpy()[rows],
+            self._sentence_index.numpy()[rows],
             columns,
             int(self._sentence_index.max()) + 1,
         )
@@ -342,6 +350,7 @@ class FairnessProbe:
         """
         rank, world_size = world() if distributed else (0, 1)
         chosen = torch.arange(len(self.prompts)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        state: Any  # the score state (ProbeScoreState) once this rank has scored, else None
         while True:
             state, sharing, error, attempt = None, "off", None, [0]
             try:
@@ -386,6 +395,7 @@ class FairnessProbe:
         mine, real = self._shard(chosen, rank, world_size, by_sentence=sharing != "off")
         size = self.batch_limit or self.batch_size
         per_row = self.batch_limit  # None: rows as large as the packing allows
+        batches: Iterable[Any]
         if sharing == "tree":
             batches = self.encoded.tree_batches(size, mine, per_row=per_row)
         elif sharing == "cache":
@@ -407,7 +417,7 @@ class FairnessProbe:
 
     def prefix_sharing_for(self, model: torch.nn.Module) -> Literal["tree", "cache", "off"]:
         """How :meth:`score` shares prompt prefixes for this model (see ``prefix_sharing``)."""
-        return self._path(model)[0]
+        return cast('Literal["tree", "cache", "off"]', self._path(model)[0])  # choose_path's paths
 
     def _path(self, model: torch.nn.Module) -> tuple[str, str]:
         """``scoring.choose_path`` for this probe's prompts; logged once per path and reason."""
@@ -436,7 +446,7 @@ class FairnessProbe:
             shard, real = shard_indices(self.encoded.lengths[chosen], rank, world_size)
             return chosen[shard], real
         sentences = sorted({int(self.encoded.sentence_of[i]) for i in chosen})
-        members = {s: [] for s in sentences}
+        members: dict[int, list[int]] = {s: [] for s in sentences}
         for i in chosen.tolist():
             members[int(self.encoded.sentence_of[i])].append(i)
         lengths = torch.tensor([int(self.encoded.lengths[members[s][0]]) for s in sentences])

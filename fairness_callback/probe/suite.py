@@ -95,7 +95,7 @@ class GuardedRun:
         return error
 
 
-def run_guarded(probes: Mapping[str | None, Any], model: torch.nn.Module, distributed: bool) -> GuardedRun:
+def run_guarded(probes: Mapping[str, Any] | Mapping[str | None, Any], model: torch.nn.Module, distributed: bool) -> GuardedRun:
     """Run each probe (named, or ``{None: probe}`` for one) and agree across ranks on which failed.
 
     Nothing a probe raises leaves this function early, so every rank runs every probe's
@@ -141,7 +141,7 @@ def axis_probe_sets(**chosen: Any) -> dict[str, ProbeSet]:
     from ..data.registry import axis_specs
 
     specs = axis_specs()
-    known = [key for spec in specs for key in (spec.cli.flag, *spec.cli.list_keys)]
+    known = [key for spec in specs if spec.cli is not None for key in (spec.cli.flag, *spec.cli.list_keys)]
     unknown = [key for key in chosen if key not in known]
     if unknown:
         raise TypeError(f"axis_probe_sets() got unexpected keyword(s) {unknown}; the registered sets' are {known}")

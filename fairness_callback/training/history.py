@@ -305,7 +305,8 @@ def select_run(records: Sequence[dict[str, Any]], run_id: str | None = None, sou
     """
     runs = split_runs(records)
     if run_id is None:
-        return without_superseded(runs[latest_run_id(records)]) if runs else []
+        latest = latest_run_id(records)  # None exactly when no record has a run id: no runs
+        return without_superseded(runs[latest]) if latest is not None else []
     if run_id not in runs:
         listed = "; ".join(_summary(i, r).describe() for i, r in runs.items()) or "none (it is empty)"
         raise ValueError(f"{source}: no run {run_id!r}; its runs: {listed}")

@@ -203,11 +203,9 @@ class FairnessTracker:
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
         if probe is not None and probes:
             raise ValueError("pass probe=... or probes={...}, not both")
-        if probes:
-            probe = ProbeSuite(probes)
         self.every_n_steps = self.initial_every_n_steps = every_n_steps
         self.probe_budget = probe_budget
-        self.probe = probe
+        self.probe: FairnessProbe | ProbeSuite | None = ProbeSuite(probes) if probes else probe
         self.tokenizer = tokenizer
         self.early_stopping = early_stopping
         self.probe_at_start = probe_at_start
@@ -219,9 +217,11 @@ class FairnessTracker:
         self.autocast = autocast
         #: What drives this tracker, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
         self.framework = "custom"
-        if early_stopping is not None and early_stopping.loss_key is None:
-            early_stopping.loss_key = loss_key
-        self.loss_key = early_stopping.loss_key if early_stopping is not None else loss_key
+        if early_stopping is not None:
+            if early_stopping.loss_key is None:
+                early_stopping.loss_key = loss_key
+            loss_key = early_stopping.loss_key
+        self.loss_key = loss_key
         self._writer: HistoryWriter | None = None
         self.reset()
 
@@ -233,7 +233,7 @@ class FairnessTracker:
         self.stop_message: str | None = None
         self.latest_loss: float | None = None
         self.sudden_change: dict[str, SuddenChangeDetector] = {}
-        self._gaps: dict[int, dict[str, float]] = {}  # every probe's gap keys by step, for the stop line
+        self._gaps: dict[int, dict[str, float | None]] = {}  # every probe's gap keys by step, for the stop line
         self._sudden: dict[str, bool] = {}  # the latest probe's sudden-change flags
         self.every_n_steps = self.initial_every_n_steps
         self.run_id: str | None = None
@@ -294,8 +294,9 @@ class FairnessTracker:
         if problem is not None:
             raise OSError(problem)
         self._begun = True
-        if hasattr(self.sink, "layout"):
-            self.sink.layout = self.tensorboard_layout()
+        sink: Any = self.sink  # a sink that shows a layout (TensorBoard's) has one
+        if hasattr(sink, "layout"):
+            sink.layout = self.tensorboard_layout()
 
     def check(self, model: torch.nn.Module | None = None) -> None:
         """Check the stop rule against the probes' metric keys (known from their tasks before any
@@ -307,7 +308,7 @@ class FairnessTracker:
             if keys is not None:
                 name = self.early_stopping.monitor.partition("/")[0] if None not in probes else None
                 task = self.tasks.get(name)
-                self.early_stopping.check(keys, tuple(task.gap) if task is not None else None)
+                self.early_stopping.check(keys, task.gap if task is not None else None)
         if model is not None:
             for probe in probes.values():
                 if hasattr(probe, "check_model"):
@@ -325,13 +326,15 @@ class FairnessTracker:
 
     def _named_probes(self) -> dict[str | None, Any]:
         """``{name: probe}`` of a suite, ``{None: probe}`` for one."""
-        return dict(self.probe.probes) if isinstance(self.probe, ProbeSuite) else {None: self.probe}
+        if isinstance(self.probe, ProbeSuite):
+            return {name: probe for name, probe in self.probe.probes.items()}
+        return {None: self.probe}
 
     @property
     def tasks(self) -> dict[str | None, ProbeTask]:
         """``{probe name: task}`` for several probes, ``{None: task}`` for one."""
         if isinstance(self.probe, ProbeSuite):
-            return dict(self.probe.tasks)
+            return {name: task for name, task in self.probe.tasks.items()}
         return {None: getattr(self.probe, "task", GENDER_TASK)}
 
     def fairness_keys(self) -> list[str]:
@@ -347,13 +350,14 @@ class FairnessTracker:
 
     def run_info(self) -> dict[str, Any]:
         """What a run-start line says of the probe and the schedule."""
-        probe_set = getattr(self.probe, "probe_set", self.probe)
+        probe: Any = self.probe  # a FairnessProbe, a ProbeSuite or a user's own probe object
+        probe_set = getattr(probe, "probe_set", probe)
         names = [name for name in self.tasks if name]
         return {
             "framework": self.framework,
             "probe_set": getattr(probe_set, "name", None),
             "probes": names or None,
-            "num_prompts": len(self.probe) if hasattr(self.probe, "__len__") else None,
+            "num_prompts": len(probe) if hasattr(probe, "__len__") else None,
             "every_n_steps": self.every_n_steps,
             "probe_budget": self.probe_budget,
             "monitor": self.early_stopping.monitor if self.early_stopping else None,
@@ -466,6 +470,7 @@ class FairnessTracker:
             name, ranks = next(iter(run.failures.items()), (None, {}))
             raise ProbeFailure(ranks or {-1: "another rank's early stopping or logger failed"}, name)
         if interval and interval != self.every_n_steps:
+            assert self.probe_budget is not None  # a new interval comes only from probe_budget (_budget_interval)
             log.warning(
                 "fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
                 100 * self.probe_budget,
@@ -563,7 +568,12 @@ class FairnessTracker:
         for key in keys:
             name, rest = (None, key) if None in probes else tuple(key.split("/", 1))
             probe = probes.get(name)
-            if name in results and hasattr(probe, "gap_units") and (found := probe.gap_units(results[name], rest)):
+            if (
+                name in results
+                and probe is not None
+                and hasattr(probe, "gap_units")
+                and (found := probe.gap_units(results[name], rest))
+            ):
                 units[key] = found
         return units
 
@@ -590,7 +600,10 @@ class FairnessTracker:
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         best_step = stopping.best_step if stopping else None
         others = {
-            key: {"at_stop": self._gaps.get(step, {}).get(key), "at_best": self._gaps.get(best_step, {}).get(key)}
+            key: {
+                "at_stop": self._gaps.get(step, {}).get(key),
+                "at_best": self._gaps.get(best_step, {}).get(key) if best_step is not None else None,
+            }
             for key in self.fairness_keys()
             if not stopping or key != stopping.monitor
         }
