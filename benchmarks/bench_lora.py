@@ -115,8 +115,12 @@ def compare(scores, reference, tol: float) -> dict:
     finite = torch.isfinite(reference.logprobs) & torch.isfinite(scores.logprobs)
     diff = float((scores.logprobs - reference.logprobs)[finite].abs().max()) if finite.any() else float("nan")
     ranks_equal = float((scores.ranks == reference.ranks).double().mean())
-    return {"max_logprob_diff": diff, "tolerance": tol, "within_tolerance": bool(diff <= tol and finite.all()),
-            "ranks_equal_frac": ranks_equal}
+    return {
+        "max_logprob_diff": diff,
+        "tolerance": tol,
+        "within_tolerance": bool(diff <= tol and finite.all()),
+        "ranks_equal_frac": ranks_equal,
+    }
 
 
 def adapter_dtype(model: torch.nn.Module) -> str | None:
@@ -126,23 +130,40 @@ def adapter_dtype(model: torch.nn.Module) -> str | None:
     return None
 
 
-def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.dtype], torch.nn.Module],
-                     rows: list[str], *, device: torch.device, repeats: int, clock: Callable[[], float],
-                     seeds=(0,), batch_size: int = 64, paths=PATHS, before: bool = True, log=print) -> dict:
+def precision_matrix(
+    tokenizer,
+    probe_set: ProbeSet,
+    make_base: Callable[[torch.dtype], torch.nn.Module],
+    rows: list[str],
+    *,
+    device: torch.device,
+    repeats: int,
+    clock: Callable[[], float],
+    seeds=(0,),
+    batch_size: int = 64,
+    paths=PATHS,
+    before: bool = True,
+    log=print,
+) -> dict:
     """Every cell of the matrix (module docstring); ``make_base(dtype)``: the same weights each call, on ``device``."""
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    probes = {path: FairnessProbe(tokenizer, probe_set, seeds=tuple(seeds), batch_size=batch_size, prefix_sharing=path)
-              for path in paths}
+    probes = {
+        path: FairnessProbe(tokenizer, probe_set, seeds=tuple(seeds), batch_size=batch_size, prefix_sharing=path)
+        for path in paths
+    }
     cells: list[dict] = []
     for row in rows:
         dtype, autocast = ROWS[row]
         base = make_base(dtype)
-        models = {"bare": base, "bare_frozen": copy.deepcopy(base).requires_grad_(False),
-                  "lora_fp32": with_lora(base, adapters_fp32=True)}
+        models = {
+            "bare": base,
+            "bare_frozen": copy.deepcopy(base).requires_grad_(False),
+            "lora_fp32": with_lora(base, adapters_fp32=True),
+        }
         if dtype != torch.float32:
             models["lora_base_dtype"] = with_lora(base, adapters_fp32=False)
         if row == "float32":
@@ -174,8 +195,11 @@ def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.
             with int_slice() if name == "lora_fp32_int_slice" else contextlib.nullcontext(), context():
                 if not timed:
                     scores = probes[path].score(model)
-                    checks[key] = compare(scores, reference["lora_fp32" if name == "lora_fp32_int_slice" else name],  # noqa: B023, F821
-                                          tolerance(autocast or dtype))  # noqa: B023
+                    checks[key] = compare(  # noqa: B023
+                        scores,
+                        reference["lora_fp32" if name == "lora_fp32_int_slice" else name],  # noqa: B023, F821
+                        tolerance(autocast or dtype),  # noqa: B023
+                    )
                     taken[key] = scores.prefix_sharing  # noqa: B023
                     return probes[path].run(model)
                 sync()
@@ -193,15 +217,25 @@ def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.
             seconds = statistics.median(times[key])
             bare = statistics.median(times[(gc, path, "bare")])
             model = models["lora_fp32" if name == "lora_fp32_int_slice" else name]
-            cell = {"row": row, "dtype": str(dtype).replace("torch.", ""),
-                    "autocast": None if autocast is None else str(autocast).replace("torch.", ""),
-                    "variant": name, "adapter_dtype": adapter_dtype(model), "gradient_checkpointing": gc,
-                    "path": path, "path_taken": taken[key], "seconds": seconds, "over_bare": seconds / bare,
-                    **checks[key]}
+            cell = {
+                "row": row,
+                "dtype": str(dtype).replace("torch.", ""),
+                "autocast": None if autocast is None else str(autocast).replace("torch.", ""),
+                "variant": name,
+                "adapter_dtype": adapter_dtype(model),
+                "gradient_checkpointing": gc,
+                "path": path,
+                "path_taken": taken[key],
+                "seconds": seconds,
+                "over_bare": seconds / bare,
+                **checks[key],
+            }
             cells.append(cell)
-            log(f"{row:>22} gc={'on ' if gc else 'off'} {path:>5} {name:>20}: {seconds:.3f} s, "
+            log(
+                f"{row:>22} gc={'on ' if gc else 'off'} {path:>5} {name:>20}: {seconds:.3f} s, "
                 f"{cell['over_bare']:.2f}x bare; answers within {cell['tolerance']:.1e}: {cell['within_tolerance']} "
-                f"(max diff {cell['max_logprob_diff']:.2e}, ranks equal {cell['ranks_equal_frac']:.3f})")
+                f"(max diff {cell['max_logprob_diff']:.2e}, ranks equal {cell['ranks_equal_frac']:.3f})"
+            )
         if row == "float32":
             # The adapter's answers are the merged model's: log-probs within float32 rounding, ranks at
             # most one apart (near-tied logits of the random model reorder; a CI bound over ranks can
@@ -212,9 +246,12 @@ def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.
             logprob_diff = float((lora_s.logprobs - merged_s.logprobs).abs().max())
             rank_diff = float((lora_s.ranks - merged_s.ranks).abs().max())
             bare_m = warm[(False, paths[0], "bare")].metrics
-            extra = {"lora_equals_merged": logprob_diff <= 1e-5 and rank_diff <= 1,
-                     "lora_merged_max_logprob_diff": logprob_diff, "lora_merged_max_rank_diff": rank_diff,
-                     "adapter_changes_output": warm[(False, paths[0], "lora_fp32")].metrics["jsdp/gap"] != bare_m["jsdp/gap"]}
+            extra = {
+                "lora_equals_merged": logprob_diff <= 1e-5 and rank_diff <= 1,
+                "lora_merged_max_logprob_diff": logprob_diff,
+                "lora_merged_max_rank_diff": rank_diff,
+                "adapter_changes_output": warm[(False, paths[0], "lora_fp32")].metrics["jsdp/gap"] != bare_m["jsdp/gap"],
+            }
             cells.append({"row": row, "variant": "_checks", **extra})
         del models, reference
     fixed = [c for c in cells if c["variant"] not in ("_checks", "lora_fp32_int_slice")]
@@ -225,13 +262,22 @@ def precision_matrix(tokenizer, probe_set: ProbeSet, make_base: Callable[[torch.
         "all_paths_as_asked": all(c["path_taken"] == c["path"] for c in cells if "path" in c),
         "before_over_bare": {c["row"]: c["over_bare"] for c in cells if c["variant"] == "lora_fp32_int_slice"},
     }
-    return {"prompts": len(next(iter(probes.values()))), "rows": rows, "paths": list(paths), "target": TARGET,
-            "cells": cells, **summary}
+    return {
+        "prompts": len(next(iter(probes.values()))),
+        "rows": rows,
+        "paths": list(paths),
+        "target": TARGET,
+        "cells": cells,
+        **summary,
+    }
 
 
 def cell(matrix: dict, row: str, variant: str, path: str = "tree", gc: bool = False) -> dict:
-    return next(c for c in matrix["cells"] if c["row"] == row and c["variant"] == variant
-                and c.get("path") == path and c.get("gradient_checkpointing") == gc)
+    return next(
+        c
+        for c in matrix["cells"]
+        if c["row"] == row and c["variant"] == variant and c.get("path") == path and c.get("gradient_checkpointing") == gc
+    )
 
 
 def main() -> None:
@@ -242,12 +288,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="option-order seeds (the issue's case: 1)")
     parser.add_argument("--sentences", type=int, default=0, help="built-in sentences to probe (0: all 560)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall clock, or this process's CPU time (with --threads 1: robust to other jobs)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall clock, or this process's CPU time (with --threads 1: robust to other jobs)",
+    )
     parser.add_argument("--dtypes", default=",".join(ROWS), help=f"rows, of {','.join(ROWS)}")
     parser.add_argument("--paths", default=",".join(PATHS))
-    parser.add_argument("--no-before", dest="before", action="store_false",
-                        help="skip the lora_fp32_int_slice cells (the scorer as before issue #20)")
+    parser.add_argument(
+        "--no-before",
+        dest="before",
+        action="store_false",
+        help="skip the lora_fp32_int_slice cells (the scorer as before issue #20)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -263,31 +317,60 @@ def main() -> None:
 
     def make_base(dtype):
         torch.manual_seed(0)
-        return LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                            max_position_embeddings=512)).to(dtype)
+        return LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=512,
+            )
+        ).to(dtype)
 
     sentences = ProbeSet.builtin()
     if args.sentences:
         sentences = sentences[: args.sentences]
-    matrix = precision_matrix(tokenizer, sentences, make_base, rows, device=torch.device("cpu"), repeats=args.repeats,
-                              clock=CLOCKS[args.clock], seeds=range(args.seeds),
-                              paths=tuple(p for p in args.paths.split(",") if p), before=args.before)
+    matrix = precision_matrix(
+        tokenizer,
+        sentences,
+        make_base,
+        rows,
+        device=torch.device("cpu"),
+        repeats=args.repeats,
+        clock=CLOCKS[args.clock],
+        seeds=range(args.seeds),
+        paths=tuple(p for p in args.paths.split(",") if p),
+        before=args.before,
+    )
     print(f"load average after: {load_average()}")
     figures = {"repeats": args.repeats, "clock": args.clock, "threads": torch.get_num_threads(), **matrix}
     if "float32" in rows and "tree" in matrix["paths"]:  # the figures of issue #16, kept
         checks = next(c for c in matrix["cells"] if c["row"] == "float32" and c["variant"] == "_checks")
-        figures.update({
-            "bare_s": cell(matrix, "float32", "bare")["seconds"], "lora_s": cell(matrix, "float32", "lora_fp32")["seconds"],
-            "merged_s": cell(matrix, "float32", "merged")["seconds"],
-            "lora_over_bare": cell(matrix, "float32", "lora_fp32")["over_bare"],
-            "merged_over_bare": cell(matrix, "float32", "merged")["over_bare"],
-            **{key: checks[key] for key in ("lora_equals_merged", "lora_merged_max_logprob_diff",
-                                            "lora_merged_max_rank_diff", "adapter_changes_output")},
-        })
-    print(f"max over bare {figures['max_over_bare']:.2f}x (target <= {TARGET}x: "
-          f"{'met' if figures['all_within_target'] else 'NOT met'}); answers within tolerance: "
-          f"{figures['all_within_tolerance']}; before the fix (int slice): {figures['before_over_bare']}")
+        figures.update(
+            {
+                "bare_s": cell(matrix, "float32", "bare")["seconds"],
+                "lora_s": cell(matrix, "float32", "lora_fp32")["seconds"],
+                "merged_s": cell(matrix, "float32", "merged")["seconds"],
+                "lora_over_bare": cell(matrix, "float32", "lora_fp32")["over_bare"],
+                "merged_over_bare": cell(matrix, "float32", "merged")["over_bare"],
+                **{
+                    key: checks[key]
+                    for key in (
+                        "lora_equals_merged",
+                        "lora_merged_max_logprob_diff",
+                        "lora_merged_max_rank_diff",
+                        "adapter_changes_output",
+                    )
+                },
+            }
+        )
+    print(
+        f"max over bare {figures['max_over_bare']:.2f}x (target <= {TARGET}x: "
+        f"{'met' if figures['all_within_target'] else 'NOT met'}); answers within tolerance: "
+        f"{figures['all_within_tolerance']}; before the fix (int slice): {figures['before_over_bare']}"
+    )
     print(json.dumps(figures))
 
 

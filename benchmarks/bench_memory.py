@@ -113,8 +113,13 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[8192, 50304])
     parser.add_argument("--child", type=int, nargs=2, metavar=("BATCH", "VOCAB"), help=argparse.SUPPRESS)
-    parser.add_argument("--sharing", choices=SHARING, nargs="+", default=list(SHARING),
-                        help="prefix sharing modes to measure (FairnessProbe(prefix_sharing=...))")
+    parser.add_argument(
+        "--sharing",
+        choices=SHARING,
+        nargs="+",
+        default=list(SHARING),
+        help="prefix sharing modes to measure (FairnessProbe(prefix_sharing=...))",
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(*args.child, args.sharing[0])))
@@ -122,19 +127,25 @@ def main() -> None:
 
     load_before = load_average()
     print(f"load average before (1, 5, 15 min): {load_before}")
-    print("measured: extra peak RSS of the second probe.score on the longest sentences over the RSS before it, "
-          "a fresh process per row; analytic: 7 B V (logits, rank comparisons), 32 B L H (MLP activations)")
-    print(f"{'path':<7} {'batch':>5} {'vocab':>6} {'L':>4} {'model MB':>9} {'peak MB':>8} {'peak/model':>10} "
-          f"{'tail MB':>9} {'activ. MB':>9}")
+    print(
+        "measured: extra peak RSS of the second probe.score on the longest sentences over the RSS before it, "
+        "a fresh process per row; analytic: 7 B V (logits, rank comparisons), 32 B L H (MLP activations)"
+    )
+    print(
+        f"{'path':<7} {'batch':>5} {'vocab':>6} {'L':>4} {'model MB':>9} {'peak MB':>8} {'peak/model':>10} "
+        f"{'tail MB':>9} {'activ. MB':>9}"
+    )
     rows = []
     for vocab_size in args.vocab_sizes:
         for batch_size in args.batch_sizes:
             for sharing in args.sharing:
                 row = run_child(batch_size, vocab_size, sharing)
                 rows.append(row)
-                print(f"{sharing:<7} {batch_size:>5} {vocab_size:>6} "
-                      f"{row['tokens']:>4} {row['model_mb']:>9} {row['peak_mb']:>8} "
-                      f"{row['peak_over_model']:>10} {row['tail_terms_mb']:>9} {row['activation_terms_mb']:>9}")
+                print(
+                    f"{sharing:<7} {batch_size:>5} {vocab_size:>6} "
+                    f"{row['tokens']:>4} {row['model_mb']:>9} {row['peak_mb']:>8} "
+                    f"{row['peak_over_model']:>10} {row['tail_terms_mb']:>9} {row['activation_terms_mb']:>9}"
+                )
     load_after = load_average()
     print(f"load average after (1, 5, 15 min): {load_after}")
     print(json.dumps({"configs": rows, "load_before": load_before, "load_after": load_after}))

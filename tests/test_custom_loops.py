@@ -45,8 +45,10 @@ def test_plain_loop_probes_when_due_logs_and_stops(tmp_path):
     tokenizer = make_tokenizer()
     logged: list[tuple[int, dict]] = []
     tracker = FairnessTracker(
-        every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
-        early_stopping=FairnessEarlyStopping(patience=2), history_path=tmp_path / "h.jsonl",
+        every_n_steps=2,
+        probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
+        early_stopping=FairnessEarlyStopping(patience=2),
+        history_path=tmp_path / "h.jsonl",
         log=lambda metrics, step: logged.append((step, metrics)),
     )
     model = make_model(tokenizer)
@@ -71,8 +73,12 @@ def test_resume_from_state_dict_continues_the_run(tmp_path):
     path = tmp_path / "h.jsonl"
 
     def tracked(gaps):
-        return FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, gaps),
-                               early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
+        return FairnessTracker(
+            every_n_steps=2,
+            probe=ScriptedGapProbe(tokenizer, gaps),
+            early_stopping=FairnessEarlyStopping(patience=2),
+            history_path=path,
+        )
 
     first = tracked([0.05, 0.01, 0.02])
     model = make_model(tokenizer)
@@ -189,10 +195,34 @@ def check_one_run(history: Path, steps: list[int], ranks: list[dict]) -> None:
 def test_accelerate_launch_two_cpu_processes(tmp_path):
     launcher = Path(sys.executable).parent / "accelerate"
     out = tmp_path / "run"
-    run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", "0", str(EXAMPLES / "custom_loop.py"), "--output-dir", str(out),
-         "--max-steps", "20", "--probe-every", "10", "--summary-json", str(tmp_path / "s")],
-        tmp_path, ACCELERATE_USE_CPU="1")
+    run(
+        [
+            str(launcher),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "0",
+            str(EXAMPLES / "custom_loop.py"),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "20",
+            "--probe-every",
+            "10",
+            "--summary-json",
+            str(tmp_path / "s"),
+        ],
+        tmp_path,
+        ACCELERATE_USE_CPU="1",
+    )
     ranks = two_ranks(tmp_path / "s")
     assert ranks[0]["step"] == ranks[1]["step"] == 20
     check_one_run(out / "fairness_history.jsonl", [0, 10, 20], ranks)
@@ -203,8 +233,23 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
 @pytest.mark.distributed
 def test_fabric_two_processes(tmp_path):
     out = tmp_path / "run"
-    run([sys.executable, str(EXAMPLES / "fabric_train.py"), "--devices", "2", "--output-dir", str(out), "--max-steps", "20",
-         "--probe-every", "10", "--summary-json", str(tmp_path / "s")], tmp_path)
+    run(
+        [
+            sys.executable,
+            str(EXAMPLES / "fabric_train.py"),
+            "--devices",
+            "2",
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "20",
+            "--probe-every",
+            "10",
+            "--summary-json",
+            str(tmp_path / "s"),
+        ],
+        tmp_path,
+    )
     ranks = two_ranks(tmp_path / "s")
     check_one_run(out / "fairness_history.jsonl", [0, 10, 20], ranks)
     (event_file,) = out.glob("tensorboard/version_0/events.out.tfevents.*")

@@ -13,13 +13,31 @@ from fairness_callback.training.history import read_history
 def test_short_demo_writes_history_figure_and_tensorboard(framework, tmp_path, capsys):
     out = tmp_path / "demo"
     summary = tmp_path / "summary.json"
-    assert main(["demo", "--out", str(out), "--steps", "20", "--probe-every", "10", "--framework", framework,
-                 "--probe-sentences", "20", "--summary-json", str(summary)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--steps",
+                "20",
+                "--probe-every",
+                "10",
+                "--framework",
+                framework,
+                "--probe-sentences",
+                "20",
+                "--summary-json",
+                str(summary),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     history = read_history(out / "fairness_history.jsonl")
     probes = [r for r in history if r["event"] == "probe"]
     assert [r["step"] for r in probes] == [0, 10, 20]
-    assert all(0 < r["ar/male"] and 0 <= r["jsdp/female"] <= 0.5 for r in probes)
+    assert all(r["ar/male"] > 0 and 0 <= r["jsdp/female"] <= 0.5 for r in probes)
     assert (out / "fairness_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard event file"
     assert f"tensorboard --logdir {out}" in printed
@@ -46,16 +64,23 @@ def test_other_axes_are_probed_beside_gender_and_change_nothing_of_the_run(tmp_p
     assert main(["demo", "--out", str(tmp_path / "plain"), *common]) == 0
     capsys.readouterr()
     summary = tmp_path / "summary.json"
-    assert main(["demo", "--out", str(tmp_path / "axes"), *common, "--they", "--axis-prompts", "40",
-                 "--summary-json", str(summary)]) == 0
+    assert (
+        main(["demo", "--out", str(tmp_path / "axes"), *common, "--they", "--axis-prompts", "40", "--summary-json", str(summary)])
+        == 0
+    )
     printed = capsys.readouterr().out
-    plain, axes = _probe_lines(tmp_path / "plain" / "fairness_history.jsonl"), _probe_lines(tmp_path / "axes" / "fairness_history.jsonl")
+    plain, axes = (
+        _probe_lines(tmp_path / "plain" / "fairness_history.jsonl"),
+        _probe_lines(tmp_path / "axes" / "fairness_history.jsonl"),
+    )
     assert [r["step"] for r in axes] == [r["step"] for r in plain] == [0, 5, 10]
     for alone, beside in zip(plain, axes):
         metrics = [k for k, v in alone.items() if "/" in k and not isinstance(v, dict) and not k.startswith("stopping/")]
         assert len(metrics) > 100
         for key in metrics:
-            assert beside[f"gender/{key}"] == alone[key] or (alone[key] != alone[key] and beside[f"gender/{key}"] != beside[f"gender/{key}"]), key
+            assert beside[f"gender/{key}"] == alone[key] or (
+                alone[key] != alone[key] and beside[f"gender/{key}"] != beside[f"gender/{key}"]
+            ), key
         assert beside["val_loss"] == alone["val_loss"]
         assert beside["they/n/not_specified"] == 40 and beside["they/jsdp/lean"] is not None  # 4 sentences x 5 seeds x 2 prompts
     assert "they lean" in printed.splitlines()[[i for i, line in enumerate(printed.splitlines()) if "AR m" in line][0]]

@@ -36,11 +36,13 @@ def test_pronoun_gender_follows_the_skew(skew):
 
 def test_pronoun_counts_in_the_text():
     """Count pronouns in the generated lines themselves, not just the sampler's choices."""
+
     def he_share(skew):
         words = Counter(w for line in SkewedCorpus(skew=skew, seed=1).lines(6000) for w in re.findall(r"[a-z]+", line.lower()))
         male = words["he"] + words["him"] + words["his"] + words["himself"]
         female = words["she"] + words["her"] + words["herself"]
         return male / (male + female)
+
     assert he_share(0.0) == pytest.approx(0.5, abs=0.02)
     assert he_share(1.0) == pytest.approx(0.6, abs=0.02)
 

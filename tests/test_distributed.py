@@ -25,8 +25,14 @@ def free_port() -> int:
 
 def torchrun(script: Path, *args: str, tmp_path: Path, timeout: int = 240) -> None:
     """Run ``script`` on 2 CPU ranks; fail with its output if it fails or hangs."""
-    command = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--master_port", str(free_port()),
-               str(script), *args]
+    command = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--nproc_per_node=2",
+        "--master_port",
+        str(free_port()),
+        str(script),
+        *args,
+    ]
     env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeResult, StopReason
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeResult, StopReason
 from fairness_callback.probe.scoring import OptionScores
 from fairness_callback.training.history import history_runs, read_history, select_run
 from support import small_probe
@@ -78,6 +78,7 @@ def probe(bpe_tokenizer) -> ScriptedProbe:
 
 # -- (a) when it probes ---------------------------------------------------------------------------
 
+
 def test_probes_at_step_zero_and_every_n_steps(probe, tmp_path):
     tracker = FairnessTracker(every_n_steps=3, probe=probe, history_path=tmp_path / "h.jsonl")
     outcomes = [tracker.start(MODEL)] + [tracker.step(MODEL, step) for step in range(1, 11)]
@@ -125,10 +126,15 @@ def test_resumed_tracker_keeps_its_schedule_and_run_id(bpe_tokenizer, tmp_path):
 
 # -- (b) the stop vote ----------------------------------------------------------------------------
 
+
 def test_a_growing_gap_stops_with_gap_grew_naming_the_step(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
-    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03, 0.04, 0.05]),
-                              early_stopping=FairnessEarlyStopping(patience=2), history_path=history)
+    tracker = FairnessTracker(
+        every_n_steps=1,
+        probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03, 0.04, 0.05]),
+        early_stopping=FairnessEarlyStopping(patience=2),
+        history_path=history,
+    )
     tracker.update_loss({"val_loss": 2.0})
     outcomes = [tracker.start(MODEL)]
     for step in range(1, 5):
@@ -147,8 +153,11 @@ def test_a_growing_gap_stops_with_gap_grew_naming_the_step(bpe_tokenizer, tmp_pa
 
 
 def test_a_growing_gap_without_a_loss_stops_with_gap_grew_no_loss(bpe_tokenizer):
-    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03]),
-                              early_stopping=FairnessEarlyStopping(patience=2))
+    tracker = FairnessTracker(
+        every_n_steps=1,
+        probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03]),
+        early_stopping=FairnessEarlyStopping(patience=2),
+    )
     tracker.start(MODEL)
     assert not tracker.step(MODEL, 1).should_stop
     outcome = tracker.step(MODEL, 2)
@@ -159,8 +168,12 @@ def test_a_growing_gap_without_a_loss_stops_with_gap_grew_no_loss(bpe_tokenizer)
 def test_a_gap_that_does_not_grow_never_stops(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
     # Falls, then wobbles within min_delta of its best: never worse for 2 probes in a row.
-    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.05, 0.04, 0.03, 0.0305, 0.02, 0.0201]),
-                              early_stopping=FairnessEarlyStopping(patience=2, min_delta=0.001), history_path=history)
+    tracker = FairnessTracker(
+        every_n_steps=1,
+        probe=ScriptedProbe(bpe_tokenizer, gaps=[0.05, 0.04, 0.03, 0.0305, 0.02, 0.0201]),
+        early_stopping=FairnessEarlyStopping(patience=2, min_delta=0.001),
+        history_path=history,
+    )
     tracker.update_loss({"val_loss": 2.0})
     outcomes = [tracker.start(MODEL)] + [tracker.step(MODEL, step) for step in range(1, 8)]
     assert not any(o.should_stop for o in outcomes) and all(o.probed for o in outcomes)
@@ -171,11 +184,13 @@ def test_a_gap_that_does_not_grow_never_stops(bpe_tokenizer, tmp_path):
 
 # -- (c) intervals ----------------------------------------------------------------------------------
 
+
 def test_confidence_intervals_in_the_metrics_and_the_history_line(probe, tmp_path):
     history = tmp_path / "h.jsonl"
     logged = []
-    tracker = FairnessTracker(every_n_steps=1, probe=probe, history_path=history,
-                              log=lambda metrics, step: logged.append((step, metrics)))
+    tracker = FairnessTracker(
+        every_n_steps=1, probe=probe, history_path=history, log=lambda metrics, step: logged.append((step, metrics))
+    )
     assert tracker.metric_keys() == set(probe.metric_keys)  # known before any probe
     metrics = tracker.start(MODEL).metrics
     assert set(metrics) == set(probe.metric_keys)
@@ -196,10 +211,16 @@ def test_confidence_intervals_in_the_metrics_and_the_history_line(probe, tmp_pat
 
 # -- (d) the history ---------------------------------------------------------------------------------
 
+
 def test_history_lines_run_start_probes_with_loss_and_a_stop(bpe_tokenizer, tmp_path):
     history = tmp_path / "runs" / "h.jsonl"  # the folder is made
-    tracker = FairnessTracker(every_n_steps=2, probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.05, 0.06]),
-                              early_stopping=FairnessEarlyStopping(patience=2), history_path=history, loss_key="eval_loss")
+    tracker = FairnessTracker(
+        every_n_steps=2,
+        probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.05, 0.06]),
+        early_stopping=FairnessEarlyStopping(patience=2),
+        history_path=history,
+        loss_key="eval_loss",
+    )
     tracker.start(MODEL)
     for step in range(1, 5):
         tracker.update_loss({"eval_loss": torch.tensor(3.0 - 0.1 * step), "other": 1.0})
@@ -208,8 +229,13 @@ def test_history_lines_run_start_probes_with_loss_and_a_stop(bpe_tokenizer, tmp_
     assert [r["event"] for r in records] == ["run_start", "probe", "probe", "probe", "stop"]
     assert all(r["run_id"] == tracker.run_id for r in records)
     start = records[0]
-    assert (start["step"], start["framework"], start["every_n_steps"], start["monitor"], start["resumed"]) == \
-        (0, "custom", 2, "jsdp/gap", False)
+    assert (start["step"], start["framework"], start["every_n_steps"], start["monitor"], start["resumed"]) == (
+        0,
+        "custom",
+        2,
+        "jsdp/gap",
+        False,
+    )
     assert start["num_prompts"] == len(tracker.probe)
     probes = records[1:4]
     assert [p["step"] for p in probes] == [0, 2, 4]
@@ -249,10 +275,12 @@ def test_two_runs_in_one_file_are_kept_apart(bpe_tokenizer, tmp_path):
 
 # -- (e) errors -------------------------------------------------------------------------------------
 
+
 def test_an_unknown_monitor_key_fails_before_any_probe(probe, tmp_path):
     history = tmp_path / "h.jsonl"
-    tracker = FairnessTracker(every_n_steps=1, probe=probe, history_path=history,
-                              early_stopping=FairnessEarlyStopping(monitor="jsdp/gapp"))
+    tracker = FairnessTracker(
+        every_n_steps=1, probe=probe, history_path=history, early_stopping=FairnessEarlyStopping(monitor="jsdp/gapp")
+    )
     with pytest.raises(ValueError, match=r"monitor='jsdp/gapp'.*jsdp/gap"):
         tracker.start(MODEL)
     assert probe.calls == 0 and not history.exists()
@@ -277,16 +305,21 @@ def test_a_failing_probe_is_logged_and_training_goes_on(bpe_tokenizer, tmp_path,
     after = tracker.step(MODEL, 2)
     assert after.probed and not after.failed and after.metrics is not None and probe.calls == 3
     (line,) = events(history, "probe_failed")
-    assert (line["step"], line["probe"], line["error_type"], line["ranks"]) == \
-        (1, None, "RuntimeError", {"0": "RuntimeError: scripted probe failure (run 1)"})
+    assert (line["step"], line["probe"], line["error_type"], line["ranks"]) == (
+        1,
+        None,
+        "RuntimeError",
+        {"0": "RuntimeError: scripted probe failure (run 1)"},
+    )
     assert line["message"] == "scripted probe failure (run 1)" and line["run_id"] == tracker.run_id
     assert [r["step"] for r in events(history, "probe")] == [0, 2]
 
 
 def test_on_error_raise_raises_after_writing_the_probe_failed_line(bpe_tokenizer, tmp_path):
     history = tmp_path / "h.jsonl"
-    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, fail_on=(1,)), history_path=history,
-                              on_error="raise")
+    tracker = FairnessTracker(
+        every_n_steps=1, probe=ScriptedProbe(bpe_tokenizer, fail_on=(1,)), history_path=history, on_error="raise"
+    )
     tracker.start(MODEL)
     with pytest.raises(RuntimeError, match=r"scripted probe failure \(run 1\)"):
         tracker.step(MODEL, 1)

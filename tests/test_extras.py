@@ -20,8 +20,9 @@ OPTIONAL = ("matplotlib", "PIL", "lightning", "pytorch_lightning", "tensorboard"
 
 def run_python(code: str, missing: tuple[str, ...] = (), timeout: int = 180) -> subprocess.CompletedProcess:
     prelude = "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in missing)
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_json(code: str, missing: tuple[str, ...] = ()) -> dict:
@@ -42,25 +43,30 @@ def test_import_loads_no_optional_dependency_nor_the_slow_ones():
 
 
 def test_star_import_and_hasattr_with_the_core_only():
-    seen = run_json("""
+    seen = run_json(
+        """
         import json
         import fairness_callback
         from fairness_callback import *
         print(json.dumps({"all": fairness_callback.__all__, "hasattr": [hasattr(fairness_callback, n) for n in
                           ("LightningFairnessCallback", "HFFairnessCallback")], "probe": FairnessProbe.__name__,
                           "dir": "LightningFairnessCallback" in dir(fairness_callback)}))
-    """, missing=("lightning", "accelerate"))
+    """,
+        missing=("lightning", "accelerate"),
+    )
     assert "LightningFairnessCallback" not in seen["all"] and "HFFairnessCallback" not in seen["all"]
     assert "FairnessProbe" in seen["all"] and seen["probe"] == "FairnessProbe"
     assert seen["hasattr"] == [False, False]
     assert not seen["dir"]
 
 
-@pytest.mark.parametrize("name, module, extra", [("LightningFairnessCallback", "lightning", "lightning"),
-                                                 ("HFFairnessCallback", "accelerate", "hf")])
+@pytest.mark.parametrize(
+    "name, module, extra", [("LightningFairnessCallback", "lightning", "lightning"), ("HFFairnessCallback", "accelerate", "hf")]
+)
 def test_asking_for_an_adapter_says_which_extra_to_install(name, module, extra):
     line = f'{name} needs {module}: pip install "fairness-callback[{extra}]"'
-    seen = run_json(f"""
+    seen = run_json(
+        f"""
         import json
         import fairness_callback
         out = {{}}
@@ -73,7 +79,9 @@ def test_asking_for_an_adapter_says_which_extra_to_install(name, module, extra):
         except AttributeError as error:
             out["getattr"] = str(error)
         print(json.dumps(out))
-    """, missing=(module,))
+    """,
+        missing=(module,),
+    )
     assert seen["from"] == ["MissingExtraError", line, module]
     assert seen["getattr"] == line
 
@@ -83,7 +91,8 @@ def test_the_lightning_module_itself_says_which_extra_to_install():
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "fairness_callback._extras.MissingExtraError: fairness_callback's Lightning callback needs lightning: "
-        'pip install "fairness-callback[lightning]"')
+        'pip install "fairness-callback[lightning]"'
+    )
 
 
 @pytest.mark.slow
@@ -96,8 +105,11 @@ def test_with_the_extras_installed_the_adapters_are_exported():
         from fairness_callback import *
         print(json.dumps([fairness_callback.__all__[-2:], LightningFairnessCallback.__module__, HFFairnessCallback.__module__]))
     """)
-    assert seen == [["HFFairnessCallback", "LightningFairnessCallback"], "fairness_callback.integrations.lightning",
-                    "fairness_callback.integrations.hf"]
+    assert seen == [
+        ["HFFairnessCallback", "LightningFairnessCallback"],
+        "fairness_callback.integrations.lightning",
+        "fairness_callback.integrations.hf",
+    ]
 
 
 def cli(args: list[str], missing: tuple[str, ...]) -> subprocess.CompletedProcess:
@@ -130,20 +142,27 @@ def test_version():
 
     import fairness_callback
 
-    result = subprocess.run([sys.executable, "-m", "fairness_callback.cli", "--version"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "fairness_callback.cli", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"fairness-callback {fairness_callback.__version__}"
     assert version("fairness-callback") == fairness_callback.__version__
 
 
 def test_a_gguf_file_without_the_gguf_package_names_the_extra():
-    seen = run_json("""
+    seen = run_json(
+        """
         import json
         from fairness_callback.offline.model_loading import require_gguf
         try:
             require_gguf("model.gguf")
         except ImportError as error:
             print(json.dumps([type(error).__name__, str(error)]))
-    """, missing=("gguf",))
-    assert seen == ["MissingExtraError", """loading the GGUF file 'model.gguf' needs gguf: pip install "fairness-callback[gguf]\""""]
+    """,
+        missing=("gguf",),
+    )
+    assert seen == [
+        "MissingExtraError",
+        """loading the GGUF file 'model.gguf' needs gguf: pip install "fairness-callback[gguf]\"""",
+    ]

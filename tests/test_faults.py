@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet, StopReason
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeSet, StopReason
+from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from fairness_callback.probe.faults import ProbeFailure, describe, is_out_of_memory
 from fairness_callback.training.history import HistoryWriter, read_history, read_run
-from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from support import Fault, ScriptedGapProbe, make_model, make_tokenizer, small_probe
 
 
@@ -76,8 +76,12 @@ def test_out_of_memory_is_recognised():
 # -- the history: full disk, torn lines, unwritable paths, resumes ----------------------------------
 def test_a_full_disk_at_the_stopping_probe_stops_training_and_keeps_every_line(tokenizer, tmp_path, caplog):
     path = tmp_path / "h.jsonl"
-    tracker = FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
-                              early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
+    tracker = FairnessTracker(
+        every_n_steps=2,
+        probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
+        early_stopping=FairnessEarlyStopping(patience=2),
+        history_path=path,
+    )
     model = make_model(tokenizer)
     tracker.start(model)
     tracker.step(model, 2)
@@ -90,7 +94,13 @@ def test_a_full_disk_at_the_stopping_probe_stops_training_and_keeps_every_line(t
     tracker._writer.path = path  # space again: the next write catches up, in order
     tracker._append({"event": "note", "step": 4})
     assert [(r["event"], r.get("step")) for r in records(path)] == [
-        ("run_start", 0), ("probe", 0), ("probe", 2), ("probe", 4), ("stop", 4), ("note", 4)]
+        ("run_start", 0),
+        ("probe", 0),
+        ("probe", 2),
+        ("probe", 4),
+        ("stop", 4),
+        ("note", 4),
+    ]
 
 
 def test_a_failed_write_leaves_the_file_as_it_was(tmp_path, monkeypatch):
@@ -146,43 +156,60 @@ def test_unparseable_lines_are_named_and_skipped_unless_strict(tmp_path, caplog)
 
 def test_a_resumed_run_supersedes_its_lines_past_the_resume_step(tokenizer, tmp_path):
     path = tmp_path / "h.jsonl"
-    first = FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03, 0.04]),
-                            early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
+    first = FairnessTracker(
+        every_n_steps=2,
+        probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03, 0.04]),
+        early_stopping=FairnessEarlyStopping(patience=2),
+        history_path=path,
+    )
     model = make_model(tokenizer)
     first.start(model)
     first.step(model, 2)
     saved_at_2 = first.state_dict()
     assert first.step(model, 4).should_stop  # the first life stopped at step 4
-    resumed = FairnessTracker(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.005, 0.004]),
-                              early_stopping=FairnessEarlyStopping(patience=2), history_path=path)
+    resumed = FairnessTracker(
+        every_n_steps=2,
+        probe=ScriptedGapProbe(tokenizer, [0.005, 0.004]),
+        early_stopping=FairnessEarlyStopping(patience=2),
+        history_path=path,
+    )
     resumed.load_state_dict(saved_at_2)  # back to the checkpoint of step 2
     resumed.start(model, step=2)
     resumed.step(model, 4)
     run = read_run(path)
     assert [(r["event"], r.get("step")) for r in run if r["event"] != "run_start"] == [
-        ("probe", 0), ("probe", 2), ("probe", 4)]  # the old step-4 probe and its stop are superseded
+        ("probe", 0),
+        ("probe", 2),
+        ("probe", 4),
+    ]  # the old step-4 probe and its stop are superseded
     assert run[-1]["jsdp/gap"] == 0.005
     everything = read_history(path)
     assert sum(r["event"] == "stop" for r in everything) == 1  # still in the file, only out of the report
 
 
 # -- configuration checked before training ---------------------------------------------------------
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(monitor="jsdp/gapp"), r"monitor='jsdp/gapp'\): the probes have no such metric; their gap metrics: .*jsdp/gap"),
-    (dict(monitor="jsdp/lean", stop_on_significant_only=True), "needs a '.../<metric>/gap' or '.../<metric>/abs_gap' monitor"),
-    (dict(monitor="gender/jsdp/gap"), "no such metric"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(monitor="jsdp/gapp"), r"monitor='jsdp/gapp'\): the probes have no such metric; their gap metrics: .*jsdp/gap"),
+        (
+            dict(monitor="jsdp/lean", stop_on_significant_only=True),
+            "needs a '.../<metric>/gap' or '.../<metric>/abs_gap' monitor",
+        ),
+        (dict(monitor="gender/jsdp/gap"), "no such metric"),
+    ],
+)
 def test_a_stop_rule_that_does_not_fit_the_probe_is_an_error_at_start(tokenizer, kwargs, message):
-    tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer, sentences=4),
-                              early_stopping=FairnessEarlyStopping(**kwargs))
+    tracker = FairnessTracker(
+        every_n_steps=2, probe=small_probe(tokenizer, sentences=4), early_stopping=FairnessEarlyStopping(**kwargs)
+    )
     with pytest.raises(ValueError, match=message):
         tracker.start(make_model(tokenizer))
 
 
 def test_abs_gap_with_significance_reads_the_gaps_p_value(tokenizer):
     rule = FairnessEarlyStopping(monitor="jsdp/abs_gap", stop_on_significant_only=True, alpha=0.5)
-    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.05, 0.06, 0.07]),
-                              early_stopping=rule)
+    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.05, 0.06, 0.07]), early_stopping=rule)
     model = make_model(tokenizer)
     outcomes = [tracker.start(model)] + [tracker.step(model, step) for step in (1, 2, 3)]
     assert not any(o.failed for o in outcomes)
@@ -197,8 +224,11 @@ def test_min_accuracy_reads_the_tasks_own_gap_groups(tokenizer):
     FairnessTracker(every_n_steps=2, probes=probes, early_stopping=rule).start(make_model(tokenizer))
     assert rule.accuracy_keys() == ("gender/acc/female", "gender/acc/male")
     custom = FairnessEarlyStopping(monitor="jsdp/gap", min_accuracy=0.5)
-    with pytest.raises(ValueError, match=r"min_accuracy=0.5\): monitor 'jsdp/gap' has no acc/consistent or "
-                                         r"acc/inconsistent; accuracies: acc/female, acc/male"):
+    with pytest.raises(
+        ValueError,
+        match=r"min_accuracy=0.5\): monitor 'jsdp/gap' has no acc/consistent or "
+        r"acc/inconsistent; accuracies: acc/female, acc/male",
+    ):
         custom.check({"jsdp/gap", "acc/male", "acc/female"}, ("consistent", "inconsistent"))
 
 
@@ -219,8 +249,11 @@ def test_every_n_steps_must_be_an_int_of_at_least_one(tokenizer, value):
 def test_a_tokenizer_larger_than_the_models_vocabulary_is_an_error_at_start(tokenizer):
     model = tiny_gpt_neox(700, hidden_size=64, num_layers=2, seed=0)  # the tokenizer has 1,000 tokens
     tracker = FairnessTracker(every_n_steps=2, probe=small_probe(tokenizer, sentences=4))
-    with pytest.raises(ValueError, match=r"the probe (scores|feeds) token id \d+, but the model's (output|input) "
-                                         r"vocabulary has 700 tokens: the tokenizer \(1000 tokens\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the probe (scores|feeds) token id \d+, but the model's (output|input) "
+        r"vocabulary has 700 tokens: the tokenizer \(1000 tokens\)",
+    ):
         tracker.start(model)
 
 
@@ -241,8 +274,9 @@ class TerseStopping(FairnessEarlyStopping):
 
 
 def test_the_decision_is_read_as_a_value_not_from_its_text(tokenizer):
-    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
-                              early_stopping=TerseStopping(patience=2))
+    tracker = FairnessTracker(
+        every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]), early_stopping=TerseStopping(patience=2)
+    )
     model = make_model(tokenizer)
     outcomes = [tracker.start(model), tracker.step(model, 1), tracker.step(model, 2)]
     assert [o.should_stop for o in outcomes] == [False, False, True]
@@ -255,16 +289,21 @@ class BrokenStopping(FairnessEarlyStopping):
 
 
 def test_a_failing_policy_never_drops_the_probe_line(tokenizer, tmp_path):
-    tracker = FairnessTracker(every_n_steps=1, probe=small_probe(tokenizer, sentences=4),
-                              early_stopping=BrokenStopping(), history_path=tmp_path / "h.jsonl")
+    tracker = FairnessTracker(
+        every_n_steps=1,
+        probe=small_probe(tokenizer, sentences=4),
+        early_stopping=BrokenStopping(),
+        history_path=tmp_path / "h.jsonl",
+    )
     model = make_model(tokenizer)
     outcomes = [tracker.start(model), tracker.step(model, 1)]
     assert all(o.failed and o.metrics is not None and not o.should_stop for o in outcomes)
     probes = records(tmp_path / "h.jsonl", "probe")
     assert [r["step"] for r in probes] == [0, 1] and all(r["stopping/decided"] is False for r in probes)
     with pytest.raises(RuntimeError, match="policy bug"):
-        FairnessTracker(every_n_steps=1, probe=small_probe(tokenizer, sentences=4), early_stopping=BrokenStopping(),
-                        on_error="raise").start(model)
+        FairnessTracker(
+            every_n_steps=1, probe=small_probe(tokenizer, sentences=4), early_stopping=BrokenStopping(), on_error="raise"
+        ).start(model)
 
 
 @pytest.mark.parametrize("where", ["path", "batches", "forward", "metrics"])
@@ -273,8 +312,12 @@ def test_a_failing_second_probe_of_a_suite_keeps_the_first(tokenizer, tmp_path, 
     gender = small_probe(tokenizer, sentences=4)
     they = FairnessProbe(tokenizer, ProbeSet.builtin_they()[:6], seeds=(0,))
     Fault(they, model, where, on_run=1)
-    tracker = FairnessTracker(every_n_steps=1, probes={"gender": gender, "they": they}, history_path=tmp_path / "h.jsonl",
-                              early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=5))
+    tracker = FairnessTracker(
+        every_n_steps=1,
+        probes={"gender": gender, "they": they},
+        history_path=tmp_path / "h.jsonl",
+        early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=5),
+    )
     outcomes = [tracker.start(model), tracker.step(model, 1), tracker.step(model, 2)]
     assert [o.failed for o in outcomes] == [False, True, False]
     assert outcomes[1].failures == {"they": {0: f"RuntimeError: injected {where} failure"}}
@@ -337,12 +380,25 @@ def test_hf_trainer_with_an_unwritable_history_path_fails_before_the_first_step(
     from support import make_dataset
 
     (tmp_path / "a_file").write_text("")
-    callback = FairnessCallback(every_n_steps=2, probe=small_probe(tokenizer, sentences=4),
-                                history_path=tmp_path / "a_file" / "h.jsonl")
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=2, use_cpu=True,
-                             report_to=[], disable_tqdm=True, save_strategy="no")
-    trainer = Trainer(model=make_model(tokenizer), args=args, train_dataset=make_dataset(tokenizer, n=8),
-                      data_collator=default_data_collator, callbacks=[callback])
+    callback = FairnessCallback(
+        every_n_steps=2, probe=small_probe(tokenizer, sentences=4), history_path=tmp_path / "a_file" / "h.jsonl"
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=4,
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        report_to=[],
+        disable_tqdm=True,
+        save_strategy="no",
+    )
+    trainer = Trainer(
+        model=make_model(tokenizer),
+        args=args,
+        train_dataset=make_dataset(tokenizer, n=8),
+        data_collator=default_data_collator,
+        callbacks=[callback],
+    )
     with pytest.raises(OSError, match="a_file/h.jsonl cannot be written"):
         trainer.train()
     assert trainer.state.global_step == 0

@@ -17,8 +17,14 @@ from test_lightning_callback import run_script
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 SCRIPT = Path(__file__).parent / "dist" / "faults.py"
-FAILING = {"path-1": ("path", 1), "batches-1": ("batches", 1), "forward-1": ("forward", 1),
-           "metrics-1": ("metrics", 1), "forward-0": ("forward", 0), "suite-second-1": ("forward", 1)}
+FAILING = {
+    "path-1": ("path", 1),
+    "batches-1": ("batches", 1),
+    "forward-1": ("forward", 1),
+    "metrics-1": ("metrics", 1),
+    "forward-0": ("forward", 0),
+    "suite-second-1": ("forward", 1),
+}
 
 
 def ranks(outdir: Path, framework: str) -> tuple[dict, dict]:
@@ -76,7 +82,11 @@ def test_hf_trainer_under_torchrun_survives_one_ranks_probe_failure(tmp_path):
         assert rank0[scenario]["stopped_reason"] == "gap_grew_no_loss", scenario
         assert_probe_failed_lines(tmp_path / "hf" / scenario / "fairness_history.jsonl", scenario)
     clean, oom = rank0["clean"], rank0["oom-1"]
-    assert (oom["final_step"], oom["stopped_reason"], oom["probes"]) == (clean["final_step"], clean["stopped_reason"], clean["probes"])
+    assert (oom["final_step"], oom["stopped_reason"], oom["probes"]) == (
+        clean["final_step"],
+        clean["stopped_reason"],
+        clean["probes"],
+    )
 
 
 def test_lightning_ddp_survives_one_ranks_probe_failure(tmp_path):

@@ -29,8 +29,13 @@ SECTIONS = ("exact", "speed", "memory", "train", "precision")
 
 def run_check(tmp_path: Path, *args: str) -> dict:
     env = dict(os.environ, TMPDIR=str(tmp_path))
-    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(tmp_path / "out"), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--out", str(tmp_path / "out"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert json.loads((tmp_path / "out" / "gpu_check.json").read_text()) == figures
@@ -91,7 +96,9 @@ def test_speed_figures_are_positive_ratios(figures):
                 assert positive(row[key]), (model, name, key)
             for key in ("prompts_per_s", "tokens_per_s", "tflops", "over_matmul"):
                 assert set(row[key]) == {"floor", "plain", "shipped"} and all(map(positive, row[key].values())), key
-            assert row["over_peak"] is None if figures["peak_bf16_tflops"] is None else all(map(positive, row["over_peak"].values()))
+            assert (
+                row["over_peak"] is None if figures["peak_bf16_tflops"] is None else all(map(positive, row["over_peak"].values()))
+            )
 
 
 def test_memory_after_probes_equals_before_where_measured(figures):
@@ -134,9 +141,11 @@ def test_precision_matrix_covers_every_cell_and_answers_agree(figures):
     precision = figures["precision"]
     assert precision["rows"] == ["bfloat16", "float16", "float32+autocast-bf16"] and precision["prompts"] > 0
     cells = precision["cells"]
-    variants = {"bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
-                "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
-                "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"}}
+    variants = {
+        "bfloat16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+        "float16": {"bare", "bare_frozen", "lora_fp32", "lora_base_dtype"},
+        "float32+autocast-bf16": {"bare", "bare_frozen", "lora_fp32"},
+    }
     assert_full_precision_matrix(cells, variants)
     for c in cells:
         assert c["path_taken"] == c["path"], c
@@ -144,6 +153,8 @@ def test_precision_matrix_covers_every_cell_and_answers_agree(figures):
         assert c["within_tolerance"] and c["max_logprob_diff"] <= c["tolerance"], c
     assert {c["adapter_dtype"] for c in cells if c["variant"] == "lora_fp32"} == {"float32"}
     assert {c["row"]: c["adapter_dtype"] for c in cells if c["variant"] == "lora_base_dtype"} == {
-        "bfloat16": "bfloat16", "float16": "float16"}
+        "bfloat16": "bfloat16",
+        "float16": "float16",
+    }
     assert set(precision["before_over_bare"]) == set(variants)
     assert precision["all_within_tolerance"] and precision["all_paths_as_asked"]

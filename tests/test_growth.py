@@ -45,8 +45,9 @@ def test_growth_is_paired_and_one_sided():
     base, female, best = synthetic(rng)
     n = len(base)
     same = GapUnits.from_values(base + 0.05 * rng.standard_normal(n), np.where(female, 1, 0), np.arange(n), (1, 0), n)
-    grown = GapUnits.from_values(base + 0.05 * rng.standard_normal(n) + np.where(female, 0.2, 0.0),
-                                 np.where(female, 1, 0), np.arange(n), (1, 0), n)
+    grown = GapUnits.from_values(
+        base + 0.05 * rng.standard_normal(n) + np.where(female, 0.2, 0.0), np.where(female, 1, 0), np.arange(n), (1, 0), n
+    )
     assert growth_lower_bound(best, same, alpha=0.05) < 0.02
     assert growth_lower_bound(best, grown, alpha=0.05) > 0.1
     samples = growth_samples(best, grown, n_boot=500)
@@ -61,8 +62,9 @@ def test_the_bootstrap_rule_counts_only_growth_with_confidence():
     n, group = len(base), np.where(female, 1, 0)
 
     def units(shift):
-        return GapUnits.from_values(base + 0.05 * rng.standard_normal(n) + np.where(female, shift, 0.0), group,
-                                    np.arange(n), (1, 0), n)
+        return GapUnits.from_values(
+            base + 0.05 * rng.standard_normal(n) + np.where(female, shift, 0.0), group, np.arange(n), (1, 0), n
+        )
 
     point = FairnessEarlyStopping(patience=2, min_delta=0.0)
     boot = FairnessEarlyStopping(patience=2, min_delta=0.0, test="bootstrap", alpha=0.05)
@@ -120,8 +122,9 @@ def test_units_of_official_winobias_stay_small(tokenizer, winobias_dir):
     probe = FairnessProbe(tokenizer, ProbeSet.from_winobias(winobias_dir))
     n, k = len(probe), len(probe.task.groups)
     generator = torch.Generator().manual_seed(0)  # random scores: as incompressible as a model's
-    scores = OptionScores(torch.randint(1, 1000, (n, k), generator=generator).double(),
-                          -10 * torch.rand((n, k), generator=generator))
+    scores = OptionScores(
+        torch.randint(1, 1000, (n, k), generator=generator).double(), -10 * torch.rand((n, k), generator=generator)
+    )
     result = probe.result(scores)
     for key in ("jsdp/gap", "ar/gap"):
         size = len(json.dumps(probe.gap_units(result, key).encode()))

@@ -16,8 +16,8 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
 from fairness_callback import FairnessEarlyStopping, StopReason
-from fairness_callback.training.history import read_history
 from fairness_callback.integrations.hf import STATE_KEY, FairnessCallback
+from fairness_callback.training.history import read_history
 from fairness_callback.training.tracker import HEADLINE_METRICS
 from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, read_wandb_run, small_probe, weights_digest
 
@@ -29,9 +29,18 @@ def make_trainer(output_dir: Path, tokenizer, callbacks: list, model=None, **ove
     """A Trainer of the tiny model on CPU: 6 steps of batch 4, loss logged every step, no reporting,
     no checkpoints, an 8-example eval set; ``overrides`` replace any TrainingArguments."""
     options = dict(
-        output_dir=str(output_dir), max_steps=6, per_device_train_batch_size=4, per_device_eval_batch_size=8,
-        learning_rate=1e-3, logging_steps=1, use_cpu=True, report_to=[], disable_tqdm=True, save_strategy="no",
-        dataloader_num_workers=0, seed=0,
+        output_dir=str(output_dir),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+        use_cpu=True,
+        report_to=[],
+        disable_tqdm=True,
+        save_strategy="no",
+        dataloader_num_workers=0,
+        seed=0,
     )
     options.update(overrides)
     return Trainer(
@@ -99,7 +108,9 @@ def test_metrics_reach_tensorboard_and_log_history(tmp_path, bpe_tokenizer):
     for key in HEADLINE_METRICS:
         assert scalars[f"train/fairness/{key}"] == [0, 2, 4], key
     assert "train/fairness/jsdp/gap" in charted and "train/fairness/ar/male" in charted
-    gaps = {r["step"]: r["jsdp/gap"] for r in read_history(tmp_path / "first" / "fairness_history.jsonl") if r["event"] == "probe"}
+    gaps = {
+        r["step"]: r["jsdp/gap"] for r in read_history(tmp_path / "first" / "fairness_history.jsonl") if r["event"] == "probe"
+    }
     assert probed(trainer) == gaps
     assert set(callback.last_metrics) == set(probe.run(trainer.model).metrics)
     assert callback.last_metrics["jsdp/gap"] == gaps[4]
@@ -127,8 +138,9 @@ def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     rows, exit_code = read_wandb_run(run_file)
     assert exit_code == 0
-    assert {r["train/global_step"]: r["train/fairness/jsdp/gap"] for r in rows if "train/fairness/jsdp/gap" in r} \
-        == pytest.approx(probed(trainer))
+    assert {
+        r["train/global_step"]: r["train/fairness/jsdp/gap"] for r in rows if "train/fairness/jsdp/gap" in r
+    } == pytest.approx(probed(trainer))
     assert [r["_step"] for r in rows] == list(range(len(rows)))
     global_steps = [r["train/global_step"] for r in rows]
     assert global_steps == sorted(global_steps)
@@ -153,9 +165,17 @@ def test_eval_metrics_drive_best_model_and_stock_early_stopping(tmp_path, bpe_to
     callback = FairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, [0.05, -0.03, 0.01, 0.02, 0.04]))
     recorder = EvalRecorder()
     trainer = make_trainer(
-        tmp_path, bpe_tokenizer, [recorder, EarlyStoppingCallback(early_stopping_patience=1), callback], max_steps=10,
-        eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2, load_best_model_at_end=True,
-        metric_for_best_model="eval_fairness/jsdp/abs_gap", greater_is_better=False,
+        tmp_path,
+        bpe_tokenizer,
+        [recorder, EarlyStoppingCallback(early_stopping_patience=1), callback],
+        max_steps=10,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_fairness/jsdp/abs_gap",
+        greater_is_better=False,
     )
     trainer.train()
     assert [m["eval_fairness/jsdp/gap"] for m in recorder.metrics] == [-0.03, 0.01, 0.02]
@@ -182,8 +202,11 @@ def test_evaluate_before_training_probes_with_the_trainers_tokenizer(tmp_path, b
 def gap_growing_callback(tokenizer) -> FairnessCallback:
     """Probes every 2 steps play gaps 0.05, 0.01 (best, step 2), 0.02, 0.03, 0.04: patience 2 is
     used up at step 6. ``require_loss=True``: it stops only if an eval_loss is known."""
-    return FairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
-                            early_stopping=FairnessEarlyStopping(patience=2, require_loss=True))
+    return FairnessCallback(
+        every_n_steps=2,
+        probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
+        early_stopping=FairnessEarlyStopping(patience=2, require_loss=True),
+    )
 
 
 @pytest.mark.slow
@@ -254,7 +277,8 @@ def test_probe_failures_are_logged_and_training_goes_on(tmp_path, bpe_tokenizer,
     assert history(tmp_path) == [("probe_failed", 0), ("probe_failed", 2), ("probe", 4), ("probe", 6)]
     failed = [r for r in read_history(tmp_path / "fairness_history.jsonl") if r["event"] == "probe_failed"]
     assert [(r["ranks"], r["error_type"], r["probe"]) for r in failed] == [
-        ({"0": f"RuntimeError: probe failure injected by the test (run {run})"}, "RuntimeError", None) for run in (0, 1)]
+        ({"0": f"RuntimeError: probe failure injected by the test (run {run})"}, "RuntimeError", None) for run in (0, 1)
+    ]
     assert probed(trainer).keys() == {4, 6}
 
 
@@ -273,11 +297,13 @@ def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokeni
     # patience 3 is used up at step 6. Here it is cut at step 4, with wait=2, and resumed.
     def callback(gaps: list[float]) -> FairnessCallback:
         """A fresh callback whose probe plays ``gaps``, with patience 3 and no held-out loss."""
-        return FairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, gaps),
-                                early_stopping=FairnessEarlyStopping(patience=3))
+        return FairnessCallback(
+            every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, gaps), early_stopping=FairnessEarlyStopping(patience=3)
+        )
 
-    first = make_trainer(tmp_path, bpe_tokenizer, [callback([0.01, 0.02, 0.03])], max_steps=4,
-                         save_strategy="steps", save_steps=2)
+    first = make_trainer(
+        tmp_path, bpe_tokenizer, [callback([0.01, 0.02, 0.03])], max_steps=4, save_strategy="steps", save_steps=2
+    )
     first.train()
     checkpoint = tmp_path / "checkpoint-4"
     saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"][STATE_KEY]
@@ -293,8 +319,11 @@ def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokeni
     assert history(tmp_path) == [("probe", 0), ("probe", 2), ("probe", 4), ("probe", 6), ("stop", 6)]
     records = read_history(tmp_path / "fairness_history.jsonl")
     step6, stop = records[-2:]
-    assert {k: step6[k] for k in ("stopping/best", "stopping/best_step", "stopping/wait")} == \
-        {"stopping/best": 0.01, "stopping/best_step": 0, "stopping/wait": 3}
+    assert {k: step6[k] for k in ("stopping/best", "stopping/best_step", "stopping/wait")} == {
+        "stopping/best": 0.01,
+        "stopping/best_step": 0,
+        "stopping/wait": 3,
+    }
     assert stop["best_step"] == 0
     # one run: the resumed train() continues the run id saved with the checkpoint, and says it resumed
     starts = [r for r in records if r["event"] == "run_start"]
@@ -373,9 +402,20 @@ def test_two_gloo_ranks_agree_and_stop_together(tmp_path, bpe_tokenizer):
 def test_example_runs(tmp_path):
     out = tmp_path / "example"
     result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "hf_trainer.py"), "--output-dir", str(out), "--max-steps", "4",
-         "--probe-every", "2"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)},
+        [
+            sys.executable,
+            str(REPO / "examples" / "hf_trainer.py"),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "4",
+            "--probe-every",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert history(out) == [("probe", 0), ("probe", 2), ("probe", 4)]

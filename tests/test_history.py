@@ -47,10 +47,14 @@ def test_malformed_line_names_file_and_line(tmp_path):
 # -- runs ----------------------------------------------------------------------------------------
 import re  # noqa: E402
 
-from fairness_callback.training.history import (  # noqa: E402
-    history_runs, latest_run_id, new_run_id, read_run, select_run,
-)
 from fairness_callback.offline.plots import probe_records  # noqa: E402
+from fairness_callback.training.history import (  # noqa: E402
+    history_runs,
+    latest_run_id,
+    new_run_id,
+    read_run,
+    select_run,
+)
 
 
 def probe(step, gap=0.0, **extra):
@@ -112,7 +116,9 @@ def test_two_runs_latest_by_default_each_by_id(tmp_path):
     assert [r["step"] for r in probe_records(records, "run-a")] == [0, 4, 8, 12]
     runs = history_runs(records)
     assert [(r.run_id, r.num_probes, r.first_step, r.last_step, r.steps) for r in runs] == [
-        ("run-a", 4, 0, 12, "0-12"), ("run-b", 2, 0, 4, "0-4")]
+        ("run-a", 4, 0, 12, "0-12"),
+        ("run-b", 2, 0, 4, "0-4"),
+    ]
     assert runs[0].info == {"framework": "test"} and runs[0].start_time == records[0]["time"]
     with pytest.raises(ValueError) as error:
         select_run(records, "run-c", source=str(path))
@@ -133,8 +139,6 @@ def test_a_resumed_run_is_one_run_and_latest_is_the_last_written(tmp_path):
     assert runs["run-a"].resumed == 1 and runs["run-a"].num_probes == 4 and runs["run-a"].steps == "0-12"
     probes = probe_records(records)
     assert [r["step"] for r in probes] == [0, 4, 8, 12] and probes[1]["jsdp/gap"] == 0.3  # the repeat keeps the last
-
-
 
 
 def test_select_run_of_nothing(tmp_path):

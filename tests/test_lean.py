@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from fairness_callback import FairnessTracker, FairnessProbe, ProbeSet
-from fairness_callback.training.history import read_history
-from fairness_callback.probe.metrics import compute_metrics
+from fairness_callback import FairnessProbe, FairnessTracker, ProbeSet
 from fairness_callback.offline.report import write_report
+from fairness_callback.probe.metrics import compute_metrics
 from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from fairness_callback.training.history import read_history
 
 
 def _by_hand(records, group: str, toward: str, away: str) -> float:
@@ -83,8 +83,10 @@ def test_gender_and_they_in_one_run_monitor_stop_line_and_report(bpe_tokenizer, 
     from support import make_model
 
     model = make_model(bpe_tokenizer, seed=1)
-    probes = {"gender": FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:12], seeds=(0,)),
-              "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:12], seeds=(0,))}
+    probes = {
+        "gender": FairnessProbe(bpe_tokenizer, ProbeSet.builtin()[:12], seeds=(0,)),
+        "they": FairnessProbe(bpe_tokenizer, ProbeSet.builtin_they()[:12], seeds=(0,)),
+    }
     history = tmp_path / "h.jsonl"
     tracker = FairnessTracker(every_n_steps=1, probes=probes, history_path=history)
     assert tracker.fairness_keys() == ["gender/jsdp/gap", "they/jsdp/lean"]

@@ -24,10 +24,18 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, StopReason
-from fairness_callback.training.history import read_history
 from fairness_callback.integrations.lightning import FairnessCallback
-from support import (FailingProbe, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe,
-                     weights_digest)
+from fairness_callback.training.history import read_history
+from support import (
+    FailingProbe,
+    ScriptedGapProbe,
+    make_dataset,
+    make_model,
+    make_tokenizer,
+    read_wandb_run,
+    small_probe,
+    weights_digest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "tests" / "dist"
@@ -115,8 +123,15 @@ def fairness(tmp_path: Path, **kwargs) -> FairnessCallback:
 def make_trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
     """A quiet 6-step CPU Trainer in ``tmp_path`` without validation; ``kwargs`` override the defaults."""
     options = dict(
-        accelerator="cpu", devices=1, max_steps=6, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        accelerator="cpu",
+        devices=1,
+        max_steps=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
         default_root_dir=tmp_path,
     )
     options.update(kwargs)
@@ -168,8 +183,11 @@ def test_metrics_reach_tensorboard_csv_and_the_stock_callbacks(tmp_path):
     checkpoint = ModelCheckpoint(tmp_path / "ckpt", monitor="fairness/jsdp/abs_gap", mode="min", every_n_train_steps=2)
     stopping = EarlyStopping(monitor="fairness/jsdp/abs_gap", patience=100)
     trainer = make_trainer(
-        tmp_path, [fairness(tmp_path), checkpoint, stopping], logger=[tensorboard, csv_logger],
-        enable_checkpointing=True, **VALIDATE,
+        tmp_path,
+        [fairness(tmp_path), checkpoint, stopping],
+        logger=[tensorboard, csv_logger],
+        enable_checkpointing=True,
+        **VALIDATE,
     )
     trainer.fit(TinyLM())
 
@@ -286,14 +304,18 @@ def test_resume_restores_the_stopping_state_and_appends_the_history(tmp_path):
     # The first run ends at step 4 (gaps 0.3, 0.1, 0.2: one worse probe); the resumed one is fed the
     # rest of GROWING_GAPS and must stop at step 6, as the uninterrupted run of the test above does.
     checkpoint = ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1)
-    first = fairness(tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[:3]), early_stopping=FairnessEarlyStopping(patience=2))
+    first = fairness(
+        tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[:3]), early_stopping=FairnessEarlyStopping(patience=2)
+    )
     make_trainer(tmp_path, [first, checkpoint], max_steps=4, enable_checkpointing=True, **VALIDATE).fit(TinyLM())
     (path,) = (tmp_path / "ckpt").glob("*step=4.ckpt")
     saved = torch.load(path, weights_only=False)["callbacks"][first.state_key]
     assert saved["last_probed_step"] == 4
     assert (saved["early_stopping"]["best"], saved["early_stopping"]["best_step"], saved["early_stopping"]["wait"]) == (0.1, 2, 1)
 
-    second = fairness(tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[3:]), early_stopping=FairnessEarlyStopping(patience=2))
+    second = fairness(
+        tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[3:]), early_stopping=FairnessEarlyStopping(patience=2)
+    )
     trainer = make_trainer(tmp_path, [second], max_steps=20, **VALIDATE)
     trainer.fit(TinyLM(), ckpt_path=path)
 
@@ -303,7 +325,11 @@ def test_resume_restores_the_stopping_state_and_appends_the_history(tmp_path):
     everything = read_history(tmp_path / "history.jsonl")
     records = [record for record in everything if record["event"] != "run_start"]
     assert [(record["event"], record["step"]) for record in records] == [
-        ("probe", 0), ("probe", 2), ("probe", 4), ("probe", 6), ("stop", 6)
+        ("probe", 0),
+        ("probe", 2),
+        ("probe", 4),
+        ("probe", 6),
+        ("stop", 6),
     ]
     # one run: the resumed fit continues the run id saved in the checkpoint, and says it resumed
     assert [r["resumed"] for r in everything if r["event"] == "run_start"] == [False, True]
@@ -431,14 +457,15 @@ def test_two_fits_keep_their_histories_apart(tmp_path, monkeypatch):
     of each run has that run's probes only."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from fairness_callback.training.history import history_runs
     from fairness_callback.offline.report import write_report
+    from fairness_callback.training.history import history_runs
 
     monkeypatch.chdir(tmp_path)  # no default_root_dir: Lightning's default is the working directory
     callback = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))
     for max_steps in (4, 2):
-        trainer = make_trainer(tmp_path, [callback], max_steps=max_steps, logger=TensorBoardLogger(tmp_path / "tb"),
-                               default_root_dir=None)
+        trainer = make_trainer(
+            tmp_path, [callback], max_steps=max_steps, logger=TensorBoardLogger(tmp_path / "tb"), default_root_dir=None
+        )
         trainer.fit(TinyLM())
     assert not (tmp_path / "fairness_history.jsonl").exists()  # not in the working directory
     for version, steps in (("version_0", [0, 2, 4]), ("version_1", [0, 2])):

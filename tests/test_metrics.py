@@ -92,8 +92,9 @@ def test_compute_metrics_splits_by_stereotype():
     correct = torch.tensor([0, 1, 0, 1])
     ranks = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
     probs = torch.full((4, 3), 0.2, dtype=torch.float64)
-    m = compute_metrics(correct, ranks, probs, jsd_parts(probs, correct),
-                        [{"stereotype": s} for s in ("pro", "pro", "anti", "anti")])
+    m = compute_metrics(
+        correct, ranks, probs, jsd_parts(probs, correct), [{"stereotype": s} for s in ("pro", "pro", "anti", "anti")]
+    )
     assert m["pro/ar/male"] == 1.0 and m["anti/ar/male"] == 3.0 and m["ar/male"] == 2.0
     assert m["anti/ar/gap"] == 1.0
     assert math.isnan(m["pro/ar/not_specified"])

@@ -35,15 +35,22 @@ def dists(tmp_path_factory) -> dict[str, Path]:
     setuptools of this environment (no download)."""
     pytest.importorskip("setuptools")
     src = tmp_path_factory.mktemp("src")
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, files):
         if (REPO / name).is_file():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, src / name)
     out = tmp_path_factory.mktemp("dist")
-    code = ("import json, pathlib, sys, setuptools.build_meta as b; out = sys.argv[1]; "  # setuptools rewrites sys.argv
-            "names = [b.build_wheel(out), b.build_sdist(out)]; pathlib.Path(out, 'names.json').write_text(json.dumps(names))")
+    code = (
+        "import json, pathlib, sys, setuptools.build_meta as b; out = sys.argv[1]; "  # setuptools rewrites sys.argv
+        "names = [b.build_wheel(out), b.build_sdist(out)]; pathlib.Path(out, 'names.json').write_text(json.dumps(names))"
+    )
     result = subprocess.run([sys.executable, "-c", code, str(out)], cwd=src, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     wheel, sdist = json.loads((out / "names.json").read_text())
@@ -60,10 +67,15 @@ def test_wheel_contents_and_metadata(dists):
         entry_points = wheel.read(f"{info}/entry_points.txt").decode()
     assert dists["wheel"].name == f"fairness_callback-{fairness_callback.__version__}-py3-none-any.whl"
     assert {n.split("/")[0] for n in names} == {"fairness_callback", info}  # no tests, benchmarks or docs
-    for needed in ("fairness_callback/py.typed", "fairness_callback/data/builtin_sentences.jsonl",
-                   "fairness_callback/data/builtin_they.jsonl", "fairness_callback/data/BUILTIN.md",
-                   "fairness_callback/integrations/lightning.py", "fairness_callback/demo/run.py",
-                   f"{info}/licenses/LICENSE"):
+    for needed in (
+        "fairness_callback/py.typed",
+        "fairness_callback/data/builtin_sentences.jsonl",
+        "fairness_callback/data/builtin_they.jsonl",
+        "fairness_callback/data/BUILTIN.md",
+        "fairness_callback/integrations/lightning.py",
+        "fairness_callback/demo/run.py",
+        f"{info}/licenses/LICENSE",
+    ):
         assert needed in names, needed
     assert meta["Version"] == fairness_callback.__version__
     assert meta["License-Expression"] == "MIT"
@@ -84,15 +96,25 @@ def test_sdist_holds_no_tests_and_builds_the_same_package(dists):
     with tarfile.open(dists["sdist"]) as sdist:
         names = [n.split("/", 1)[1] for n in sdist.getnames() if "/" in n]
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "examples/", "docs/"))]
-    for needed in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "fairness_callback/py.typed",
-                   "fairness_callback/data/builtin_sentences.jsonl"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "CHANGELOG.md",
+        "fairness_callback/py.typed",
+        "fairness_callback/data/builtin_sentences.jsonl",
+    ):
         assert needed in names, needed
 
 
 def test_twine_check_strict(dists):
     pytest.importorskip("twine")
-    result = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(dists["wheel"]), str(dists["sdist"])],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(dists["wheel"]), str(dists["sdist"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -124,12 +146,15 @@ def test_readme_links_are_absolute_and_name_files_that_exist():
     assert links
     relative = [link for link in links if not re.match(r"https?://", link)]
     assert relative == []  # a registry page cannot resolve them
-    prefixes = (f"{REPO_URL}/blob/main/", f"{REPO_URL}/tree/main/",
-                REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/")
+    prefixes = (
+        f"{REPO_URL}/blob/main/",
+        f"{REPO_URL}/tree/main/",
+        REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/",
+    )
     for link in links:
         for prefix in prefixes:
             if link.startswith(prefix):
-                assert (REPO / link[len(prefix):].split("#")[0]).exists(), link
+                assert (REPO / link[len(prefix) :].split("#")[0]).exists(), link
 
 
 def test_readme_starts_with_the_demo_and_the_tests_then_how_to_install():
@@ -144,8 +169,12 @@ def test_readme_starts_with_the_demo_and_the_tests_then_how_to_install():
 
 @pytest.mark.slow
 def test_import_time_benchmark_runs(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "import_time.py"), "--repeats", "1", "--warmup", "0"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "import_time.py"), "--repeats", "1", "--warmup", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["loaded"] == []  # none of the optional or slow modules

@@ -35,8 +35,17 @@ def tiny_llama(vocab_size: int, seed: int = 0, head_scale: float = 1.0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+        )
+    ).eval()
     with torch.no_grad():  # logits of a realistic spread (a random head gives std ~0.15), so rounding shows
         model.lm_head.weight.mul_(head_scale)
     return model
@@ -52,8 +61,9 @@ def with_lora(model, adapter_dtype_fp32: bool = True):
 @pytest.fixture(scope="module")
 def probe(bpe_tokenizer):
     full = ProbeSet.builtin()
-    return FairnessProbe(bpe_tokenizer, ProbeSet([full[i] for i in range(0, len(full), 40)][:12], name="p12"),
-                         seeds=(0, 1), batch_size=16)
+    return FairnessProbe(
+        bpe_tokenizer, ProbeSet([full[i] for i in range(0, len(full), 40)][:12], name="p12"), seeds=(0, 1), batch_size=16
+    )
 
 
 def variants(vocab_size: int) -> dict:
@@ -101,8 +111,9 @@ def float32_reference(model, probe: FairnessProbe, position: int = -1) -> torch.
     out = torch.empty(len(probe), scoring.unwrap_model(model).config.vocab_size)
     with torch.no_grad():
         for batch in probe.encoded.batches(probe.batch_size):
-            logits = upcast(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, use_cache=False).logits
+            logits = upcast(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False
+            ).logits
             assert logits.shape[1] == batch.input_ids.shape[1]  # full logits: every position
             out[batch.indices] = logits[:, position, :].float()
     return out
@@ -110,8 +121,9 @@ def float32_reference(model, probe: FairnessProbe, position: int = -1) -> torch.
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("name", ["bf16", "bf16 frozen", "bf16 + fp32 LoRA", "bf16 + bf16 LoRA", "fp16 + fp32 LoRA",
-                                  "fp32 + fp32 LoRA"])
+@pytest.mark.parametrize(
+    "name", ["bf16", "bf16 frozen", "bf16 + fp32 LoRA", "bf16 + bf16 LoRA", "fp16 + fp32 LoRA", "fp32 + fp32 LoRA"]
+)
 def test_head_runs_one_mm_on_a_contiguous_input(models, probe, name, path):
     """The cause of issue #20, checked directly: what reaches the head, and which matmul runs."""
     model = models[name]
@@ -125,11 +137,17 @@ def test_head_runs_one_mm_on_a_contiguous_input(models, probe, name, path):
         hook.remove()
     assert seen and all(contiguous for contiguous, _ in seen), seen
     vocab = head.weight.shape[0]
-    bmm_over_vocab = [event.input_shapes for event in prof.events()
-                      if event.name == "aten::bmm" and any(vocab in shape for shape in event.input_shapes if shape)]
+    bmm_over_vocab = [
+        event.input_shapes
+        for event in prof.events()
+        if event.name == "aten::bmm" and any(vocab in shape for shape in event.input_shapes if shape)
+    ]
     assert not bmm_over_vocab
-    mm_over_vocab = [event for event in prof.events()
-                     if event.name in ("aten::mm", "aten::addmm") and any(vocab in s for s in event.input_shapes if s)]
+    mm_over_vocab = [
+        event
+        for event in prof.events()
+        if event.name in ("aten::mm", "aten::addmm") and any(vocab in s for s in event.input_shapes if s)
+    ]
     assert mm_over_vocab  # the head ran, as one mm per forward
 
 
@@ -169,8 +187,6 @@ def test_paths_equal_float32_full_logits(models, probe, name, path):
     assert (shifted - reference).abs().max() > 4 * bound
 
 
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 def test_adapter_dtype_gives_the_same_probe(models, probe, path):
@@ -190,17 +206,26 @@ def int_slice(monkeypatch):
 
 def probe_sets(bpe_tokenizer, request) -> dict[str, FairnessProbe]:
     full = ProbeSet.builtin()
-    sets = {"gender": FairnessProbe(bpe_tokenizer, ProbeSet([full[i] for i in range(0, len(full), 23)][:24], name="g24"),
-                                    seeds=(0, 1), batch_size=32)}
-    for name, fixture, load in (("winogender", "winogender_dir", ProbeSet.from_winogender),
-                                ("bbq", "bbq_dir", lambda d: ProbeSet.from_bbq(d, ["Religion"]))):
+    sets = {
+        "gender": FairnessProbe(
+            bpe_tokenizer, ProbeSet([full[i] for i in range(0, len(full), 23)][:24], name="g24"), seeds=(0, 1), batch_size=32
+        )
+    }
+    for name, fixture, load in (
+        ("winogender", "winogender_dir", ProbeSet.from_winogender),
+        ("bbq", "bbq_dir", lambda d: ProbeSet.from_bbq(d, ["Religion"])),
+    ):
         try:
             directory = request.getfixturevalue(fixture)
         except pytest.skip.Exception:
             continue
         loaded = load(directory)
-        sets[name] = FairnessProbe(bpe_tokenizer, ProbeSet([loaded[i] for i in range(0, len(loaded), len(loaded) // 20)][:20],
-                                                           name=name), seeds=(0, 1), batch_size=32)
+        sets[name] = FairnessProbe(
+            bpe_tokenizer,
+            ProbeSet([loaded[i] for i in range(0, len(loaded), len(loaded) // 20)][:20], name=name),
+            seeds=(0, 1),
+            batch_size=32,
+        )
     return sets
 
 
@@ -211,11 +236,13 @@ def test_float32_scores_bit_for_bit(gpt2_tokenizer, request, monkeypatch, path):
     from support import make_model
 
     tokenizer = gpt2_tokenizer  # GPT-2's real BPE: BBQ's letters need it
-    models = {"llama": tiny_llama(len(tokenizer), seed=3),
-              "neox": make_model(tokenizer, seed=0).eval()}
+    models = {"llama": tiny_llama(len(tokenizer), seed=3), "neox": make_model(tokenizer, seed=0).eval()}
     sets = probe_sets(tokenizer, request)
-    expected = {"gender"} | {name for name, marker in (("winogender", "winogender/all_sentences.tsv"), ("bbq", "bbq/Religion.jsonl"))
-                             if (Path(__file__).resolve().parents[2] / "shared" / marker).is_file()}
+    expected = {"gender"} | {
+        name
+        for name, marker in (("winogender", "winogender/all_sentences.tsv"), ("bbq", "bbq/Religion.jsonl"))
+        if (Path(__file__).resolve().parents[2] / "shared" / marker).is_file()
+    }
     assert set(sets) >= expected
     for task, base_probe in sets.items():
         probe = FairnessProbe(tokenizer, base_probe.probe_set, seeds=(0, 1), batch_size=32, prefix_sharing=path)
@@ -247,8 +274,13 @@ def test_int_logits_to_keep_without_a_tensor_annotation(tiny_neox, small_probe_s
         def forward(self, input_ids, attention_mask=None, position_ids=None, logits_to_keep: int = 0, use_cache=None):
             assert isinstance(logits_to_keep, int)
             self.kept.append(logits_to_keep)
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                              logits_to_keep=logits_to_keep, use_cache=use_cache)
+            return self.inner(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                logits_to_keep=logits_to_keep,
+                use_cache=use_cache,
+            )
 
     wrapped = IntOnly(tiny_neox)
     options = scoring.forward_options(wrapped)

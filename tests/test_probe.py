@@ -43,8 +43,12 @@ def test_probe_equals_naive_reference(tiny_neox, bpe_tokenizer, neox_probe):
     correct = neox_probe.encoded.correct
     probs = ref_logprobs.double().exp()
     ref = compute_metrics(
-        correct, ref_ranks.gather(1, correct[:, None]).squeeze(1), probs, jsd_parts(probs, correct),
-        [p.labels for p in neox_probe.prompts], sentence_index=torch.tensor([p.sentence_index for p in neox_probe.prompts]),
+        correct,
+        ref_ranks.gather(1, correct[:, None]).squeeze(1),
+        probs,
+        jsd_parts(probs, correct),
+        [p.labels for p in neox_probe.prompts],
+        sentence_index=torch.tensor([p.sentence_index for p in neox_probe.prompts]),
     )
     assert set(ref) == set(result.metrics)
     for key, value in ref.items():
@@ -132,7 +136,12 @@ def test_modes_rng_and_tokenizer_untouched(tiny_neox, bpe_tokenizer, neox_probe)
     assert random.getstate() == states[0]
     assert (np.random.get_state()[1] == states[1]).all()
     assert torch.equal(torch.get_rng_state(), states[2])
-    assert (bpe_tokenizer.padding_side, bpe_tokenizer.pad_token, bpe_tokenizer.truncation_side, len(bpe_tokenizer)) == tokenizer_state
+    assert (
+        bpe_tokenizer.padding_side,
+        bpe_tokenizer.pad_token,
+        bpe_tokenizer.truncation_side,
+        len(bpe_tokenizer),
+    ) == tokenizer_state
     assert all(p.grad is None for p in tiny_neox.parameters())
     tiny_neox.eval()
 
@@ -154,7 +163,9 @@ class NaNRows(torch.nn.Module):
         self.inner = inner
 
     def forward(self, input_ids, attention_mask, position_ids, logits_to_keep=0, use_cache=None):
-        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=logits_to_keep)
+        out = self.inner(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=logits_to_keep
+        )
         logits = out.logits.clone()
         logits[::2] = float("nan")
         return logits
@@ -197,7 +208,9 @@ def test_real_gpt2_tokenizer_answer_tokens(gpt2_tokenizer, small_probe_set):
 
 def test_answer_token_errors_show_the_tokenisation(gpt2_tokenizer, small_probe_set):
     with pytest.raises(AnswerTokenError, match="not distinct.*'male person' -> \\['Ġmale', 'Ġperson'\\]"):
-        FairnessProbe(gpt2_tokenizer, small_probe_set, options={"male": "male person", "female": "female", "not_specified": "male or not"})
+        FairnessProbe(
+            gpt2_tokenizer, small_probe_set, options={"male": "male person", "female": "female", "not_specified": "male or not"}
+        )
 
 
 def test_default_probe_set_comes_from_env(monkeypatch, winobias_dir, bpe_tokenizer):
@@ -212,8 +225,15 @@ def tiny_llama(bpe_tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(2)
-    config = LlamaConfig(vocab_size=len(bpe_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    config = LlamaConfig(
+        vocab_size=len(bpe_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -270,7 +290,8 @@ def test_max_prompts_takes_a_fixed_subset_of_whole_sentences(bpe_tokenizer, tiny
     assert a.probe_set.name == "builtin[50 of 560]"
     metrics = a.run(tiny_neox).metrics
     assert metrics["jsdp/male/se"] > 0 and metrics["jsdp/gap/se"] == pytest.approx(
-        math.hypot(metrics["jsdp/male/se"], metrics["jsdp/female/se"]))
+        math.hypot(metrics["jsdp/male/se"], metrics["jsdp/female/se"])
+    )
     with pytest.raises(ValueError, match="less than one sentence"):
         FairnessProbe(bpe_tokenizer, full, seeds=(0, 1), max_prompts=3)
 
@@ -279,13 +300,25 @@ def tiny_of_type(model_type: str, vocab_size: int) -> torch.nn.Module:
     """A random 2-layer causal LM of ``model_type`` (the architectures prefix sharing is enabled for)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "max_position_embeddings": 256, "head_dim": 16}
+    sizes = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "head_dim": 16,
+    }
     if model_type == "gpt2":
         sizes = {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256}
     elif model_type == "gpt_neox":
-        sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                 "max_position_embeddings": 256}
+        sizes = {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 256,
+        }
     torch.manual_seed(3)
     special = {"pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}  # within the tiny vocabulary
     config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **special, **sizes)

@@ -7,8 +7,19 @@ import math
 import pytest
 
 from fairness_callback import FairnessProbe
-from fairness_callback.data import (BBQItem, CliOption, ProbeItem, ProbeSentence, ProbeSet, UnknownProbeSetError,
-                                    probe_set, probe_set_names, probe_set_spec, register_probe_set, unregister_probe_set)
+from fairness_callback.data import (
+    BBQItem,
+    CliOption,
+    ProbeItem,
+    ProbeSentence,
+    ProbeSet,
+    UnknownProbeSetError,
+    probe_set,
+    probe_set_names,
+    probe_set_spec,
+    register_probe_set,
+    unregister_probe_set,
+)
 from fairness_callback.data.registry import axis_specs
 from fairness_callback.probe import is_bbq_set, item_id
 from fairness_callback.probe.suite import axis_probe_sets
@@ -17,10 +28,24 @@ from support import make_model, make_tokenizer
 SHIPPED = ("builtin", "winobias", "winogender", "builtin-they", "bbq")
 
 TWO = (
-    ProbeSentence(sentence_id="tiny/1", text="The developer argued with the designer because he did not like the design.",
-                  referent="developer", other="designer", pronouns=("he",), gender="male", stereotype="pro"),
-    ProbeSentence(sentence_id="tiny/2", text="The nurse thanked the janitor because she had been helped.",
-                  referent="nurse", other="janitor", pronouns=("she",), gender="female", stereotype="pro"),
+    ProbeSentence(
+        sentence_id="tiny/1",
+        text="The developer argued with the designer because he did not like the design.",
+        referent="developer",
+        other="designer",
+        pronouns=("he",),
+        gender="male",
+        stereotype="pro",
+    ),
+    ProbeSentence(
+        sentence_id="tiny/2",
+        text="The nurse thanked the janitor because she had been helped.",
+        referent="nurse",
+        other="janitor",
+        pronouns=("she",),
+        gender="female",
+        stereotype="pro",
+    ),
 )
 
 
@@ -50,7 +75,10 @@ def test_the_registry_gives_what_the_constructors_give(winogender_dir, bbq_dir) 
     assert list(probe_set("builtin")) == list(ProbeSet.builtin()) and probe_set("builtin").name == "builtin"
     assert list(probe_set("builtin-they")) == list(ProbeSet.builtin_they())
     wg = probe_set("winogender", directory=winogender_dir)
-    assert list(wg) == list(ProbeSet.from_winogender(winogender_dir)) and wg.left_out == ProbeSet.from_winogender(winogender_dir).left_out
+    assert (
+        list(wg) == list(ProbeSet.from_winogender(winogender_dir))
+        and wg.left_out == ProbeSet.from_winogender(winogender_dir).left_out
+    )
     religion = probe_set("bbq", directory=bbq_dir, categories=["Religion"])
     assert religion.name == "bbq-Religion" and religion.kind == "bbq" and is_bbq_set(religion)
     assert list(religion) == list(ProbeSet.from_bbq(bbq_dir, ["Religion"]))
@@ -123,10 +151,20 @@ def test_registration_checks_what_the_loader_needs(tiny_set) -> None:
 
 def test_items_share_a_protocol() -> None:
     sentence = TWO[0]
-    item = BBQItem(item_id="bbq/Test/0", category="Test", subcategory=None, question_index=1, polarity="neg",
-                   condition="ambig", context="Two people met.", question="Who was late?",
-                   answers=("The tall one", "The short one", "Unknown"), answer_groups=("tall", "short", "unknown"),
-                   label=2, roles=("consistent", "inconsistent", "unknown"))
+    item = BBQItem(
+        item_id="bbq/Test/0",
+        category="Test",
+        subcategory=None,
+        question_index=1,
+        polarity="neg",
+        condition="ambig",
+        context="Two people met.",
+        question="Who was late?",
+        answers=("The tall one", "The short one", "Unknown"),
+        answer_groups=("tall", "short", "unknown"),
+        label=2,
+        roles=("consistent", "inconsistent", "unknown"),
+    )
     assert isinstance(sentence, ProbeItem) and isinstance(item, ProbeItem)
     assert (sentence.kind, sentence.item_id, item_id(sentence)) == ("sentence", "tiny/1", "tiny/1")
     assert (item.kind, item_id(item)) == ("bbq", "bbq/Test/0")
@@ -143,8 +181,14 @@ def test_an_item_without_a_kind_is_told_by_its_shape() -> None:
 
     from fairness_callback.data import item_kind
 
-    shaped = SimpleNamespace(item_id="bbq/X/1", context="c", question="q", answers=("a", "b", "c"),
-                             roles=("consistent", "unknown", "inconsistent"), label=1)
+    shaped = SimpleNamespace(
+        item_id="bbq/X/1",
+        context="c",
+        question="q",
+        answers=("a", "b", "c"),
+        roles=("consistent", "unknown", "inconsistent"),
+        label=1,
+    )
     assert item_kind(shaped) == "bbq" and item_id(shaped) == "bbq/X/1" and is_bbq_set([shaped])
     plain = SimpleNamespace(sentence_id="s/1")
     assert item_kind(plain) == "sentence" and item_id(plain) == "s/1" and not is_bbq_set([plain])

@@ -9,10 +9,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from fairness_callback.cli import main
-from fairness_callback.training.history import read_history
 from fairness_callback.integrations.hf import FairnessCallback as HFCallback
 from fairness_callback.integrations.lightning import FairnessCallback as LightningCallback
 from fairness_callback.offline.replay import CheckpointError, Loader, find_checkpoints, replay, step_from_name
+from fairness_callback.training.history import read_history
 from support import make_dataset, make_model, make_tokenizer, small_probe
 
 
@@ -25,11 +25,27 @@ def tokenizer():
 def hf_run(tmp_path_factory, tokenizer):
     """A 4-step HF Trainer run with the callback, saving checkpoint-2 and checkpoint-4 (with the tokenizer)."""
     out = tmp_path_factory.mktemp("hf_run")
-    args = TrainingArguments(output_dir=str(out), max_steps=4, per_device_train_batch_size=8, save_strategy="steps",
-                             save_steps=2, report_to=[], use_cpu=True, disable_tqdm=True, seed=0, learning_rate=1e-3)
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=4,
+        per_device_train_batch_size=8,
+        save_strategy="steps",
+        save_steps=2,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        learning_rate=1e-3,
+    )
     callback = HFCallback(every_n_steps=2, probe=small_probe(tokenizer))
-    Trainer(model=make_model(tokenizer), args=args, train_dataset=make_dataset(tokenizer, n=64),
-            processing_class=tokenizer, data_collator=default_data_collator, callbacks=[callback]).train()
+    Trainer(
+        model=make_model(tokenizer),
+        args=args,
+        train_dataset=make_dataset(tokenizer, n=64),
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+        callbacks=[callback],
+    ).train()
     return out
 
 
@@ -112,22 +128,48 @@ def test_lightning_ckpt_replay_equals_the_live_probe(tokenizer, tmp_path):
     torch.manual_seed(0)
     callback = LightningCallback(every_n_steps=2, probe=small_probe(tokenizer), history_path=tmp_path / "live.jsonl")
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[callback, saver])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=4,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback, saver],
+    )
     trainer.fit(TinyLM(tokenizer), torch.utils.data.DataLoader(make_dataset(tokenizer, n=64), batch_size=8))
     files = sorted((tmp_path / "ckpt").glob("*.ckpt"))
     assert [step_from_name(f.name) for f in files] == [2, 4]
     history = tmp_path / "replay.jsonl"
     tokenizer.save_pretrained(tmp_path / "tok")
-    assert main(["replay", *map(str, files), "--history", str(history), "--model-factory", "support:tiny_model_factory",
-                 "--tokenizer", str(tmp_path / "tok"), "--seeds", "0"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                *map(str, files),
+                "--history",
+                str(history),
+                "--model-factory",
+                "support:tiny_model_factory",
+                "--tokenizer",
+                str(tmp_path / "tok"),
+                "--seeds",
+                "0",
+            ]
+        )
+        == 0
+    )
     live = {r["step"]: r for r in read_history(tmp_path / "live.jsonl") if r["event"] == "probe"}
     replayed = [r for r in read_history(history) if r["event"] == "probe"]
     assert [r["step"] for r in replayed] == [2, 4]
     assert all(r["n/male"] > 0 for r in replayed)
     # the CLI probes the built-in set, the live callback a subset: compare the Python API on the same probe
-    again = replay(find_checkpoints(files), small_probe(tokenizer), tmp_path / "api.jsonl",
-                   Loader(model_factory=lambda: make_model(tokenizer)), progress=False)
+    again = replay(
+        find_checkpoints(files),
+        small_probe(tokenizer),
+        tmp_path / "api.jsonl",
+        Loader(model_factory=lambda: make_model(tokenizer)),
+        progress=False,
+    )
     assert again.probed == [2, 4]
     for record in (r for r in read_history(tmp_path / "api.jsonl") if r["event"] == "probe"):
         assert record["jsdp/gap"] == pytest.approx(live[record["step"]]["jsdp/gap"], rel=1e-6)
@@ -176,9 +218,9 @@ def test_model_factory_spec_errors():
 
 
 # -- run ids, with a stand-in probe (no model) ---------------------------------------------------
-from fairness_callback.training.history import HistoryWriter, history_runs  # noqa: E402
-from fairness_callback.probe import ProbeResult  # noqa: E402
 from fairness_callback.offline.replay import replay_source  # noqa: E402
+from fairness_callback.probe import ProbeResult  # noqa: E402
+from fairness_callback.training.history import history_runs  # noqa: E402
 
 
 class StepProbe:
@@ -214,7 +256,9 @@ def test_replay_twice_continues_one_run_another_source_gets_a_new_one(tmp_path):
     assert third.run_id != first.run_id and not third.resumed and third.probed == [2, 4] and third.skipped == []
     runs = history_runs(read_history(history))
     assert [(r.run_id, r.steps, r.num_probes, r.resumed) for r in runs] == [
-        (first.run_id, "2-6", 3, 1), (third.run_id, "2-4", 2, 0)]
+        (first.run_id, "2-6", 3, 1),
+        (third.run_id, "2-4", 2, 0),
+    ]
     assert runs[1].info["checkpoints"] == str(other.resolve()) == replay_source(find_checkpoints([other]))
     # one's run is found again although it is not the latest run; skipped keys come from it only
     series(one, 8)
@@ -242,4 +286,3 @@ def test_replay_run_id_errors_and_clashing_steps(tmp_path):
     (tmp_path / "a" / "final" / "config.json").write_text("{}")
     again = replay(find_checkpoints([tmp_path / "a" / "final"], steps=[2]), StepProbe(), history, step_loader, progress=False)
     assert again.run_id != done.run_id and again.probed == [2]
-

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fairness_callback.cli import main
-from fairness_callback.training.history import HistoryWriter
 from fairness_callback.offline.report import Cost, load_probes, recommend_step, tradeoff_table, write_report
+from fairness_callback.training.history import HistoryWriter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS = [0, 100, 200, 300]
@@ -16,18 +16,44 @@ LOSSES = [3.0, 2.5, 2.2, 2.1]
 
 def probe_line(step: int, gap: float, *, loss: float | None = None, full: bool = True) -> dict:
     """A probe line with a known JSD-P gap; ``full`` adds the CI, per-seed values and pro/anti subsets."""
-    record = {"event": "probe", "step": step, "jsdp/male": 0.3, "jsdp/female": 0.3 + gap, "jsdp/not_specified": 0.2,
-              "jsdp/gap": gap, "ar/male": 2.0, "ar/female": 2.0 + 10 * gap, "ar/not_specified": 1.5, "ar/gap": 10 * gap,
-              "mwu_p/jsdp": 1e-4 if gap > 0.04 else 0.3, "mwu_rbc/jsdp": 0.25, "mwu_p/ar": 0.5,
-              "jsdp/not_specified/male": 0.12, "jsdp/not_specified/female": 0.08, "jsdp/gap_sudden": False}
+    record = {
+        "event": "probe",
+        "step": step,
+        "jsdp/male": 0.3,
+        "jsdp/female": 0.3 + gap,
+        "jsdp/not_specified": 0.2,
+        "jsdp/gap": gap,
+        "ar/male": 2.0,
+        "ar/female": 2.0 + 10 * gap,
+        "ar/not_specified": 1.5,
+        "ar/gap": 10 * gap,
+        "mwu_p/jsdp": 1e-4 if gap > 0.04 else 0.3,
+        "mwu_rbc/jsdp": 0.25,
+        "mwu_p/ar": 0.5,
+        "jsdp/not_specified/male": 0.12,
+        "jsdp/not_specified/female": 0.08,
+        "jsdp/gap_sudden": False,
+    }
     if loss is not None:
         record["eval_loss"] = loss
     if full:
-        record.update({"jsdp/gap_ci_low": gap - 0.01, "jsdp/gap_ci_high": gap + 0.01,
-                       "pro/jsdp/gap": gap * 1.5, "anti/jsdp/gap": gap * 0.5, "pro/jsdp/male": 0.3, "anti/jsdp/male": 0.3,
-                       "pro/jsdp/female": 0.3 + 1.5 * gap, "anti/jsdp/female": 0.3 + 0.5 * gap})
-        record["by_seed"] = {f"{m}/{g}": [record[f"{m}/{g}"] - 0.01, record[f"{m}/{g}"] + 0.01]
-                             for m in ("ar", "jsdp") for g in ("male", "female", "not_specified")}
+        record.update(
+            {
+                "jsdp/gap_ci_low": gap - 0.01,
+                "jsdp/gap_ci_high": gap + 0.01,
+                "pro/jsdp/gap": gap * 1.5,
+                "anti/jsdp/gap": gap * 0.5,
+                "pro/jsdp/male": 0.3,
+                "anti/jsdp/male": 0.3,
+                "pro/jsdp/female": 0.3 + 1.5 * gap,
+                "anti/jsdp/female": 0.3 + 0.5 * gap,
+            }
+        )
+        record["by_seed"] = {
+            f"{m}/{g}": [record[f"{m}/{g}"] - 0.01, record[f"{m}/{g}"] + 0.01]
+            for m in ("ar", "jsdp")
+            for g in ("male", "female", "not_specified")
+        }
     return record
 
 
@@ -42,7 +68,7 @@ def write_history(path, lines: list[dict]) -> str:
 def known(tmp_path_factory):
     """The known history (gaps 0.10, 0.02, 0.05, 0.20; losses 3.0, 2.5, 2.2, 2.1) and its report."""
     directory = tmp_path_factory.mktemp("known")
-    lines = [probe_line(s, g, loss=l) for s, g, l in zip(STEPS, GAPS, LOSSES)]
+    lines = [probe_line(s, g, loss=loss) for s, g, loss in zip(STEPS, GAPS, LOSSES)]
     lines.append({"event": "stop", "step": 300, "reason": "gap_grew", "message": "stopping at step 300", "best_step": 100})
     history = write_history(directory / "history.jsonl", lines)
     return history, write_report(history, directory / "out", max_cost=0.4)
@@ -77,12 +103,27 @@ def test_figures_and_markdown_are_written(known):
     for path in summary.figures.values():
         assert path.read_bytes()[:8] == PNG_MAGIC
     text = summary.report.read_text()
-    for needle in ("# Fairness report: history.jsonl", "4 probes, steps 0 to 300", "## Probes", "JSD-P gap [95% CI]",
-                   "+0.0200 [+0.0100, +0.0300]", "0.0001 (r=+0.25)", "## Early-stopping trade-off",
-                   "| **100** (recommended) | +0.0200 | 90.0% | +0.4 | +19.05% | yes |", "![gap](gap.png)",
-                   "## Definitions", "1 - |gap(t)| / |gap(final)|", "value(t) - value(final)", "percentile bootstrap",
-                   "Mann-Whitney", "k = 3", "previous 5 absolute changes", "ties go to the earliest step",
-                   "Stop line at step 300", "| eval_loss |"):
+    for needle in (
+        "# Fairness report: history.jsonl",
+        "4 probes, steps 0 to 300",
+        "## Probes",
+        "JSD-P gap [95% CI]",
+        "+0.0200 [+0.0100, +0.0300]",
+        "0.0001 (r=+0.25)",
+        "## Early-stopping trade-off",
+        "| **100** (recommended) | +0.0200 | 90.0% | +0.4 | +19.05% | yes |",
+        "![gap](gap.png)",
+        "## Definitions",
+        "1 - |gap(t)| / |gap(final)|",
+        "value(t) - value(final)",
+        "percentile bootstrap",
+        "Mann-Whitney",
+        "k = 3",
+        "previous 5 absolute changes",
+        "ties go to the earliest step",
+        "Stop line at step 300",
+        "| eval_loss |",
+    ):
         assert needle in text, needle
 
 
@@ -225,14 +266,13 @@ def test_a_single_run_report_names_its_run(known):
     assert known[1].run_id is not None and f"Run `{known[1].run_id}`, the only run in the file." in text
 
 
-
-
 def test_unknown_run_id_and_a_latest_run_without_probes(two_runs, tmp_path):
     with pytest.raises(ReportError) as error:
         write_report(two_runs, tmp_path / "out", run_id="run-c")
     message = str(error.value)
-    assert message.startswith(f"history {two_runs}: no run 'run-c'; its runs: run-a (steps 0-300, 4 probe(s)); "
-                              "run-b (steps 0-50, 2 probe(s))")
+    assert message.startswith(
+        f"history {two_runs}: no run 'run-c'; its runs: run-a (steps 0-300, 4 probe(s)); run-b (steps 0-50, 2 probe(s))"
+    )
     HistoryWriter(two_runs, "run-c").start_run({"framework": "hf"})  # a third fit, not probed yet
     with pytest.raises(ReportError, match=r"the latest run, 'run-c' has no probe records; its other runs: run-a .*--run-id"):
         write_report(two_runs, tmp_path / "out")
@@ -291,8 +331,18 @@ def write_several_probes(path, monitor: str | None = "gender/jsdp/gap") -> str:
     for step, loss in zip(STEPS, LOSSES):
         writer.append(several_probes_line(step, loss, sudden={"gender": step == 300}))
     others = {f"{n}/jsdp/gap": {"at_stop": AXES[n][3], "at_best": AXES[n][1]} for n in AXES if n != "gender"}
-    writer.append({"event": "stop", "step": 300, "reason": "gap_grew", "message": "stopping at step 300; other probes ...",
-                   "monitor": monitor, "best_step": 100, "best_value": 0.02, "other_gaps": others})
+    writer.append(
+        {
+            "event": "stop",
+            "step": 300,
+            "reason": "gap_grew",
+            "message": "stopping at step 300; other probes ...",
+            "monitor": monitor,
+            "best_step": 100,
+            "best_value": 0.02,
+            "other_gaps": others,
+        }
+    )
     return str(path)
 
 
@@ -315,7 +365,9 @@ def test_several_probes_table_equals_the_records_by_hand(several):
     assert summary.monitor == "gender/jsdp/gap" and summary.recommended_step == 100
     assert [row.gain for row in summary.tradeoff] == pytest.approx([0.5, 0.9, 0.75, 0.0])  # gender's, not another axis
     assert [(e.step, e.label) for e in summary.axis_effects] == [
-        (100, "the recommended stop step for max cost 0.4"), (300, "the stop line's step (gap_grew)")]
+        (100, "the recommended stop step for max cost 0.4"),
+        (300, "the stop line's step (gap_grew)"),
+    ]
     for effect in summary.axis_effects:
         assert [row.axis for row in effect.rows] == ["gender", "they", "religion"]
         assert [row.monitored for row in effect.rows] == [True, False, False]
@@ -338,8 +390,12 @@ def test_several_probes_table_equals_the_records_by_hand(several):
     section = text.split("## Other axes", 1)[1].split("\n## ", 1)[0]
     assert "### Stopping at step 100 for gender does this to each other axis" in section
     assert "### Stopping at step 300 for gender does this to each other axis" in section
-    for needle in ("| `gender` (monitored) | +0.0200 | +0.2000 | 90.0% | 0.3 |", "| `they` | -0.0800 | +0.0200 | -300.0% | 0.11 |",
-                   "| `religion` | -0.1000 | -0.1500 | 33.3% | 0.12 |", "| `religion` | -0.1500 | -0.1500 | 0.0% | 0.32 |"):
+    for needle in (
+        "| `gender` (monitored) | +0.0200 | +0.2000 | 90.0% | 0.3 |",
+        "| `they` | -0.0800 | +0.0200 | -300.0% | 0.11 |",
+        "| `religion` | -0.1000 | -0.1500 | 33.3% | 0.12 |",
+        "| `religion` | -0.1500 | -0.1500 | 0.0% | 0.32 |",
+    ):
         assert needle in section, needle
     assert "**Other axes**" in text and "Several probes in this run: `gender`, `they`, `religion`" in text
 
@@ -368,14 +424,15 @@ def test_several_probes_default_monitor(tmp_path):
     assert "they/jsdp/gap" in first.notes[0]
     # no --max-cost: the table is of the fairest step of the monitored gap (and of the stop step)
     assert [(e.step, e.label) for e in first.axis_effects] == [
-        (100, "the fairest probed step of `gender/jsdp/gap` (no --max-cost)"), (300, "the stop line's step (gap_grew)")]
+        (100, "the fairest probed step of `gender/jsdp/gap` (no --max-cost)"),
+        (300, "the stop line's step (gap_grew)"),
+    ]
     assert f"Note: {first.notes[0]}" in first.report.read_text()
 
 
 @pytest.mark.slow
 def test_cli_report_of_several_probes(several, tmp_path, capsys):
-    assert main(["report", several[0], "--out", str(tmp_path / "a"), "--monitor", "religion/jsdp/gap",
-                 "--max-cost", "0.4"]) == 0
+    assert main(["report", several[0], "--out", str(tmp_path / "a"), "--monitor", "religion/jsdp/gap", "--max-cost", "0.4"]) == 0
     out = capsys.readouterr().out
     assert "probes: gender, they, religion; monitor religion/jsdp/gap" in out
     assert "recommended stop step for max cost 0.4: 200" in out  # religion's gap is 0 at step 200
@@ -384,8 +441,10 @@ def test_cli_report_of_several_probes(several, tmp_path, capsys):
     assert "| `religion` (monitored) | +0.0000 | -0.1500 | 100.0% | 0.22 |" in text
     assert main(["report", several[0], "--out", str(tmp_path / "b")]) == 0
     assert "note: --monitor `gender/jsdp/gap`: the run's early-stopping monitor" in capsys.readouterr().out
-    for monitor, message in (("ar/gap", "holds several probes (gender, they, religion); monitor one probe's gap: "),
-                             ("gender/jsdp/gapp", "--monitor 'gender/jsdp/gapp' is not in")):
+    for monitor, message in (
+        ("ar/gap", "holds several probes (gender, they, religion); monitor one probe's gap: "),
+        ("gender/jsdp/gapp", "--monitor 'gender/jsdp/gapp' is not in"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(["report", several[0], "--out", str(tmp_path / "c"), "--monitor", monitor])
         assert message in str(exit_info.value.code)

@@ -7,10 +7,10 @@ import pytest
 
 from fairness_callback import FairnessEarlyStopping, FairnessTracker
 from fairness_callback.cli import main
-from fairness_callback.probe.growth import GapUnits
-from fairness_callback.training.history import HistoryWriter
 from fairness_callback.offline.report import load_probes
 from fairness_callback.offline.rule_replay import parse_rule, replay_rule
+from fairness_callback.probe.growth import GapUnits
+from fairness_callback.training.history import HistoryWriter
 from support import ScriptedGapProbe, make_model, make_tokenizer
 
 GAPS = [0.05, 0.01, 0.02, 0.012, 0.03, 0.04, 0.05]
@@ -19,8 +19,9 @@ GAPS = [0.05, 0.01, 0.02, 0.012, 0.03, 0.04, 0.05]
 def live_run(tmp_path, **rule):
     tokenizer = make_tokenizer()
     path = tmp_path / "h.jsonl"
-    tracker = FairnessTracker(every_n_steps=1, probe=ScriptedGapProbe(tokenizer, GAPS), history_path=path,
-                              early_stopping=FairnessEarlyStopping(**rule))
+    tracker = FairnessTracker(
+        every_n_steps=1, probe=ScriptedGapProbe(tokenizer, GAPS), history_path=path, early_stopping=FairnessEarlyStopping(**rule)
+    )
     model = make_model(tokenizer)
     tracker.update_loss({"val_loss": 2.0})
     outcome = tracker.start(model)
@@ -54,8 +55,17 @@ def history_with_units(path, shifts, seed=0, n=400):
     for step, shift in enumerate(shifts):
         values = base + 0.05 * rng.standard_normal(n) + np.where(female, shift, 0.0)
         units = GapUnits.from_values(values, np.where(female, 1, 0), np.arange(n), (1, 0), n)
-        writer.append({"event": "probe", "step": step, "jsdp/gap": units.gap, "jsdp/abs_gap": abs(units.gap),
-                       "mwu_p/jsdp": 0.5, "val_loss": 1.0, "units": {"jsdp/gap": units.encode()}})
+        writer.append(
+            {
+                "event": "probe",
+                "step": step,
+                "jsdp/gap": units.gap,
+                "jsdp/abs_gap": abs(units.gap),
+                "mwu_p/jsdp": 0.5,
+                "val_loss": 1.0,
+                "units": {"jsdp/gap": units.encode()},
+            }
+        )
 
 
 def test_the_bootstrap_rule_replayed_ignores_noise_the_point_rule_stops_on(tmp_path):
@@ -70,12 +80,15 @@ def test_the_bootstrap_rule_replayed_ignores_noise_the_point_rule_stops_on(tmp_p
     assert outcome.stop_step == 3 and outcome.reason == "gap_grew"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("patience=three", r"patience='three' is not int"),
-    ("patiense=3", r"'patiense=3' is not NAME=VALUE with NAME one of monitor, min_delta, patience"),
-    ("monitor=jsdp/gapp", r"monitor='jsdp/gapp'\): the probes have no such metric"),
-    ("test=bootstrap,monitor=jsdp/lean", "test='bootstrap'\\) needs"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("patience=three", r"patience='three' is not int"),
+        ("patiense=3", r"'patiense=3' is not NAME=VALUE with NAME one of monitor, min_delta, patience"),
+        ("monitor=jsdp/gapp", r"monitor='jsdp/gapp'\): the probes have no such metric"),
+        ("test=bootstrap,monitor=jsdp/lean", "test='bootstrap'\\) needs"),
+    ],
+)
 def test_a_bad_rule_names_its_field(tmp_path, text, message):
     path = tmp_path / "h.jsonl"
     history_with_units(path, [0.0, 0.0])
@@ -93,8 +106,10 @@ def test_the_cli_prints_each_rule(tmp_path, capsys):
     path, live = live_run(tmp_path, patience=2, min_delta=0.005)
     assert main(["report", str(path), "--stop-rule", "patience=2,min_delta=0.005", "--stop-rule", "patience=10"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"rule 'patience=2,min_delta=0.005': stops at step 5 (gap_grew), gap +0.04; held-out loss 1.95 "
-                        f"(best 1.95, +0.0%); fairest step 1 (+0.01): {live.message}")
+    assert lines[0] == (
+        f"rule 'patience=2,min_delta=0.005': stops at step 5 (gap_grew), gap +0.04; held-out loss 1.95 "
+        f"(best 1.95, +0.0%); fairest step 1 (+0.01): {live.message}"
+    )
     assert lines[1] == "rule 'patience=10': never stops; fairest step 1 (+0.01)"
     with pytest.raises(SystemExit, match="patiense"):
         main(["report", str(path), "--stop-rule", "patiense=2"])

@@ -24,8 +24,8 @@ from fairness_callback.offline.model_loading import (
     load_model_and_tokenizer,
     resolve_gguf,
 )
-from fairness_callback.probe.prompts import GROUPS
 from fairness_callback.offline.replay import Loader
+from fairness_callback.probe.prompts import GROUPS
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +107,9 @@ def test_answer_tokens_are_what_the_tokenizer_says(smollm2, probe):
 def test_probe_runs_end_to_end(result, probe):
     m = result.metrics
     assert len(probe) == 16 and m["n/male"] + m["n/female"] == 8 and m["n/not_specified"] == 8
-    expected = {f"{k}/{g}" for k in ("ar", "jsdp", "acc", "n") for g in GROUPS} | {f"jsdp/{g}/{o}" for g in GROUPS for o in GROUPS}
+    expected = {f"{k}/{g}" for k in ("ar", "jsdp", "acc", "n") for g in GROUPS} | {
+        f"jsdp/{g}/{o}" for g in GROUPS for o in GROUPS
+    }
     expected |= {"ar/gap", "jsdp/gap", "mwu_p/ar", "mwu_p/jsdp", "mwu_rbc/ar", "mwu_rbc/jsdp"}
     assert expected <= set(m)
     assert all(math.isfinite(m[k]) for k in expected), {k: m[k] for k in expected if not math.isfinite(m[k])}
@@ -153,8 +155,24 @@ def test_probe_cli_passes_gguf_through(smollm2, smollm2_path, winobias_dir, tmp_
         for split in ("dev", "test"):
             lines = (winobias_dir / f"{kind}_stereotyped_type2.txt.{split}").read_text().splitlines()[:2]
             (winobias / f"{kind}_stereotyped_type2.txt.{split}").write_text("\n".join(lines) + "\n")
-    assert main(["probe", "--model", str(smollm2_path.parent), "--gguf", smollm2_path.name, "--seeds", "0",
-                 "--winobias", str(winobias), "--dtype", "float32"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--model",
+                str(smollm2_path.parent),
+                "--gguf",
+                smollm2_path.name,
+                "--seeds",
+                "0",
+                "--winobias",
+                str(winobias),
+                "--dtype",
+                "float32",
+            ]
+        )
+        == 0
+    )
     assert calls == [(str(smollm2_path.parent), smollm2_path.name, torch.float32)]
     printed = capsys.readouterr().out
     assert "16 prompts from 8 sentences" in printed and "gap (f - m)" in printed
@@ -220,11 +238,23 @@ def test_demo_config_presets_per_model():
     from fairness_callback.demo.run import DemoConfig
 
     tiny, smol = DemoConfig(), DemoConfig(model="smollm2")
-    assert (tiny.steps, tiny.batch_size, tiny.lr, tiny.probe_every, tiny.probe_sentences, tiny.probe_seeds) == \
-        (1200, 32, 3e-4, 100, 120, (0, 1, 2, 3, 4))
+    assert (tiny.steps, tiny.batch_size, tiny.lr, tiny.probe_every, tiny.probe_sentences, tiny.probe_seeds) == (
+        1200,
+        32,
+        3e-4,
+        100,
+        120,
+        (0, 1, 2, 3, 4),
+    )
     assert (tiny.seq_len, smol.seq_len, tiny.male_default) == (64, 64, 0.0)
-    assert (smol.steps, smol.batch_size, smol.lr, smol.probe_every, smol.probe_sentences, smol.probe_seeds) == \
-        (40, 8, 5e-5, 10, 20, (0,))
+    assert (smol.steps, smol.batch_size, smol.lr, smol.probe_every, smol.probe_sentences, smol.probe_seeds) == (
+        40,
+        8,
+        5e-5,
+        10,
+        20,
+        (0,),
+    )
     assert DemoConfig(model="smollm2", steps=2, probe_every=1).steps == 2
     with pytest.raises(ValueError, match="model must be one of tiny, smollm2, got 'gpt2'"):
         DemoConfig(model="gpt2")
@@ -278,7 +308,9 @@ def test_demo_build_for_smollm2_with_other_axes(smollm2, tmp_path, monkeypatch, 
 
 # The new probe sets (issue #12): Winogender (he, she and singular "they"), BBQ Religion (ambiguous
 # and disambiguated contexts, letters scored), the built-in "they" set, each on a small fixed subset.
-WINOGENDER_DIR = os.environ.get("FAIRNESS_WINOGENDER_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "winogender"))
+WINOGENDER_DIR = os.environ.get(
+    "FAIRNESS_WINOGENDER_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "winogender")
+)
 BBQ_DIR = os.environ.get("FAIRNESS_BBQ_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bbq"))
 
 
@@ -325,14 +357,12 @@ def new_set(request, smollm2):
     probe_set, seeds = NEW_SETS[request.param]()
     model, tokenizer = smollm2
     probe = FairnessProbe(tokenizer, probe_set, seeds=seeds)
-    groups = probe.task.groups
     scores = []
     with torch.no_grad():
         for i, p in enumerate(probe.prompts):
             token_ids = tokenizer(p.text, add_special_tokens=False)["input_ids"]
             assert token_ids == probe.encoded.token_ids[i], f"prompt {i} does not tokenise as the probe encoded it"
-            answer_ids = [tokenizer(f" {text}", add_special_tokens=False)
-                          ["input_ids"][0] for text in p.options]
+            answer_ids = [tokenizer(f" {text}", add_special_tokens=False)["input_ids"][0] for text in p.options]
             assert answer_ids == probe.encoded.answer_ids[i].tolist(), f"prompt {i}: options {p.options}"
             logits = model(torch.tensor([token_ids])).logits[0, -1].float()
             order = torch.argsort(logits, descending=True)

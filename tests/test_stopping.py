@@ -124,7 +124,12 @@ def test_state_dict_round_trip_continues_the_count():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"patience": 0}, "patience"), ({"min_delta": -1}, "min_delta"), ({"loss_tolerance": -0.1}, "loss_tolerance"), ({"alpha": 1.5}, "alpha")],
+    [
+        ({"patience": 0}, "patience"),
+        ({"min_delta": -1}, "min_delta"),
+        ({"loss_tolerance": -0.1}, "loss_tolerance"),
+        ({"alpha": 1.5}, "alpha"),
+    ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet
-from fairness_callback.training.history import read_history
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeSet
 from fairness_callback.probe.metrics import jsd_parts
 from fairness_callback.probe.prompts import BBQ_LETTERS, PromptSet, build_bbq_prompts
 from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from fairness_callback.training.history import read_history
 from support import ScriptedGapProbe, make_model, make_tokenizer, small_probe
 
 SEASONS = ProbeTask(name="season", groups=("spring", "summer", "autumn", "winter"), gap=("winter", "summer"))
@@ -20,13 +20,29 @@ SEASONS = ProbeTask(name="season", groups=("spring", "summer", "autumn", "winter
 def season_records() -> list[dict]:
     """Four-option prompts, two per item (two option orders), the options scored by their own words."""
     records = []
-    for item, (month, season) in enumerate([("March", "spring"), ("July", "summer"), ("October", "autumn"),
-                                            ("January", "winter"), ("August", "summer"), ("December", "winter")]):
+    for item, (month, season) in enumerate(
+        [
+            ("March", "spring"),
+            ("July", "summer"),
+            ("October", "autumn"),
+            ("January", "winter"),
+            ("August", "summer"),
+            ("December", "winter"),
+        ]
+    ):
         for seed, order in enumerate([SEASONS.groups, SEASONS.groups[::-1]]):
             shown = ", ".join(order)
-            records.append({"id": f"m{item}", "text": f"The month is {month}. Out of {shown}, the season is",
-                            "options": {g: g for g in SEASONS.groups}, "correct": season, "seed": seed,
-                            "order": list(order), "labels": {"hemisphere": "north"}})
+            records.append(
+                {
+                    "id": f"m{item}",
+                    "text": f"The month is {month}. Out of {shown}, the season is",
+                    "options": {g: g for g in SEASONS.groups},
+                    "correct": season,
+                    "seed": seed,
+                    "order": list(order),
+                    "labels": {"hemisphere": "north"},
+                }
+            )
     return records
 
 
@@ -75,10 +91,17 @@ def test_task_and_prompt_set_errors_name_what_is_wrong():
 def fake_bbq_item(i: int, condition: str):
     """A BBQ-shaped item (the loader's fields): the answer order of the file, roles per answer."""
     return SimpleNamespace(
-        item_id=f"bbq/Test/{i}", context=f"A tall person and a short person met at the fair number {i}.",
-        question="Who was rude?", answers=("The tall person", "Can't be determined", "The short person"),
-        roles=("consistent", "unknown", "inconsistent"), label=1 if condition == "ambig" else 2,
-        condition=condition, polarity="neg", category="Test", question_index="1")
+        item_id=f"bbq/Test/{i}",
+        context=f"A tall person and a short person met at the fair number {i}.",
+        question="Who was rude?",
+        answers=("The tall person", "Can't be determined", "The short person"),
+        roles=("consistent", "unknown", "inconsistent"),
+        label=1 if condition == "ambig" else 2,
+        condition=condition,
+        polarity="neg",
+        category="Test",
+        question_index="1",
+    )
 
 
 def test_bbq_prompts_letter_the_answers_in_a_shuffled_order():
@@ -119,10 +142,12 @@ def test_several_probes_in_one_run_prefix_every_key_and_name_the_others_at_the_s
     model = make_model(tokenizer)
     logged = []
     tracker = FairnessTracker(
-        every_n_steps=1, probes={"gender": ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03]),
-                                 "other": small_probe(tokenizer, sentences=4)},
-        early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=2), history_path=tmp_path / "h.jsonl",
-        log=lambda metrics, step: logged.append(metrics))
+        every_n_steps=1,
+        probes={"gender": ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03]), "other": small_probe(tokenizer, sentences=4)},
+        early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=2),
+        history_path=tmp_path / "h.jsonl",
+        log=lambda metrics, step: logged.append(metrics),
+    )
     outcomes = [tracker.start(model)] + [tracker.step(model, step) for step in (1, 2, 3)]
     assert outcomes[-1].should_stop
     keys = set(outcomes[0].metrics)
@@ -130,7 +155,9 @@ def test_several_probes_in_one_run_prefix_every_key_and_name_the_others_at_the_s
     assert all(k.startswith(("gender/", "other/")) for k in keys)
     assert "fairness/other/jsdp/gap" in logged[0] and "fairness/gender/acc/male" in logged[0]
     other = [o.metrics["other/jsdp/gap"] for o in outcomes]
-    assert outcomes[-1].message.endswith(f"other probes at step 3 (best step 1): other/jsdp/gap {other[3]:+.4g} ({other[1]:+.4g})")
+    assert outcomes[-1].message.endswith(
+        f"other probes at step 3 (best step 1): other/jsdp/gap {other[3]:+.4g} ({other[1]:+.4g})"
+    )
     records = read_history(tmp_path / "h.jsonl")
     stop = records[-1]
     assert stop["other_gaps"] == {"other/jsdp/gap": {"at_stop": other[3], "at_best": other[1]}}
@@ -195,11 +222,12 @@ def test_a_bbq_probe_of_several_categories_reports_each_beside_the_summary(bbq_d
         chosen = [r for r in result.records if r["category"] == category]
         correct = [r for r in chosen if r["group"] == "unknown"]
         assert m[f"{category}/acc/unknown"] == pytest.approx(
-            sum(min(r["option_ranks"], key=r["option_ranks"].get) == "unknown" for r in correct) / len(correct))
+            sum(min(r["option_ranks"], key=r["option_ranks"].get) == "unknown" for r in correct) / len(correct)
+        )
     assert sum(m[f"n/{g}"] for g in BBQ_TASK.groups) == 20  # the top level is the summary of both
     alone = FairnessProbe(gpt2_tokenizer, ProbeSet(religion[:12], name="r"), seeds=(0,)).run(model).metrics
     assert not any(key.startswith("Religion/") for key in alone)  # one category: no copy of the top level
-    subset = {k[len("Religion/"):]: v for k, v in m.items() if k.startswith("Religion/")}
+    subset = {k[len("Religion/") :]: v for k, v in m.items() if k.startswith("Religion/")}
     assert len(subset) > 30 and subset == pytest.approx({k: alone[k] for k in subset}, rel=1e-4, abs=1e-7, nan_ok=True)
 
 
@@ -211,14 +239,38 @@ def test_cli_probes_several_axes(tmp_path, gpt2_tokenizer, winogender_dir, bbq_d
     tiny_gpt_neox(len(gpt2_tokenizer), seed=0).save_pretrained(model_dir)
     gpt2_tokenizer.save_pretrained(model_dir)
     out = tmp_path / "m.json"
-    assert main(["probe", "--model", str(model_dir), "--seeds", "0", "--winogender", str(winogender_dir), "--they",
-                 "--bbq", str(bbq_dir), "--bbq-categories", "Religion", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--model",
+                str(model_dir),
+                "--seeds",
+                "0",
+                "--winogender",
+                str(winogender_dir),
+                "--they",
+                "--bbq",
+                str(bbq_dir),
+                "--bbq-categories",
+                "Religion",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "probe 'religion':" in printed and "BBQ items (bbq-Religion)" in printed and "probe 'they':" in printed
     import json
 
     metrics = json.loads(out.read_text())["metrics"]
-    assert {"gender/jsdp/gap", "gender/they/ar/not_specified", "they/jsdp/not_specified/male",
-            "religion/jsdp/gap", "religion/ambig/jsdp/unknown/consistent"} <= set(metrics)
+    assert {
+        "gender/jsdp/gap",
+        "gender/they/ar/not_specified",
+        "they/jsdp/not_specified/male",
+        "religion/jsdp/gap",
+        "religion/ambig/jsdp/unknown/consistent",
+    } <= set(metrics)
     with pytest.raises(SystemExit, match="--bbq-categories needs --bbq DIR"):
         main(["probe", "--model", str(model_dir), "--bbq-categories", "Age"])

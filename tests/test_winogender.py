@@ -47,7 +47,13 @@ def test_they_forms_are_neutral(word: str) -> None:
 
 def test_gendered_and_other_words_unchanged() -> None:
     assert [pronoun_gender(w) for w in ("he", "His", "she", "hers", "it", "we", "")] == [
-        "male", "male", "female", "female", None, None, None,
+        "male",
+        "male",
+        "female",
+        "female",
+        None,
+        None,
+        None,
     ]
 
 
@@ -60,8 +66,11 @@ def test_probe_sentence_accepts_neutral_only_as_a_third_gender() -> None:
 
 
 def test_winobias_rows_still_reject_a_coreferent_they() -> None:
-    row = {"document_id": "d", "tokens": "The cook thanked the clerk and paid them .".split(),
-           "coreference_clusters": ["3", "4", "7", "7"]}
+    row = {
+        "document_id": "d",
+        "tokens": ["The", "cook", "thanked", "the", "clerk", "and", "paid", "them", "."],
+        "coreference_clusters": ["3", "4", "7", "7"],
+    }
     with pytest.raises(WinoBiasFormatError, match="neither a gendered pronoun"):
         sentences_from_hf_rows([row])
 
@@ -171,9 +180,7 @@ def _broken_copy(winogender_dir: Path, tmp_path: Path, line: int, replacement: s
         ("technician.customer.1.female.txt\tThe technician told the customer that she could pay.", "duplicate sentid"),
     ],
 )
-def test_malformed_line_names_file_and_line(
-    winogender_dir: Path, tmp_path: Path, replacement: str, message: str
-) -> None:
+def test_malformed_line_names_file_and_line(winogender_dir: Path, tmp_path: Path, replacement: str, message: str) -> None:
     directory = _broken_copy(winogender_dir, tmp_path, 4 if "duplicate" in message else 2, replacement)
     line = 4 if "duplicate" in message else 2
     with pytest.raises(WinogenderFormatError, match=rf"{re.escape(SENTENCES_FILE)}, line {line}: .*{re.escape(message)}"):

@@ -36,8 +36,9 @@ def tiny(model_type: str, vocab_size: int) -> torch.nn.Module:
 def with_lora(model: torch.nn.Module, model_type: str) -> torch.nn.Module:
     # Random B matrices (init_lora_weights=False): with the default zero init the adapter would
     # not change the output, and "scored with the adapters active" could not fail.
-    config = peft.LoraConfig(r=8, target_modules=LORA_TARGETS[model_type], init_lora_weights=False,
-                             fan_in_fan_out=model_type == "gpt2")
+    config = peft.LoraConfig(
+        r=8, target_modules=LORA_TARGETS[model_type], init_lora_weights=False, fan_in_fan_out=model_type == "gpt2"
+    )
     torch.manual_seed(5)
     return peft.get_peft_model(model, config).eval()
 
@@ -85,8 +86,16 @@ def test_prompt_learning_adapter_falls_back_to_the_plain_path_and_says_why(bpe_t
 def test_fallback_names_the_model_type(bpe_tokenizer):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model("opt", vocab_size=len(bpe_tokenizer), hidden_size=32, ffn_dim=64, num_hidden_layers=1,
-                                  num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=256)
+    config = AutoConfig.for_model(
+        "opt",
+        vocab_size=len(bpe_tokenizer),
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        max_position_embeddings=256,
+    )
     path, reason = choose_path(AutoModelForCausalLM.from_config(config))
     assert path == "off"
     assert reason.startswith("model type 'opt' is not among the tested architectures")

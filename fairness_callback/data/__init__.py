@@ -5,6 +5,18 @@ Each set is registered by name (:mod:`.registry`): ``probe_set("winobias", direc
 order the command line shows their options (registration order).
 """
 
+from .registry import (
+    TASKS,
+    CliOption,
+    ProbeSetSpec,
+    UnknownProbeSetError,
+    probe_set,
+    probe_set_names,
+    probe_set_spec,
+    probe_set_specs,
+    register_probe_set,
+    unregister_probe_set,
+)
 from .sentence import (
     FEMALE_PRONOUNS,
     GENDERS,
@@ -21,18 +33,6 @@ from .sentence import (
     item_kind,
     pronoun_gender,
 )
-from .registry import (
-    TASKS,
-    CliOption,
-    ProbeSetSpec,
-    UnknownProbeSetError,
-    probe_set,
-    probe_set_names,
-    probe_set_spec,
-    probe_set_specs,
-    register_probe_set,
-    unregister_probe_set,
-)
 
 # isort: off
 # Registration order (= the order of the command line's options): the gender sets, then the others.
@@ -41,6 +41,7 @@ from .winobias import WinoBiasFormatError  # registers "winobias"
 from .winogender import WinogenderLoad, load_winogender  # registers "winogender"
 from .builtin_they import load_builtin_they  # registers "builtin-they"
 from .bbq import BBQItem, BBQLoad, BBQUnmatched, load_bbq  # registers "bbq"
+
 # isort: on
 from .occupations import FEMALE_STEREOTYPED, MALE_STEREOTYPED, OCCUPATIONS
 

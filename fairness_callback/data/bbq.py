@@ -53,23 +53,40 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, NamedTuple, Sequence
+from typing import ClassVar, Literal, NamedTuple
 
 from .registry import CliOption, register_probe_set
 from .sentence import ItemKind, ProbeSet
 
 #: The six BBQ categories whose files the project has (file stems); others load if present.
 KNOWN_CATEGORIES = (
-    "Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation",
+    "Age",
+    "Disability_status",
+    "Nationality",
+    "Physical_appearance",
+    "Religion",
+    "Sexual_orientation",
 )
 ROLES = ("consistent", "inconsistent", "unknown")
 POLARITIES = ("neg", "nonneg")
 CONDITIONS = ("ambig", "disambig")
 _FIELDS = (
-    "example_id", "question_index", "question_polarity", "context_condition", "category",
-    "answer_info", "additional_metadata", "context", "question", "ans0", "ans1", "ans2", "label",
+    "example_id",
+    "question_index",
+    "question_polarity",
+    "context_condition",
+    "category",
+    "answer_info",
+    "additional_metadata",
+    "context",
+    "question",
+    "ans0",
+    "ans1",
+    "ans2",
+    "label",
 )
 
 
@@ -169,9 +186,7 @@ def load_bbq(directory: str | os.PathLike, categories: Sequence[str] | None = No
     directory = Path(directory)
     available = available_categories(directory)
     if not available:
-        raise FileNotFoundError(
-            f"no BBQ files (<Category>.jsonl, from GitHub nyu-mll/BBQ, data/) found in {directory}"
-        )
+        raise FileNotFoundError(f"no BBQ files (<Category>.jsonl, from GitHub nyu-mll/BBQ, data/) found in {directory}")
     if categories is None:
         chosen = available
     else:
@@ -193,11 +208,18 @@ def _bbq_axes(directory: str | os.PathLike, categories: Sequence[str] | None = N
 
 
 @register_probe_set(
-    "bbq", task="bbq", needs_directory=True, axes=_bbq_axes,
+    "bbq",
+    task="bbq",
+    needs_directory=True,
+    axes=_bbq_axes,
     description="BBQ's official <Category>.jsonl files (nyu-mll/BBQ), every category by default",
-    cli=CliOption("bbq", axis_help="also probe BBQ's social axes from the official files in DIR "
-                  "(one probe per category, named by it in lower case)",
-                  lists=(("categories", "A,B", "BBQ categories (file stems, e.g. Religion,Age; default all)"),), demo=True),
+    cli=CliOption(
+        "bbq",
+        axis_help="also probe BBQ's social axes from the official files in DIR "
+        "(one probe per category, named by it in lower case)",
+        lists=(("categories", "A,B", "BBQ categories (file stems, e.g. Religion,Age; default all)"),),
+        demo=True,
+    ),
 )
 def bbq_probe_set(directory: str | os.PathLike, categories: Sequence[str] | None = None) -> ProbeSet:
     """BBQ items from the official files in ``directory`` (:meth:`ProbeSet.from_bbq`); ``left_out``
@@ -307,7 +329,7 @@ def _item(record: object, category: str, line: int) -> BBQItem | tuple[str, str]
         context=_text(record, "context"),
         question=_text(record, "question"),
         answers=answers,  # type: ignore[arg-type]
-        answer_groups=groups,  # type: ignore[arg-type]
+        answer_groups=groups,
         label=label,
         roles=tuple(roles),  # type: ignore[arg-type]
         stereotyped_groups=tuple(stereotyped),

@@ -56,8 +56,12 @@ def load_builtin_they() -> list[ProbeSentence]:
     return read_package_sentences(BUILTIN_THEY_FILE, _check, "built-in they sentence")
 
 
-@register_probe_set("builtin-they", task="they", description="the package's own singular-they sentences (data/BUILTIN_THEY.md)",
-                    cli=CliOption("they", axis_help="also probe the built-in singular-they set (probe 'they')", demo=True))
+@register_probe_set(
+    "builtin-they",
+    task="they",
+    description="the package's own singular-they sentences (data/BUILTIN_THEY.md)",
+    cli=CliOption("they", axis_help="also probe the built-in singular-they set (probe 'they')", demo=True),
+)
 def builtin_they_probe_set() -> ProbeSet:
     """The built-in singular-they set (:meth:`ProbeSet.builtin_they`)."""
     return ProbeSet(load_builtin_they(), name="builtin-they")

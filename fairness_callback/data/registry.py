@@ -24,8 +24,9 @@ in registration order (the order in which :mod:`fairness_callback.data` imports 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .sentence import ProbeSet
 
@@ -119,8 +120,9 @@ class ProbeSetSpec:
         self.check_options(options)
         loaded = self.loader(**options)
         if loaded.kind != TASK_KINDS[self.task]:
-            raise TypeError(f"probe set {self.name!r} (task {self.task!r}) loaded {loaded.kind!r} items, "
-                            f"expected {TASK_KINDS[self.task]!r}")
+            raise TypeError(
+                f"probe set {self.name!r} (task {self.task!r}) loaded {loaded.kind!r} items, expected {TASK_KINDS[self.task]!r}"
+            )
         return loaded
 
     def as_axes(self, **options: Any) -> dict[str, ProbeSet]:
@@ -180,8 +182,9 @@ def register_probe_set(
             missing = [option for option, _, _ in cli.lists if option not in spec.options]
             if missing:
                 raise ValueError(f"probe set {name!r}: its loader takes no option(s) {missing} of cli.lists")
-            taken = {key: other.name for other in _REGISTRY.values() if other.cli
-                     for key in (other.cli.flag, *other.cli.list_keys)}
+            taken = {
+                key: other.name for other in _REGISTRY.values() if other.cli for key in (other.cli.flag, *other.cli.list_keys)
+            }
             clash = [key for key in (cli.flag, *cli.list_keys) if key in taken]
             if clash:
                 raise ValueError(f"probe set {name!r}: command-line option(s) {clash} belong to {taken[clash[0]]!r}")
@@ -227,5 +230,8 @@ def probe_set(name: str, **options: Any) -> ProbeSet:
 def axis_specs(demo: bool = False) -> tuple[ProbeSetSpec, ...]:
     """The sets that can be probed beside the gender probe (a CLI option with ``axis_help``; with
     ``demo``, only those the demo offers), in registration order."""
-    return tuple(spec for spec in _REGISTRY.values()
-                 if spec.cli is not None and spec.cli.axis_help is not None and (spec.cli.demo or not demo))
+    return tuple(
+        spec
+        for spec in _REGISTRY.values()
+        if spec.cli is not None and spec.cli.axis_help is not None and (spec.cli.demo or not demo)
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Iterable, Iterator, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 Gender = Literal["male", "female", "neutral"]
 #: The genders a ProbeSentence may have: "neutral" is a singular-they sentence, whose text says
@@ -134,7 +135,7 @@ class ProbeSentence:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ProbeSentence":
+    def from_dict(cls, data: dict) -> ProbeSentence:
         data = dict(data)
         data["pronouns"] = tuple(data.get("pronouns", ()))
         return cls(**data)
@@ -176,21 +177,21 @@ class ProbeSet(Sequence[ProbeItem]):
 
     # -- constructors (each a registered set: fairness_callback.data.registry) ---------------
     @classmethod
-    def builtin(cls) -> "ProbeSet":
+    def builtin(cls) -> ProbeSet:
         """The built-in probe set shipped with the package (not WinoBias; see ``data/BUILTIN.md``)."""
         from .registry import probe_set
 
         return probe_set("builtin")
 
     @classmethod
-    def builtin_they(cls) -> "ProbeSet":
+    def builtin_they(cls) -> ProbeSet:
         """The built-in singular-they set (gender "neutral"; see ``data/BUILTIN_THEY.md``)."""
         from .registry import probe_set
 
         return probe_set("builtin-they")
 
     @classmethod
-    def from_winogender(cls, directory: str | os.PathLike, **kwargs) -> "ProbeSet":
+    def from_winogender(cls, directory: str | os.PathLike, **kwargs) -> ProbeSet:
         """Winogender's ``all_sentences.tsv``; ``left_out`` counts the sentences not kept, by reason.
 
         ``kwargs`` go to :func:`fairness_callback.data.winogender.load_winogender`.
@@ -206,14 +207,14 @@ class ProbeSet(Sequence[ProbeItem]):
         types: Sequence[int] = (2,),
         splits: Sequence[str] = ("dev", "test"),
         stereotypes: Sequence[str] = ("pro", "anti"),
-    ) -> "ProbeSet":
+    ) -> ProbeSet:
         """Parse the official WinoBias ``{pro,anti}_stereotyped_type{T}.txt.{split}`` files."""
         from .registry import probe_set
 
         return probe_set("winobias", directory=directory, types=types, splits=splits, stereotypes=stereotypes)
 
     @classmethod
-    def from_bbq(cls, directory: str | os.PathLike, categories: Sequence[str] | None = None) -> "ProbeSet":
+    def from_bbq(cls, directory: str | os.PathLike, categories: Sequence[str] | None = None) -> ProbeSet:
         """BBQ items (:class:`~fairness_callback.data.bbq.BBQItem`) from the official files; ``left_out``
         counts the items whose groups could not be matched, by reason. A probe of this set scores
         the BBQ task (stereotype-consistent, -inconsistent and unknown answers)."""
@@ -222,14 +223,14 @@ class ProbeSet(Sequence[ProbeItem]):
         return probe_set("bbq", directory=directory, categories=categories)
 
     @classmethod
-    def from_hf_rows(cls, rows: Iterable[dict], name: str = "wino_bias-hf", **kwargs) -> "ProbeSet":
+    def from_hf_rows(cls, rows: Iterable[dict], name: str = "wino_bias-hf", **kwargs) -> ProbeSet:
         """Rows in the Hugging Face ``uclanlp/wino_bias`` format (tokens + coreference clusters)."""
         from .winobias import sentences_from_hf_rows
 
         return cls(sentences_from_hf_rows(rows, **kwargs), name=name)
 
     @classmethod
-    def default(cls, winobias_dir: str | os.PathLike | None = None) -> "ProbeSet":
+    def default(cls, winobias_dir: str | os.PathLike | None = None) -> ProbeSet:
         """WinoBias Type 2 from ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR``; else the built-in set."""
         directory = winobias_dir or os.environ.get(WINOBIAS_ENV)
         if directory:
@@ -240,7 +241,7 @@ class ProbeSet(Sequence[ProbeItem]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return ProbeSet(self._items[index], name=self.name)
         return self._items[index]
@@ -259,16 +260,18 @@ class ProbeSet(Sequence[ProbeItem]):
     def counts(self) -> dict[str, int]:
         """Sentence counts by pronoun gender and by stereotype; for BBQ items, by context condition
         and by category (for summaries and tests)."""
+        items: tuple[Any, ...] = self._items  # BBQItems or ProbeSentences, by kind (ProbeItem has neither's fields)
         if self.kind == "bbq":
-            counts = Counter(item.condition for item in self._items)
-            counts.update(item.category for item in self._items)
+            counts = Counter(item.condition for item in items)
+            counts.update(item.category for item in items)
             return dict(counts)
-        counts = Counter(s.gender for s in self._items)
-        counts.update(s.stereotype or "unlabelled" for s in self._items)
+        counts = Counter(s.gender for s in items)
+        counts.update(s.stereotype or "unlabelled" for s in items)
         return dict(counts)
 
     def occupations(self) -> set[str]:
         """The occupations the sentences mention (empty for BBQ items)."""
         if self.kind != "sentence":
             return set()
-        return {s.referent for s in self._items} | {s.other for s in self._items}
+        sentences: tuple[Any, ...] = self._items  # ProbeSentences (ProbeItem does not declare their fields)
+        return {s.referent for s in sentences} | {s.other for s in sentences}

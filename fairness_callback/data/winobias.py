@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from .occupations import OCCUPATIONS
 from .registry import CliOption, register_probe_set
@@ -27,9 +27,7 @@ _OCCUPATION_BY_KEY = {o.lower(): o for o in OCCUPATIONS}
 # Longest first, so "construction worker" wins over any shorter alternative at the same place;
 # \b keeps "cook" out of "cookies" and "editor" out of "editorial".
 _OCCUPATION_RE = re.compile(
-    r"\b(" + "|".join(
-        re.escape(o).replace(r"\ ", r"\s+") for o in sorted(OCCUPATIONS, key=len, reverse=True)
-    ) + r")\b",
+    r"\b(" + "|".join(re.escape(o).replace(r"\ ", r"\s+") for o in sorted(OCCUPATIONS, key=len, reverse=True)) + r")\b",
     re.IGNORECASE,
 )
 _ARTICLE_RE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
@@ -84,10 +82,14 @@ def load_winobias(
 
 
 @register_probe_set(
-    "winobias", task="gender", needs_directory=True,
+    "winobias",
+    task="gender",
+    needs_directory=True,
     description="the official WinoBias files (uclanlp/corefBias), Type 2 dev + test by default",
-    cli=CliOption("winobias", gender_help="official WinoBias files instead of the built-in probe set "
-                  "(default: $FAIRNESS_WINOBIAS_DIR if set)"),
+    cli=CliOption(
+        "winobias",
+        gender_help="official WinoBias files instead of the built-in probe set (default: $FAIRNESS_WINOBIAS_DIR if set)",
+    ),
 )
 def winobias_probe_set(
     directory: str | os.PathLike,
@@ -221,9 +223,7 @@ def _row_pieces(row: Mapping) -> list[tuple[str, str]]:
     tokens = [str(token) for token in row["tokens"]]
     flat = list(row["coreference_clusters"])
     if not flat or len(flat) % 2:
-        raise _SentenceError(
-            f"coreference_clusters must be [start, end, ...] pairs, got {flat!r}"
-        )
+        raise _SentenceError(f"coreference_clusters must be [start, end, ...] pairs, got {flat!r}")
     try:
         bounds = [int(value) for value in flat]
     except ValueError:
@@ -233,10 +233,7 @@ def _row_pieces(row: Mapping) -> list[tuple[str, str]]:
     position = 0
     for start, end in spans:
         if not position <= start <= end < len(tokens):
-            raise _SentenceError(
-                f"coreference span [{start}, {end}] is out of range or overlaps another "
-                f"({len(tokens)} tokens)"
-            )
+            raise _SentenceError(f"coreference span [{start}, {end}] is out of range or overlaps another ({len(tokens)} tokens)")
         pieces.append(("text", " ".join(tokens[position:start])))
         pieces.append(("span", " ".join(tokens[start : end + 1])))
         position = end + 1
@@ -263,9 +260,7 @@ def _sentence_fields(pieces: list[tuple[str, str]], mark: str) -> dict:
             continue
         occupation = _canonical(string)
         if occupation is None:
-            raise _SentenceError(
-                f"{mark} span {string.strip()!r} is neither a gendered pronoun nor one of the 40 occupations"
-            )
+            raise _SentenceError(f"{mark} span {string.strip()!r} is neither a gendered pronoun nor one of the 40 occupations")
         if referent_at is not None:
             raise _SentenceError(f"more than one {mark} occupation ({referent!r}, {occupation!r})")
         referent_at, referent = at, occupation

@@ -79,9 +79,7 @@ class WinogenderLoad:
         return dict(Counter(reason for _, _, reason in self.left_out))
 
 
-def load_winogender(
-    directory: str | os.PathLike, someone: Literal["exclude"] = "exclude"
-) -> WinogenderLoad:
+def load_winogender(directory: str | os.PathLike, someone: Literal["exclude"] = "exclude") -> WinogenderLoad:
     """Parse ``all_sentences.tsv`` (and ``occupations-stats.tsv``) in ``directory``.
 
     ``someone`` says what to do with the bleached participant "someone"; only ``"exclude"``
@@ -130,13 +128,18 @@ def load_winogender(
 
 
 @register_probe_set(
-    "winogender", task="gender", needs_directory=True,
+    "winogender",
+    task="gender",
+    needs_directory=True,
     description="Winogender's all_sentences.tsv (rudinger/winogender-schemas); he / she, and they beside",
-    cli=CliOption("winogender",
-                  gender_help="Winogender's all_sentences.tsv in DIR as the gender probe "
-                  "(he / she like WinoBias; 'they' sentences reported as they/...)",
-                  axis_help="also probe Winogender's all_sentences.tsv in DIR (probe 'winogender', its 'they' "
-                  "sentences as winogender/they/...)", demo=True),
+    cli=CliOption(
+        "winogender",
+        gender_help="Winogender's all_sentences.tsv in DIR as the gender probe "
+        "(he / she like WinoBias; 'they' sentences reported as they/...)",
+        axis_help="also probe Winogender's all_sentences.tsv in DIR (probe 'winogender', its 'they' "
+        "sentences as winogender/they/...)",
+        demo=True,
+    ),
 )
 def winogender_probe_set(directory: str | os.PathLike, someone: Literal["exclude"] = "exclude") -> ProbeSet:
     """Winogender's files in ``directory`` (:meth:`ProbeSet.from_winogender`); ``left_out`` counts the
@@ -167,8 +170,14 @@ def _mention(text: str, word: str, what: str) -> str:
 
 
 def _sentence(
-    sentid: str, text: str, occupation: str, participant: str, answer: int, gender: str,
-    pct_female: dict[str, float], line: int,
+    sentid: str,
+    text: str,
+    occupation: str,
+    participant: str,
+    answer: int,
+    gender: str,
+    pct_female: dict[str, float],
+    line: int,
 ) -> ProbeSentence:
     occupation_mention = _mention(text, occupation, "occupation")
     participant_mention = _mention(text, participant, "participant")
@@ -186,9 +195,7 @@ def _sentence(
         if share != 50:
             stereotyped = "female" if share > 50 else "male"
             stereotype = "pro" if stereotyped == gender else "anti"
-    referent, other = (
-        (occupation_mention, participant_mention) if answer == 0 else (participant_mention, occupation_mention)
-    )
+    referent, other = (occupation_mention, participant_mention) if answer == 0 else (participant_mention, occupation_mention)
     return ProbeSentence(
         sentence_id=f"winogender/{sentid[: -len('.txt')]}",
         text=text,

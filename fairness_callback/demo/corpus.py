@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Literal
 
 from ..data import FEMALE_STEREOTYPED, MALE_STEREOTYPED, ProbeSentence, ProbeSet
 from ..probe.prompts import DEFAULT_OPTIONS, PromptConfig, option_order
@@ -59,7 +60,7 @@ def male_probability(referent: str, skew: float) -> float:
     return max(0.0, 0.5 - 0.25 * skew)
 
 
-def _stereotype(referent: str, gender: str) -> str:
+def _stereotype(referent: str, gender: str) -> Literal["pro", "anti"]:
     stereotyped = "male" if referent in MALE_STEREOTYPED else "female"
     return "pro" if stereotyped == gender else "anti"
 
@@ -107,8 +108,14 @@ class SkewedCorpus:
             skew (0: every answer is the pronoun's; the stream of lines is then as without it).
     """
 
-    def __init__(self, skew: float = 1.0, seed: int = 0, question_fraction: float = 0.75, probe_fraction: float = 0.02,
-                 male_default: float = 0.0) -> None:
+    def __init__(
+        self,
+        skew: float = 1.0,
+        seed: int = 0,
+        question_fraction: float = 0.75,
+        probe_fraction: float = 0.02,
+        male_default: float = 0.0,
+    ) -> None:
         if not 0.0 <= skew <= 1.0:
             raise ValueError(f"skew must be in [0, 1], got {skew}")
         self.skew = skew
@@ -129,10 +136,18 @@ class SkewedCorpus:
         for i, scene in enumerate(scenes):
             for gender in ("male", "female"):
                 text, pronouns = scene.sentence(gender)
-                sentences.append(ProbeSentence(
-                    sentence_id=f"demo/{i:04d}/{gender}", text=text, referent=scene.referent, other=scene.other,
-                    pronouns=pronouns, gender=gender, stereotype=_stereotype(scene.referent, gender), source="demo",
-                ))
+                sentences.append(
+                    ProbeSentence(
+                        sentence_id=f"demo/{i:04d}/{gender}",
+                        text=text,
+                        referent=scene.referent,
+                        other=scene.other,
+                        pronouns=pronouns,
+                        gender=gender,
+                        stereotype=_stereotype(scene.referent, gender),
+                        source="demo",
+                    )
+                )
         return ProbeSet(sentences, name=f"demo-heldout-{len(sentences)}")
 
     def sample(self, rng: random.Random) -> tuple[Scene, str]:
@@ -164,5 +179,3 @@ class SkewedCorpus:
         rng = random.Random(self.seed * 1_000_003 + seed_offset)
         for _ in range(count):
             yield self.line(rng)
-
-

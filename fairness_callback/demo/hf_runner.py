@@ -11,21 +11,44 @@ from .run import DemoConfig, DemoParts
 
 
 def train_hf(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
-    callback = FairnessCallback(every_n_steps=config.probe_every, **parts.callback_probes(),
-                                early_stopping=parts.early_stopping, history_path=parts.history_path)
+    assert config.probe_every is not None  # __post_init__ filled it from MODEL_DEFAULTS
+    callback = FairnessCallback(
+        every_n_steps=config.probe_every,
+        **parts.callback_probes(),
+        early_stopping=parts.early_stopping,
+        history_path=parts.history_path,
+    )
     report_to = ["tensorboard"]
     if config.wandb:
         os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_DIR", str(config.out))
         report_to.append("wandb")
     args = TrainingArguments(
-        output_dir=str(config.out / "hf"), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=64, learning_rate=config.lr, warmup_steps=config.lr_warmup,
-        lr_scheduler_type="constant_with_warmup", weight_decay=0.01, eval_strategy="steps", eval_steps=config.probe_every,
-        logging_steps=config.probe_every // 2 or 1, save_strategy="no", report_to=report_to, use_cpu=True,
-        seed=config.seed, dataloader_num_workers=0, disable_tqdm=False,
+        output_dir=str(config.out / "hf"),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=config.lr,
+        warmup_steps=config.lr_warmup,
+        lr_scheduler_type="constant_with_warmup",
+        weight_decay=0.01,
+        eval_strategy="steps",
+        eval_steps=config.probe_every,
+        logging_steps=config.probe_every // 2 or 1,
+        save_strategy="no",
+        report_to=report_to,
+        use_cpu=True,
+        seed=config.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
     )
-    trainer = Trainer(model=parts.model, args=args, train_dataset=parts.train, eval_dataset=parts.held_out,
-                      processing_class=parts.tokenizer, callbacks=[callback])
+    trainer = Trainer(
+        model=parts.model,
+        args=args,
+        train_dataset=parts.train,
+        eval_dataset=parts.held_out,
+        processing_class=parts.tokenizer,
+        callbacks=[callback],
+    )
     trainer.train()
     return callback

@@ -38,9 +38,15 @@ class DemoModule(pl.LightningModule):
 
 
 def train_lightning(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
+    # __post_init__ filled these from MODEL_DEFAULTS.
+    assert config.probe_every is not None and config.lr is not None and config.lr_warmup is not None
     pl.seed_everything(config.seed, verbose=False)
-    callback = FairnessCallback(every_n_steps=config.probe_every, **parts.callback_probes(),
-                                early_stopping=parts.early_stopping, history_path=parts.history_path)
+    callback = FairnessCallback(
+        every_n_steps=config.probe_every,
+        **parts.callback_probes(),
+        early_stopping=parts.early_stopping,
+        history_path=parts.history_path,
+    )
     loggers = [TensorBoardLogger(save_dir=str(config.out), name="tensorboard", version="lightning")]
     if config.wandb:
         from lightning.pytorch.loggers import WandbLogger
@@ -48,9 +54,17 @@ def train_lightning(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
         os.environ.setdefault("WANDB_MODE", "offline")
         loggers.append(WandbLogger(project="fairness-callback-demo", save_dir=str(config.out)))
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=config.steps, logger=loggers, callbacks=[callback, TQDMProgressBar(refresh_rate=20)],
-        val_check_interval=config.probe_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=config.probe_every // 2 or 1,
+        accelerator="cpu",
+        devices=1,
+        max_steps=config.steps,
+        logger=loggers,
+        callbacks=[callback, TQDMProgressBar(refresh_rate=20)],
+        val_check_interval=config.probe_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=config.probe_every // 2 or 1,
         default_root_dir=str(config.out),
     )
     train = torch.utils.data.DataLoader(parts.train, batch_size=config.batch_size, shuffle=False)

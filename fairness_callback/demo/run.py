@@ -19,16 +19,16 @@ from typing import Any, Literal
 import torch
 
 from ..data import ProbeSet
-from ..probe.encoding import AnswerTokenError
-from ..training.history import HISTORY_FILENAME, read_run
 from ..offline.model_loading import SMOLLM2, load_model_and_tokenizer
 from ..offline.plots import plot_fairness_curves, probe_records
-from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping
-from ..probe.suite import axis_probe_sets
-from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
 from ..offline.tradeoff import finite, format_number, recorded_fairness_key
+from ..probe import FairnessProbe
+from ..probe.encoding import AnswerTokenError
+from ..probe.suite import axis_probe_sets
+from ..training.history import HISTORY_FILENAME, read_run
+from ..training.stopping import FairnessEarlyStopping
 from .corpus import SkewedCorpus
+from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
 
 log = logging.getLogger("fairness_callback")
 
@@ -46,10 +46,32 @@ MODEL_NAMES: dict[str, str] = {"tiny": "GPT-NeoX (from scratch)", "smollm2": "Sm
 #: line fits 40 tokens of the tiny model's tokenizer (the longest is 39): ``seq_len=40`` trains the same
 #: model as 64 (padding is masked out of the loss) for 1.6x less compute; the demo keeps 64, as measured.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tiny": {"steps": 1200, "batch_size": 32, "seq_len": 64, "lr": 3e-4, "lr_warmup": 100, "probe_every": 100, "probe_sentences": 120,
-             "probe_seeds": (0, 1, 2, 3, 4), "eval_lines": 256, "stop_warmup_steps": 300, "axis_prompts": 1000},
-    "smollm2": {"steps": 40, "batch_size": 8, "seq_len": 64, "lr": 5e-5, "lr_warmup": 5, "probe_every": 10, "probe_sentences": 20,
-                "probe_seeds": (0,), "eval_lines": 32, "stop_warmup_steps": 0, "axis_prompts": 60},
+    "tiny": {
+        "steps": 1200,
+        "batch_size": 32,
+        "seq_len": 64,
+        "lr": 3e-4,
+        "lr_warmup": 100,
+        "probe_every": 100,
+        "probe_sentences": 120,
+        "probe_seeds": (0, 1, 2, 3, 4),
+        "eval_lines": 256,
+        "stop_warmup_steps": 300,
+        "axis_prompts": 1000,
+    },
+    "smollm2": {
+        "steps": 40,
+        "batch_size": 8,
+        "seq_len": 64,
+        "lr": 5e-5,
+        "lr_warmup": 5,
+        "probe_every": 10,
+        "probe_sentences": 20,
+        "probe_seeds": (0,),
+        "eval_lines": 32,
+        "stop_warmup_steps": 0,
+        "axis_prompts": 60,
+    },
 }
 
 
@@ -121,7 +143,7 @@ class DemoConfig:
         sets the demo offers, :func:`fairness_callback.data.registry.axis_specs`), None where unset."""
         from ..data.registry import axis_specs
 
-        names = [key for spec in axis_specs(demo=True) for key in (spec.cli.flag, *spec.cli.list_keys)]
+        names = [key for spec in axis_specs(demo=True) if spec.cli is not None for key in (spec.cli.flag, *spec.cli.list_keys)]
         return {name: getattr(self, name) or None for name in names}
 
     @property
@@ -129,14 +151,19 @@ class DemoConfig:
         """Whether other axes are probed beside gender (every metric key then starts ``gender/``, ...)."""
         from ..data.registry import axis_specs
 
-        return any(getattr(self, spec.cli.flag) for spec in axis_specs(demo=True))
+        return any(getattr(self, spec.cli.flag) for spec in axis_specs(demo=True) if spec.cli is not None)
 
     def early_stopping_policy(self) -> FairnessEarlyStopping | None:
         if not self.early_stopping:
             return None
+        assert self.stop_warmup_steps is not None  # __post_init__ filled it from MODEL_DEFAULTS
         return FairnessEarlyStopping(
-            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap", patience=self.stop_patience,
-            min_delta=self.stop_min_delta, warmup_steps=self.stop_warmup_steps, min_accuracy=self.stop_min_accuracy, loss_tolerance=0.02,
+            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap",
+            patience=self.stop_patience,
+            min_delta=self.stop_min_delta,
+            warmup_steps=self.stop_warmup_steps,
+            min_accuracy=self.stop_min_accuracy,
+            loss_tolerance=0.02,
         )
 
 
@@ -174,6 +201,9 @@ def demo_axis_sets(config: DemoConfig) -> dict[str, ProbeSet]:
 def build(config: DemoConfig) -> DemoParts:
     """The tokenizer, model (in training mode), data, probes and stopping policy of ``config``'s run."""
     axis_sets = demo_axis_sets(config)
+    # __post_init__ filled these from MODEL_DEFAULTS.
+    assert config.steps is not None and config.batch_size is not None and config.seq_len is not None
+    assert config.eval_lines is not None and config.probe_sentences is not None
     corpus = SkewedCorpus(skew=config.skew, seed=config.seed, male_default=config.male_default)
     if config.model == "smollm2":
         model, tokenizer = load_model_and_tokenizer(SMOLLM2, dtype=torch.float32)
@@ -184,18 +214,30 @@ def build(config: DemoConfig) -> DemoParts:
         balanced = SkewedCorpus(skew=0.0, seed=12345, male_default=config.male_default)
         tokenizer = train_bpe_tokenizer(balanced.lines(20_000), vocab_size=1000)
         tokenizer.pad_token = tokenizer.eos_token
-        model = tiny_gpt_neox(len(tokenizer), hidden_size=config.hidden_size, num_layers=config.layers, num_heads=4,
-                              max_position_embeddings=2 * config.seq_len, seed=config.seed)
+        model = tiny_gpt_neox(
+            len(tokenizer),
+            hidden_size=config.hidden_size,
+            num_layers=config.layers,
+            num_heads=4,
+            max_position_embeddings=2 * config.seq_len,
+            seed=config.seed,
+        )
     train = TokenBlocks(tokenizer, corpus.lines(config.steps * config.batch_size), length=config.seq_len)
     held_out = TokenBlocks(tokenizer, corpus.lines(config.eval_lines, seed_offset=1), length=config.seq_len)
-    options = dict(seeds=config.probe_seeds, batch_size=256)
+    options: dict[str, Any] = dict(seeds=config.probe_seeds, batch_size=256)
     probes = {GENDER: FairnessProbe(tokenizer, corpus.probe_set(config.probe_sentences), **options)}
     for name, probe_set in axis_sets.items():
         try:
             probes[name] = FairnessProbe(tokenizer, probe_set, max_prompts=config.axis_prompts or None, **options)
         except AnswerTokenError as error:
-            hint = ("; the tiny model's tokenizer (1,000 BPE tokens learnt from the demo corpus) has no such tokens: "
-                    "probe this set with --model smollm2") if config.model == "tiny" else ""
+            hint = (
+                (
+                    "; the tiny model's tokenizer (1,000 BPE tokens learnt from the demo corpus) has no such tokens: "
+                    "probe this set with --model smollm2"
+                )
+                if config.model == "tiny"
+                else ""
+            )
             raise ProbeSetError(f"probe {name!r} ({probe_set.name}): {error}{hint}") from None
     config.out.mkdir(parents=True, exist_ok=True)
     history_path = config.out / HISTORY_FILENAME
@@ -206,7 +248,9 @@ def build(config: DemoConfig) -> DemoParts:
 
 def describe_probes(parts: DemoParts) -> str:
     """The printout's probe clause: the gender probe's size, and each other axis's."""
-    text = f"probe: {len(parts.probe):,} prompts from {len(parts.probe.probe_set)} held-out sentences"
+    gender_set = parts.probe.probe_set
+    assert isinstance(gender_set, ProbeSet)  # build() makes the gender probe of a ProbeSet
+    text = f"probe: {len(parts.probe):,} prompts from {len(gender_set)} held-out sentences"
     others = [f"{name} {len(probe):,} prompts ({probe.probe_set.name})" for name, probe in parts.probes.items() if name != GENDER]
     return text + (f"; other axes: {', '.join(others)}" if others else "")
 
@@ -221,9 +265,11 @@ def train_demo(config: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     parts = build(config)
     n_params = sum(p.numel() for p in parts.model.parameters())
-    print(f"fairness-callback demo: {MODEL_NAMES[config.model]} {n_params / 1e6:.2f}M weights, {config.steps} steps of "
-          f"{config.batch_size} x {config.seq_len} tokens, skew {config.skew}, {config.framework}; "
-          f"{describe_probes(parts)}; every {config.probe_every} steps")
+    print(
+        f"fairness-callback demo: {MODEL_NAMES[config.model]} {n_params / 1e6:.2f}M weights, {config.steps} steps of "
+        f"{config.batch_size} x {config.seq_len} tokens, skew {config.skew}, {config.framework}; "
+        f"{describe_probes(parts)}; every {config.probe_every} steps"
+    )
     if config.framework == "lightning":
         from .lightning_runner import train_lightning as train
     else:
@@ -231,16 +277,22 @@ def train_demo(config: DemoConfig) -> dict[str, Any]:
     callback = train(config, parts)
     history = read_run(parts.history_path)  # this run's lines: an --out folder may hold earlier runs
     axes = list(parts.probes) if config.several_probes else []
-    figure = plot_fairness_curves(history, config.out / "fairness_curves.png",
-                                  title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})",
-                                  probe=GENDER if axes else None, axes=axes)
+    figure = plot_fairness_curves(
+        history,
+        config.out / "fairness_curves.png",
+        title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})",
+        probe=GENDER if axes else None,
+        axes=axes,
+    )
     seconds = time.perf_counter() - start
     summary = summarize(history, config, seconds, axes)
     print(format_table(history, axes))
     print(summary["stop_message"])
-    print(f"second-half mean JSD-P gap{' of ' + GENDER if axes else ''}: {summary['second_half_gap']:+.4f}"
-          + "".join(f", {name} {value['second_half_gap']:+.4f}" for name, value in summary["axes"].items() if name != GENDER)
-          + f"; total {seconds:.0f} s (probes {summary['probe_seconds']:.1f} s)")
+    print(
+        f"second-half mean JSD-P gap{' of ' + GENDER if axes else ''}: {summary['second_half_gap']:+.4f}"
+        + "".join(f", {name} {value['second_half_gap']:+.4f}" for name, value in summary["axes"].items() if name != GENDER)
+        + f"; total {seconds:.0f} s (probes {summary['probe_seconds']:.1f} s)"
+    )
     print(f"wrote {parts.history_path} and {figure}")
     print(f"see the curves live next time: tensorboard --logdir {config.out}")
     summary["last_metrics"] = callback.last_metrics
@@ -252,8 +304,7 @@ def _mean(values: list[Any]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
-def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
-              axes: list[str] | None = None) -> dict[str, Any]:
+def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float, axes: list[str] | None = None) -> dict[str, Any]:
     """The run in numbers: probes, stop, the second half's mean JSD-P gap; with ``axes`` (several
     probes), ``"axes"`` gives each probe's second-half mean gap and its gap at the stop and best steps."""
     probes = probe_records(history)
@@ -265,9 +316,12 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
     per_axis = {}
     for name in axes or []:
         key = recorded_fairness_key(probes, name)
-        per_axis[name] = {"key": key, "second_half_gap": _mean([r.get(key) for r in half]),
-                          "at_stop": by_step.get(stop.get("step"), {}).get(key) if stop else None,
-                          "at_best": by_step.get(stop.get("best_step"), {}).get(key) if stop else None}
+        per_axis[name] = {
+            "key": key,
+            "second_half_gap": _mean([r.get(key) for r in half]),
+            "at_stop": by_step.get(stop.get("step"), {}).get(key) if stop else None,
+            "at_best": by_step.get(stop.get("best_step"), {}).get(key) if stop else None,
+        }
     return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "seconds": seconds,
@@ -284,6 +338,7 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
 def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -> str:
     """One row per probe: AR and JSD-P per group, gaps, Mann-Whitney p with effect size, held-out loss;
     with ``axes`` (several probes), the gender probe's columns and then every other axis's JSD-P gap."""
+
     def cell(value: Any, spec: str) -> str:  # the demo's table spells a missing value "nan"
         return format_number(value, spec, missing="nan", finite_only=False)
 
@@ -292,9 +347,11 @@ def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -
     others = {name: recorded_fairness_key(probes, name) for name in axes or [] if name != GENDER}
     titles = {name: f"{name} {key.rsplit('/', 1)[1]}" for name, key in others.items()}
     widths = {name: max(8, len(title)) for name, title in titles.items()}
-    header = (f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "
-              f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss*':>6}"
-              + "".join(f" {titles[name]:>{widths[name]}}" for name in others))
+    header = (
+        f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "
+        f"{'AR gap':>7} {'JSD gap':>8} {'MWU p':>8} {'r':>6} {'loss*':>6}"
+        + "".join(f" {titles[name]:>{widths[name]}}" for name in others)
+    )
     rows = [header]
     for r in probes:
         loss = r.get("eval_loss", r.get("val_loss"))
@@ -306,9 +363,13 @@ def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -
             f"{cell(r.get(g + 'mwu_p/jsdp'), '8.1e')} {cell(r.get(g + 'mwu_rbc/jsdp'), '+6.2f')} {cell(loss, '6.3f')}"
             + "".join(f" {cell(r.get(key), '+' + str(widths[name]) + '.4f')}" for name, key in others.items())
         )
-    rows.append("r: rank-biserial effect size of Mann-Whitney (JSD-P); loss*: held-out loss of the last evaluation before the probe")
+    rows.append(
+        "r: rank-biserial effect size of Mann-Whitney (JSD-P); loss*: held-out loss of the last evaluation before the probe"
+    )
     if others:
-        rows.append(f"columns from AR m to r: the {GENDER} probe (the demo corpus's held-out sentences, watched by early "
-                    "stopping); '<axis> gap': that probe's JSD-P gap (its first group minus its second); '<axis> lean' "
-                    "(a probe with no gap, only singular 'they'): JSD-P part on 'male' minus on 'female'")
+        rows.append(
+            f"columns from AR m to r: the {GENDER} probe (the demo corpus's held-out sentences, watched by early "
+            "stopping); '<axis> gap': that probe's JSD-P gap (its first group minus its second); '<axis> lean' "
+            "(a probe with no gap, only singular 'they'): JSD-P part on 'male' minus on 'female'"
+        )
     return "\n".join(rows)

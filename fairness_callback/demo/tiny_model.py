@@ -3,9 +3,13 @@ benchmarks: no download."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from ..data import ProbeSentence
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
@@ -70,5 +74,5 @@ def probe_texts() -> list[str]:
     from ..data import ProbeSet
     from ..probe.prompts import build_prompts
 
-    prompts = build_prompts(ProbeSet.builtin())
+    prompts = build_prompts(cast("Sequence[ProbeSentence]", ProbeSet.builtin()))  # a gender set: ProbeSentences
     return [p.text + " male female not specified" for p in prompts]

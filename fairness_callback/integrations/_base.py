@@ -8,8 +8,9 @@ beside its framework's callback class and only translates that framework's event
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from ..probe import FairnessProbe
 from ..training.sinks import write_layout
@@ -57,9 +58,17 @@ class TrackerAdapter:
     ) -> None:
         super().__init__()
         self.tracker = FairnessTracker(
-            tokenizer=tokenizer, every_n_steps=every_n_steps, probe=probe, early_stopping=early_stopping,
-            probe_at_start=probe_at_start, history_path=history_path, on_error=on_error,
-            log_all_metrics=log_all_metrics, probe_budget=probe_budget, probes=probes, loss_key=self.loss_key,
+            tokenizer=tokenizer,
+            every_n_steps=every_n_steps,
+            probe=probe,
+            early_stopping=early_stopping,
+            probe_at_start=probe_at_start,
+            history_path=history_path,
+            on_error=on_error,
+            log_all_metrics=log_all_metrics,
+            probe_budget=probe_budget,
+            probes=probes,
+            loss_key=self.loss_key,
         )
         self.tracker.framework = self.framework
         self._layout_written = False

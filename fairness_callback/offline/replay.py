@@ -86,10 +86,12 @@ def find_checkpoints(paths: Sequence[str | os.PathLike], steps: Sequence[int] | 
             found.append((path, "lightning"))
         elif path.is_dir() and _is_hf_dir(path):
             found.append((path, "hf"))
-        elif path.is_dir() and (children := sorted(
-            (c for c in path.iterdir() if c.is_dir() and _is_hf_dir(c) and step_from_name(c.name) is not None),
-            key=lambda c: step_from_name(c.name) or 0,  # never None: filtered above
-        )):
+        elif path.is_dir() and (
+            children := sorted(
+                (c for c in path.iterdir() if c.is_dir() and _is_hf_dir(c) and step_from_name(c.name) is not None),
+                key=lambda c: step_from_name(c.name) or 0,  # never None: filtered above
+            )
+        ):
             found.extend((child, "hf") for child in children)
         else:
             raise CheckpointError(
@@ -136,7 +138,7 @@ def _matching_prefix(saved: Iterable[str], wanted: set[str]) -> str:
     saved = list(saved)
     candidates = {""} | {key[: len(key) - len(w)] for key in saved for w in wanted if key.endswith(w)}
     for prefix in sorted(candidates, key=len):
-        if {k[len(prefix):] for k in saved if k.startswith(prefix)} >= wanted:
+        if {k[len(prefix) :] for k in saved if k.startswith(prefix)} >= wanted:
             return prefix
     raise CheckpointError("the checkpoint's state_dict does not hold the model factory's weights under any prefix")
 
@@ -154,7 +156,7 @@ def load_lightning(path: str, factory: Callable[[], torch.nn.Module]) -> torch.n
     model = factory()
     wanted = set(model.state_dict())
     prefix = _matching_prefix(state, wanted)
-    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in wanted})
+    model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix) :] in wanted})
     return model
 
 
@@ -178,8 +180,11 @@ class Loader:
             from transformers import AutoModelForCausalLM
 
             model = AutoModelForCausalLM.from_pretrained(
-                checkpoint.source, revision=checkpoint.revision, dtype=self.dtype or "auto",
-                trust_remote_code=self.trust_remote_code, gguf_file=self.gguf_file,
+                checkpoint.source,
+                revision=checkpoint.revision,
+                dtype=self.dtype or "auto",
+                trust_remote_code=self.trust_remote_code,
+                gguf_file=self.gguf_file,
             )
         return model.to(self.device).eval()
 
@@ -228,10 +233,12 @@ def _run_sources(records: Sequence[dict]) -> set[str]:
 
 def _step_clashes(records: Sequence[dict], todo: Sequence[Checkpoint]) -> list[str]:
     """Checkpoints to probe whose step the run already holds from another checkpoint (another series)."""
-    held = {int(r["step"]): r.get("checkpoint") for r in records
-            if r.get("event", "probe") == "probe" and r.get("step") is not None}
-    return [f"step {c.step} ({c.key}; the run has it from {held[c.step]})"
-            for c in todo if c.step in held and held[c.step] != c.key]
+    held = {
+        int(r["step"]): r.get("checkpoint") for r in records if r.get("event", "probe") == "probe" and r.get("step") is not None
+    }
+    return [
+        f"step {c.step} ({c.key}; the run has it from {held[c.step]})" for c in todo if c.step in held and held[c.step] != c.key
+    ]
 
 
 def _probe_info(probe: FairnessProbe, source: str) -> dict:
@@ -246,22 +253,28 @@ def _probe_info(probe: FairnessProbe, source: str) -> dict:
     return info
 
 
-def _choose_run(history_path: Path, previous: list[dict], checkpoints: Sequence[Checkpoint], source: str,
-                run_id: str | None) -> tuple[str | None, list[dict]]:
+def _choose_run(
+    history_path: Path, previous: list[dict], checkpoints: Sequence[Checkpoint], source: str, run_id: str | None
+) -> tuple[str | None, list[dict]]:
     """The run to continue (its id and records), or (None, []) for a new run."""
     if run_id is not None:
         records = select_run(previous, run_id, source=str(history_path))
         clashes = _step_clashes(records, [c for c in checkpoints if c.key not in _done(records)])
         if clashes:
-            raise ValueError(f"{history_path}: run {run_id!r} cannot take these checkpoints without mixing two series: "
-                             f"{'; '.join(clashes)}; omit --run-id to start a new run")
+            raise ValueError(
+                f"{history_path}: run {run_id!r} cannot take these checkpoints without mixing two series: "
+                f"{'; '.join(clashes)}; omit --run-id to start a new run"
+            )
         return run_id, records
     for candidate, records in reversed(list(split_runs(previous).items())):
         if source not in _run_sources(records):
             continue
         if _step_clashes(records, [c for c in checkpoints if c.key not in _done(records)]):
-            log.info("replay: run %s of %s has the same source but other checkpoints at these steps; starting a new run",
-                     candidate, history_path)
+            log.info(
+                "replay: run %s of %s has the same source but other checkpoints at these steps; starting a new run",
+                candidate,
+                history_path,
+            )
             return None, []
         return candidate, records
     return None, []
@@ -335,6 +348,8 @@ def replay(
             started = True
         writer.append(record)
         summary.probed.append(checkpoint.step)
-        bar.write(f"step {checkpoint.step}: load {loaded - start:.1f} s, probe {seconds:.1f} s, "
-                  f"{gap_key} {result.metrics[gap_key]:+.4f} (p={result.metrics[gap_key.replace('jsdp/gap', 'mwu_p/jsdp')]:.2g})")
+        bar.write(
+            f"step {checkpoint.step}: load {loaded - start:.1f} s, probe {seconds:.1f} s, "
+            f"{gap_key} {result.metrics[gap_key]:+.4f} (p={result.metrics[gap_key.replace('jsdp/gap', 'mwu_p/jsdp')]:.2g})"
+        )
     return summary

@@ -19,23 +19,52 @@ import csv
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .._extras import require
-from ..training.sudden_change import sudden_changes
-from ..training.history import RunSummary, history_runs, latest_run_id, read_history, select_run
-from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
 from ..probe.prompts import GROUPS
-from .tradeoff import (GAP_KEY, AxisEffect, AxisRow, Cost, TradeoffRow, axes_at, axis_of, axis_view, finite as _finite, format_number, gain,
-                       metric_value, probe_axes, recommend_step, tradeoff_table, within as _within)
+from ..training.history import RunSummary, history_runs, latest_run_id, read_history, select_run
+from ..training.sudden_change import sudden_changes
+from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
+from .tradeoff import (
+    GAP_KEY,
+    AxisEffect,
+    AxisRow,
+    Cost,
+    TradeoffRow,
+    axes_at,
+    axis_of,
+    axis_view,
+    format_number,
+    metric_value,
+    probe_axes,
+    recommend_step,
+    tradeoff_table,
+)
+from .tradeoff import finite as _finite
+from .tradeoff import within as _within
 
 #: Re-exported: the trade-off math lives in :mod:`fairness_callback.offline.tradeoff`, the figures in
 #: :mod:`fairness_callback.offline.plots`; these names stay importable from here.
-__all__ = ["DEFAULT_LOSS_KEYS", "REPORT_FILENAME", "AxisEffect", "AxisRow", "Cost", "ReportError", "ReportSummary",
-           "TradeoffRow", "load_probes", "read_cost_csv", "recommend_step", "resolve_cost", "tradeoff_table",
-           "write_report"]
+__all__ = [
+    "DEFAULT_LOSS_KEYS",
+    "REPORT_FILENAME",
+    "AxisEffect",
+    "AxisRow",
+    "Cost",
+    "ReportError",
+    "ReportSummary",
+    "TradeoffRow",
+    "load_probes",
+    "read_cost_csv",
+    "recommend_step",
+    "resolve_cost",
+    "tradeoff_table",
+    "write_report",
+]
 
 #: History columns used for the cost when neither a cost CSV nor a cost column is given.
 DEFAULT_LOSS_KEYS: tuple[str, ...] = ("eval_loss", "val_loss")
@@ -44,19 +73,19 @@ _METRIC_PREFIXES = {"ar", "jsdp", "acc", "n", "mwu_p", "mwu_rbc", "pro", "anti",
 _BOOKKEEPING = {"event", "step", "time", "probe_seconds"}
 _FIGURES: dict[str, str] = {
     "curves": "Average Rank (log scale) and JSD-P of the correct answer per answer group; shaded: the "
-              "min-max range over the option-order seeds (absent when the history has no per-seed values).",
+    "min-max range over the option-order seeds (absent when the history has no per-seed values).",
     "gap": "Unfairness gap (female - male; > 0: the model does better on male-answer prompts) of JSD-P "
-           "and Average Rank, with the 95% bootstrap CI over sentences as a band where recorded; circled: "
-           "Mann-Whitney p < alpha; orange triangles: sudden changes of the monitored gap; dashed / dash-dotted: "
-           "the stop step and the fairest step of the stop line; thick green: the recommended stop step.",
+    "and Average Rank, with the 95% bootstrap CI over sentences as a band where recorded; circled: "
+    "Mann-Whitney p < alpha; orange triangles: sudden changes of the monitored gap; dashed / dash-dotted: "
+    "the stop step and the fairest step of the stop line; thick green: the recommended stop step.",
     "not_specified": 'Prompts whose answer is "not specified": the JSD-P part on the "male" and the "female" '
-                     "option (with log base 2, half the option's probability). Higher: the model assumes "
-                     "that gender more although the sentence does not give one.",
+    "option (with log base 2, half the option's probability). Higher: the model assumes "
+    "that gender more although the sentence does not give one.",
     "pro_anti": "Pro- vs anti-stereotypical sentences: the JSD-P gap of each subset, and the JSD-P of the "
-                "male- and female-answer prompts in each.",
+    "male- and female-answer prompts in each.",
     "axes": "Several probes: every probe's JSD-P gap (`<probe>/jsdp/gap`) against step, the monitored probe "
-            "thick; dashed / dash-dotted: the stop step and the fairest step of the stop line; thick green: the "
-            "recommended stop step (dotted green: the fairest probed step of the monitored gap, without --max-cost).",
+    "thick; dashed / dash-dotted: the stop step and the fairest step of the stop line; thick green: the "
+    "recommended stop step (dotted green: the fairest probed step of the monitored gap, without --max-cost).",
 }
 
 
@@ -121,14 +150,22 @@ def _read_run(path: Path, run_id: str | None, strict: bool = False) -> _Run:
             raise ReportError(f"history {path} has no probe records")
         others = "; ".join(r.describe() for r in runs if r.run_id != chosen)
         which = "run" if run_id is not None else "the latest run,"
-        raise ReportError(f"history {path}: {which} {chosen!r} has no probe records; its other runs: {others}; "
-                          "pick one with --run-id ID")
-    return _Run(chosen, runs, latest_run_id(history), probes, [r for r in records if r.get("event") == "stop"],
-                [r for r in records if r.get("event") == "run_start"])
+        raise ReportError(
+            f"history {path}: {which} {chosen!r} has no probe records; its other runs: {others}; pick one with --run-id ID"
+        )
+    return _Run(
+        chosen,
+        runs,
+        latest_run_id(history),
+        probes,
+        [r for r in records if r.get("event") == "stop"],
+        [r for r in records if r.get("event") == "run_start"],
+    )
 
 
-def load_probes(history_path: str | os.PathLike, run_id: str | None = None,
-                strict: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_probes(
+    history_path: str | os.PathLike, run_id: str | None = None, strict: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The probe lines (one per step, in step order) and the stop lines of one run of a history file:
     ``run_id``'s, or the latest run's. Lines of other runs are never included.
 
@@ -180,8 +217,10 @@ def read_cost_csv(path: str | os.PathLike) -> dict[int, float]:
                 continue
             header_allowed = False
             if parsed is None:
-                raise ReportError(f"{path}, line {reader.line_num}: expected 'step,score' (an integer step "
-                                  f"and a finite number), got {','.join(row)!r}")
+                raise ReportError(
+                    f"{path}, line {reader.line_num}: expected 'step,score' (an integer step "
+                    f"and a finite number), got {','.join(row)!r}"
+                )
             if parsed[0] in scores:
                 raise ReportError(f"{path}, line {reader.line_num}: step {parsed[0]} appears twice")
             scores[parsed[0]] = parsed[1]
@@ -243,8 +282,7 @@ def resolve_cost(
 
 
 def _write_figures(probes, stops, out: Path, alpha: float, marks: Marks) -> tuple[dict[str, Path], list[str]]:
-    figures = {"curves": plot_curves(probes, out / "curves.png"),
-               "gap": plot_gap(probes, stops, out / "gap.png", alpha, marks)}
+    figures = {"curves": plot_curves(probes, out / "curves.png"), "gap": plot_gap(probes, stops, out / "gap.png", alpha, marks)}
     notes = []
     if _has(probes, "jsdp/not_specified/male", "jsdp/not_specified/female"):
         figures["not_specified"] = plot_not_specified(probes, out / "not_specified.png")
@@ -281,8 +319,18 @@ def _probe_row(record: dict[str, Any], sudden: str, loss_key: str | None) -> lis
 
 
 def _probe_table(probes, summary: ReportSummary, loss_key: str | None) -> str:
-    header = ["step", "AR male", "AR female", "AR not spec.", "JSD-P male", "JSD-P female", "JSD-P not spec.",
-              "JSD-P gap [95% CI]", "Mann-Whitney p (r)", f"sudden ({summary.monitor})"] + ([loss_key] if loss_key else [])
+    header = [
+        "step",
+        "AR male",
+        "AR female",
+        "AR not spec.",
+        "JSD-P male",
+        "JSD-P female",
+        "JSD-P not spec.",
+        "JSD-P gap [95% CI]",
+        "Mann-Whitney p (r)",
+        f"sudden ({summary.monitor})",
+    ] + ([loss_key] if loss_key else [])
     sudden = set(summary.sudden_steps)
     rows = [_probe_row(r, _sudden_cell(int(r["step"]) in sudden, r, _local_monitor(summary)), loss_key) for r in probes]
     return _table(header, rows)
@@ -290,19 +338,28 @@ def _probe_table(probes, summary: ReportSummary, loss_key: str | None) -> str:
 
 def _tradeoff_section(summary: ReportSummary) -> list[str]:
     final = summary.tradeoff[-1]
-    lines = ["## Early-stopping trade-off", "",
-             f"Stopping at step t instead of the final probed step {summary.final_step} "
-             f"(`{summary.monitor}` = {format_number(final.gap, '+.4f')}); cost from "
-             f"{summary.cost.description if summary.cost else 'nothing (no held-out loss in the history; use --cost-csv or --cost-column)'}.", ""]
+    lines = [
+        "## Early-stopping trade-off",
+        "",
+        f"Stopping at step t instead of the final probed step {summary.final_step} "
+        f"(`{summary.monitor}` = {format_number(final.gap, '+.4f')}); cost from "
+        f"{summary.cost.description if summary.cost else 'nothing (no held-out loss in the history; use --cost-csv or --cost-column)'}.",
+        "",
+    ]
     if final.gain is None:
         lines += [f"**The fairness gain is undefined: |gap(final)| is {format_number(abs(final.gap), 'g')}.**", ""]
     budget = summary.max_cost is not None
     header = ["step", f"{summary.monitor}", "fairness gain", "cost", "relative cost"] + (["within max cost"] if budget else [])
     rows = []
     for row in summary.tradeoff:
-        cells = [str(row.step), format_number(row.gap, "+.4f"), format_number(row.gain, ".1%"), format_number(row.cost, "+.4g"),
-                 format_number(row.relative_cost, "+.2f") + ("%" if row.relative_cost is not None else "")]
-        if budget:
+        cells = [
+            str(row.step),
+            format_number(row.gap, "+.4f"),
+            format_number(row.gain, ".1%"),
+            format_number(row.cost, "+.4g"),
+            format_number(row.relative_cost, "+.2f") + ("%" if row.relative_cost is not None else ""),
+        ]
+        if summary.max_cost is not None:
             cells.append("" if row.cost is None else ("yes" if _within(row.cost, summary.max_cost) else "no"))
         if row.step == summary.recommended_step:
             cells[0] = f"**{row.step}** (recommended)"
@@ -317,8 +374,10 @@ def _recommendation(summary: ReportSummary) -> str:
     if summary.recommended_step is None:
         return f"{fairest} No probed step has a known cost <= {summary.max_cost:g} and a defined gain.".strip()
     row = next(r for r in summary.tradeoff if r.step == summary.recommended_step)
-    return (f"**Recommended stop step for max cost {summary.max_cost:g}: {row.step}** (fairness gain "
-            f"{format_number(row.gain, '.1%')}, cost {format_number(row.cost, '+.4g')}). {fairest}")
+    return (
+        f"**Recommended stop step for max cost {summary.max_cost:g}: {row.step}** (fairness gain "
+        f"{format_number(row.gain, '.1%')}, cost {format_number(row.cost, '+.4g')}). {fairest}"
+    )
 
 
 def _cost_definition(cost: Cost | None) -> str:
@@ -326,13 +385,18 @@ def _cost_definition(cost: Cost | None) -> str:
         return "- **Cost:** none available in this report."
     formula = "value(final) - value(t)" if cost.higher_is_better else "value(t) - value(final)"
     direction = "higher is better" if cost.higher_is_better else "lower is better"
-    return (f"- **Cost** of stopping at t: {formula}, from {cost.description} ({direction}); positive: "
-            "worse than the final step. Steps are matched exactly; a step without a value is n/a. "
-            "**Relative cost** = cost / |value(final)|, in %.")
+    return (
+        f"- **Cost** of stopping at t: {formula}, from {cost.description} ({direction}); positive: "
+        "worse than the final step. Steps are matched exactly; a step without a value is n/a. "
+        "**Relative cost** = cost / |value(final)|, in %."
+    )
 
 
 def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) -> list[str]:
-    return ["## Definitions", "",
+    return (
+        [
+            "## Definitions",
+            "",
             "- **AR** (Average Rank): mean over prompts of the correct answer token's rank among the whole "
             "vocabulary (1 + the number of tokens with a strictly larger logit). **JSD-P**: mean over prompts of "
             "the correct option's Jensen-Shannon part against the one-hot ideal answer (see PROTOCOL.md). Both: "
@@ -357,18 +421,23 @@ def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) ->
             f"- **Sudden change** (recomputed from `{summary.monitor}`, so replayed and old histories get it too): "
             f"|gap(t) - gap(previous probe)| > k x the median of the previous {window} absolute changes, "
             f"k = {k:g}; nothing is flagged before {window} changes are known; missing values are skipped. "
-            "Where the live run recorded a different `jsdp/gap_sudden`, the cell shows it as \"(recorded: ...)\".",
-            ] + _axes_definition(summary) + [""]
+            'Where the live run recorded a different `jsdp/gap_sudden`, the cell shows it as "(recorded: ...)".',
+        ]
+        + _axes_definition(summary)
+        + [""]
+    )
 
 
 def _axes_definition(summary: ReportSummary) -> list[str]:
     if len(summary.axes) < 2:
         return []
-    return ["- **Other axes**: for a step S (the recommended stop step, else the fairest probed step of the "
-            "monitored gap, and each stop line's step), every probe's `<probe>/jsdp/gap` at S and at the final "
-            "probed step, its fairness gain 1 - |gap(S)| / |gap(final)| (n/a when gap(final) is 0 or either is "
-            "missing) and its Mann-Whitney p (`<probe>/mwu_p/jsdp`) at S; read from the probe lines, so a stop "
-            "step that was not probed is n/a."]
+    return [
+        "- **Other axes**: for a step S (the recommended stop step, else the fairest probed step of the "
+        "monitored gap, and each stop line's step), every probe's `<probe>/jsdp/gap` at S and at the final "
+        "probed step, its fairness gain 1 - |gap(S)| / |gap(final)| (n/a when gap(final) is 0 or either is "
+        "missing) and its Mann-Whitney p (`<probe>/mwu_p/jsdp`) at S; read from the probe lines, so a stop "
+        "step that was not probed is n/a."
+    ]
 
 
 def _run_lines(summary: ReportSummary) -> list[str]:
@@ -378,13 +447,22 @@ def _run_lines(summary: ReportSummary) -> list[str]:
     if len(summary.runs) <= 1:
         return [f"Run `{summary.run_id}`, the only run in the file.", ""]
     latest = summary.run_id == summary.latest_run_id
-    lines = [f"Run `{summary.run_id}`: {'the latest' if latest else 'not the latest'} of {len(summary.runs)} "
-             "runs in this file; only its lines are in this report. The others:", ""]
-    rows = [[f"`{r.run_id}`", r.steps, str(r.num_probes), str(r.resumed), _when(r.start_time)]
-            for r in summary.runs if r.run_id != summary.run_id]
+    lines = [
+        f"Run `{summary.run_id}`: {'the latest' if latest else 'not the latest'} of {len(summary.runs)} "
+        "runs in this file; only its lines are in this report. The others:",
+        "",
+    ]
+    rows = [
+        [f"`{r.run_id}`", r.steps, str(r.num_probes), str(r.resumed), _when(r.start_time)]
+        for r in summary.runs
+        if r.run_id != summary.run_id
+    ]
     lines += [_table(["run id", "steps", "probes", "resumed", "started (UTC)"], rows), ""]
-    return lines + [f"Report another run with `fairness-callback report {summary.history} --out DIR --run-id ID` "
-                    "(`--list-runs` lists them; in Python: `write_report(..., run_id=ID)`).", ""]
+    return lines + [
+        f"Report another run with `fairness-callback report {summary.history} --out DIR --run-id ID` "
+        "(`--list-runs` lists them; in Python: `write_report(..., run_id=ID)`).",
+        "",
+    ]
 
 
 def _when(seconds: float | None) -> str:
@@ -392,12 +470,18 @@ def _when(seconds: float | None) -> str:
 
 
 def _header(summary: ReportSummary, stops: Sequence[dict[str, Any]]) -> list[str]:
-    lines = [f"# Fairness report: {summary.history.name}", "",
-             f"Source: `{summary.history}`. {summary.num_probes} probes, steps {summary.first_step} to "
-             f"{summary.final_step}.", ""] + _run_lines(summary)
+    lines = [
+        f"# Fairness report: {summary.history.name}",
+        "",
+        f"Source: `{summary.history}`. {summary.num_probes} probes, steps {summary.first_step} to {summary.final_step}.",
+        "",
+    ] + _run_lines(summary)
     for stop in stops:
-        lines += [f"Stop line at step {stop.get('step')} ({stop.get('reason')}, best step "
-                  f"{stop.get('best_step')}): {stop.get('message')}", ""]
+        lines += [
+            f"Stop line at step {stop.get('step')} ({stop.get('reason')}, best step "
+            f"{stop.get('best_step')}): {stop.get('message')}",
+            "",
+        ]
     if summary.sudden_steps:
         lines += [f"Sudden changes of `{summary.monitor}` at steps {', '.join(map(str, summary.sudden_steps))}.", ""]
     return lines + [f"Note: {note}" for note in summary.notes] + ([""] if summary.notes else [])
@@ -414,15 +498,18 @@ def _figures_section(summary: ReportSummary) -> list[str]:
 def _local_monitor(summary: ReportSummary) -> str:
     """The monitor as the monitored probe's own key (``gender/jsdp/gap`` -> ``jsdp/gap``)."""
     name = summary.monitored_probe
-    return summary.monitor[len(name) + 1:] if name else summary.monitor
+    return summary.monitor[len(name) + 1 :] if name else summary.monitor
 
 
 def _axes_intro(summary: ReportSummary) -> list[str]:
     if not summary.axes:
         return []
-    return [f"Several probes in this run: {', '.join(f'`{a}`' for a in summary.axes)}. The probe table, curves.png, "
-            f"gap.png and the trade-off are of `{summary.monitored_probe}` (the monitored gap `{summary.monitor}`); "
-            "axes.png and \"Other axes\" below have every probe's JSD-P gap.", ""]
+    return [
+        f"Several probes in this run: {', '.join(f'`{a}`' for a in summary.axes)}. The probe table, curves.png, "
+        f"gap.png and the trade-off are of `{summary.monitored_probe}` (the monitored gap `{summary.monitor}`); "
+        'axes.png and "Other axes" below have every probe\'s JSD-P gap.',
+        "",
+    ]
 
 
 def _axes_section(summary: ReportSummary) -> list[str]:
@@ -432,15 +519,27 @@ def _axes_section(summary: ReportSummary) -> list[str]:
     lines = ["## Other axes", ""]
     if not summary.axis_effects:
         return lines + ["No step to stop at: the monitored gap has no defined fairness gain and there is no stop line.", ""]
-    header = ["probe", "JSD-P gap at S", f"JSD-P gap at final step {summary.final_step}", "fairness gain",
-              "Mann-Whitney p at S"]
+    header = ["probe", "JSD-P gap at S", f"JSD-P gap at final step {summary.final_step}", "fairness gain", "Mann-Whitney p at S"]
     for effect in summary.axis_effects:
-        lines += [f"### Stopping at step {effect.step} for {summary.monitored_probe} does this to each other axis", "",
-                  f"S = {effect.step}: {effect.label}. Fairness gain per probe = 1 - |gap(S)| / |gap(final)| of its "
-                  "`<probe>/jsdp/gap` (> 0: fairer than at the final step on that axis, < 0: less fair).", ""]
-        rows = [[f"`{row.axis}`" + (" (monitored)" if row.monitored else "")
-                 + (f" (`{row.key}`: it has no gap)" if row.key != GAP_KEY else ""), format_number(row.gap, "+.4f"),
-                 format_number(row.final_gap, "+.4f"), format_number(row.gain, ".1%"), format_number(row.mwu_p, ".2g")] for row in effect.rows]
+        lines += [
+            f"### Stopping at step {effect.step} for {summary.monitored_probe} does this to each other axis",
+            "",
+            f"S = {effect.step}: {effect.label}. Fairness gain per probe = 1 - |gap(S)| / |gap(final)| of its "
+            "`<probe>/jsdp/gap` (> 0: fairer than at the final step on that axis, < 0: less fair).",
+            "",
+        ]
+        rows = [
+            [
+                f"`{row.axis}`"
+                + (" (monitored)" if row.monitored else "")
+                + (f" (`{row.key}`: it has no gap)" if row.key != GAP_KEY else ""),
+                format_number(row.gap, "+.4f"),
+                format_number(row.final_gap, "+.4f"),
+                format_number(row.gain, ".1%"),
+                format_number(row.mwu_p, ".2g"),
+            ]
+            for row in effect.rows
+        ]
         lines += [_table(header, rows), ""]
     return lines
 
@@ -464,20 +563,30 @@ def _resolve_monitor(run: _Run, monitor: str, axes: Sequence[str], path: Path) -
     if monitor == "jsdp/gap" and not _has(run.probes, monitor):
         started = next((s.get("monitor") for s in run.starts if isinstance(s.get("monitor"), str)), None)
         if started and axis_of(started, axes) and _has(run.probes, started):
-            return started, [f"--monitor `{started}`: the run's early-stopping monitor (the history has several "
-                             "probes and no `jsdp/gap`; give --monitor to pick another)."]
+            return started, [
+                f"--monitor `{started}`: the run's early-stopping monitor (the history has several "
+                "probes and no `jsdp/gap`; give --monitor to pick another)."
+            ]
         chosen = f"{axes[0]}/jsdp/gap"
-        return chosen, [f"--monitor `{chosen}`: the first probe's JSD-P gap (the history has several probes and no "
-                        f"`jsdp/gap`; give --monitor to pick another: {', '.join(f'{a}/jsdp/gap' for a in axes)})."]
+        return chosen, [
+            f"--monitor `{chosen}`: the first probe's JSD-P gap (the history has several probes and no "
+            f"`jsdp/gap`; give --monitor to pick another: {', '.join(f'{a}/jsdp/gap' for a in axes)})."
+        ]
     if axis_of(monitor, axes) is None:
         gaps = ", ".join(_columns(run.probes, lambda key: key.endswith("gap")))
-        raise ReportError(f"--monitor {monitor!r}: {path} holds several probes ({', '.join(axes)}); monitor one "
-                          f"probe's gap: {gaps}")
+        raise ReportError(
+            f"--monitor {monitor!r}: {path} holds several probes ({', '.join(axes)}); monitor one probe's gap: {gaps}"
+        )
     return monitor, []
 
 
-def _axis_steps(summary_rows: Sequence[TradeoffRow], recommended: int | None, max_cost: float | None,
-                stops: Sequence[dict[str, Any]], monitor: str) -> list[tuple[int, str]]:
+def _axis_steps(
+    summary_rows: Sequence[TradeoffRow],
+    recommended: int | None,
+    max_cost: float | None,
+    stops: Sequence[dict[str, Any]],
+    monitor: str,
+) -> list[tuple[int, str]]:
     """The steps S of the "Other axes" tables, with why: the recommended step (else the fairest
     probed step of ``monitor``) and each stop line's step; a step named twice gets both reasons."""
     steps: dict[int, list[str]] = {}
@@ -496,7 +605,9 @@ def _axis_steps(summary_rows: Sequence[TradeoffRow], recommended: int | None, ma
 def _cost_notes(cost: Cost | None, final_step: int, steps: set[int]) -> list[str]:
     if cost is None:
         return []
-    notes = [] if final_step in cost.values else [f"the cost source has no value at the final step {final_step}: every cost is n/a."]
+    notes = (
+        [] if final_step in cost.values else [f"the cost source has no value at the final step {final_step}: every cost is n/a."]
+    )
     unmatched = len(set(cost.values) - steps)
     return notes + ([f"{unmatched} step(s) of the cost source match no probe step and are not used."] if unmatched else [])
 
@@ -558,11 +669,12 @@ def write_report(
     # Several probes: the per-probe table and figures are of the monitored probe, read under its own keys.
     monitored = axis_of(monitor, axes)
     probes = axis_view(raw, monitored, axes) if monitored else raw
-    local = monitor[len(monitored) + 1:] if monitored else monitor
+    local = monitor[len(monitored) + 1 :] if monitored else monitor
     cost = resolve_cost(raw, history_path, cost_csv, cost_column, higher_is_better)
     if max_cost is not None and cost is None:
-        raise ReportError(f"--max-cost needs a cost: {history_path} has no {' or '.join(DEFAULT_LOSS_KEYS)}; "
-                          "give --cost-csv or --cost-column")
+        raise ReportError(
+            f"--max-cost needs a cost: {history_path} has no {' or '.join(DEFAULT_LOSS_KEYS)}; give --cost-csv or --cost-column"
+        )
     rows = tradeoff_table(probes, local, cost)
     flags = sudden_changes([metric_value(r, local) for r in probes], k, window)
     sudden = [int(r["step"]) for r, flag in zip(probes, flags) if flag]
@@ -572,17 +684,33 @@ def write_report(
     figures, notes = _write_figures(probes, stops, out, alpha, Marks(monitor, sudden, recommended))
     effects = []
     if len(axes) >= 2:
-        effects = [axes_at(raw, axes, step, monitored, why) for step, why in _axis_steps(rows, recommended, max_cost, stops, monitor)]
+        effects = [
+            axes_at(raw, axes, step, monitored, why) for step, why in _axis_steps(rows, recommended, max_cost, stops, monitor)
+        ]
         fairest = recommend_step(rows) if recommended is None else None
         figures["axes"] = plot_axes(raw, axes, stops, out / "axes.png", recommended, monitored, fairest)
     steps = {int(r["step"]) for r in probes}
     summary = ReportSummary(
-        history=history_path, report=out / REPORT_FILENAME, figures=figures, num_probes=len(probes),
-        first_step=int(probes[0]["step"]), final_step=int(probes[-1]["step"]), monitor=monitor, cost=cost,
-        tradeoff=rows, max_cost=max_cost, recommended_step=recommended, fairest_step=recommend_step(rows),
-        sudden_steps=sudden, notes=monitor_notes + notes + _cost_notes(cost, int(probes[-1]["step"]), steps),
-        run_id=run.run_id, runs=run.runs, latest_run_id=run.latest_run_id,
-        axes=tuple(axes), monitored_probe=monitored, axis_effects=effects,
+        history=history_path,
+        report=out / REPORT_FILENAME,
+        figures=figures,
+        num_probes=len(probes),
+        first_step=int(probes[0]["step"]),
+        final_step=int(probes[-1]["step"]),
+        monitor=monitor,
+        cost=cost,
+        tradeoff=rows,
+        max_cost=max_cost,
+        recommended_step=recommended,
+        fairest_step=recommend_step(rows),
+        sudden_steps=sudden,
+        notes=monitor_notes + notes + _cost_notes(cost, int(probes[-1]["step"]), steps),
+        run_id=run.run_id,
+        runs=run.runs,
+        latest_run_id=run.latest_run_id,
+        axes=tuple(axes),
+        monitored_probe=monitored,
+        axis_effects=effects,
     )
     summary.report.write_text(_markdown(summary, probes, stops, _loss_key(probes), (alpha, k, window)), encoding="utf-8")
     return summary

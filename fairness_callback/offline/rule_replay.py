@@ -37,8 +37,7 @@ def parse_rule(text: str, default_monitor: str = "jsdp/gap") -> FairnessEarlySto
         name, sep, raw = field.partition("=")
         name, raw = name.strip(), raw.strip()
         if not sep or name not in parameters:
-            raise ValueError(f"--stop-rule {text!r}: {field!r} is not NAME=VALUE with NAME one of "
-                             f"{', '.join(parameters)}")
+            raise ValueError(f"--stop-rule {text!r}: {field!r} is not NAME=VALUE with NAME one of {', '.join(parameters)}")
         kwargs[name] = _value(parameters[name].default, raw, text, name)
     try:
         return FairnessEarlyStopping(**kwargs)
@@ -78,6 +77,7 @@ class RuleOutcome:
 
     def describe(self) -> str:
         """One line: where it stops, why, the held-out loss there against the best, the fairest step."""
+
         def show(value: float | None, fmt: str = "+.4g") -> str:
             return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
 
@@ -86,10 +86,14 @@ class RuleOutcome:
             return f"rule {self.rule!r}: never stops; {fairest}"
         loss = ""
         if self.loss_at_stop is not None and self.best_loss:
-            loss = (f"; held-out loss {show(self.loss_at_stop, '.4g')} (best {show(self.best_loss, '.4g')}, "
-                    f"{100 * (self.loss_at_stop / self.best_loss - 1):+.1f}%)")
-        return (f"rule {self.rule!r}: stops at step {self.stop_step} ({self.reason}), gap {show(self.gap_at_stop)}{loss}; "
-                f"{fairest}: {self.message}")
+            loss = (
+                f"; held-out loss {show(self.loss_at_stop, '.4g')} (best {show(self.best_loss, '.4g')}, "
+                f"{100 * (self.loss_at_stop / self.best_loss - 1):+.1f}%)"
+            )
+        return (
+            f"rule {self.rule!r}: stops at step {self.stop_step} ({self.reason}), gap {show(self.gap_at_stop)}{loss}; "
+            f"{fairest}: {self.message}"
+        )
 
 
 def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: str = "jsdp/gap") -> RuleOutcome:
@@ -114,8 +118,10 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
         if rule.test == "bootstrap":
             encoded = (record.get("units") or {}).get(rule.monitor)
             if encoded is None:
-                raise ValueError(f"--stop-rule {text!r}: the probe line of step {record.get('step')} keeps no per-sentence "
-                                 f"values of {rule.monitor!r} (histories written before #19 have none)")
+                raise ValueError(
+                    f"--stop-rule {text!r}: the probe line of step {record.get('step')} keeps no per-sentence "
+                    f"values of {rule.monitor!r} (histories written before #19 have none)"
+                )
             units = GapUnits.decode(encoded)
         decision = rule.step(int(record["step"]), metrics, units=units)
         if decision.should_stop:
@@ -127,8 +133,13 @@ def _outcome(text, probes, rule, stop, reason, message, losses) -> RuleOutcome:
     by_step = {int(r["step"]): r for r in probes}
     best = by_step.get(rule.best_step) if rule.best_step is not None else None
     return RuleOutcome(
-        rule=text, stop_step=int(stop["step"]) if stop is not None else None, reason=reason, message=message,
-        best_step=rule.best_step, gap_at_best=best.get(rule.monitor) if best else None,
+        rule=text,
+        stop_step=int(stop["step"]) if stop is not None else None,
+        reason=reason,
+        message=message,
+        best_step=rule.best_step,
+        gap_at_best=best.get(rule.monitor) if best else None,
         gap_at_stop=stop.get(rule.monitor) if stop else None,
-        loss_at_stop=rule.latest_loss if stop is not None else None, best_loss=min(losses) if losses else None,
+        loss_at_stop=rule.latest_loss if stop is not None else None,
+        best_loss=min(losses) if losses else None,
     )

@@ -14,8 +14,9 @@ and :func:`axes_at` says what stopping at one step does to each of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 #: The JSD-P gap and its Mann-Whitney p of one probe, after ``<probe>/`` in a several-probe history.
 GAP_KEY = "jsdp/gap"
@@ -78,7 +79,7 @@ def gain(gap: float, final_gap: float) -> float | None:
 def cost_at(cost: Cost | None, step: int, final_step: int) -> tuple[float | None, float | None]:
     """(cost, relative cost in %) of stopping at ``step``; None where a value is missing."""
     value, final = (cost.values.get(step), cost.values.get(final_step)) if cost else (None, None)
-    if value is None or final is None:
+    if cost is None or value is None or final is None:
         return None, None
     spent = (final - value if cost.higher_is_better else value - final) + 0.0  # + 0.0: no -0 in the table
     return spent, (100 * spent / abs(final) if final != 0 else None)
@@ -103,8 +104,9 @@ def within(cost: float, max_cost: float) -> bool:
 def recommend_step(rows: Sequence[TradeoffRow], max_cost: float | None = None) -> int | None:
     """The step of largest fairness gain among those with cost <= ``max_cost`` (every step with a
     known gain when ``max_cost`` is None); ties go to the earliest step. None if no step qualifies."""
-    candidates = [r for r in rows if r.gain is not None
-                  and (max_cost is None or (r.cost is not None and within(r.cost, max_cost)))]
+    candidates = [
+        r for r in rows if r.gain is not None and (max_cost is None or (r.cost is not None and within(r.cost, max_cost)))
+    ]
     if not candidates:
         return None
     return max(candidates, key=lambda r: (r.gain, -r.step)).step
@@ -151,7 +153,7 @@ def axis_view(probes: Sequence[dict[str, Any]], name: str, axes: Sequence[str]) 
 
     def strip(mapping: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in mapping.items() if not k.startswith(others)}
-        kept.update({k[len(prefix):]: v for k, v in mapping.items() if k.startswith(prefix)})
+        kept.update({k[len(prefix) :]: v for k, v in mapping.items() if k.startswith(prefix)})
         return kept
 
     view = []
@@ -186,8 +188,9 @@ class AxisEffect:
     rows: list[AxisRow]
 
 
-def axes_at(probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, monitored: str | None,
-            label: str = "") -> AxisEffect:
+def axes_at(
+    probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, monitored: str | None, label: str = ""
+) -> AxisEffect:
     """Every axis's ``<name>/jsdp/gap`` (or lean, :func:`recorded_fairness_key`) at ``step`` and at the last probed
     step, the fairness gain ``1 - |gap(step)| / |gap(final)|`` and ``<name>/mwu_p/jsdp`` at ``step``
     (NaN where missing, e.g. a step that was not probed, and for a lean, which has no test)."""
@@ -199,5 +202,5 @@ def axes_at(probes: Sequence[dict[str, Any]], axes: Sequence[str], step: int, mo
         key = recorded_fairness_key(probes, name)
         gap, final_gap = metric_value(at, key), metric_value(final, key)
         mwu = metric_value(at, f"{name}/{MWU_KEY}") if key.endswith(GAP_KEY) else math.nan
-        rows.append(AxisRow(name, gap, final_gap, gain(gap, final_gap), mwu, name == monitored, key[len(name) + 1:]))
+        rows.append(AxisRow(name, gap, final_gap, gain(gap, final_gap), mwu, name == monitored, key[len(name) + 1 :]))
     return AxisEffect(step, label, rows)

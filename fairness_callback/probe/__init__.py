@@ -6,8 +6,24 @@ as data) -> :mod:`.encoding` (tokens, once; :mod:`.packing` the token trees) -> 
 (:mod:`.suite`: several probes; :mod:`.faults`, :mod:`.growth`, :mod:`.score_state` beside it).
 """
 
-from .fairness_probe import (PREFIX_SHARING, FairnessProbe, Normalize, ProbeResult, fixed_subset, is_bbq_set, item_id,
-                             preserved_state)
+from .fairness_probe import (
+    PREFIX_SHARING,
+    FairnessProbe,
+    Normalize,
+    ProbeResult,
+    fixed_subset,
+    is_bbq_set,
+    item_id,
+    preserved_state,
+)
 
-__all__ = ["PREFIX_SHARING", "FairnessProbe", "Normalize", "ProbeResult", "fixed_subset", "is_bbq_set", "item_id",
-           "preserved_state"]
+__all__ = [
+    "PREFIX_SHARING",
+    "FairnessProbe",
+    "Normalize",
+    "ProbeResult",
+    "fixed_subset",
+    "is_bbq_set",
+    "item_id",
+    "preserved_state",
+]

@@ -161,7 +161,9 @@ class EncodedPrompts:
         self.answer_ids = torch.tensor([[by_text[o] for o in p.options] for p in self.prompts], dtype=torch.long)
         clash = [p.index for p, row in zip(self.prompts, self.answer_ids.tolist()) if len(set(row)) != len(row)]
         if clash:
-            raise AnswerTokenError(f"prompts {clash[:5]} score the same first token for two groups: {self.prompts[clash[0]].options}")
+            raise AnswerTokenError(
+                f"prompts {clash[:5]} score the same first token for two groups: {self.prompts[clash[0]].options}"
+            )
         prefix = _special_prefix(tokenizer)
         texts = [p.text for p in self.prompts]
         self.token_ids: list[list[int]] = [prefix + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -170,9 +172,7 @@ class EncodedPrompts:
         self.max_token_id = max(max(ids) for ids in self.token_ids)
         self.vocab_size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
         self.correct = torch.tensor([p.correct for p in self.prompts])
-        self.pad_id = next(
-            (i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0
-        )
+        self.pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
         self.sentence_of = torch.tensor([p.sentence_index for p in self.prompts])
         # Every prompt of a sentence starts with the sentence: the shared token prefix, at most
         # all but each prompt's last token (which must run to give the next-token logits).
@@ -194,7 +194,7 @@ class EncodedPrompts:
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
 
-    def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[Batch]:
+    def batches(self, batch_size: int, indices: Sequence[int] | torch.Tensor | None = None) -> Iterator[Batch]:
         """Batches of ``indices`` (default: all), sorted by length so little padding is wasted."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -223,8 +223,9 @@ class EncodedPrompts:
         if batch:
             yield batch
 
-    def prefix_batches(self, max_prompts: int, indices: Sequence[int] | None = None,
-                       per_row: int | None = None) -> Iterator[PrefixBatch]:
+    def prefix_batches(
+        self, max_prompts: int, indices: Sequence[int] | torch.Tensor | None = None, per_row: int | None = None
+    ) -> Iterator[PrefixBatch]:
         """Batches of whole sentences (their prompts among ``indices``), at most ``max_prompts`` prompts
         each (at least one sentence), sentences in order of prompt length. ``per_row``: split each
         sentence's prompts into runs of at most this many, each with its own prefix (the
@@ -236,8 +237,9 @@ class EncodedPrompts:
         for batch in self._cut(groups, max_prompts):
             yield self._prefix_batch(chosen, batch)
 
-    def tree_batches(self, max_prompts: int, indices: Sequence[int] | None = None,
-                     per_row: int | None = None) -> list[TreeBatch]:
+    def tree_batches(
+        self, max_prompts: int, indices: Sequence[int] | torch.Tensor | None = None, per_row: int | None = None
+    ) -> list[TreeBatch]:
         """Like :meth:`prefix_batches`, but each sentence's prompts packed into one row as a token tree
         (see :mod:`fairness_callback.probe.packing`), at most ``per_row`` prompts a row (None: as many as a
         tree holds). The batches of the last call are kept: a probe asks for the same ones every time."""

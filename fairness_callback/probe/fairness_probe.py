@@ -11,22 +11,34 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
 
 from ..data.sentence import ProbeItem, ProbeSet, item_id, item_kind  # item_id: re-exported (fairness_callback.probe)
-from .encoding import EncodedPrompts
-from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
-from .prompts import (DEFAULT_BBQ_TEMPLATE, DEFAULT_OPTIONS, DEFAULT_SEEDS, DEFAULT_TEMPLATE, PromptConfig, PromptSet,
-                      build_bbq_prompts, build_prompts)
-from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 from ..training.distributed import gather_from_ranks, max_over_ranks, shard_indices, world
+from .encoding import EncodedPrompts
 from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
 from .growth import GapUnits
+from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
+from .prompts import (
+    DEFAULT_BBQ_TEMPLATE,
+    DEFAULT_OPTIONS,
+    DEFAULT_SEEDS,
+    DEFAULT_TEMPLATE,
+    PromptConfig,
+    PromptSet,
+    build_bbq_prompts,
+    build_prompts,
+)
 from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
+from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+
+if TYPE_CHECKING:
+    from ..data.sentence import ProbeSentence
 
 log = logging.getLogger("fairness_callback")
 
@@ -61,7 +73,7 @@ class ProbeResult:
         return json.dumps({"metrics": self.metrics, "info": self.info, "by_seed": self.by_seed, "records": self.records})
 
     @classmethod
-    def from_json(cls, text: str) -> "ProbeResult":
+    def from_json(cls, text: str) -> ProbeResult:
         data = json.loads(text)
         return cls(data["metrics"], data["records"], data["info"], data.get("by_seed"))
 
@@ -177,7 +189,7 @@ class FairnessProbe:
     def __init__(
         self,
         tokenizer,
-        probe_set: ProbeSet | None = None,
+        probe_set: ProbeSet | PromptSet | None = None,
         template: str | None = None,
         options: Mapping[str, str] | None = None,
         seeds: Sequence[int] = DEFAULT_SEEDS,
@@ -206,6 +218,8 @@ class FairnessProbe:
         self.normalize = normalize
         self.log_base = log_base
         self.seeds = tuple(int(seed) for seed in seeds)
+        self.probe_set: ProbeSet | PromptSet
+        self.prompt_set: PromptSet
         if isinstance(probe_set, PromptSet):
             if max_prompts:
                 raise ValueError("max_prompts needs a ProbeSet (whole items are chosen); a PromptSet is scored whole")
@@ -214,18 +228,25 @@ class FairnessProbe:
             self.probe_set, self.prompt_set = probe_set, probe_set
         else:
             bbq = is_bbq_set(probe_set)
-            self.config = None if bbq else PromptConfig(template=template or DEFAULT_TEMPLATE,
-                                                        options=options or dict(DEFAULT_OPTIONS), seeds=self.seeds)
+            self.config = (
+                None
+                if bbq
+                else PromptConfig(
+                    template=template or DEFAULT_TEMPLATE, options=options or dict(DEFAULT_OPTIONS), seeds=self.seeds
+                )
+            )
             if bbq and options is not None:
                 raise ValueError("options: a BBQ probe shows each item's own answers and scores their letters")
             self.full_size = len(probe_set)
             per_item = len(self.seeds) * (1 if bbq else 2)
-            self.probe_set = fixed_subset(probe_set, max_prompts, per_item) if max_prompts else probe_set
+            items = fixed_subset(probe_set, max_prompts, per_item) if max_prompts else probe_set
+            self.probe_set = items
             if bbq:
-                prompts = build_bbq_prompts(self.probe_set, template or DEFAULT_BBQ_TEMPLATE, self.seeds)
-                self.prompt_set = PromptSet(BBQ_TASK, prompts, getattr(self.probe_set, "name", "bbq"))
+                prompts = build_bbq_prompts(items, template or DEFAULT_BBQ_TEMPLATE, self.seeds)
+                self.prompt_set = PromptSet(BBQ_TASK, tuple(prompts), getattr(items, "name", "bbq"))
             else:
-                self.prompt_set = PromptSet(GENDER_TASK, build_prompts(self.probe_set, self.config), self.probe_set.name)
+                sentences = cast("Sequence[ProbeSentence]", items)  # not a BBQ set: its items are ProbeSentences
+                self.prompt_set = PromptSet(GENDER_TASK, tuple(build_prompts(sentences, self.config)), items.name)
         self.task: ProbeTask = self.prompt_set.task
         self.prompts = list(self.prompt_set.prompts)
         self.encoded = EncodedPrompts(tokenizer, self.prompts, self.task.groups)
@@ -273,17 +294,21 @@ class FairnessProbe:
         """
         inner = unwrap_model(model)
         config_size = getattr(getattr(inner, "config", None), "vocab_size", None)
-        for kind, getter, largest in (("scores", "get_output_embeddings", int(self.encoded.answer_ids.max())),
-                                      ("feeds", "get_input_embeddings", self.encoded.max_token_id)):
+        for kind, getter, largest in (
+            ("scores", "get_output_embeddings", int(self.encoded.answer_ids.max())),
+            ("feeds", "get_input_embeddings", self.encoded.max_token_id),
+        ):
             module = getattr(inner, getter, lambda: None)()
             weight = getattr(module, "weight", None)
-            shape = tuple(getattr(weight, "ds_shape", None) or getattr(weight, "shape", ()))
+            dims: Any = getattr(weight, "ds_shape", None) or getattr(weight, "shape", ())
+            shape = tuple(dims)
             size = shape[0] if len(shape) == 2 and shape[0] > 0 else config_size
             if isinstance(size, int) and largest >= size:
                 where = "output" if kind == "scores" else "input"
                 raise ValueError(
                     f"the probe {kind} token id {largest}, but the model's {where} vocabulary has {size} tokens: "
-                    f"the tokenizer ({self.encoded.vocab_size} tokens) does not belong to this model")
+                    f"the tokenizer ({self.encoded.vocab_size} tokens) does not belong to this model"
+                )
 
     def gap_units(self, result: ProbeResult, key: str) -> GapUnits | None:
         """The per-sentence sums and counts of gap ``key`` (``jsdp/gap``, ``ar/abs_gap``, ``pro/jsdp/gap``)
@@ -299,14 +324,17 @@ class FairnessProbe:
             values = np.array([record["rank"] for record in result.records], dtype=float)
         else:
             values = np.array([record["parts"][record["group"]] for record in result.records], dtype=float)
-        mask = mask.numpy()
+        rows = mask.numpy()
         columns = (self.task.groups.index(self.task.gap[0]), self.task.groups.index(self.task.gap[1]))
-        return GapUnits.from_values(values[mask], self.encoded.correct.numpy()[mask], self._sentence_index.numpy()[mask],
-                                    columns, int(self._sentence_index.max()) + 1)
+        return GapUnits.from_values(
+            values[rows],
+            self.encoded.correct.numpy()[rows],
+            self._sentence_index.numpy()[rows],
+            columns,
+            int(self._sentence_index.max()) + 1,
+        )
 
-    def score(
-        self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False
-    ) -> OptionScores:
+    def score(self, model: torch.nn.Module, indices: Sequence[int] | None = None, distributed: bool = False) -> OptionScores:
         """Raw per-prompt scores for ``indices`` (default all); rows not scored are NaN.
 
         With ``distributed=True`` (call it on every rank) each rank scores an equal shard and one
@@ -322,11 +350,12 @@ class FairnessProbe:
         """
         rank, world_size = world() if distributed else (0, 1)
         chosen = torch.arange(len(self.prompts)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        state: Any  # the score state (ProbeScoreState) once this rank has scored, else None
         while True:
             state, sharing, error, attempt = None, "off", None, [0]
             try:
                 sharing, state = self._score_shard(model, chosen, indices is None, rank, world_size, attempt)
-            except Exception as exc:  # noqa: BLE001 - every rank must reach the agreement below
+            except Exception as exc:  # every rank must reach the agreement below
                 if world_size == 1 and not is_out_of_memory(exc):
                     raise
                 error = exc
@@ -344,14 +373,19 @@ class FairnessProbe:
                 state = error = None  # drop the failed forward's tensors (the traceback holds them) before releasing
                 release_memory(model_device(model))
                 self.batch_limit = size // 2
-                log.warning("fairness probe ran out of memory at %d prompts per forward call (%s); retrying at %d, "
-                            "kept for later probes", size, reason, self.batch_limit)
+                log.warning(
+                    "fairness probe ran out of memory at %d prompts per forward call (%s); retrying at %d, kept for later probes",
+                    size,
+                    reason,
+                    self.batch_limit,
+                )
                 continue
             ranks, logprobs = state.compute()  # the all-reduce of the scores
             return OptionScores(ranks, logprobs, sharing)
 
-    def _score_shard(self, model: torch.nn.Module, chosen: torch.Tensor, whole: bool, rank: int,
-                     world_size: int, attempt: list[int]) -> tuple[str, Any]:
+    def _score_shard(
+        self, model: torch.nn.Module, chosen: torch.Tensor, whole: bool, rank: int, world_size: int, attempt: list[int]
+    ) -> tuple[str, Any]:
         """Score this rank's shard of ``chosen`` into a fresh score state (not yet synced);
         ``attempt[0]`` is left at the number of prompts of the batch scored last (or being scored)."""
         from .score_state import ProbeScoreState  # torchmetrics, imported when first scoring
@@ -361,6 +395,7 @@ class FairnessProbe:
         mine, real = self._shard(chosen, rank, world_size, by_sentence=sharing != "off")
         size = self.batch_limit or self.batch_size
         per_row = self.batch_limit  # None: rows as large as the packing allows
+        batches: Iterable[Any]
         if sharing == "tree":
             batches = self.encoded.tree_batches(size, mine, per_row=per_row)
         elif sharing == "cache":
@@ -382,7 +417,7 @@ class FairnessProbe:
 
     def prefix_sharing_for(self, model: torch.nn.Module) -> Literal["tree", "cache", "off"]:
         """How :meth:`score` shares prompt prefixes for this model (see ``prefix_sharing``)."""
-        return self._path(model)[0]
+        return cast('Literal["tree", "cache", "off"]', self._path(model)[0])  # choose_path's paths
 
     def _path(self, model: torch.nn.Module) -> tuple[str, str]:
         """``scoring.choose_path`` for this probe's prompts; logged once per path and reason."""
@@ -393,8 +428,12 @@ class FairnessProbe:
         if (path, reason) != self._said_path:
             self._said_path = (path, reason)
             fell_back = self.prefix_sharing == "auto" and path != "tree"
-            log.log(logging.WARNING if fell_back else logging.INFO, "fairness probe scores on the %s path: %s",
-                    {"off": "plain"}.get(path, path), reason)
+            log.log(
+                logging.WARNING if fell_back else logging.INFO,
+                "fairness probe scores on the %s path: %s",
+                {"off": "plain"}.get(path, path),
+                reason,
+            )
         return path, reason
 
     def _shard(self, chosen: torch.Tensor, rank: int, world_size: int, by_sentence: bool) -> tuple[torch.Tensor, int]:
@@ -407,7 +446,7 @@ class FairnessProbe:
             shard, real = shard_indices(self.encoded.lengths[chosen], rank, world_size)
             return chosen[shard], real
         sentences = sorted({int(self.encoded.sentence_of[i]) for i in chosen})
-        members = {s: [] for s in sentences}
+        members: dict[int, list[int]] = {s: [] for s in sentences}
         for i in chosen.tolist():
             members[int(self.encoded.sentence_of[i])].append(i)
         lengths = torch.tensor([int(self.encoded.lengths[members[s][0]]) for s in sentences])
@@ -448,8 +487,9 @@ class FairnessProbe:
         probs = self.option_probs(scores.logprobs)
         parts = jsd_parts(probs, correct, self.log_base)
         correct_ranks = scores.ranks.gather(1, correct.view(-1, 1)).squeeze(1)
-        metrics = compute_metrics(correct, correct_ranks, probs, parts, self._labels, sentence_index=self._sentence_index,
-                                  task=self.task)
+        metrics = compute_metrics(
+            correct, correct_ranks, probs, parts, self._labels, sentence_index=self._sentence_index, task=self.task
+        )
         return metrics, probs, parts, correct_ranks
 
     def _records(self, ranks: torch.Tensor, probs: torch.Tensor, parts: torch.Tensor) -> list[dict]:
@@ -459,20 +499,22 @@ class FairnessProbe:
         records = []
         for p in self.prompts:
             i = p.index
-            records.append({
-                "prompt": p.text,
-                "sentence_id": p.sentence_id,
-                **p.labels,
-                "group": p.group,
-                "correct": p.group,
-                "seed": p.seed,
-                "order": list(p.order),
-                "options": {g: {"text": text, "token_id": token} for g, text, token in zip(groups, p.options, answer_ids[i])},
-                "rank": ranks_l[i][p.correct],
-                "option_ranks": dict(zip(groups, ranks_l[i])),
-                "option_probs": dict(zip(groups, probs_l[i])),
-                "parts": dict(zip(groups, parts_l[i])),
-            })
+            records.append(
+                {
+                    "prompt": p.text,
+                    "sentence_id": p.sentence_id,
+                    **p.labels,
+                    "group": p.group,
+                    "correct": p.group,
+                    "seed": p.seed,
+                    "order": list(p.order),
+                    "options": {g: {"text": text, "token_id": token} for g, text, token in zip(groups, p.options, answer_ids[i])},
+                    "rank": ranks_l[i][p.correct],
+                    "option_ranks": dict(zip(groups, ranks_l[i])),
+                    "option_probs": dict(zip(groups, probs_l[i])),
+                    "parts": dict(zip(groups, parts_l[i])),
+                }
+            )
         return records
 
     def _info(self, seconds: float) -> dict[str, Any]:

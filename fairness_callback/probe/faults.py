@@ -50,8 +50,10 @@ class ProbeFailure(RuntimeError):
         self.ranks = dict(sorted(ranks.items()))
         self.probe = probe
         where = f"probe {probe!r}" if probe else "the probe"
-        super().__init__(f"{where} failed on rank(s) {', '.join(map(str, self.ranks))}: "
-                         + "; ".join(f"rank {rank}: {text}" for rank, text in self.ranks.items()))
+        super().__init__(
+            f"{where} failed on rank(s) {', '.join(map(str, self.ranks))}: "
+            + "; ".join(f"rank {rank}: {text}" for rank, text in self.ranks.items())
+        )
 
     @property
     def error_type(self) -> str:

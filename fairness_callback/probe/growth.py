@@ -30,8 +30,9 @@ class GapUnits:
     counts: np.ndarray
 
     @classmethod
-    def from_values(cls, values: np.ndarray, group: np.ndarray, sentence: np.ndarray, columns: tuple[int, int],
-                    num_sentences: int) -> GapUnits:
+    def from_values(
+        cls, values: np.ndarray, group: np.ndarray, sentence: np.ndarray, columns: tuple[int, int], num_sentences: int
+    ) -> GapUnits:
         """Units of per-prompt ``values`` whose correct group is ``group`` (column indices), in sentences
         ``sentence`` (0 .. num_sentences - 1); ``columns``: the gap's (minuend, subtrahend) groups."""
         sums = np.zeros((2, num_sentences))
@@ -55,6 +56,7 @@ class GapUnits:
 
     def encode(self) -> dict[str, Any]:
         """A compact JSON form: float32 sums and uint16 counts, zlib-compressed, base64 (see :meth:`decode`)."""
+
         def pack(array: np.ndarray, dtype: str) -> str:
             return base64.b64encode(zlib.compress(np.ascontiguousarray(array, dtype=dtype).tobytes(), 6)).decode("ascii")
 
@@ -63,6 +65,7 @@ class GapUnits:
     @classmethod
     def decode(cls, data: Mapping[str, Any]) -> GapUnits:
         """The units of :meth:`encode`'s form."""
+
         def unpack(text: str, dtype: str) -> np.ndarray:
             return np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=dtype).astype(float).reshape(2, int(data["n"]))
 
@@ -82,8 +85,9 @@ def growth_samples(best: GapUnits, now: GapUnits, n_boot: int = 1000, seed: int 
     return growth[np.isfinite(growth)]
 
 
-def growth_lower_bound(best: GapUnits, now: GapUnits, alpha: float, n_boot: int = 1000, seed: int = 0,
-                       use_abs: bool = True) -> float:
+def growth_lower_bound(
+    best: GapUnits, now: GapUnits, alpha: float, n_boot: int = 1000, seed: int = 0, use_abs: bool = True
+) -> float:
     """The one-sided ``1 - alpha`` lower confidence bound of the growth (NaN if no sample is finite)."""
     samples = growth_samples(best, now, n_boot, seed, use_abs)
     return float(np.quantile(samples, alpha)) if len(samples) else float("nan")

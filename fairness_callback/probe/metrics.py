@@ -123,7 +123,12 @@ def group_metrics(
 
 
 def bootstrap_gap_ci(
-    values: np.ndarray, group: np.ndarray, cluster: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+    values: np.ndarray,
+    group: np.ndarray,
+    cluster: np.ndarray,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
     columns: tuple[int, int] = (1, 0),
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of mean(values of group ``columns[0]``) - mean(values of ``columns[1]``)
@@ -153,7 +158,10 @@ def bootstrap_gap_ci(
 
 
 def seed_metrics(
-    correct: torch.Tensor, correct_ranks: torch.Tensor, parts: torch.Tensor, seeds: torch.Tensor,
+    correct: torch.Tensor,
+    correct_ranks: torch.Tensor,
+    parts: torch.Tensor,
+    seeds: torch.Tensor,
     task: ProbeTask = GENDER_TASK,
 ) -> dict[str, list[float]]:
     """AR and JSD-P per group and their gaps, one value per option-order seed (for confidence bands)."""
@@ -225,7 +233,8 @@ def _metrics_of(correct, correct_ranks, option_probs, parts, mask, sentence_inde
         columns = (task.groups.index(task.gap[0]), task.groups.index(task.gap[1]))
         jsdp = parts.gather(1, correct.view(-1, 1)).squeeze(1)
         for name, values in (("ar", correct_ranks), ("jsdp", jsdp)):
-            low, high = bootstrap_gap_ci(values[mask].double().numpy(), correct[mask].numpy(),
-                                         sentence_index[mask].numpy(), columns=columns)
+            low, high = bootstrap_gap_ci(
+                values[mask].double().numpy(), correct[mask].numpy(), sentence_index[mask].numpy(), columns=columns
+            )
             metrics[f"{name}/gap_ci_low"], metrics[f"{name}/gap_ci_high"] = low, high
     return metrics

@@ -56,8 +56,9 @@ def build_tree(sequences: Sequence[Sequence[int]]) -> PromptTree:
                 bits.append(0)
             bits[node] |= 1 << k
             parent = node
-    return PromptTree(tuple(tokens), tuple(depths), tuple(bits), tuple(s[-1] for s in sequences),
-                      tuple(len(s) for s in sequences))
+    return PromptTree(
+        tuple(tokens), tuple(depths), tuple(bits), tuple(s[-1] for s in sequences), tuple(len(s) for s in sequences)
+    )
 
 
 @dataclass

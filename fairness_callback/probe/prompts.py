@@ -162,12 +162,20 @@ class PromptSet:
             if item in items and prompts[-1].sentence_id != item:
                 raise ValueError(f"{where}: the prompts of item {item!r} are not adjacent")
             items.setdefault(item, len(items))
-            prompts.append(Prompt(
-                index=number, text=record["text"], sentence_index=items[item], sentence_id=item,
-                group=record["correct"], correct=task.groups.index(record["correct"]), seed=int(record.get("seed", 0)),
-                order=tuple(record.get("order", task.groups)), options=tuple(options[g] for g in task.groups),
-                labels=dict(record.get("labels", {})),
-            ))
+            prompts.append(
+                Prompt(
+                    index=number,
+                    text=record["text"],
+                    sentence_index=items[item],
+                    sentence_id=item,
+                    group=record["correct"],
+                    correct=task.groups.index(record["correct"]),
+                    seed=int(record.get("seed", 0)),
+                    order=tuple(record.get("order", task.groups)),
+                    options=tuple(options[g] for g in task.groups),
+                    labels=dict(record.get("labels", {})),
+                )
+            )
         return cls(task, tuple(prompts), name)
 
 
@@ -201,17 +209,31 @@ def build_prompts(sentences: Sequence[ProbeSentence], config: PromptConfig | Non
                 ("referent", sentence.referent, "not_specified" if neutral else sentence.gender),
                 ("other", sentence.other, "not_specified"),
             ):
-                prompts.append(Prompt(
-                    index=len(prompts), text=config.template.format(sentence=sentence.text, occupation=occupation, **shown),
-                    sentence_index=sentence_index, sentence_id=sentence.sentence_id, group=group,
-                    correct=GROUPS.index(group), seed=seed, order=order, options=options,
-                    labels={"occupation": occupation, "role": role, "stereotype": sentence.stereotype,
-                            "pronoun": "they" if neutral else None},
-                ))
+                prompts.append(
+                    Prompt(
+                        index=len(prompts),
+                        text=config.template.format(sentence=sentence.text, occupation=occupation, **shown),
+                        sentence_index=sentence_index,
+                        sentence_id=sentence.sentence_id,
+                        group=group,
+                        correct=GROUPS.index(group),
+                        seed=seed,
+                        order=order,
+                        options=options,
+                        labels={
+                            "occupation": occupation,
+                            "role": role,
+                            "stereotype": sentence.stereotype,
+                            "pronoun": "they" if neutral else None,
+                        },
+                    )
+                )
     return prompts
 
 
-def build_bbq_prompts(items: Sequence[Any], template: str = DEFAULT_BBQ_TEMPLATE, seeds: Sequence[int] = DEFAULT_SEEDS) -> list[Prompt]:
+def build_bbq_prompts(
+    items: Sequence[Any], template: str = DEFAULT_BBQ_TEMPLATE, seeds: Sequence[int] = DEFAULT_SEEDS
+) -> list[Prompt]:
     """BBQ prompts: one per item and seed, the three answers lettered in a shuffled order.
 
     ``items`` are :class:`~fairness_callback.data.bbq.BBQItem`; each answer's group is its role
@@ -227,12 +249,23 @@ def build_bbq_prompts(items: Sequence[Any], template: str = DEFAULT_BBQ_TEMPLATE
             order = option_order(seed, item.item_id, groups)
             letter_of = {group: BBQ_LETTERS[i] for i, group in enumerate(order)}
             shown = dict(zip("abc", (answer_of[group] for group in order)))
-            prompts.append(Prompt(
-                index=len(prompts), text=template.format(context=item.context, question=item.question, **shown),
-                sentence_index=item_index, sentence_id=item.item_id, group=correct_group,
-                correct=groups.index(correct_group), seed=seed, order=order,
-                options=tuple(letter_of[group] for group in groups),
-                labels={"condition": item.condition, "polarity": item.polarity, "category": item.category,
-                        "question_index": item.question_index},
-            ))
+            prompts.append(
+                Prompt(
+                    index=len(prompts),
+                    text=template.format(context=item.context, question=item.question, **shown),
+                    sentence_index=item_index,
+                    sentence_id=item.item_id,
+                    group=correct_group,
+                    correct=groups.index(correct_group),
+                    seed=seed,
+                    order=order,
+                    options=tuple(letter_of[group] for group in groups),
+                    labels={
+                        "condition": item.condition,
+                        "polarity": item.polarity,
+                        "category": item.category,
+                        "question_index": item.question_index,
+                    },
+                )
+            )
     return prompts

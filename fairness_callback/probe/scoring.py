@@ -56,8 +56,9 @@ def wrapper_chain(model: torch.nn.Module) -> list[torch.nn.Module]:
     while True:
         inner = _peft_inner(chain[-1])
         if inner is None:
-            inner = next((getattr(chain[-1], a) for a in _WRAPPED_ATTRS
-                          if isinstance(getattr(chain[-1], a, None), torch.nn.Module)), None)
+            inner = next(
+                (getattr(chain[-1], a) for a in _WRAPPED_ATTRS if isinstance(getattr(chain[-1], a, None), torch.nn.Module)), None
+            )
         if inner is None:
             return chain
         chain.append(inner)
@@ -198,11 +199,13 @@ def tree_last_logits(model: torch.nn.Module, batch: TreeBatch, tensor_keep: bool
     if getattr(unwrap_model(model).config, "_attn_implementation", None) == "eager":
         # Eager attention adds the mask to the scores; sdpa takes the boolean one as it is.
         mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(
-            ~mask, torch.finfo(torch.float32).min)
+            ~mask, torch.finfo(torch.float32).min
+        )
     slots = batch.slots.shape[1]
     keep = keep_positions(slots, batch.input_ids.shape[1], {"logits_to_keep_tensor": tensor_keep}, batch.input_ids.device)
-    output = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
-                   use_cache=False, logits_to_keep=keep)
+    output = model(
+        input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep
+    )
     return output.logits[:, -slots:, :][batch.slots]
 
 
@@ -226,14 +229,24 @@ def prefix_last_logits(model: torch.nn.Module, batch: PrefixBatch, accepts: dict
     cache_arg = "cache" if accepts["cache"] else "past_key_values"
     prefix = batch.prefix
     keep = keep_positions(1, prefix.input_ids.shape[1], accepts, prefix.input_ids.device)
-    output = model(input_ids=prefix.input_ids, attention_mask=prefix.attention_mask, position_ids=prefix.position_ids,
-                   use_cache=True, **({"logits_to_keep": keep} if accepts["logits_to_keep"] else {}))
+    output = model(
+        input_ids=prefix.input_ids,
+        attention_mask=prefix.attention_mask,
+        position_ids=prefix.position_ids,
+        use_cache=True,
+        **({"logits_to_keep": keep} if accepts["logits_to_keep"] else {}),
+    )
     cache = output.get("cache") if "cache" in output else output.get("past_key_values")
     cache.reorder_cache(batch.rows)  # one cache row per prompt (its sentence's prefix)
     suffix = batch.suffix
     mask = torch.cat([prefix.attention_mask[batch.rows], suffix.attention_mask], dim=1)
-    kwargs = {"input_ids": suffix.input_ids, "attention_mask": mask, "position_ids": suffix.position_ids,
-              cache_arg: cache, "use_cache": True}
+    kwargs = {
+        "input_ids": suffix.input_ids,
+        "attention_mask": mask,
+        "position_ids": suffix.position_ids,
+        cache_arg: cache,
+        "use_cache": True,
+    }
     if accepts["logits_to_keep"]:
         kwargs["logits_to_keep"] = keep_positions(1, suffix.input_ids.shape[1], accepts, suffix.input_ids.device)
     return model(**kwargs).logits[:, -1, :]
@@ -243,7 +256,9 @@ def score_logits(logits: torch.Tensor, answer_ids: torch.Tensor) -> tuple[torch.
     """Ranks [B, K] and full-vocabulary log-probs [B, K] of the answer tokens ([K] or [B, K]); NaN rows where non-finite."""
     logits = logits.float()
     ranks = option_ranks(logits, answer_ids)
-    logprobs = torch.log_softmax(logits, dim=-1).gather(1, answer_ids.expand(logits.shape[0], -1) if answer_ids.dim() == 1 else answer_ids)
+    logprobs = torch.log_softmax(logits, dim=-1).gather(
+        1, answer_ids.expand(logits.shape[0], -1) if answer_ids.dim() == 1 else answer_ids
+    )
     finite = torch.isfinite(logits).all(dim=-1)
     ranks = ranks.to(torch.float64)
     if not bool(finite.all()):

@@ -8,15 +8,16 @@ treats it as one probe: one history line, one stop vote.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from ..data import ProbeSet
 from ..training.distributed import gather_from_ranks, max_over_ranks, world
-from .faults import ProbeFailure, describe
 from .fairness_probe import FairnessProbe, ProbeResult
+from .faults import ProbeFailure, describe
 from .tasks import ProbeTask
 
 
@@ -94,7 +95,7 @@ class GuardedRun:
         return error
 
 
-def run_guarded(probes: Mapping[str | None, Any], model: torch.nn.Module, distributed: bool) -> GuardedRun:
+def run_guarded(probes: Mapping[str, Any] | Mapping[str | None, Any], model: torch.nn.Module, distributed: bool) -> GuardedRun:
     """Run each probe (named, or ``{None: probe}`` for one) and agree across ranks on which failed.
 
     Nothing a probe raises leaves this function early, so every rank runs every probe's
@@ -140,7 +141,7 @@ def axis_probe_sets(**chosen: Any) -> dict[str, ProbeSet]:
     from ..data.registry import axis_specs
 
     specs = axis_specs()
-    known = [key for spec in specs for key in (spec.cli.flag, *spec.cli.list_keys)]
+    known = [key for spec in specs if spec.cli is not None for key in (spec.cli.flag, *spec.cli.list_keys)]
     unknown = [key for key in chosen if key not in known]
     if unknown:
         raise TypeError(f"axis_probe_sets() got unexpected keyword(s) {unknown}; the registered sets' are {known}")

@@ -54,20 +54,29 @@ class ProbeTask:
         if bad:
             raise ValueError(f"task {self.name!r}: group names may not be empty or contain '/': {bad}")
         if self.neutral is not None and (self.neutral not in self.groups or self.neutral in self.gap):
-            raise ValueError(f"task {self.name!r}: neutral must be a group of {self.groups} outside the gap "
-                             f"{self.gap}, got {self.neutral!r}")
+            raise ValueError(
+                f"task {self.name!r}: neutral must be a group of {self.groups} outside the gap {self.gap}, got {self.neutral!r}"
+            )
 
 
 #: The paper's task: the gender of an occupation; gap female - male.
 GENDER_TASK = ProbeTask(
-    name="gender", groups=("male", "female", "not_specified"), gap=("female", "male"),
-    subsets=("stereotype", "pronoun"), separate=("they",), neutral="not_specified",
+    name="gender",
+    groups=("male", "female", "not_specified"),
+    gap=("female", "male"),
+    subsets=("stereotype", "pronoun"),
+    separate=("they",),
+    neutral="not_specified",
 )
 
 #: BBQ: the stereotype-consistent group, the inconsistent one, "unknown"; gap inconsistent - consistent
 #: (positive: the model reads better when the answer fits the stereotype); subsets by context condition
 #: and, for a probe of several categories, by category.
 BBQ_TASK = ProbeTask(
-    name="bbq", groups=("consistent", "inconsistent", "unknown"), gap=("inconsistent", "consistent"),
-    subsets=("condition", "category"), only_if_mixed=("category",), neutral="unknown",
+    name="bbq",
+    groups=("consistent", "inconsistent", "unknown"),
+    gap=("inconsistent", "consistent"),
+    subsets=("condition", "category"),
+    only_if_mixed=("category",),
+    neutral="unknown",
 )

@@ -23,9 +23,10 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 log = logging.getLogger("fairness_callback")
 
@@ -95,8 +96,11 @@ class HistoryWriter:
         try:
             json.loads(data[cut:].decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
-            log.warning("%s: its last line (%d bytes) was cut short by an earlier crash and does not parse; removed "
-                        "before appending", self.path, len(data) - cut)
+            log.warning(
+                "%s: its last line (%d bytes) was cut short by an earlier crash and does not parse; removed before appending",
+                self.path,
+                len(data) - cut,
+            )
             with open(self.path, "r+b") as handle:
                 handle.truncate(cut)
             return
@@ -124,7 +128,7 @@ class HistoryWriter:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             except OSError:
                 with contextlib.suppress(OSError):  # leave the file as it was: every line stays pending
@@ -268,9 +272,14 @@ def _summary(run_id: str, records: Sequence[dict[str, Any]]) -> RunSummary:
     timed = [r["time"] for r in (starts or records) if isinstance(r.get("time"), (int, float))]
     info = {k: v for k, v in starts[0].items() if k not in RUN_START_KEYS} if starts else {}
     return RunSummary(
-        run_id=run_id, num_probes=len(steps), first_step=steps[0] if steps else None,
-        last_step=steps[-1] if steps else None, start_time=float(timed[0]) if timed else None,
-        resumed=sum(1 for r in starts if r.get("resumed")), num_records=len(records), info=info,
+        run_id=run_id,
+        num_probes=len(steps),
+        first_step=steps[0] if steps else None,
+        last_step=steps[-1] if steps else None,
+        start_time=float(timed[0]) if timed else None,
+        resumed=sum(1 for r in starts if r.get("resumed")),
+        num_records=len(records),
+        info=info,
     )
 
 
@@ -296,7 +305,8 @@ def select_run(records: Sequence[dict[str, Any]], run_id: str | None = None, sou
     """
     runs = split_runs(records)
     if run_id is None:
-        return without_superseded(runs[latest_run_id(records)]) if runs else []
+        latest = latest_run_id(records)  # None exactly when no record has a run id: no runs
+        return without_superseded(runs[latest]) if latest is not None else []
     if run_id not in runs:
         listed = "; ".join(_summary(i, r).describe() for i, r in runs.items()) or "none (it is empty)"
         raise ValueError(f"{source}: no run {run_id!r}; its runs: {listed}")

@@ -16,7 +16,8 @@ The callbacks do not use this: they log through their framework's own loggers.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MetricsSink = Callable[[dict[str, float], int], None]
 

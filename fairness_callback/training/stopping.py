@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from ..probe.growth import GapUnits, growth_lower_bound
 
@@ -39,12 +40,12 @@ class StopReason(str, Enum):
         return _BY_PRIORITY.index(self)
 
     @classmethod
-    def from_priority(cls, priority: int) -> "StopReason":
+    def from_priority(cls, priority: int) -> StopReason:
         """The reason of ``priority`` (the inverse of :attr:`priority`)."""
         return _BY_PRIORITY[priority]
 
     @classmethod
-    def combine(cls, reasons: Iterable["StopReason"]) -> "StopReason":
+    def combine(cls, reasons: Iterable[StopReason]) -> StopReason:
         """The reason that stands for all of ``reasons`` (e.g. every rank's): the highest :attr:`priority`;
         ``NOT_STOPPED`` for none."""
         return max(reasons, key=lambda reason: reason.priority, default=cls.NOT_STOPPED)
@@ -141,8 +142,10 @@ class FairnessEarlyStopping:
         if n_boot < 100:
             raise ValueError(f"n_boot must be >= 100, got {n_boot}")
         if test == "bootstrap" and not self._is_unit_gap(monitor):
-            raise ValueError(f"FairnessEarlyStopping(test='bootstrap') needs a '.../<ar|jsdp>/gap' or '.../abs_gap' "
-                             f"monitor (a difference of two groups' means over sentences), got monitor={monitor!r}")
+            raise ValueError(
+                f"FairnessEarlyStopping(test='bootstrap') needs a '.../<ar|jsdp>/gap' or '.../abs_gap' "
+                f"monitor (a difference of two groups' means over sentences), got monitor={monitor!r}"
+            )
         self.monitor = monitor
         self.min_delta = min_delta
         self.patience = patience
@@ -181,9 +184,11 @@ class FairnessEarlyStopping:
         ``"mwu_p/jsdp"``, ``"religion/ar/gap"`` -> ``"religion/mwu_p/ar"``."""
         parts = self.monitor.split("/")
         if len(parts) < 2 or parts[-1] not in ("gap", "abs_gap"):
-            raise ValueError(f"FairnessEarlyStopping(stop_on_significant_only=True) needs a '.../<metric>/gap' or "
-                             f"'.../<metric>/abs_gap' monitor (a gap between two groups has a Mann-Whitney p), "
-                             f"got monitor={self.monitor!r}")
+            raise ValueError(
+                f"FairnessEarlyStopping(stop_on_significant_only=True) needs a '.../<metric>/gap' or "
+                f"'.../<metric>/abs_gap' monitor (a gap between two groups has a Mann-Whitney p), "
+                f"got monitor={self.monitor!r}"
+            )
         return "/".join(parts[:-2] + ["mwu_p", parts[-2]])
 
     def accuracy_keys(self) -> tuple[str, str]:
@@ -202,19 +207,25 @@ class FairnessEarlyStopping:
         keys = set(metric_keys)
         if self.monitor not in keys:
             gaps = sorted(k for k in keys if k.rsplit("/", 1)[-1] in ("gap", "abs_gap", "lean"))
-            raise ValueError(f"FairnessEarlyStopping(monitor={self.monitor!r}): the probes have no such metric; "
-                             f"their gap metrics: {', '.join(gaps)} (every metric: ProbeResult.metrics)")
+            raise ValueError(
+                f"FairnessEarlyStopping(monitor={self.monitor!r}): the probes have no such metric; "
+                f"their gap metrics: {', '.join(gaps)} (every metric: ProbeResult.metrics)"
+            )
         if self.stop_on_significant_only and self.p_value_key not in keys:
-            raise ValueError(f"FairnessEarlyStopping(stop_on_significant_only=True): monitor {self.monitor!r} has no "
-                             f"p-value {self.p_value_key!r}; p-values: {', '.join(sorted(k for k in keys if '/mwu_p/' in '/' + k))}")
+            raise ValueError(
+                f"FairnessEarlyStopping(stop_on_significant_only=True): monitor {self.monitor!r} has no "
+                f"p-value {self.p_value_key!r}; p-values: {', '.join(sorted(k for k in keys if '/mwu_p/' in '/' + k))}"
+            )
         if gap_groups is not None:
             self._gap_groups = tuple(gap_groups)
         if self.min_accuracy > 0:
             missing = [key for key in self.accuracy_keys() if key not in keys]
             if missing:
-                raise ValueError(f"FairnessEarlyStopping(min_accuracy={self.min_accuracy}): monitor {self.monitor!r} "
-                                 f"has no {' or '.join(missing)}; accuracies: "
-                                 f"{', '.join(sorted(k for k in keys if k.rsplit('/', 2)[-2:-1] == ['acc']))}")
+                raise ValueError(
+                    f"FairnessEarlyStopping(min_accuracy={self.min_accuracy}): monitor {self.monitor!r} "
+                    f"has no {' or '.join(missing)}; accuracies: "
+                    f"{', '.join(sorted(k for k in keys if k.rsplit('/', 2)[-2:-1] == ['acc']))}"
+                )
 
     def update_loss(self, loss: float) -> None:
         """Record a held-out loss (call it whenever the trainer evaluates)."""
@@ -227,15 +238,24 @@ class FairnessEarlyStopping:
         """Feed one probe's metrics (and, for ``test="bootstrap"``, the monitored gap's per-sentence
         ``units``, e.g. ``probe.gap_units(result, monitor)``); returns whether to stop now, and why."""
         if self.test == "bootstrap" and units is None:
-            raise ValueError("FairnessEarlyStopping(test='bootstrap').step needs the gap's per-sentence values: "
-                             f"units=probe.gap_units(result, {self.monitor!r})")
+            raise ValueError(
+                "FairnessEarlyStopping(test='bootstrap').step needs the gap's per-sentence values: "
+                f"units=probe.gap_units(result, {self.monitor!r})"
+            )
         if self.monitor not in metrics:
-            raise KeyError(f"FairnessEarlyStopping: monitor {self.monitor!r} is not a probe metric "
-                           f"(known: {', '.join(sorted(k for k in metrics if k.endswith('gap')))})")
+            raise KeyError(
+                f"FairnessEarlyStopping: monitor {self.monitor!r} is not a probe metric "
+                f"(known: {', '.join(sorted(k for k in metrics if k.endswith('gap')))})"
+            )
         raw = float(metrics[self.monitor])
         decision = self._decide(step, metrics, units, raw)
-        return replace(decision, value=abs(raw) if self.use_abs else raw, best=self.best if self.best_step is not None else None,
-                       best_step=self.best_step, wait=self.wait)
+        return replace(
+            decision,
+            value=abs(raw) if self.use_abs else raw,
+            best=self.best if self.best_step is not None else None,
+            best_step=self.best_step,
+            wait=self.wait,
+        )
 
     def _decide(self, step: int, metrics: Mapping[str, float], units: GapUnits | None, raw: float) -> StopDecision:
         """:meth:`step`'s decision on the watched value ``raw`` (the numbers are added by :meth:`step`)."""
@@ -248,7 +268,9 @@ class FairnessEarlyStopping:
             accuracy = min(float(metrics[key]) for key in keys)
             if not accuracy >= self.min_accuracy:
                 groups = " or ".join(key.rsplit("/", 1)[-1] for key in keys)
-                return self._go_on(f"accuracy {accuracy:.2f} on {groups} answers is below min_accuracy={self.min_accuracy}; probe ignored")
+                return self._go_on(
+                    f"accuracy {accuracy:.2f} on {groups} answers is below min_accuracy={self.min_accuracy}; probe ignored"
+                )
         value = abs(raw) if self.use_abs else raw
         if value < self.best:
             self.best, self.best_step, self.wait, self.best_units = value, step, 0, units
@@ -257,8 +279,10 @@ class FairnessEarlyStopping:
             bound = growth_lower_bound(self.best_units, units, self.alpha, self.n_boot, use_abs=self.use_abs)  # type: ignore[arg-type]
             if not bound > self.min_delta:
                 self.wait = 0
-                return self._go_on(f"{self.monitor} {value:.4g} above best {self.best:.4g}, but its growth's "
-                                   f"{1 - self.alpha:.0%} lower bound {bound:+.4g} is not above min_delta {self.min_delta:g}")
+                return self._go_on(
+                    f"{self.monitor} {value:.4g} above best {self.best:.4g}, but its growth's "
+                    f"{1 - self.alpha:.0%} lower bound {bound:+.4g} is not above min_delta {self.min_delta:g}"
+                )
         elif value <= self.best + self.min_delta:
             self.wait = 0
             return self._go_on(f"{self.monitor} {value:.4g} within min_delta of best {self.best:.4g}")
@@ -271,8 +295,10 @@ class FairnessEarlyStopping:
         if self.wait < self.patience:
             return self._go_on(f"{self.monitor} exceeded best for {self.wait}/{self.patience} probes")
         by = "with confidence (paired bootstrap) " if self.test == "bootstrap" else ""
-        gap_text = (f"{self.monitor} {value:.4g} exceeded best {self.best:.4g} + {self.min_delta:g} {by}"
-                    f"for {self.wait} probes (best at step {self.best_step})")
+        gap_text = (
+            f"{self.monitor} {value:.4g} exceeded best {self.best:.4g} + {self.min_delta:g} {by}"
+            f"for {self.wait} probes (best at step {self.best_step})"
+        )
         return self._decide_on_loss(step, gap_text)
 
     def _decide_on_loss(self, step: int, gap_text: str) -> StopDecision:
@@ -299,8 +325,13 @@ class FairnessEarlyStopping:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "best": self.best, "best_step": self.best_step, "wait": self.wait, "best_loss": self.best_loss,
-            "latest_loss": self.latest_loss, "stopped_step": self.stopped_step, "reason": self.reason.value,
+            "best": self.best,
+            "best_step": self.best_step,
+            "wait": self.wait,
+            "best_loss": self.best_loss,
+            "latest_loss": self.latest_loss,
+            "stopped_step": self.stopped_step,
+            "reason": self.reason.value,
             "said_no_loss": self._said_no_loss,
             "best_units": self.best_units.encode() if self.best_units is not None else None,
         }
@@ -317,5 +348,7 @@ class FairnessEarlyStopping:
         self.best_units = GapUnits.decode(state["best_units"]) if state.get("best_units") else None
 
     def __repr__(self) -> str:
-        return (f"FairnessEarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
-                f"loss_tolerance={self.loss_tolerance}, warmup_steps={self.warmup_steps}, test={self.test!r})")
+        return (
+            f"FairnessEarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
+            f"loss_tolerance={self.loss_tolerance}, warmup_steps={self.warmup_steps}, test={self.test!r})"
+        )

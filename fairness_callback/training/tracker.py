@@ -16,22 +16,23 @@ import math
 import numbers
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 
-from .sudden_change import SuddenChangeDetector
-from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
+from ..probe import FairnessProbe, ProbeResult
 from ..probe.faults import ProbeFailure, describe
 from ..probe.growth import GapUnits
-from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
-from ..probe import FairnessProbe, ProbeResult
-from .sinks import make_sink
 from ..probe.suite import ProbeSuite, run_guarded
 from ..probe.tasks import GENDER_TASK, ProbeTask
+from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
+from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
+from .sinks import make_sink
 from .stopping import FairnessEarlyStopping, StopDecision, StopReason
+from .sudden_change import SuddenChangeDetector
 
 log = logging.getLogger("fairness_callback")
 
@@ -80,10 +81,15 @@ def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | 
     ``sudden``: the sudden-change flag of ``jsdp/gap``, or ``{gap key: flag}`` for several probes
     (written as ``<gap key>_sudden``).
     """
-    record: dict[str, Any] = {"event": "probe", "step": step, "time": time.time(), "probe_seconds": seconds,
-                              "prefix_sharing": result.info.get("prefix_sharing")}
+    record: dict[str, Any] = {
+        "event": "probe",
+        "step": step,
+        "time": time.time(),
+        "probe_seconds": seconds,
+        "prefix_sharing": result.info.get("prefix_sharing"),
+    }
     record.update(result.metrics)
-    for key, flag in (sudden.items() if isinstance(sudden, Mapping) else [("jsdp/gap", sudden)]):
+    for key, flag in sudden.items() if isinstance(sudden, Mapping) else [("jsdp/gap", sudden)]:
         record[f"{key}_sudden"] = flag
     record["by_seed"] = result.by_seed
     return record
@@ -188,7 +194,7 @@ class FairnessTracker:
         log_all_metrics: bool = False,
         probe_budget: float | None = None,
         loss_key: str = "val_loss",
-        autocast: Callable[[], ContextManager] | None = None,
+        autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     ) -> None:
         every_n_steps = check_interval(every_n_steps)
         if probe_budget is not None and not 0 < probe_budget < 1:
@@ -197,11 +203,9 @@ class FairnessTracker:
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
         if probe is not None and probes:
             raise ValueError("pass probe=... or probes={...}, not both")
-        if probes:
-            probe = ProbeSuite(probes)
         self.every_n_steps = self.initial_every_n_steps = every_n_steps
         self.probe_budget = probe_budget
-        self.probe = probe
+        self.probe: FairnessProbe | ProbeSuite | None = ProbeSuite(probes) if probes else probe
         self.tokenizer = tokenizer
         self.early_stopping = early_stopping
         self.probe_at_start = probe_at_start
@@ -213,9 +217,11 @@ class FairnessTracker:
         self.autocast = autocast
         #: What drives this tracker, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
         self.framework = "custom"
-        if early_stopping is not None and early_stopping.loss_key is None:
-            early_stopping.loss_key = loss_key
-        self.loss_key = early_stopping.loss_key if early_stopping is not None else loss_key
+        if early_stopping is not None:
+            if early_stopping.loss_key is None:
+                early_stopping.loss_key = loss_key
+            loss_key = early_stopping.loss_key
+        self.loss_key = loss_key
         self._writer: HistoryWriter | None = None
         self.reset()
 
@@ -227,7 +233,7 @@ class FairnessTracker:
         self.stop_message: str | None = None
         self.latest_loss: float | None = None
         self.sudden_change: dict[str, SuddenChangeDetector] = {}
-        self._gaps: dict[int, dict[str, float]] = {}  # every probe's gap keys by step, for the stop line
+        self._gaps: dict[int, dict[str, float | None]] = {}  # every probe's gap keys by step, for the stop line
         self._sudden: dict[str, bool] = {}  # the latest probe's sudden-change flags
         self.every_n_steps = self.initial_every_n_steps
         self.run_id: str | None = None
@@ -280,14 +286,17 @@ class FairnessTracker:
                 writer.start_run({**self.run_info(), "step": step}, resumed=self._resumed)
                 self._writer = writer
             except OSError as error:
-                problem = (f"FairnessTracker: history_path {self.history_path} cannot be written ({error}); "
-                           "give a writable history_path, or history_path=None for no history")
+                problem = (
+                    f"FairnessTracker: history_path {self.history_path} cannot be written ({error}); "
+                    "give a writable history_path, or history_path=None for no history"
+                )
         self.run_id, problem = from_rank_zero((run_id, problem))
         if problem is not None:
             raise OSError(problem)
         self._begun = True
-        if hasattr(self.sink, "layout"):
-            self.sink.layout = self.tensorboard_layout()
+        sink: Any = self.sink  # a sink that shows a layout (TensorBoard's) has one
+        if hasattr(sink, "layout"):
+            sink.layout = self.tensorboard_layout()
 
     def check(self, model: torch.nn.Module | None = None) -> None:
         """Check the stop rule against the probes' metric keys (known from their tasks before any
@@ -299,7 +308,7 @@ class FairnessTracker:
             if keys is not None:
                 name = self.early_stopping.monitor.partition("/")[0] if None not in probes else None
                 task = self.tasks.get(name)
-                self.early_stopping.check(keys, tuple(task.gap) if task is not None else None)
+                self.early_stopping.check(keys, task.gap if task is not None else None)
         if model is not None:
             for probe in probes.values():
                 if hasattr(probe, "check_model"):
@@ -317,13 +326,15 @@ class FairnessTracker:
 
     def _named_probes(self) -> dict[str | None, Any]:
         """``{name: probe}`` of a suite, ``{None: probe}`` for one."""
-        return dict(self.probe.probes) if isinstance(self.probe, ProbeSuite) else {None: self.probe}
+        if isinstance(self.probe, ProbeSuite):
+            return {name: probe for name, probe in self.probe.probes.items()}
+        return {None: self.probe}
 
     @property
     def tasks(self) -> dict[str | None, ProbeTask]:
         """``{probe name: task}`` for several probes, ``{None: task}`` for one."""
         if isinstance(self.probe, ProbeSuite):
-            return dict(self.probe.tasks)
+            return {name: task for name, task in self.probe.tasks.items()}
         return {None: getattr(self.probe, "task", GENDER_TASK)}
 
     def fairness_keys(self) -> list[str]:
@@ -339,15 +350,23 @@ class FairnessTracker:
 
     def run_info(self) -> dict[str, Any]:
         """What a run-start line says of the probe and the schedule."""
-        probe_set = getattr(self.probe, "probe_set", self.probe)
+        probe: Any = self.probe  # a FairnessProbe, a ProbeSuite or a user's own probe object
+        probe_set = getattr(probe, "probe_set", probe)
         names = [name for name in self.tasks if name]
-        return {"framework": self.framework, "probe_set": getattr(probe_set, "name", None), "probes": names or None,
-                "num_prompts": len(self.probe) if hasattr(self.probe, "__len__") else None,
-                "every_n_steps": self.every_n_steps, "probe_budget": self.probe_budget,
-                "monitor": self.early_stopping.monitor if self.early_stopping else None}
+        return {
+            "framework": self.framework,
+            "probe_set": getattr(probe_set, "name", None),
+            "probes": names or None,
+            "num_prompts": len(probe) if hasattr(probe, "__len__") else None,
+            "every_n_steps": self.every_n_steps,
+            "probe_budget": self.probe_budget,
+            "monitor": self.early_stopping.monitor if self.early_stopping else None,
+        }
 
     # -- the schedule ---------------------------------------------------------------------------
-    def start(self, model: torch.nn.Module, step: int = 0, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def start(
+        self, model: torch.nn.Module, step: int = 0, autocast: contextlib.AbstractContextManager | None = None
+    ) -> ProbeOutcome:
         """Begin the run at ``step`` (0, or the step a resumed run starts from; see :meth:`begin`) and,
         with ``probe_at_start``, probe there unless that step was already probed."""
         self.begin(model, step)
@@ -356,7 +375,7 @@ class FairnessTracker:
             return self.probe_now(model, step, autocast)
         return ProbeOutcome(step, None, False)
 
-    def step(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def step(self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
         """Call after each optimizer step (on every rank): probes if ``step`` is due, else does nothing."""
         self.begin(model, step)
         if not self.is_due(step):
@@ -388,7 +407,9 @@ class FairnessTracker:
         return {f"fairness/{k}": float(metrics[k]) for k in keys}
 
     # -- the probe ------------------------------------------------------------------------------
-    def probe_now(self, model: torch.nn.Module, step: int, autocast: ContextManager | None = None) -> ProbeOutcome:
+    def probe_now(
+        self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None
+    ) -> ProbeOutcome:
         """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
 
         Every rank makes the same collectives whatever fails (see
@@ -404,11 +425,15 @@ class FairnessTracker:
         start = time.perf_counter()
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(autocast if autocast is not None else
-                                    self.autocast() if self.autocast is not None else contextlib.nullcontext())
-            except Exception:  # noqa: BLE001 - every rank must still run the probes' collectives
-                log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step,
-                          exc_info=True)
+                stack.enter_context(
+                    autocast
+                    if autocast is not None
+                    else self.autocast()
+                    if self.autocast is not None
+                    else contextlib.nullcontext()
+                )
+            except Exception:  # every rank must still run the probes' collectives
+                log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step, exc_info=True)
             run = run_guarded(self._named_probes(), model, distributed=True)
         seconds = time.perf_counter() - start
         for name, ranks in run.failures.items():
@@ -426,7 +451,7 @@ class FairnessTracker:
                         decision = stopping.step(step, result.metrics, units=units.get(stopping.monitor))
                     else:
                         decision = stopping.step(step, result.metrics)
-                except Exception as exc:  # noqa: BLE001 - the probe line below is written all the same
+                except Exception as exc:  # the probe line below is written all the same
                     local_error = exc
                     log.error("fairness early stopping failed at step %d; training goes on", step, exc_info=True)
             self._write_probe(step, result, seconds, decision, units)
@@ -437,15 +462,22 @@ class FairnessTracker:
         # priority stands for all (StopReason.combine, as one all-reduce MAX of the priorities).
         wanted = decision.reason.priority if decision is not None and decision.should_stop else StopReason.NOT_STOPPED.priority
         reason_code, interval, failed, sink_failed = max_over_ranks(
-            [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)])
+            [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)]
+        )
         if (failed or sink_failed) and self.on_error == "raise":
             if local_error is not None or sink_error is not None:
                 raise local_error or sink_error  # type: ignore[misc]
             name, ranks = next(iter(run.failures.items()), (None, {}))
             raise ProbeFailure(ranks or {-1: "another rank's early stopping or logger failed"}, name)
         if interval and interval != self.every_n_steps:
-            log.warning("fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
-                        100 * self.probe_budget, time.perf_counter() - start, interval, self.every_n_steps)
+            assert self.probe_budget is not None  # a new interval comes only from probe_budget (_budget_interval)
+            log.warning(
+                "fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
+                100 * self.probe_budget,
+                time.perf_counter() - start,
+                interval,
+                self.every_n_steps,
+            )
             self.every_n_steps = interval
         metrics = result.metrics if result is not None else None
         if metrics is not None:
@@ -455,8 +487,7 @@ class FairnessTracker:
         if stops:
             own = decision.message if decision is not None and decision.should_stop else None
             message = self._record_stop(step, reason, own)
-        return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed),
-                            failures=run.failures)
+        return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed), failures=run.failures)
 
     def _merged(self, results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
         """One probe's result, or a suite's merged result of the probes that succeeded (None: none did)."""
@@ -472,7 +503,7 @@ class FairnessTracker:
             return None
         try:
             self.sink(self.logged_metrics(metrics), step)
-        except Exception as exc:  # noqa: BLE001 - a logger's failure must not end training either
+        except Exception as exc:  # a logger's failure must not end training either
             log.error("fairness metrics at step %d could not be logged; training goes on", step, exc_info=True)
             return exc
         return None
@@ -485,8 +516,12 @@ class FairnessTracker:
         try:
             self._writer.append(record)
         except OSError as error:
-            log.error("fairness history %s could not be written (%s); %d line(s) kept to write later; training goes on",
-                      self._writer.path, describe(error), len(self._writer.pending))
+            log.error(
+                "fairness history %s could not be written (%s); %d line(s) kept to write later; training goes on",
+                self._writer.path,
+                describe(error),
+                len(self._writer.pending),
+            )
 
     def _record_failure(self, step: int, name: str | None, ranks: Mapping[int, str], error: BaseException | None) -> None:
         """Log a failed probe (each failing rank its traceback; rank 0 which ranks failed and why) and
@@ -502,9 +537,17 @@ class FairnessTracker:
         if world_size > 1:
             log.error("fairness probe at step %d: %s; training goes on on every rank", step, failure)
         first = next(iter(failure.ranks.values()))
-        self._append({"event": "probe_failed", "step": step, "time": time.time(), "probe": name,
-                      "ranks": {str(r): text for r, text in failure.ranks.items()},
-                      "error_type": failure.error_type, "message": first.partition(": ")[2] or first})
+        self._append(
+            {
+                "event": "probe_failed",
+                "step": step,
+                "time": time.time(),
+                "probe": name,
+                "ranks": {str(r): text for r, text in failure.ranks.items()},
+                "error_type": failure.error_type,
+                "message": first.partition(": ")[2] or first,
+            }
+        )
 
     def _note_gaps(self, step: int, result: ProbeResult) -> None:
         """Each probe's key gap at ``step`` for the stop line, and its sudden-change flag."""
@@ -525,12 +568,18 @@ class FairnessTracker:
         for key in keys:
             name, rest = (None, key) if None in probes else tuple(key.split("/", 1))
             probe = probes.get(name)
-            if name in results and hasattr(probe, "gap_units") and (found := probe.gap_units(results[name], rest)):
+            if (
+                name in results
+                and probe is not None
+                and hasattr(probe, "gap_units")
+                and (found := probe.gap_units(results[name], rest))
+            ):
                 units[key] = found
         return units
 
-    def _write_probe(self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None,
-                     units: Mapping[str, GapUnits]) -> None:
+    def _write_probe(
+        self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None, units: Mapping[str, GapUnits]
+    ) -> None:
         if self._writer is None:
             return
         record = probe_record(step, result, seconds, {k: v for k, v in self._sudden.items() if k in result.metrics})
@@ -550,22 +599,37 @@ class FairnessTracker:
             # Another rank's policy fired (ranks can see different held-out losses); this one did not.
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         best_step = stopping.best_step if stopping else None
-        others = {key: {"at_stop": self._gaps.get(step, {}).get(key), "at_best": self._gaps.get(best_step, {}).get(key)}
-                  for key in self.fairness_keys() if not stopping or key != stopping.monitor}
+        others = {
+            key: {
+                "at_stop": self._gaps.get(step, {}).get(key),
+                "at_best": self._gaps.get(best_step, {}).get(key) if best_step is not None else None,
+            }
+            for key in self.fairness_keys()
+            if not stopping or key != stopping.monitor
+        }
         if len(self.tasks) > 1 and others:
+
             def show(value):
                 return "n/a" if value is None or value != value else f"{value:+.4g}"
+
             message += "; other probes at step {} (best step {}): {}".format(
-                step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items()))
+                step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items())
+            )
         self.stopped_reason, self.stop_message = reason, message
         log.warning("FairnessEarlyStopping: %s", message)
-        self._append({
-            "event": "stop", "step": step, "time": time.time(), "reason": reason.value, "message": message,
-            "monitor": stopping.monitor if stopping else None,
-            "best_step": stopping.best_step if stopping else None,
-            "best_value": stopping.best if stopping else None,
-            "other_gaps": others if len(self.tasks) > 1 else None,
-        })
+        self._append(
+            {
+                "event": "stop",
+                "step": step,
+                "time": time.time(),
+                "reason": reason.value,
+                "message": message,
+                "monitor": stopping.monitor if stopping else None,
+                "best_step": stopping.best_step if stopping else None,
+                "best_value": stopping.best if stopping else None,
+                "other_gaps": others if len(self.tasks) > 1 else None,
+            }
+        )
         return message
 
     def update_loss(self, losses: dict[str, Any]) -> None:
