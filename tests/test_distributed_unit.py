@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from fairness_callback.training.distributed import ProbeScoreState, any_rank, shard_indices, world
+from fairness_callback.probe.distributed import ProbeScoreState, any_rank, shard_indices, world
 
 
 def test_shards_are_equal_cover_everything_once_and_balance_lengths():

@@ -191,3 +191,23 @@ def test_every_extra_an_error_names_exists_and_the_demo_extra_holds_what_the_dem
     demo = re.fullmatch(r"fairness-callback\[(.*)\]", extras["demo"][0]).group(1).split(",")
     # demo/run.py checks lightning or accelerate, tensorboard and matplotlib before it trains
     assert {EXTRAS[m][1] for m in ("lightning", "accelerate", "tensorboard", "matplotlib")} <= set(demo)
+
+
+def test_data_flows_one_way_between_the_folders():
+    """data -> probe -> training -> integrations; offline, demo and cli on top: no folder imports one above it."""
+    package = Path(__file__).resolve().parents[1] / "fairness_callback"
+    above = {
+        "data": {"probe", "training", "integrations", "offline", "demo", "cli"},
+        "probe": {"training", "integrations", "offline", "demo", "cli"},
+        "training": {"integrations", "offline", "demo", "cli"},
+        "integrations": {"offline", "demo", "cli"},
+    }
+    found = []
+    for folder, forbidden in above.items():
+        for path in sorted((package / folder).glob("*.py")):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                match = re.match(r"\s*from \.\.(\w+)|\s*from fairness_callback\.(\w+)", line)
+                target = match and (match.group(1) or match.group(2))
+                if target in forbidden:
+                    found.append(f"{folder}/{path.name}:{number}: {line.strip()}")
+    assert not found, "imports against the flow:\n" + "\n".join(found)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..data.sentence import ProbeItem, ProbeSet, item_id, item_kind  # item_id: re-exported (fairness_callback.probe)
-from ..training.distributed import gather_from_ranks, max_over_ranks, shard_indices, world
+from .distributed import gather_from_ranks, max_over_ranks, shard_indices, world
 from .encoding import EncodedPrompts
 from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
 from .growth import GapUnits

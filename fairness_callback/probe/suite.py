@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..data import ProbeSet
-from ..training.distributed import gather_from_ranks, max_over_ranks, world
+from .distributed import gather_from_ranks, max_over_ranks, world
 from .fairness_probe import FairnessProbe, ProbeResult
 from .faults import ProbeFailure, describe
 from .tasks import ProbeTask

@@ -24,11 +24,11 @@ from typing import Any, Literal
 import torch
 
 from ..probe import FairnessProbe, ProbeResult
+from ..probe.distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
 from ..probe.faults import ProbeFailure, describe
 from ..probe.growth import GapUnits
 from ..probe.suite import ProbeSuite, run_guarded
 from ..probe.tasks import GENDER_TASK, ProbeTask
-from .distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
 from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .sinks import make_sink
 from .stopping import FairnessEarlyStopping, StopDecision, StopReason
