@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -117,25 +118,23 @@ def finished(out: Path, skew: float, seed: int) -> bool:
     return log.is_file() and "wrote " in log.read_text(errors="replace")
 
 
-def onset(probes: list[dict]) -> int | None:
-    """Index of the first probe from which the gap's CI stays above zero to the end; None if none."""
+def holds_from(probes: list[dict], holds: Callable[[dict], bool]) -> int | None:
+    """Index of the first probe from which ``holds`` is true of every probe to the end; None if none."""
     first = None
     for i, record in enumerate(probes):
-        low = record.get(f"{MONITOR}_ci_low")
-        if finite(low) and low > 0:
-            first = i if first is None else first
-        else:
-            first = None
+        first = (i if first is None else first) if holds(record) else None
     return first
+
+
+def onset(probes: list[dict]) -> int | None:
+    """Index of the first probe from which the gap's CI stays above zero to the end; None if none."""
+    return holds_from(probes, lambda r: finite(r.get(f"{MONITOR}_ci_low")) and r[f"{MONITOR}_ci_low"] > 0)
 
 
 def learned_at(probes: list[dict]) -> int | None:
     """Step from which accuracy on male- and on female-answer prompts stays >= LEARNED; None if never."""
-    first = None
-    for record in probes:
-        ok = all(finite(record.get(f"acc/{g}")) and record[f"acc/{g}"] >= LEARNED for g in ("male", "female"))
-        first = (record["step"] if first is None else first) if ok else None
-    return first
+    first = holds_from(probes, lambda r: all(finite(r.get(f"acc/{g}")) and r[f"acc/{g}"] >= LEARNED for g in ("male", "female")))
+    return None if first is None else probes[first]["step"]
 
 
 def _median(values: list[float]) -> float | None:
