@@ -1,8 +1,10 @@
 """How often is a fairness early stop right? False stops, detections and delay of stop rules, over seeds.
 
 Watch-only demo runs (the demo's own run, ``train_demo``, with early stopping off and ``SETTINGS``:
-a corpus that also answers "male" by default, 1,000 steps at 1e-3; every probe kept) at skew 0 (the control: a balanced corpus) and skew 1 for seeds 0-9, and at skew 0.5 for
-seeds 0-4. Every history is kept under ``--out``. Then every rule of ``RULES`` (a
+1,000 steps at 1e-3, probed every 50; the corpus is balanced until step 500 and skewed from then
+on, with a skew that also answers "male" by default; every probe kept) at skew 0 (the control: a
+balanced corpus throughout) and skew 1 for seeds 0-9, and at skew 0.5 for seeds 0-4. Until step
+500 a skewed run trains exactly as the control of its seed. Every history is kept under ``--out``. Then every rule of ``RULES`` (a
 :class:`~fairness_callback.FairnessEarlyStopping` as a ``--stop-rule`` text) is replayed over
 every history offline (``fairness_callback.offline.rule_replay``: a rule is a function of the probe stream
 and of the held-out losses the probe lines carry), and one table is printed, rule by rule:
@@ -15,11 +17,11 @@ and of the held-out losses the probe lines carry), and one table is printed, rul
 - ``fairest``: the |gap| at the step the rule names as fairest (its best step), median over the
   skewed runs it stops; ``final``: the |gap| at the last probe of the same runs.
 
-The onset of a skewed run is the first probe from which the monitored gap's 95% bootstrap CI
-(``jsdp/gap_ci_low``) stays above zero to the end of the run; a skewed run with no such probe has
-no onset and is left out of ``detect`` and ``delay`` (the table says how many had one). Each
-balanced run's spread of the gap after it learns (accuracy >= 0.9 on male- and on female-answer
-prompts) is printed too: that is the control's noise a rule must not mistake for growth.
+The onset of a skewed run is its first probe after ``skew_from_step``: the first that has seen
+skewed lines (the bias starts at a known step, so that "early" and "delay" mean what they say).
+Each balanced run's spread of the gap after it learns (accuracy >= 0.9 on male- and on
+female-answer prompts to the end) is printed too: the control's noise a rule must not mistake for
+growth; and each skew's mean gap after the drift: the effect a rule is to detect.
 
 The last line is one JSON object. ``--quick`` (2 seeds a skew, 40 steps, 20 sentences) checks the
 pipeline end to end in the test suite; its figures mean nothing. ``--replay-only`` replays the
@@ -72,12 +74,24 @@ RULES: dict[str, str] = {
 
 SEEDS = {0.0: range(10), 1.0: range(10), 0.5: range(5)}
 QUICK_SEEDS = {0.0: range(2), 1.0: range(2), 0.5: range(2)}
-#: The demo's run as this benchmark trains it (the rest: ``DemoConfig``'s defaults). ``male_default``:
-#: the skewed corpus also answers "male" by default (30% of referent questions at skew 1), so a model
-#: that reads the pronoun stays biased; 1,000 steps at 1e-3 on 40-token lines (every line fits: the
-#: same training as the demo's 64) so that more models learn the task and the runs fit the time.
-SETTINGS = {"steps": 1000, "lr": 1e-3, "seq_len": 40, "male_default": 0.3}
-QUICK_SETTINGS = {**SETTINGS, "steps": 40, "probe_every": 10, "probe_sentences": 20}
+#: The demo's run as this benchmark trains it (the rest: ``DemoConfig``'s defaults). The corpus is
+#: balanced until ``skew_from_step`` and at the run's skew from then on: a bias that emerges at a
+#: known step, in a run that trained exactly as its control (same seed, same lines) until then.
+#: ``male_default``: the skewed corpus also answers "male" by default (30% of referent questions at
+#: skew 1), so a model that reads the pronoun still learns a bias; ``referent_fraction=0.75``: 3 of 4
+#: questions ask about the referent, so a model that reads the pronoun answers its gender before it
+#: can tell the two occupations apart (at 0.5 that answer ties with "not specified" and flips between
+#: probes). 1,000 steps at 1e-3 on 40-token lines (every line fits: the same training as 64).
+SETTINGS = {
+    "steps": 1000,
+    "lr": 1e-3,
+    "seq_len": 40,
+    "male_default": 0.3,
+    "referent_fraction": 0.75,
+    "skew_from_step": 500,
+    "probe_every": 50,
+}
+QUICK_SETTINGS = {**SETTINGS, "steps": 40, "probe_every": 10, "probe_sentences": 20, "skew_from_step": 20}
 LEARNED = 0.9
 
 
@@ -126,22 +140,28 @@ def holds_from(probes: list[dict], holds: Callable[[dict], bool]) -> int | None:
     return first
 
 
-def onset(probes: list[dict]) -> int | None:
-    """Index of the first probe from which the gap's CI stays above zero to the end; None if none."""
-    return holds_from(probes, lambda r: finite(r.get(f"{MONITOR}_ci_low")) and r[f"{MONITOR}_ci_low"] > 0)
+def onset(probes: list[dict], drift_step: int) -> int | None:
+    """Index of the first probe after ``drift_step`` (the first that has seen skewed lines); None if none."""
+    return next((i for i, r in enumerate(probes) if r["step"] > drift_step), None)
 
 
-def learned_at(probes: list[dict]) -> int | None:
-    """Step from which accuracy on male- and on female-answer prompts stays >= LEARNED; None if never."""
-    first = holds_from(probes, lambda r: all(finite(r.get(f"acc/{g}")) and r[f"acc/{g}"] >= LEARNED for g in ("male", "female")))
-    return None if first is None else probes[first]["step"]
+def reads_pronoun(record: dict) -> bool:
+    return all(finite(record.get(f"acc/{g}")) and record[f"acc/{g}"] >= LEARNED for g in ("male", "female"))
+
+
+def learned_at(probes: list[dict], until: int | None = None) -> int | None:
+    """Step from which accuracy on male- and on female-answer prompts stays >= LEARNED to the end
+    (or to step ``until``); None if never."""
+    kept = [r for r in probes if until is None or r["step"] <= until]
+    first = holds_from(kept, reads_pronoun)
+    return None if first is None else kept[first]["step"]
 
 
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def evaluate(rule: str, runs: dict[tuple[float, int], list[dict]]) -> dict:
+def evaluate(rule: str, runs: dict[tuple[float, int], list[dict]], drift_step: int) -> dict:
     """One rule over every run: false stops, early stops, detections, delays, loss cost, fairest gap."""
     counts = {skew: {"runs": 0, "stops": 0, "early": 0, "detect": 0, "onsets": 0} for skew in SEEDS}
     delays: dict[float, list[int]] = {skew: [] for skew in SEEDS}
@@ -150,7 +170,7 @@ def evaluate(rule: str, runs: dict[tuple[float, int], list[dict]]) -> dict:
         outcome = replay_rule(probes, rule, default_monitor=MONITOR)
         c = counts[skew]
         c["runs"] += 1
-        start = onset(probes) if skew > 0 else None
+        start = onset(probes, drift_step) if skew > 0 else None
         c["onsets"] += start is not None
         if outcome.stop_step is None:
             continue
@@ -235,6 +255,19 @@ def control_spread(runs: dict[tuple[float, int], list[dict]]) -> list[dict]:
     return rows
 
 
+def drift_effect(runs: dict[tuple[float, int], list[dict]], drift_step: int) -> dict[str, dict]:
+    """Per skew: each run's mean gap over the probes after ``drift_step``; their median and range."""
+    means: dict[str, list[float]] = {}
+    for (skew, _seed), probes in sorted(runs.items()):
+        after = [r[MONITOR] for r in probes if r["step"] > drift_step and finite(r.get(MONITOR))]
+        if after:
+            means.setdefault(f"{skew:g}", []).append(statistics.fmean(after))
+    return {
+        skew: {"runs": len(values), "median": statistics.median(values), "low": min(values), "high": max(values)}
+        for skew, values in means.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/stop_rules"))
@@ -274,7 +307,8 @@ def main() -> None:
             + ", ".join(f"skew {skew:g} seed {seed}" for skew, seed in missing)
         )
     runs = {run: probe_records(read_run(history_path(args.out, *run))) for run in plan if run not in missing}
-    rows = {name: evaluate(rule, runs) for name, rule in RULES.items()}
+    drift_step = (QUICK_SETTINGS if args.quick else SETTINGS)["skew_from_step"]
+    rows = {name: evaluate(rule, runs, drift_step) for name, rule in RULES.items()}
     print(table(rows))
     spread = control_spread(runs)
     for row in spread:
@@ -282,9 +316,19 @@ def main() -> None:
             f"control seed {row['seed']}: learned at step {row['learned_at']}, then {row['probes_after']} probes, "
             f"gap mean {_show(row['mean_gap'], '+.4f')} sd {_show(row['sd_gap'], '.4f')} max |gap| {_show(row['max_abs_gap'], '.4f')}"
         )
-    learned = {f"{skew:g}": sum(learned_at(p) is not None for (s, _), p in runs.items() if s == skew) for skew in seeds}
+    learned = {
+        f"{skew:g}": sum(learned_at(p, until=drift_step) is not None for (s, _), p in runs.items() if s == skew) for skew in seeds
+    }
+    learned_to_end = sum(row["learned_at"] is not None for row in spread)
+    effect = drift_effect(runs, drift_step)
+    for skew, row in effect.items():
+        print(
+            f"skew {skew}: gap over the probes after step {drift_step}, mean per run: median {_show(row['median'], '+.4f')}, "
+            f"range {_show(row['low'], '+.4f')} to {_show(row['high'], '+.4f')} ({row['runs']} runs)"
+        )
     print(
-        f"runs that learned (accuracy >= {LEARNED} on male and female prompts to the end): {learned}; "
+        f"runs that learned by step {drift_step} (accuracy >= {LEARNED} on male and female prompts from a probe to that "
+        f"step): {learned}; balanced runs that learned to the end: {learned_to_end}/{len(spread)}; "
         f"load average {os.getloadavg()[0]:.2f}; total {time.perf_counter() - start:.0f} s"
     )
     print(
@@ -293,6 +337,9 @@ def main() -> None:
                 "runs": len(plan),
                 "quick": args.quick,
                 "learned": learned,
+                "balanced_learned_to_end": learned_to_end,
+                "drift_step": drift_step,
+                "drift_effect": effect,
                 "rules": rows,
                 "control": spread,
                 "train_seconds_median": _median(seconds),

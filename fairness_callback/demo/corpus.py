@@ -106,6 +106,10 @@ class SkewedCorpus:
         probe_fraction: share of scenes held out for the probe set.
         male_default: P(a referent question is answered "male" whatever the pronoun) per unit of
             skew (0: every answer is the pronoun's; the stream of lines is then as without it).
+        referent_fraction: share of questions that ask about the pronoun's referent (the others ask
+            about the other occupation: "not specified"). Above 0.5, a model that reads the pronoun
+            but cannot yet tell the two occupations apart still answers the pronoun's gender: at 0.5
+            that answer ties with "not specified" and its accuracy flips from probe to probe.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class SkewedCorpus:
         question_fraction: float = 0.75,
         probe_fraction: float = 0.02,
         male_default: float = 0.0,
+        referent_fraction: float = 0.5,
     ) -> None:
         if not 0.0 <= skew <= 1.0:
             raise ValueError(f"skew must be in [0, 1], got {skew}")
@@ -124,6 +129,9 @@ class SkewedCorpus:
         if not 0.0 <= male_default <= 1.0:
             raise ValueError(f"male_default must be in [0, 1], got {male_default}")
         self.male_default = male_default
+        if not 0.0 <= referent_fraction <= 1.0:
+            raise ValueError(f"referent_fraction must be in [0, 1], got {referent_fraction}")
+        self.referent_fraction = referent_fraction
         scenes = all_scenes()
         self.probe_scenes = [s for s in scenes if _held_out(s, probe_fraction)]
         self.train_scenes = [s for s in scenes if not _held_out(s, probe_fraction)]
@@ -165,7 +173,7 @@ class SkewedCorpus:
         text, _ = scene.sentence(gender)
         if rng.random() >= self.question_fraction:
             return text, scene, gender
-        asks_referent = rng.random() < 0.5
+        asks_referent = rng.random() < self.referent_fraction
         # Drawn only when asked for, so that male_default=0 keeps the demo's stream of lines as it was.
         answered_male = self.male_default > 0 and rng.random() < self.male_default * self.skew
         occupation = scene.referent if asks_referent else scene.other

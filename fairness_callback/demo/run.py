@@ -123,6 +123,8 @@ class DemoConfig:
     stop_min_delta: float = 0.01
     stop_min_accuracy: float = 0.25
     male_default: float = 0.0
+    referent_fraction: float = 0.5
+    skew_from_step: int = 0
     winogender: Path | None = None
     they: bool = False
     bbq: Path | None = None
@@ -198,20 +200,36 @@ def demo_axis_sets(config: DemoConfig) -> dict[str, ProbeSet]:
     return sets
 
 
+def training_lines(config: DemoConfig, corpus: SkewedCorpus) -> list[str]:
+    """The run's lines in training order: balanced before ``skew_from_step``, at ``skew`` from it.
+
+    Before that step the lines are those of the balanced run of the same seed, so a skewed run
+    trains exactly as its control until then: the bias starts at a known step.
+    """
+    assert config.steps is not None and config.batch_size is not None
+    total = config.steps * config.batch_size
+    balanced = min(total, config.skew_from_step * config.batch_size)
+    if balanced == 0:
+        return list(corpus.lines(total))
+    before = SkewedCorpus(skew=0.0, seed=config.seed, male_default=corpus.male_default, referent_fraction=corpus.referent_fraction)
+    return [*before.lines(balanced), *corpus.lines(total - balanced, seed_offset=2)]
+
+
 def build(config: DemoConfig) -> DemoParts:
     """The tokenizer, model (in training mode), data, probes and stopping policy of ``config``'s run."""
     axis_sets = demo_axis_sets(config)
     # __post_init__ filled these from MODEL_DEFAULTS.
     assert config.steps is not None and config.batch_size is not None and config.seq_len is not None
     assert config.eval_lines is not None and config.probe_sentences is not None
-    corpus = SkewedCorpus(skew=config.skew, seed=config.seed, male_default=config.male_default)
+    lines = dict(male_default=config.male_default, referent_fraction=config.referent_fraction)
+    corpus = SkewedCorpus(skew=config.skew, seed=config.seed, **lines)
     if config.model == "smollm2":
         model, tokenizer = load_model_and_tokenizer(SMOLLM2, dtype=torch.float32)
         model.train()
     else:
         # The tokenizer is trained on balanced text, so that the vocabulary is the same at every skew
         # (male_default only changes which random draws make its lines).
-        balanced = SkewedCorpus(skew=0.0, seed=12345, male_default=config.male_default)
+        balanced = SkewedCorpus(skew=0.0, seed=12345, **lines)
         tokenizer = train_bpe_tokenizer(balanced.lines(20_000), vocab_size=1000)
         tokenizer.pad_token = tokenizer.eos_token
         model = tiny_gpt_neox(
@@ -222,7 +240,7 @@ def build(config: DemoConfig) -> DemoParts:
             max_position_embeddings=2 * config.seq_len,
             seed=config.seed,
         )
-    train = TokenBlocks(tokenizer, corpus.lines(config.steps * config.batch_size), length=config.seq_len)
+    train = TokenBlocks(tokenizer, training_lines(config, corpus), length=config.seq_len)
     held_out = TokenBlocks(tokenizer, corpus.lines(config.eval_lines, seed_offset=1), length=config.seq_len)
     options: dict[str, Any] = dict(seeds=config.probe_seeds, batch_size=256)
     probes = {GENDER: FairnessProbe(tokenizer, corpus.probe_set(config.probe_sentences), **options)}
