@@ -70,6 +70,22 @@ RULES: dict[str, str] = {
     "bootstrap a=0.05 d=0.01 acc=0.9": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.9",
     "bootstrap a=0.05 d=0.01 acc=0.9 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.9",
     "point d=0.01 acc=0.9": "patience=3,test=point,min_delta=0.01,min_accuracy=0.9",
+    "point d=0 acc=0.5": "patience=3,test=point,min_delta=0,min_accuracy=0.5",
+    "point d=0.01 acc=0.5": "patience=3,test=point,min_delta=0.01,min_accuracy=0.5",
+    "point d=0.02 acc=0.5": "patience=3,test=point,min_delta=0.02,min_accuracy=0.5",
+    "point d=0.02 warmup=300": "patience=3,test=point,min_delta=0.02,warmup_steps=300",
+    "bootstrap a=0.05 d=0 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,min_accuracy=0.5",
+    "bootstrap a=0.05 d=0.02 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.02,min_accuracy=0.5",
+    "bootstrap a=0.05 d=0.01 acc=0.5 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.5",
+    "point d=0 rebase=0.1": "patience=3,test=point,min_delta=0,rebase_loss_drop=0.1",
+    "point d=0.01 rebase=0.05": "patience=3,test=point,min_delta=0.01,rebase_loss_drop=0.05",
+    "point d=0.01 rebase=0.1": "patience=3,test=point,min_delta=0.01,rebase_loss_drop=0.1",
+    "point d=0.01 rebase=0.2": "patience=3,test=point,min_delta=0.01,rebase_loss_drop=0.2",
+    "point d=0.02 rebase=0.1": "patience=3,test=point,min_delta=0.02,rebase_loss_drop=0.1",
+    "point d=0.01 rebase=0.1 p=2": "patience=2,test=point,min_delta=0.01,rebase_loss_drop=0.1",
+    "bootstrap a=0.05 d=0 rebase=0.1": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,rebase_loss_drop=0.1",
+    "bootstrap a=0.05 d=0.01 rebase=0.1": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,rebase_loss_drop=0.1",
+    "bootstrap a=0.05 d=0.01 rebase=0.1 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,rebase_loss_drop=0.1",
 }
 
 SEEDS = {0.0: range(10), 1.0: range(10), 0.5: range(5)}
@@ -275,11 +291,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 seeds a skew on a 40-step demo: the pipeline, not the figures")
     parser.add_argument("--replay-only", action="store_true", help="replay the histories already under --out")
     parser.add_argument("--keep", action="store_true", help="do not train again the runs that finished under --out")
+    parser.add_argument(
+        "--seed-offset", type=int, default=0, help="add this to every seed: fresh runs to check a rule chosen on seeds 0-9"
+    )
+    parser.add_argument("--skews", help="only these skews, comma-separated (default 0,1,0.5)")
     parser.add_argument("--one", nargs=3, metavar=("SKEW", "SEED", "DIR"), help=argparse.SUPPRESS)  # one run, in its process
     args = parser.parse_args()
     if args.one:
         return train_one(float(args.one[0]), int(args.one[1]), Path(args.one[2]), args.quick)
-    seeds = QUICK_SEEDS if args.quick else SEEDS
+    chosen_skews = {float(x) for x in args.skews.split(",")} if args.skews else None
+    seeds = {
+        skew: range(r.start + args.seed_offset, r.stop + args.seed_offset)
+        for skew, r in (QUICK_SEEDS if args.quick else SEEDS).items()
+        if chosen_skews is None or skew in chosen_skews
+    }
     # Balanced and skewed runs alternate, so that a benchmark cut short still has both.
     plan = sorted(((skew, seed) for skew, chosen in seeds.items() for seed in chosen), key=lambda run: (run[0] == 0.5, run[1]))
     start = time.perf_counter()
@@ -298,7 +323,7 @@ def main() -> None:
                 seconds.append(took)
                 cpu_seconds.append(cpu)
                 print(f"  skew {skew:g} seed {seed}: {took:.0f} s wall, {cpu:.0f} s CPU", flush=True)
-    missing = [run for run in plan if not history_path(args.out, *run).is_file()]
+    missing = [run for run in plan if not finished(args.out, *run)]  # a run still training is left out too
     if missing and not args.replay_only:
         raise RuntimeError(f"runs without a history: {missing}")
     if missing:  # --replay-only over a benchmark cut short: the table says how many runs each count is of

@@ -113,3 +113,42 @@ def test_without_male_default_the_lines_are_those_of_the_demo():
     assert plain != list(SkewedCorpus(skew=1.0, seed=7, male_default=0.3).lines(300))
     with pytest.raises(ValueError, match="male_default"):
         SkewedCorpus(male_default=1.5)
+
+
+def referent_share(corpus: SkewedCorpus, n: int = 20000) -> float:
+    """Share of question lines that ask about the pronoun's referent (not the other occupation)."""
+    rng = random.Random(8)
+    asked = Counter()
+    for _ in range(n):
+        line, scene, _gender = corpus.labelled_line(rng)
+        found = re.search(r"the ([a-zA-Z ]+)'s gender is", line)
+        if found:
+            asked[found.group(1) == scene.referent] += 1
+    return asked[True] / (asked[True] + asked[False])
+
+
+def test_referent_fraction_sets_which_occupation_the_questions_ask_about():
+    """0.75: 3 of 4 questions ask about the referent; 0.5 (the default) keeps the demo's lines."""
+    assert referent_share(SkewedCorpus(seed=4, referent_fraction=0.75)) == pytest.approx(0.75, abs=0.015)
+    assert referent_share(SkewedCorpus(seed=4)) == pytest.approx(0.5, abs=0.015)
+    assert list(SkewedCorpus(seed=7).lines(200)) == list(SkewedCorpus(seed=7, referent_fraction=0.5).lines(200))
+    with pytest.raises(ValueError, match="referent_fraction"):
+        SkewedCorpus(referent_fraction=-0.1)
+
+
+def test_a_skewed_run_trains_on_its_controls_lines_until_skew_from_step():
+    """Before ``skew_from_step`` a skewed run's lines are those of the balanced run of its seed (so the
+    two runs train the same model until then); from it on they are drawn at the skew."""
+    from fairness_callback.demo.run import DemoConfig, training_lines
+
+    def lines(skew: float, skew_from_step: int) -> list[str]:
+        config = DemoConfig(skew=skew, seed=3, steps=60, batch_size=8, skew_from_step=skew_from_step, male_default=0.3)
+        return training_lines(config, SkewedCorpus(skew=skew, seed=3, male_default=0.3))
+
+    control, skewed = lines(0.0, 40), lines(1.0, 40)
+    assert len(control) == len(skewed) == 480
+    assert skewed[:320] == control[:320]
+    assert skewed[320:] == list(SkewedCorpus(skew=1.0, seed=3, male_default=0.3).lines(160, seed_offset=2))
+    assert sum(a != b for a, b in zip(skewed[320:], control[320:])) > 30
+    assert lines(1.0, 0) == list(SkewedCorpus(skew=1.0, seed=3, male_default=0.3).lines(480))
+    assert lines(1.0, 60)[:480] == control[:320] + lines(0.0, 60)[320:]

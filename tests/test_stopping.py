@@ -107,6 +107,58 @@ def test_nan_probe_is_ignored():
     assert stopped is None and "ignored" in decisions[1].message and policy.best == 0.005
 
 
+def feed_with_losses(policy, probes, every=100):
+    """``probes``: (loss or None, gap) per probe; the loss is the latest evaluation before the probe."""
+    for i, (loss, gap) in enumerate(probes):
+        if loss is not None:
+            policy.update_loss(loss)
+        decision = policy.step(i * every, {"jsdp/gap": gap})
+        if decision.should_stop:
+            return i * every, decision
+    return None, decision
+
+
+# The first probes of a run trained from scratch: the untrained model answers one option
+# everywhere (gap about 0 at step 0), then the gap jumps while the held-out loss falls fast.
+UNTRAINED_THEN_LEARNED = [(None, 0.0003), (3.4, 0.05), (0.98, 0.12), (0.65, 0.05), (0.59, 0.036), (0.58, 0.008)]
+
+
+def test_rebase_loss_drop_lets_the_best_of_an_untrained_model_go():
+    """Without it, the untrained model's gap of about 0 is the best and the jumps of the next probes
+    stop the run; with it, each of those bests is stale once the loss has fallen by more than 10%,
+    and the rule starts from the model that reads the pronoun (step 500)."""
+    plain = FairnessEarlyStopping(patience=3, min_delta=0.01)
+    assert feed_with_losses(plain, UNTRAINED_THEN_LEARNED)[0] == 300
+    rebased = FairnessEarlyStopping(patience=3, min_delta=0.01, rebase_loss_drop=0.1)
+    stopped, decision = feed_with_losses(rebased, UNTRAINED_THEN_LEARNED)
+    assert stopped is None and rebased.best_step == 500 and rebased.best == 0.008
+    # The bias emerges: three probes above best + min_delta, the loss still falling within 10%.
+    rebased = FairnessEarlyStopping(patience=3, min_delta=0.01, rebase_loss_drop=0.1)
+    stopped, decision = feed_with_losses(rebased, UNTRAINED_THEN_LEARNED + [(0.57, 0.06), (0.56, 0.09), (0.55, 0.05)])
+    assert stopped == 800 and decision.best_step == 500
+    assert "exceeded best 0.008 + 0.01 for 3 probes (best at step 500)" in decision.message
+
+
+def test_rebase_loss_drop_says_why_the_best_moved_and_survives_a_resume():
+    policy = FairnessEarlyStopping(patience=3, rebase_loss_drop=0.1)
+    policy.update_loss(1.0)
+    assert policy.step(0, {"jsdp/gap": 0.001}).best_step == 0
+    policy.update_loss(0.95)  # within 10%: the best holds
+    assert policy.step(100, {"jsdp/gap": 0.04}).best_step == 0
+    restored = FairnessEarlyStopping(patience=3, rebase_loss_drop=0.1)
+    restored.load_state_dict(policy.state_dict())
+    assert restored.loss_at_best == 1.0
+    restored.update_loss(0.8)  # 1.0 > 0.8 * 1.1: stale
+    decision = restored.step(200, {"jsdp/gap": 0.05})
+    assert (decision.best_step, decision.best, decision.wait) == (200, 0.05, 0)
+    assert decision.message == (
+        "jsdp/gap 0.05 is the new best: held-out loss fell from 1 to 0.8 since the best at step 0 (rebase_loss_drop=0.1)"
+    )
+    # Without held-out losses it never acts: the rule is the plain one.
+    no_loss = FairnessEarlyStopping(patience=1, rebase_loss_drop=0.1)
+    assert feed(no_loss, [0.001, 0.04])[0] == 100
+
+
 def test_unknown_monitor_names_the_known_keys():
     with pytest.raises(KeyError, match="'jsdp/gapp' is not a probe metric.*jsdp/gap"):
         FairnessEarlyStopping(monitor="jsdp/gapp").step(0, {"jsdp/gap": 0.1})
@@ -129,6 +181,7 @@ def test_state_dict_round_trip_continues_the_count():
         ({"min_delta": -1}, "min_delta"),
         ({"loss_tolerance": -0.1}, "loss_tolerance"),
         ({"alpha": 1.5}, "alpha"),
+        ({"rebase_loss_drop": -0.1}, "rebase_loss_drop"),
     ],
 )
 def test_bad_arguments(kwargs, message):

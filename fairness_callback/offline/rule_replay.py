@@ -38,14 +38,16 @@ def parse_rule(text: str, default_monitor: str = "jsdp/gap") -> FairnessEarlySto
         name, raw = name.strip(), raw.strip()
         if not sep or name not in parameters:
             raise ValueError(f"--stop-rule {text!r}: {field!r} is not NAME=VALUE with NAME one of {', '.join(parameters)}")
-        kwargs[name] = _value(parameters[name].default, raw, text, name)
+        kwargs[name] = _value(parameters[name].default, raw, text, name, str(parameters[name].annotation))
     try:
         return FairnessEarlyStopping(**kwargs)
     except ValueError as error:
         raise ValueError(f"--stop-rule {text!r}: {error}") from None
 
 
-def _value(default: Any, raw: str, text: str, name: str) -> Any:
+def _value(default: Any, raw: str, text: str, name: str, annotation: str = "") -> Any:
+    if raw.lower() == "none" and not isinstance(default, bool):
+        return None
     try:
         if isinstance(default, bool):
             if raw.lower() not in ("true", "false", "1", "0"):
@@ -58,7 +60,12 @@ def _value(default: Any, raw: str, text: str, name: str) -> Any:
     except ValueError:
         kind = "true or false" if isinstance(default, bool) else type(default).__name__
         raise ValueError(f"--stop-rule {text!r}: {name}={raw!r} is not {kind}") from None
-    return None if raw.lower() == "none" else raw
+    if default is None and annotation.startswith("float"):  # an optional number (rebase_loss_drop)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"--stop-rule {text!r}: {name}={raw!r} is not a number or none") from None
+    return raw
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,13 @@ class FairnessEarlyStopping:
             the monitor must be a ``.../<ar|jsdp>/gap`` or ``abs_gap`` key, and ``step`` gets the
             probe's per-sentence values, as the monitor passes them).
         n_boot: bootstrap resamples of ``test="bootstrap"`` (seeded: every rank decides alike).
+        rebase_loss_drop: once the held-out loss has fallen by more than this fraction since the
+            best step (``latest_loss * (1 + rebase_loss_drop) < `` the loss at the best step), that
+            best is stale and the current probe becomes the best. A stop then never names as
+            fairest a model far worse than the current one, such as the untrained model of the
+            first probes (which answers one option everywhere, so its gap is about 0), and no
+            ``warmup_steps`` is needed to skip that phase. A best with no held-out loss known at its
+            step is stale as soon as one is. None: never (without held-out losses it never acts).
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class FairnessEarlyStopping:
         require_loss: bool = False,
         test: Literal["point", "bootstrap"] = "point",
         n_boot: int = 1000,
+        rebase_loss_drop: float | None = None,
     ) -> None:
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
@@ -139,6 +147,8 @@ class FairnessEarlyStopping:
             raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy}")
         if test not in ("point", "bootstrap"):
             raise ValueError(f"test must be 'point' or 'bootstrap', got {test!r}")
+        if rebase_loss_drop is not None and not rebase_loss_drop >= 0:
+            raise ValueError(f"rebase_loss_drop must be >= 0 or None, got {rebase_loss_drop}")
         if n_boot < 100:
             raise ValueError(f"n_boot must be >= 100, got {n_boot}")
         if test == "bootstrap" and not self._is_unit_gap(monitor):
@@ -159,6 +169,7 @@ class FairnessEarlyStopping:
         self.require_loss = require_loss
         self.test = test
         self.n_boot = n_boot
+        self.rebase_loss_drop = rebase_loss_drop
         self._gap_groups: tuple[str, ...] = ("male", "female")  # the task's, once check() is given them
         self.reset()
 
@@ -171,6 +182,7 @@ class FairnessEarlyStopping:
         self.best: float = math.inf
         self.best_units: GapUnits | None = None  # the best step's per-sentence values (test="bootstrap")
         self.best_step: int | None = None
+        self.loss_at_best: float | None = None  # the latest held-out loss when the best was set
         self.wait = 0
         self.best_loss: float = math.inf
         self.latest_loss: float | None = None
@@ -272,8 +284,17 @@ class FairnessEarlyStopping:
                     f"accuracy {accuracy:.2f} on {groups} answers is below min_accuracy={self.min_accuracy}; probe ignored"
                 )
         value = abs(raw) if self.use_abs else raw
-        if value < self.best:
+        stale = self._stale_best()
+        if value < self.best or stale:
+            old = (self.best_step, self.loss_at_best)
             self.best, self.best_step, self.wait, self.best_units = value, step, 0, units
+            self.loss_at_best = self.latest_loss
+            if stale and old[0] is not None:
+                fell = f"from {old[1]:.4g} " if old[1] is not None else ""
+                return self._go_on(
+                    f"{self.monitor} {value:.4g} is the new best: held-out loss fell {fell}to {self.latest_loss:.4g} "
+                    f"since the best at step {old[0]} (rebase_loss_drop={self.rebase_loss_drop:g})"
+                )
             return self._go_on(f"{self.monitor} {value:.4g} is the best so far")
         if self.test == "bootstrap":
             bound = growth_lower_bound(self.best_units, units, self.alpha, self.n_boot, use_abs=self.use_abs)  # type: ignore[arg-type]
@@ -300,6 +321,15 @@ class FairnessEarlyStopping:
             f"for {self.wait} probes (best at step {self.best_step})"
         )
         return self._decide_on_loss(step, gap_text)
+
+    def _stale_best(self) -> bool:
+        """Whether the held-out loss has fallen by more than ``rebase_loss_drop`` since the best step."""
+        if self.rebase_loss_drop is None or self.best_step is None or self.latest_loss is None:
+            return False
+        if self.loss_at_best is None:
+            return True
+        at_best, drop = self.loss_at_best, self.rebase_loss_drop
+        return self.latest_loss * (1 + drop) < at_best if at_best >= 0 else self.latest_loss < at_best * (1 + drop)
 
     def _decide_on_loss(self, step: int, gap_text: str) -> StopDecision:
         loss_name = self.loss_key or "held-out loss"
@@ -334,6 +364,7 @@ class FairnessEarlyStopping:
             "reason": self.reason.value,
             "said_no_loss": self._said_no_loss,
             "best_units": self.best_units.encode() if self.best_units is not None else None,
+            "loss_at_best": self.loss_at_best,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -346,9 +377,11 @@ class FairnessEarlyStopping:
         self.reason = StopReason(state["reason"])
         self._said_no_loss = bool(state.get("said_no_loss", False))
         self.best_units = GapUnits.decode(state["best_units"]) if state.get("best_units") else None
+        self.loss_at_best = state.get("loss_at_best")
 
     def __repr__(self) -> str:
         return (
             f"FairnessEarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
-            f"loss_tolerance={self.loss_tolerance}, warmup_steps={self.warmup_steps}, test={self.test!r})"
+            f"loss_tolerance={self.loss_tolerance}, warmup_steps={self.warmup_steps}, test={self.test!r}, "
+            f"rebase_loss_drop={self.rebase_loss_drop})"
         )
