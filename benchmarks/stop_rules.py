@@ -1,6 +1,6 @@
 """How often is a fairness early stop right? False stops, detections and delay of stop rules, over seeds.
 
-Watch-only demo runs (the demo's own run, ``train_demo``, with early stopping off and ``SETTINGS``:
+Watch-only demo runs (the demo's own run, ``train_demo`` with its defaults and early stopping off:
 1,000 steps at 1e-3, probed every 50; the corpus is balanced until step 500 and skewed from then
 on, with a skew that also answers "male" by default; every probe kept) at skew 0 (the control: a
 balanced corpus throughout) and skew 1 for seeds 0-9, and at skew 0.5 for seeds 0-4. Until step
@@ -55,60 +55,46 @@ MONITOR = "jsdp/gap"
 #: name -> --stop-rule text. The README's recipe is the package default with patience=3.
 RULES: dict[str, str] = {
     "readme (defaults)": "patience=3",
-    "point, min_delta=0 (before #19)": "patience=3,test=point,min_delta=0,alpha=0.01",
-    "demo's rule (before #19)": "patience=3,test=point,min_delta=0.01,warmup_steps=300,min_accuracy=0.25,alpha=0.01",
-    "stop_on_significant_only": "patience=3,test=point,min_delta=0,stop_on_significant_only=true,alpha=0.01",
-    "point, min_delta=0.05": "patience=3,test=point,min_delta=0.05",
-    "point, min_delta=0.05, min_accuracy=0.5": "patience=3,test=point,min_delta=0.05,min_accuracy=0.5",
-    "bootstrap a=0.05": "patience=3,test=bootstrap,alpha=0.05,min_delta=0",
-    "bootstrap a=0.05 d=0.01": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01",
-    "bootstrap a=0.05 d=0.02": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.02",
-    "bootstrap a=0.05 d=0.01 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01",
-    "bootstrap a=0.01 d=0.01": "patience=3,test=bootstrap,alpha=0.01,min_delta=0.01",
-    "bootstrap a=0.05 d=0.01 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.5",
-    "bootstrap a=0.05 d=0 acc=0.9": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,min_accuracy=0.9",
-    "bootstrap a=0.05 d=0.01 acc=0.9": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.9",
-    "bootstrap a=0.05 d=0.01 acc=0.9 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.9",
-    "point d=0.01 acc=0.9": "patience=3,test=point,min_delta=0.01,min_accuracy=0.9",
-    "point d=0 acc=0.5": "patience=3,test=point,min_delta=0,min_accuracy=0.5",
-    "point d=0.01 acc=0.5": "patience=3,test=point,min_delta=0.01,min_accuracy=0.5",
-    "point d=0.02 acc=0.5": "patience=3,test=point,min_delta=0.02,min_accuracy=0.5",
-    "point d=0.02 warmup=300": "patience=3,test=point,min_delta=0.02,warmup_steps=300",
-    "bootstrap a=0.05 d=0 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,min_accuracy=0.5",
-    "bootstrap a=0.05 d=0.02 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.02,min_accuracy=0.5",
-    "bootstrap a=0.05 d=0.01 acc=0.5 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.5",
-    "point d=0 rebase=0.1": "patience=3,test=point,min_delta=0,rebase_loss_drop=0.1",
-    "point d=0.01 rebase=0.05": "patience=3,test=point,min_delta=0.01,rebase_loss_drop=0.05",
-    "point d=0.01 rebase=0.1": "patience=3,test=point,min_delta=0.01,rebase_loss_drop=0.1",
-    "point d=0.01 rebase=0.2": "patience=3,test=point,min_delta=0.01,rebase_loss_drop=0.2",
-    "point d=0.02 rebase=0.1": "patience=3,test=point,min_delta=0.02,rebase_loss_drop=0.1",
-    "point d=0.01 rebase=0.1 p=2": "patience=2,test=point,min_delta=0.01,rebase_loss_drop=0.1",
-    "bootstrap a=0.05 d=0 rebase=0.1": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,rebase_loss_drop=0.1",
-    "bootstrap a=0.05 d=0.01 rebase=0.1": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,rebase_loss_drop=0.1",
-    "bootstrap a=0.05 d=0.01 rebase=0.1 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,rebase_loss_drop=0.1",
+    "point, min_delta=0 (before #19)": "patience=3,test=point,min_delta=0,rebase_loss_drop=none",
+    "demo's rule (before #19)": "patience=3,min_delta=0.01,warmup_steps=300,min_accuracy=0.25,rebase_loss_drop=none",
+    "stop_on_significant_only": "patience=3,min_delta=0,stop_on_significant_only=true,rebase_loss_drop=none",
+    "point d=0.01": "patience=3,min_delta=0.01,rebase_loss_drop=none",
+    "point d=0.05": "patience=3,min_delta=0.05,rebase_loss_drop=none",
+    "point d=0.01 acc=0.5": "patience=3,min_delta=0.01,min_accuracy=0.5,rebase_loss_drop=none",
+    "point d=0.01 acc=0.9": "patience=3,min_delta=0.01,min_accuracy=0.9,rebase_loss_drop=none",
+    "point d=0.02 warmup=300": "patience=3,min_delta=0.02,warmup_steps=300,rebase_loss_drop=none",
+    "bootstrap a=0.05": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,rebase_loss_drop=none",
+    "bootstrap a=0.05 d=0.01": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,rebase_loss_drop=none",
+    "bootstrap a=0.05 d=0.01 acc=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,min_accuracy=0.5,rebase_loss_drop=none",
+    "bootstrap a=0.05 d=0 rebase=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0,rebase_loss_drop=0.5",
+    "bootstrap a=0.05 d=0.01 rebase=0.5": "patience=3,test=bootstrap,alpha=0.05,min_delta=0.01,rebase_loss_drop=0.5",
+    "bootstrap a=0.05 d=0.01 rebase=0.5 p=2": "patience=2,test=bootstrap,alpha=0.05,min_delta=0.01,rebase_loss_drop=0.5",
+    "point d=0 rebase=0.5": "patience=3,min_delta=0,rebase_loss_drop=0.5",
+    "point d=0.01 rebase=0.1": "patience=3,min_delta=0.01,rebase_loss_drop=0.1",
+    "point d=0.01 rebase=0.2": "patience=3,min_delta=0.01,rebase_loss_drop=0.2",
+    "point d=0.01 rebase=0.5": "patience=3,min_delta=0.01,rebase_loss_drop=0.5",
+    "point d=0.015 rebase=0.5": "patience=3,min_delta=0.015,rebase_loss_drop=0.5",
+    "point d=0.02 rebase=0.5": "patience=3,min_delta=0.02,rebase_loss_drop=0.5",
+    "point d=0.01 rebase=0.5 p=2": "patience=2,min_delta=0.01,rebase_loss_drop=0.5",
 }
 
 SEEDS = {0.0: range(10), 1.0: range(10), 0.5: range(5)}
 QUICK_SEEDS = {0.0: range(2), 1.0: range(2), 0.5: range(2)}
-#: The demo's run as this benchmark trains it (the rest: ``DemoConfig``'s defaults). The corpus is
-#: balanced until ``skew_from_step`` and at the run's skew from then on: a bias that emerges at a
-#: known step, in a run that trained exactly as its control (same seed, same lines) until then.
-#: ``male_default``: the skewed corpus also answers "male" by default (30% of referent questions at
-#: skew 1), so a model that reads the pronoun still learns a bias; ``referent_fraction=0.75``: 3 of 4
-#: questions ask about the referent, so a model that reads the pronoun answers its gender before it
-#: can tell the two occupations apart (at 0.5 that answer ties with "not specified" and flips between
-#: probes). 1,000 steps at 1e-3 on 40-token lines (every line fits: the same training as 64).
-SETTINGS = {
-    "steps": 1000,
-    "lr": 1e-3,
-    "seq_len": 40,
-    "male_default": 0.3,
-    "referent_fraction": 0.75,
-    "skew_from_step": 500,
-    "probe_every": 50,
-}
+#: The demo's own run (``DemoConfig``'s defaults, ``MODEL_DEFAULTS["tiny"]``: 1,000 steps at 1e-3,
+#: probed every 50; the corpus balanced until ``skew_from_step`` 500 and at the run's skew from then
+#: on, so a skewed run trains exactly as its control until then), with early stopping off.
+SETTINGS: dict = {}
 QUICK_SETTINGS = {**SETTINGS, "steps": 40, "probe_every": 10, "probe_sentences": 20, "skew_from_step": 20}
 LEARNED = 0.9
+
+
+def drift_step_of(settings: dict) -> int:
+    """The step from which the skewed runs' corpus is skewed (``DemoConfig.skew_from_step``)."""
+    from fairness_callback.demo.run import DemoConfig
+
+    step = DemoConfig(**settings).skew_from_step
+    assert step is not None  # DemoConfig fills it from MODEL_DEFAULTS
+    return step
 
 
 def history_path(out: Path, skew: float, seed: int) -> Path:
@@ -332,7 +318,7 @@ def main() -> None:
             + ", ".join(f"skew {skew:g} seed {seed}" for skew, seed in missing)
         )
     runs = {run: probe_records(read_run(history_path(args.out, *run))) for run in plan if run not in missing}
-    drift_step = (QUICK_SETTINGS if args.quick else SETTINGS)["skew_from_step"]
+    drift_step = drift_step_of(QUICK_SETTINGS if args.quick else SETTINGS)
     rows = {name: evaluate(rule, runs, drift_step) for name, rule in RULES.items()}
     print(table(rows))
     spread = control_spread(runs)

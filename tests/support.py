@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fairness_callback import FairnessProbe, ProbeResult, ProbeSet
+from fairness_callback import FairnessEarlyStopping, FairnessProbe, ProbeResult, ProbeSet
 from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
@@ -251,3 +251,9 @@ def assert_full_precision_matrix(cells: Sequence[dict], variants: dict[str, set[
             if c["row"] == row and c["variant"] != "lora_fp32_int_slice"
         }
         assert got == {(n, gc, p) for n in names for gc in (False, True) for p in ("tree", "cache", "off")}, row
+
+
+def point_rule(**kwargs) -> FairnessEarlyStopping:
+    """The stopping rule's mechanics for scripted gaps: ``min_delta=0`` and no rebase unless given
+    (the package's defaults, ``min_delta=0.015`` and ``rebase_loss_drop=0.5``, are tested on their own)."""
+    return FairnessEarlyStopping(**{"min_delta": 0.0, "rebase_loss_drop": None, **kwargs})

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker, StopReason
+from fairness_callback import FairnessTracker, StopReason
 from fairness_callback.training.history import read_history
-from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, read_wandb_run, small_probe
+from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, point_rule, read_wandb_run, small_probe
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -47,7 +47,7 @@ def test_plain_loop_probes_when_due_logs_and_stops(tmp_path):
     tracker = FairnessTracker(
         every_n_steps=2,
         probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
-        early_stopping=FairnessEarlyStopping(patience=2),
+        early_stopping=point_rule(patience=2),
         history_path=tmp_path / "h.jsonl",
         log=lambda metrics, step: logged.append((step, metrics)),
     )
@@ -76,7 +76,7 @@ def test_resume_from_state_dict_continues_the_run(tmp_path):
         return FairnessTracker(
             every_n_steps=2,
             probe=ScriptedGapProbe(tokenizer, gaps),
-            early_stopping=FairnessEarlyStopping(patience=2),
+            early_stopping=point_rule(patience=2),
             history_path=path,
         )
 

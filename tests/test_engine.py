@@ -19,7 +19,7 @@ import torch
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeResult, StopReason
 from fairness_callback.probe.scoring import OptionScores
 from fairness_callback.training.history import history_runs, read_history, select_run
-from support import small_probe
+from support import point_rule, small_probe
 
 
 class ScriptedProbe(FairnessProbe):
@@ -132,7 +132,7 @@ def test_a_growing_gap_stops_with_gap_grew_naming_the_step(bpe_tokenizer, tmp_pa
     tracker = FairnessTracker(
         every_n_steps=1,
         probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03, 0.04, 0.05]),
-        early_stopping=FairnessEarlyStopping(patience=2),
+        early_stopping=point_rule(patience=2),
         history_path=history,
     )
     tracker.update_loss({"val_loss": 2.0})
@@ -156,7 +156,7 @@ def test_a_growing_gap_without_a_loss_stops_with_gap_grew_no_loss(bpe_tokenizer)
     tracker = FairnessTracker(
         every_n_steps=1,
         probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.02, 0.03]),
-        early_stopping=FairnessEarlyStopping(patience=2),
+        early_stopping=point_rule(patience=2),
     )
     tracker.start(MODEL)
     assert not tracker.step(MODEL, 1).should_stop
@@ -171,7 +171,7 @@ def test_a_gap_that_does_not_grow_never_stops(bpe_tokenizer, tmp_path):
     tracker = FairnessTracker(
         every_n_steps=1,
         probe=ScriptedProbe(bpe_tokenizer, gaps=[0.05, 0.04, 0.03, 0.0305, 0.02, 0.0201]),
-        early_stopping=FairnessEarlyStopping(patience=2, min_delta=0.001),
+        early_stopping=point_rule(patience=2, min_delta=0.001),
         history_path=history,
     )
     tracker.update_loss({"val_loss": 2.0})
@@ -217,7 +217,7 @@ def test_history_lines_run_start_probes_with_loss_and_a_stop(bpe_tokenizer, tmp_
     tracker = FairnessTracker(
         every_n_steps=2,
         probe=ScriptedProbe(bpe_tokenizer, gaps=[0.01, 0.05, 0.06]),
-        early_stopping=FairnessEarlyStopping(patience=2),
+        early_stopping=point_rule(patience=2),
         history_path=history,
         loss_key="eval_loss",
     )

@@ -16,7 +16,7 @@ from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTrac
 from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from fairness_callback.probe.faults import ProbeFailure, describe, is_out_of_memory
 from fairness_callback.training.history import HistoryWriter, read_history, read_run
-from support import Fault, ScriptedGapProbe, make_model, make_tokenizer, small_probe
+from support import Fault, ScriptedGapProbe, make_model, make_tokenizer, point_rule, small_probe
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_a_full_disk_at_the_stopping_probe_stops_training_and_keeps_every_line(t
     tracker = FairnessTracker(
         every_n_steps=2,
         probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
-        early_stopping=FairnessEarlyStopping(patience=2),
+        early_stopping=point_rule(patience=2),
         history_path=path,
     )
     model = make_model(tokenizer)
@@ -159,7 +159,7 @@ def test_a_resumed_run_supersedes_its_lines_past_the_resume_step(tokenizer, tmp_
     first = FairnessTracker(
         every_n_steps=2,
         probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03, 0.04]),
-        early_stopping=FairnessEarlyStopping(patience=2),
+        early_stopping=point_rule(patience=2),
         history_path=path,
     )
     model = make_model(tokenizer)
@@ -170,7 +170,7 @@ def test_a_resumed_run_supersedes_its_lines_past_the_resume_step(tokenizer, tmp_
     resumed = FairnessTracker(
         every_n_steps=2,
         probe=ScriptedGapProbe(tokenizer, [0.005, 0.004]),
-        early_stopping=FairnessEarlyStopping(patience=2),
+        early_stopping=point_rule(patience=2),
         history_path=path,
     )
     resumed.load_state_dict(saved_at_2)  # back to the checkpoint of step 2
@@ -275,7 +275,9 @@ class TerseStopping(FairnessEarlyStopping):
 
 def test_the_decision_is_read_as_a_value_not_from_its_text(tokenizer):
     tracker = FairnessTracker(
-        every_n_steps=1, probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]), early_stopping=TerseStopping(patience=2)
+        every_n_steps=1,
+        probe=ScriptedGapProbe(tokenizer, [0.01, 0.02, 0.03]),
+        early_stopping=TerseStopping(patience=2, min_delta=0),
     )
     model = make_model(tokenizer)
     outcomes = [tracker.start(model), tracker.step(model, 1), tracker.step(model, 2)]
@@ -316,7 +318,7 @@ def test_a_failing_second_probe_of_a_suite_keeps_the_first(tokenizer, tmp_path, 
         every_n_steps=1,
         probes={"gender": gender, "they": they},
         history_path=tmp_path / "h.jsonl",
-        early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=5),
+        early_stopping=point_rule(monitor="gender/jsdp/gap", patience=5),
     )
     outcomes = [tracker.start(model), tracker.step(model, 1), tracker.step(model, 2)]
     assert [o.failed for o in outcomes] == [False, True, False]

@@ -15,11 +15,20 @@ import pytest
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-from fairness_callback import FairnessEarlyStopping, StopReason
+from fairness_callback import StopReason
 from fairness_callback.integrations.hf import STATE_KEY, FairnessCallback
 from fairness_callback.training.history import read_history
 from fairness_callback.training.tracker import HEADLINE_METRICS
-from support import FailingProbe, ScriptedGapProbe, make_dataset, make_model, read_wandb_run, small_probe, weights_digest
+from support import (
+    FailingProbe,
+    ScriptedGapProbe,
+    make_dataset,
+    make_model,
+    point_rule,
+    read_wandb_run,
+    small_probe,
+    weights_digest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -205,7 +214,7 @@ def gap_growing_callback(tokenizer) -> FairnessCallback:
     return FairnessCallback(
         every_n_steps=2,
         probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
-        early_stopping=FairnessEarlyStopping(patience=2, require_loss=True),
+        early_stopping=point_rule(patience=2, require_loss=True),
     )
 
 
@@ -298,7 +307,7 @@ def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokeni
     def callback(gaps: list[float]) -> FairnessCallback:
         """A fresh callback whose probe plays ``gaps``, with patience 3 and no held-out loss."""
         return FairnessCallback(
-            every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, gaps), early_stopping=FairnessEarlyStopping(patience=3)
+            every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, gaps), early_stopping=point_rule(patience=3)
         )
 
     first = make_trainer(

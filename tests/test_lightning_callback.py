@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from fairness_callback import FairnessEarlyStopping, FairnessProbe, StopReason
+from fairness_callback import FairnessProbe, StopReason
 from fairness_callback.integrations.lightning import FairnessCallback
 from fairness_callback.training.history import read_history
 from support import (
@@ -32,6 +32,7 @@ from support import (
     make_dataset,
     make_model,
     make_tokenizer,
+    point_rule,
     read_wandb_run,
     small_probe,
     weights_digest,
@@ -44,7 +45,7 @@ DIST = REPO / "tests" / "dist"
 VALIDATE = {"limit_val_batches": 1, "val_check_interval": 2}
 
 #: Gaps for the stopping tests: the best |gap| (0.1) is at step 2; it is worse at steps 4 and 6,
-#: so ``FairnessEarlyStopping(patience=2)`` stops at step 6.
+#: so ``point_rule(patience=2)`` stops at step 6.
 GROWING_GAPS = [0.3, 0.1, 0.2, 0.25, 0.0]
 
 
@@ -245,9 +246,7 @@ def test_wandb_offline_run_gets_the_metrics_at_their_steps(tmp_path, monkeypatch
 
 # -- fairness early stopping ----------------------------------------------------------------------
 def test_fairness_early_stopping_stops_at_the_computed_step(tmp_path):
-    callback = fairness(
-        tmp_path, probe=ScriptedGapProbe(shared_tokenizer(), GROWING_GAPS), early_stopping=FairnessEarlyStopping(patience=2)
-    )
+    callback = fairness(tmp_path, probe=ScriptedGapProbe(shared_tokenizer(), GROWING_GAPS), early_stopping=point_rule(patience=2))
     trainer = make_trainer(tmp_path, [callback], max_steps=20, **VALIDATE)
     trainer.fit(TinyLM())
 
@@ -304,18 +303,14 @@ def test_resume_restores_the_stopping_state_and_appends_the_history(tmp_path):
     # The first run ends at step 4 (gaps 0.3, 0.1, 0.2: one worse probe); the resumed one is fed the
     # rest of GROWING_GAPS and must stop at step 6, as the uninterrupted run of the test above does.
     checkpoint = ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1)
-    first = fairness(
-        tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[:3]), early_stopping=FairnessEarlyStopping(patience=2)
-    )
+    first = fairness(tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[:3]), early_stopping=point_rule(patience=2))
     make_trainer(tmp_path, [first, checkpoint], max_steps=4, enable_checkpointing=True, **VALIDATE).fit(TinyLM())
     (path,) = (tmp_path / "ckpt").glob("*step=4.ckpt")
     saved = torch.load(path, weights_only=False)["callbacks"][first.state_key]
     assert saved["last_probed_step"] == 4
     assert (saved["early_stopping"]["best"], saved["early_stopping"]["best_step"], saved["early_stopping"]["wait"]) == (0.1, 2, 1)
 
-    second = fairness(
-        tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[3:]), early_stopping=FairnessEarlyStopping(patience=2)
-    )
+    second = fairness(tmp_path, probe=ScriptedGapProbe(tokenizer, GROWING_GAPS[3:]), early_stopping=point_rule(patience=2))
     trainer = make_trainer(tmp_path, [second], max_steps=20, **VALIDATE)
     trainer.fit(TinyLM(), ckpt_path=path)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fairness_callback import FairnessEarlyStopping, FairnessTracker
+from fairness_callback import FairnessTracker
 from fairness_callback.cli import main
 from fairness_callback.offline.report import load_probes
 from fairness_callback.offline.rule_replay import parse_rule, replay_rule
 from fairness_callback.probe.growth import GapUnits
 from fairness_callback.training.history import HistoryWriter
-from support import ScriptedGapProbe, make_model, make_tokenizer
+from support import ScriptedGapProbe, make_model, make_tokenizer, point_rule
 
 GAPS = [0.05, 0.01, 0.02, 0.012, 0.03, 0.04, 0.05]
 
@@ -20,7 +20,7 @@ def live_run(tmp_path, **rule):
     tokenizer = make_tokenizer()
     path = tmp_path / "h.jsonl"
     tracker = FairnessTracker(
-        every_n_steps=1, probe=ScriptedGapProbe(tokenizer, GAPS), history_path=path, early_stopping=FairnessEarlyStopping(**rule)
+        every_n_steps=1, probe=ScriptedGapProbe(tokenizer, GAPS), history_path=path, early_stopping=point_rule(**rule)
     )
     model = make_model(tokenizer)
     tracker.update_loss({"val_loss": 2.0})
@@ -72,11 +72,11 @@ def test_the_bootstrap_rule_replayed_ignores_noise_the_point_rule_stops_on(tmp_p
     path = tmp_path / "h.jsonl"
     history_with_units(path, [0.0] * 8)  # noise only
     probes, _ = load_probes(path)
-    assert replay_rule(probes, "patience=2").stop_step is not None
-    assert replay_rule(probes, "test=bootstrap,alpha=0.05,patience=2").stop_step is None
+    assert replay_rule(probes, "patience=2,min_delta=0").stop_step is not None
+    assert replay_rule(probes, "test=bootstrap,alpha=0.05,patience=2,min_delta=0").stop_step is None
     grown = tmp_path / "grown.jsonl"
     history_with_units(grown, [0.0, 0.0, 0.2, 0.25, 0.3])
-    outcome = replay_rule(load_probes(grown)[0], "test=bootstrap,alpha=0.05,patience=2")
+    outcome = replay_rule(load_probes(grown)[0], "test=bootstrap,alpha=0.05,patience=2,min_delta=0")
     assert outcome.stop_step == 3 and outcome.reason == "gap_grew"
 
 

@@ -6,6 +6,19 @@ import math
 import pytest
 
 from fairness_callback import FairnessEarlyStopping, StopReason
+from support import point_rule
+
+
+def test_the_defaults_are_those_chosen_in_docs_stopping():
+    rule = FairnessEarlyStopping()
+    assert (rule.patience, rule.min_delta, rule.rebase_loss_drop, rule.test, rule.warmup_steps, rule.min_accuracy) == (
+        3,
+        0.015,
+        0.5,
+        "point",
+        0,
+        0.0,
+    )
 
 
 def feed(policy, gaps, start=0, every=100, p=0.001):
@@ -21,7 +34,7 @@ def feed(policy, gaps, start=0, every=100, p=0.001):
 
 
 def test_stops_after_patience_probes_above_best_with_loss_within_tolerance(caplog):
-    policy = FairnessEarlyStopping(patience=3, loss_key="eval_loss")
+    policy = point_rule(patience=3, loss_key="eval_loss")
     policy.update_loss(2.27)
     policy.update_loss(2.31)
     stopped, decisions = feed(policy, [0.06, 0.041, 0.05, 0.07, 0.083])
@@ -34,22 +47,22 @@ def test_stops_after_patience_probes_above_best_with_loss_within_tolerance(caplo
 
 
 def test_a_probe_back_at_best_resets_the_count():
-    policy = FairnessEarlyStopping(patience=2)
+    policy = point_rule(patience=2)
     policy.update_loss(1.0)
     assert feed(policy, [0.04, 0.05, 0.04, 0.05, 0.06])[0] == 400
     assert policy.wait == 2
 
 
 def test_min_delta():
-    policy = FairnessEarlyStopping(patience=1, min_delta=0.01)
+    policy = point_rule(patience=1, min_delta=0.01)
     policy.update_loss(1.0)
     assert feed(policy, [0.04, 0.049, 0.045])[0] is None
     assert feed(policy, [0.051], start=300)[0] == 300
 
 
 def test_use_abs_treats_negative_gaps_as_unfair():
-    absolute = FairnessEarlyStopping(patience=1)
-    signed = FairnessEarlyStopping(patience=1, use_abs=False)
+    absolute = point_rule(patience=1)
+    signed = point_rule(patience=1, use_abs=False)
     for policy in (absolute, signed):
         policy.update_loss(1.0)
     assert feed(absolute, [0.01, -0.05])[0] == 100
@@ -57,7 +70,7 @@ def test_use_abs_treats_negative_gaps_as_unfair():
 
 
 def test_warmup_steps_ignore_early_probes():
-    policy = FairnessEarlyStopping(patience=1, warmup_steps=300)
+    policy = point_rule(patience=1, warmup_steps=300)
     policy.update_loss(1.0)
     # the early phase where the model answers one option everywhere: the gap jumps, then settles
     stopped, _ = feed(policy, [0.0, 0.3, 0.0, 0.02, 0.01, 0.03])
@@ -65,7 +78,7 @@ def test_warmup_steps_ignore_early_probes():
 
 
 def test_loss_out_of_tolerance_blocks_the_stop():
-    policy = FairnessEarlyStopping(patience=1, loss_tolerance=0.02, loss_key="val_loss")
+    policy = point_rule(patience=1, loss_tolerance=0.02, loss_key="val_loss")
     policy.update_loss(2.0)
     policy.update_loss(2.1)
     stopped, decisions = feed(policy, [0.01, 0.02])
@@ -76,7 +89,7 @@ def test_loss_out_of_tolerance_blocks_the_stop():
 
 
 def test_no_loss_decides_on_gap_and_says_so_once(caplog):
-    policy = FairnessEarlyStopping(patience=1, loss_key="eval_loss")
+    policy = point_rule(patience=1, loss_key="eval_loss")
     with caplog.at_level(logging.WARNING, logger="fairness_callback.training.stopping"):
         assert feed(policy, [0.01, 0.02])[0] == 100
         assert policy.reason is StopReason.GAP_GREW_NO_LOSS
@@ -85,23 +98,23 @@ def test_no_loss_decides_on_gap_and_says_so_once(caplog):
 
 
 def test_require_loss_never_stops_without_one():
-    policy = FairnessEarlyStopping(patience=1, require_loss=True)
+    policy = point_rule(patience=1, require_loss=True)
     assert feed(policy, [0.01, 0.02, 0.03])[0] is None
 
 
 def test_stop_on_significant_only():
-    policy = FairnessEarlyStopping(patience=2, stop_on_significant_only=True, alpha=0.01)
+    policy = point_rule(patience=2, stop_on_significant_only=True, alpha=0.01)
     policy.update_loss(1.0)
     assert feed(policy, [0.01, 0.02, 0.03], p=0.2)[0] is None
     assert policy.wait == 0
     assert feed(policy, [0.04, 0.05], start=300, p=0.001)[0] == 400
-    assert FairnessEarlyStopping(monitor="pro/ar/gap").p_value_key == "pro/mwu_p/ar"
+    assert point_rule(monitor="pro/ar/gap").p_value_key == "pro/mwu_p/ar"
     with pytest.raises(ValueError, match="monitor"):
-        _ = FairnessEarlyStopping(monitor="jsdp/male").p_value_key
+        _ = point_rule(monitor="jsdp/male").p_value_key
 
 
 def test_nan_probe_is_ignored():
-    policy = FairnessEarlyStopping(patience=1)
+    policy = point_rule(patience=1)
     policy.update_loss(1.0)
     stopped, decisions = feed(policy, [0.01, math.nan, 0.005])
     assert stopped is None and "ignored" in decisions[1].message and policy.best == 0.005
@@ -127,25 +140,25 @@ def test_rebase_loss_drop_lets_the_best_of_an_untrained_model_go():
     """Without it, the untrained model's gap of about 0 is the best and the jumps of the next probes
     stop the run; with it, each of those bests is stale once the loss has fallen by more than 10%,
     and the rule starts from the model that reads the pronoun (step 500)."""
-    plain = FairnessEarlyStopping(patience=3, min_delta=0.01)
+    plain = point_rule(patience=3, min_delta=0.01)
     assert feed_with_losses(plain, UNTRAINED_THEN_LEARNED)[0] == 300
-    rebased = FairnessEarlyStopping(patience=3, min_delta=0.01, rebase_loss_drop=0.1)
+    rebased = point_rule(patience=3, min_delta=0.01, rebase_loss_drop=0.1)
     stopped, decision = feed_with_losses(rebased, UNTRAINED_THEN_LEARNED)
     assert stopped is None and rebased.best_step == 500 and rebased.best == 0.008
     # The bias emerges: three probes above best + min_delta, the loss still falling within 10%.
-    rebased = FairnessEarlyStopping(patience=3, min_delta=0.01, rebase_loss_drop=0.1)
+    rebased = point_rule(patience=3, min_delta=0.01, rebase_loss_drop=0.1)
     stopped, decision = feed_with_losses(rebased, UNTRAINED_THEN_LEARNED + [(0.57, 0.06), (0.56, 0.09), (0.55, 0.05)])
     assert stopped == 800 and decision.best_step == 500
     assert "exceeded best 0.008 + 0.01 for 3 probes (best at step 500)" in decision.message
 
 
 def test_rebase_loss_drop_says_why_the_best_moved_and_survives_a_resume():
-    policy = FairnessEarlyStopping(patience=3, rebase_loss_drop=0.1)
+    policy = point_rule(patience=3, rebase_loss_drop=0.1)
     policy.update_loss(1.0)
     assert policy.step(0, {"jsdp/gap": 0.001}).best_step == 0
     policy.update_loss(0.95)  # within 10%: the best holds
     assert policy.step(100, {"jsdp/gap": 0.04}).best_step == 0
-    restored = FairnessEarlyStopping(patience=3, rebase_loss_drop=0.1)
+    restored = point_rule(patience=3, rebase_loss_drop=0.1)
     restored.load_state_dict(policy.state_dict())
     assert restored.loss_at_best == 1.0
     restored.update_loss(0.8)  # 1.0 > 0.8 * 1.1: stale
@@ -155,20 +168,20 @@ def test_rebase_loss_drop_says_why_the_best_moved_and_survives_a_resume():
         "jsdp/gap 0.05 is the new best: held-out loss fell from 1 to 0.8 since the best at step 0 (rebase_loss_drop=0.1)"
     )
     # Without held-out losses it never acts: the rule is the plain one.
-    no_loss = FairnessEarlyStopping(patience=1, rebase_loss_drop=0.1)
+    no_loss = point_rule(patience=1, rebase_loss_drop=0.1)
     assert feed(no_loss, [0.001, 0.04])[0] == 100
 
 
 def test_unknown_monitor_names_the_known_keys():
     with pytest.raises(KeyError, match="'jsdp/gapp' is not a probe metric.*jsdp/gap"):
-        FairnessEarlyStopping(monitor="jsdp/gapp").step(0, {"jsdp/gap": 0.1})
+        point_rule(monitor="jsdp/gapp").step(0, {"jsdp/gap": 0.1})
 
 
 def test_state_dict_round_trip_continues_the_count():
-    policy = FairnessEarlyStopping(patience=3)
+    policy = point_rule(patience=3)
     policy.update_loss(1.5)
     feed(policy, [0.02, 0.03, 0.04])
-    restored = FairnessEarlyStopping(patience=3)
+    restored = point_rule(patience=3)
     restored.load_state_dict(policy.state_dict())
     assert restored.state_dict() == policy.state_dict()
     assert restored.step(300, {"jsdp/gap": 0.05}).should_stop
@@ -186,11 +199,11 @@ def test_state_dict_round_trip_continues_the_count():
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        FairnessEarlyStopping(**kwargs)
+        point_rule(**kwargs)
 
 
 def test_min_accuracy_ignores_probes_before_the_model_reads_the_pronoun():
-    policy = FairnessEarlyStopping(patience=1, min_accuracy=0.25)
+    policy = point_rule(patience=1, min_accuracy=0.25)
     policy.update_loss(1.0)
     one_option = {"acc/male": 1.0, "acc/female": 0.0}
     reading = {"acc/male": 0.9, "acc/female": 0.6}
@@ -198,14 +211,14 @@ def test_min_accuracy_ignores_probes_before_the_model_reads_the_pronoun():
     decision = policy.step(100, {"jsdp/gap": 0.3, **one_option})
     assert not decision.should_stop and "below min_accuracy" in decision.message and policy.wait == 0
     assert policy.step(200, {"jsdp/gap": 0.05, **reading}).should_stop
-    pro = FairnessEarlyStopping(monitor="pro/jsdp/gap", patience=1, min_accuracy=0.5)
+    pro = point_rule(monitor="pro/jsdp/gap", patience=1, min_accuracy=0.5)
     pro.update_loss(1.0)
     pro.step(0, {"pro/jsdp/gap": 0.0, "pro/acc/male": 1.0, "pro/acc/female": 1.0})
     assert not pro.step(1, {"pro/jsdp/gap": 0.2, "pro/acc/male": 1.0, "pro/acc/female": 0.2}).should_stop
 
 
 def test_decisions_carry_the_numbers_as_values():
-    policy = FairnessEarlyStopping(patience=2, loss_key="eval_loss", warmup_steps=100)
+    policy = point_rule(patience=2, loss_key="eval_loss", warmup_steps=100)
     policy.update_loss(2.0)
     stopped, decisions = feed(policy, [0.5, -0.041, 0.05, 0.07])
     assert stopped == 300
@@ -216,7 +229,7 @@ def test_decisions_carry_the_numbers_as_values():
     assert stop.should_stop and stop.reason is StopReason.GAP_GREW
     assert (stop.value, stop.best, stop.best_step, stop.wait) == (0.07, 0.041, 100, 2)
     assert "0.07 exceeded best 0.041" in stop.message  # the message says the same numbers
-    signed = FairnessEarlyStopping(use_abs=False).step(0, {"jsdp/gap": -0.2})
+    signed = point_rule(use_abs=False).step(0, {"jsdp/gap": -0.2})
     assert signed.value == -0.2 and signed.best == -0.2 and signed.best_step == 0
 
 

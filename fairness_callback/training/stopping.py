@@ -87,7 +87,9 @@ class FairnessEarlyStopping:
 
     Args:
         monitor: metric key of the probe to watch, e.g. ``"jsdp/gap"``, ``"ar/gap"``, ``"pro/jsdp/gap"``.
-        min_delta: how far above the best a value must be to count as worse.
+        min_delta: how far above the best a value must be to count as worse (default 0.015: with
+            ``rebase_loss_drop=0.5`` and ``patience=3``, the defaults chosen from the measured
+            false stops, detections and delays of docs/stopping.md).
         patience: consecutive worse probes before stopping.
         loss_key: name of the held-out loss; None lets the adapter choose (``"eval_loss"`` for the
             HF Trainer, ``"val_loss"`` for Lightning).
@@ -116,12 +118,13 @@ class FairnessEarlyStopping:
             first probes (which answers one option everywhere, so its gap is about 0), and no
             ``warmup_steps`` is needed to skip that phase. A best with no held-out loss known at its
             step is stale as soon as one is. None: never (without held-out losses it never acts).
+            Default 0.5: the held-out loss has fallen by a third since the best step.
     """
 
     def __init__(
         self,
         monitor: str = "jsdp/gap",
-        min_delta: float = 0.0,
+        min_delta: float = 0.015,
         patience: int = 3,
         loss_key: str | None = None,
         loss_tolerance: float = 0.02,
@@ -133,7 +136,7 @@ class FairnessEarlyStopping:
         require_loss: bool = False,
         test: Literal["point", "bootstrap"] = "point",
         n_boot: int = 1000,
-        rebase_loss_drop: float | None = None,
+        rebase_loss_drop: float | None = 0.5,
     ) -> None:
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")

@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
-from support import Fault, ScriptedGapProbe, make_dataset, make_model, make_tokenizer  # noqa: E402
+from support import Fault, ScriptedGapProbe, make_dataset, make_model, make_tokenizer, point_rule  # noqa: E402
 
 from fairness_callback import FairnessEarlyStopping, FairnessTracker, FairnessProbe, ProbeSet  # noqa: E402
 
@@ -62,7 +62,7 @@ def probes_for(tokenizer, model, scenario: str, rank: int) -> dict:
 
 def stopping(scenario: str) -> FairnessEarlyStopping:
     monitor = "gender/jsdp/gap" if SCENARIOS[scenario][2] else "jsdp/gap"
-    return FairnessEarlyStopping(monitor=monitor, patience=2)
+    return point_rule(monitor=monitor, patience=2)
 
 
 def outcome_record(outcome) -> dict:

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainingArguments, default_data_collator
 
 from fairness_callback import FairnessEarlyStopping
 from fairness_callback.integrations.hf import FairnessCallback
-from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, small_probe
+from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, small_probe, point_rule
 
 
 def train(outdir: Path, name: str, tokenizer, callback: FairnessCallback, max_steps: int) -> Trainer:
@@ -56,7 +56,7 @@ def main(outdir: Path) -> None:
 
     gaps = [0.01, 0.02, 0.03] if rank == 0 else [0.03, 0.02, 0.01]
     callback = FairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, gaps),
-                                early_stopping=FairnessEarlyStopping(patience=2))
+                                early_stopping=point_rule(patience=2))
     trainer = train(outdir, "stop", tokenizer, callback, max_steps=10)
     (outdir / f"stop-rank{rank}.json").write_text(json.dumps(
         {"global_step": trainer.state.global_step, "stopped_reason": callback.stopped_reason,

@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
-from support import ScriptedGapProbe, small_probe  # noqa: E402
+from support import ScriptedGapProbe, small_probe, point_rule  # noqa: E402
 from test_lightning_callback import TinyLM, shared_tokenizer  # noqa: E402
 
 from fairness_callback import FairnessEarlyStopping  # noqa: E402
@@ -71,7 +71,7 @@ def fit(mode: str, outdir: Path) -> tuple[pl.Trainer, TinyLM, dict]:
     else:
         fairness = FairnessCallback(
             every_n_steps=2, probe=RankScriptedGapProbe(tokenizer, gaps=[0.0]),
-            early_stopping=FairnessEarlyStopping(patience=2), history_path=outdir / "stop.jsonl",
+            early_stopping=point_rule(patience=2), history_path=outdir / "stop.jsonl",
         )
         max_steps = 10
     recorder = ProbeRecorder(fairness)
