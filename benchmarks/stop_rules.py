@@ -4,10 +4,11 @@ Watch-only demo runs (the demo's own run, ``train_demo`` with its defaults and e
 1,000 steps at 1e-3, probed every 50; the corpus is balanced until step 500 and skewed from then
 on, with a skew that also answers "male" by default; every probe kept) at skew 0 (the control: a
 balanced corpus throughout) and skew 1 for seeds 0-9, and at skew 0.5 for seeds 0-4. Until step
-500 a skewed run trains exactly as the control of its seed. Every history is kept under ``--out``. Then every rule of ``RULES`` (a
-:class:`~fairness_callback.FairnessEarlyStopping` as a ``--stop-rule`` text) is replayed over
-every history offline (``fairness_callback.offline.rule_replay``: a rule is a function of the probe stream
-and of the held-out losses the probe lines carry), and one table is printed, rule by rule:
+500 a skewed run trains exactly as the control of its seed. Every history is kept under
+``--out``. Then every rule of ``RULES`` (a :class:`~fairness_callback.FairnessEarlyStopping` as
+a ``--stop-rule`` text) is replayed over every history offline
+(``fairness_callback.offline.rule_replay``: a rule is a function of the probe stream and of the
+held-out losses the probe lines carry), and one table is printed, rule by rule:
 
 - ``false``: balanced runs it stops (x/10): every stop of a balanced run is a false alarm.
 - ``early``: skewed runs it stops before the onset (a false alarm too: the gap had not grown yet).
@@ -25,10 +26,12 @@ growth; and each skew's mean gap after the drift: the effect a rule is to detect
 
 The last line is one JSON object. ``--quick`` (2 seeds a skew, 40 steps, 20 sentences) checks the
 pipeline end to end in the test suite; its figures mean nothing. ``--replay-only`` replays the
-histories already under ``--out`` (after a change of the rules, no training; runs without a history
-are left out and named).
+histories already under ``--out`` (after a change of the rules, no training; runs without a
+finished history are left out and named). ``--seed-offset K`` shifts every seed (fresh runs to
+check a rule chosen on seeds 0-9), ``--skews`` keeps only some skews.
 
-    python benchmarks/stop_rules.py [--out runs/stop_rules] [--jobs 2] [--quick] [--replay-only]
+    python benchmarks/stop_rules.py [--out runs/stop_rules] [--jobs 2] [--quick] [--replay-only] [--keep]
+                                    [--seed-offset K] [--skews 0,1]
 """
 
 from __future__ import annotations
