@@ -260,6 +260,17 @@ def control_spread(runs: dict[tuple[float, int], list[dict]]) -> list[dict]:
     return rows
 
 
+def skew_list(text: str) -> set[float]:
+    """``--skews 0,1`` -> {0.0, 1.0}; an error names the skews this benchmark runs."""
+    try:
+        chosen = {float(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        chosen = set()
+    if not chosen or not chosen <= set(SEEDS):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected some of {', '.join(f'{s:g}' for s in SEEDS)}, comma-separated")
+    return chosen
+
+
 def drift_effect(runs: dict[tuple[float, int], list[dict]], drift_step: int) -> dict[str, dict]:
     """Per skew: each run's mean gap over the probes after ``drift_step``; their median and range."""
     means: dict[str, list[float]] = {}
@@ -283,12 +294,12 @@ def main() -> None:
     parser.add_argument(
         "--seed-offset", type=int, default=0, help="add this to every seed: fresh runs to check a rule chosen on seeds 0-9"
     )
-    parser.add_argument("--skews", help="only these skews, comma-separated (default 0,1,0.5)")
+    parser.add_argument("--skews", type=skew_list, help="only these skews, comma-separated (default 0,1,0.5)")
     parser.add_argument("--one", nargs=3, metavar=("SKEW", "SEED", "DIR"), help=argparse.SUPPRESS)  # one run, in its process
     args = parser.parse_args()
     if args.one:
         return train_one(float(args.one[0]), int(args.one[1]), Path(args.one[2]), args.quick)
-    chosen_skews = {float(x) for x in args.skews.split(",")} if args.skews else None
+    chosen_skews = args.skews
     seeds = {
         skew: range(r.start + args.seed_offset, r.stop + args.seed_offset)
         for skew, r in (QUICK_SEEDS if args.quick else SEEDS).items()
