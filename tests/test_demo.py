@@ -46,6 +46,17 @@ def test_short_demo_writes_history_figure_and_tensorboard(framework, tmp_path, c
     assert data["probes"] == 3 and data["last_step"] == 20 and data["config"]["framework"] == framework
 
 
+def test_demo_passes_skew_from_step_to_the_run(monkeypatch):
+    """``--skew-from-step N`` reaches ``DemoConfig``; left out, the model's preset (500 tiny, 0 SmolLM2)."""
+    import fairness_callback.demo.run as demo_run
+
+    configs = []
+    monkeypatch.setattr(demo_run, "train_demo", lambda config: configs.append(config) or {})
+    assert main(["demo", "--skew-from-step", "7", "--no-early-stopping"]) == 0
+    assert main(["demo"]) == 0
+    assert [c.skew_from_step for c in configs] == [7, 500]
+
+
 def test_demo_rejects_a_bad_skew(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--skew", "2"])

@@ -84,6 +84,8 @@ def test_the_bootstrap_rule_replayed_ignores_noise_the_point_rule_stops_on(tmp_p
     "text, message",
     [
         ("patience=three", r"patience='three' is not int"),
+        ("patience=none", r"patience='none' is not int"),
+        ("rebase_loss_drop=half", r"rebase_loss_drop='half' is not float or none"),
         ("patiense=3", r"'patiense=3' is not NAME=VALUE with NAME one of monitor, min_delta, patience"),
         ("monitor=jsdp/gapp", r"monitor='jsdp/gapp'\): the probes have no such metric"),
         ("test=bootstrap,monitor=jsdp/lean", "test='bootstrap'\\) needs"),
@@ -99,6 +101,9 @@ def test_a_bad_rule_names_its_field(tmp_path, text, message):
 def test_parse_rule_reads_every_type():
     rule = parse_rule("patience=4,min_delta=0.01,use_abs=false,test=bootstrap,loss_key=eval_loss")
     assert (rule.patience, rule.min_delta, rule.use_abs, rule.test, rule.loss_key) == (4, 0.01, False, "bootstrap", "eval_loss")
+    assert parse_rule("rebase_loss_drop=0.2").rebase_loss_drop == 0.2
+    assert parse_rule("rebase_loss_drop=none").rebase_loss_drop is None
+    assert parse_rule("loss_key=none").loss_key is None
 
 
 @pytest.mark.slow

@@ -46,7 +46,9 @@ def parse_rule(text: str, default_monitor: str = "jsdp/gap") -> FairnessEarlySto
 
 
 def _value(default: Any, raw: str, text: str, name: str, annotation: str = "") -> Any:
-    if raw.lower() == "none" and not isinstance(default, bool):
+    """``raw`` as the type of the argument's default; ``none`` for an argument annotated ``... | None``."""
+    optional = "None" in annotation.split("|")[-1]  # e.g. "float | None", "str | None"
+    if optional and raw.lower() == "none":
         return None
     try:
         if isinstance(default, bool):
@@ -59,12 +61,7 @@ def _value(default: Any, raw: str, text: str, name: str, annotation: str = "") -
             return float(raw)
     except ValueError:
         kind = "true or false" if isinstance(default, bool) else type(default).__name__
-        raise ValueError(f"--stop-rule {text!r}: {name}={raw!r} is not {kind}") from None
-    if default is None and annotation.startswith("float"):  # an optional number (rebase_loss_drop)
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"--stop-rule {text!r}: {name}={raw!r} is not a number or none") from None
+        raise ValueError(f"--stop-rule {text!r}: {name}={raw!r} is not {kind}{' or none' if optional else ''}") from None
     return raw
 
 

@@ -289,14 +289,14 @@ class FairnessEarlyStopping:
         value = abs(raw) if self.use_abs else raw
         stale = self._stale_best()
         if value < self.best or stale:
-            old = (self.best_step, self.loss_at_best)
+            old_step, old_loss = self.best_step, self.loss_at_best
             self.best, self.best_step, self.wait, self.best_units = value, step, 0, units
             self.loss_at_best = self.latest_loss
-            if stale and old[0] is not None:
-                fell = f"from {old[1]:.4g} " if old[1] is not None else ""
+            if stale:
+                fell = f"from {old_loss:.4g} " if old_loss is not None else ""
                 return self._go_on(
                     f"{self.monitor} {value:.4g} is the new best: held-out loss fell {fell}to {self.latest_loss:.4g} "
-                    f"since the best at step {old[0]} (rebase_loss_drop={self.rebase_loss_drop:g})"
+                    f"since the best at step {old_step} (rebase_loss_drop={self.rebase_loss_drop:g})"
                 )
             return self._go_on(f"{self.monitor} {value:.4g} is the best so far")
         if self.test == "bootstrap":
