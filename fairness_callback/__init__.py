@@ -22,7 +22,16 @@ from .probe.prompts import (
 )
 from .probe.suite import ProbeSuite
 from .probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
-from .training.stopping import FairnessEarlyStopping, StopDecision, StopReason
+from .training.stopping import (
+    FairnessEarlyStopping,
+    SelfStartingCusum,
+    SelfStartingEwma,
+    StopDecision,
+    StopReason,
+    StopRule,
+    parse_stop_rule,
+    register_stop_rule,
+)
 from .training.tracker import FairnessTracker, ProbeOutcome
 
 __version__ = "0.1.0"  # the one version source: pyproject.toml reads it (tool.setuptools.dynamic)
@@ -89,8 +98,11 @@ __all__ = [
     "ProbeTask",
     "PromptSet",
     "ProbeSet",
+    "SelfStartingCusum",
+    "SelfStartingEwma",
     "StopDecision",
     "StopReason",
+    "StopRule",
     "PromptConfig",
     "WINOBIAS_ENV",
     "answer_ranks",
@@ -99,6 +111,8 @@ __all__ = [
     "mann_whitney",
     "option_order",
     "option_ranks",
+    "parse_stop_rule",
+    "register_stop_rule",
 ]
 # An adapter is exported where its framework is installed (found, not imported: importing stays fast).
 __all__ += [name for name, (_, _, needs) in _ADAPTERS.items() if _available(needs)]

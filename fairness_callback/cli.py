@@ -155,6 +155,7 @@ def chosen_sets(args: argparse.Namespace, specs: Sequence[ProbeSetSpec], paths: 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .training.stopping import stop_rule_names
 
     parser = argparse.ArgumentParser(prog="fairness-callback", description="Measure an LLM's gender bias (WinoBias probe).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -283,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="RULE",
         default=[],
-        help="replay a stop rule over the run and print where it would have stopped, e.g. "
-        "'patience=3,min_delta=0.01' or 'test=bootstrap,alpha=0.05' (FairnessEarlyStopping's "
+        help="replay a stop rule over the run and print where it would have stopped: 'rule=NAME,ARG=VALUE,...' "
+        "with NAME one of " + ", ".join(stop_rule_names()) + " (default best: FairnessEarlyStopping), e.g. "
+        "'patience=3,min_delta=0.01', 'test=bootstrap,alpha=0.05' or 'rule=cusum,threshold=4' (the rule's "
         "arguments; repeat for several); without --out only these lines are printed",
     )
     report.add_argument(

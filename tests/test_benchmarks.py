@@ -129,7 +129,7 @@ def test_stop_rules_quick(tmp_path):
         for seed in (0, 1):
             assert (tmp_path / "runs" / f"skew{skew}" / f"seed{seed}" / "fairness_history.jsonl").stat().st_size > 0
     rules = figures["rules"]
-    assert "readme (defaults)" in rules and "demo's rule (before #19)" in rules
+    assert "best (README: patience=3)" in rules and "cusum (defaults: h=5 k=0.5 n=4 ready=0.5)" in rules
     for row in rules.values():
         assert row["balanced_runs"] == row["skewed_runs"] == row["half_runs"] == 2
         assert 0 <= row["false_stops"] <= 2 and row["early_stops"] + row["detections"] <= 2
@@ -138,3 +138,44 @@ def test_stop_rules_quick(tmp_path):
     # Replaying only (no training) gives the same table from the kept histories.
     again = run_script("stop_rules.py", "--quick", "--replay-only", "--out", str(tmp_path / "runs"), tmp_path=tmp_path)
     assert again["rules"] == rules
+
+
+@pytest.mark.real_model
+def test_stop_rules_matrix_quick(tmp_path):
+    """Every setting of the matrix at toy size, SmolLM2 (LoRA, 4 steps) included: the runs are kept under
+    <setting>/skew<k>/seed<n>, skew 0.5 reuses the demo's balanced runs, every rule has a row in every
+    setting and in the summary, and the counts add up over the runs each setting saw."""
+    pytest.importorskip("gguf")
+    pytest.importorskip("peft")
+    from fairness_callback.offline.model_loading import SMOLLM2_INSTALL, find_smollm2_gguf
+
+    if find_smollm2_gguf() is None:
+        pytest.skip(f"SmolLM2's GGUF file is not installed ({SMOLLM2_INSTALL})")
+    out = tmp_path / "runs"
+    figures = run_script("stop_rules.py", "--matrix", "--quick", "--out", str(out), tmp_path=tmp_path)
+    settings = figures["settings"]
+    assert settings[0] == "demo" and {"gradual", "skew0.5", "smollm2", "hf", "probe400"} <= set(settings)
+    assert set(figures["per_setting"]) == set(settings) and figures["quick"]
+    rules = set(figures["summary"])
+    assert {"best (README: patience=3)", "cusum (defaults: h=5 k=0.5 n=4 ready=0.5)", "rank-cusum (defaults: h=3)"} <= rules
+    for name, setting in figures["per_setting"].items():
+        assert set(setting["rules"]) == rules, name
+        for row in setting["rules"].values():
+            assert row["balanced_runs"] == setting["runs"]["balanced"] and row["skewed_runs"] == setting["runs"]["skewed"]
+            assert 0 <= row["false_stops"] <= row["balanced_runs"]
+            assert row["early_stops"] + row["during_ramp"] + row["detections"] <= row["skewed_runs"]
+            assert row["detections"] == len(row["delays"]) <= row["onsets"] <= row["skewed_runs"]
+            assert name == "gradual" or row["during_ramp"] == 0
+    assert figures["per_setting"]["demo"]["runs"] == {"balanced": 2, "skewed": 2}
+    gradual, half = figures["per_setting"]["gradual"], figures["per_setting"]["skew0.5"]
+    assert gradual["drift"]["end"] > gradual["drift"]["start"] and gradual["balanced_from"] == "demo"
+    assert not (out / "gradual" / "skew0").exists()
+    assert half["skew"] == 0.5 and half["balanced_from"] == "demo" and not (out / "skew0.5" / "skew0").exists()
+    assert (out / "skew0.5" / "skew0.5" / "seed0" / "fairness_history.jsonl").stat().st_size > 0
+    assert (out / "smollm2" / "skew1" / "seed0" / "cost.json").is_file()
+    assert figures["per_setting"]["smollm2"]["cost"]["runs"] == 2
+    for row in figures["summary"].values():
+        assert row["false_stops"] <= row["balanced_runs"] and row["detections"] <= row["onsets"]
+    # Replaying only (no training) gives the same figures from the kept histories.
+    again = run_script("stop_rules.py", "--matrix", "--quick", "--replay-only", "--out", str(out), tmp_path=tmp_path)
+    assert again["summary"] == figures["summary"]

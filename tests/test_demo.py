@@ -98,7 +98,10 @@ def test_other_axes_are_probed_beside_gender_and_change_nothing_of_the_run(tmp_p
     assert "probe: 100 prompts from 10 held-out sentences; other axes: they 40 prompts (builtin-they[4 of 240])" in printed
     data = json.loads(summary.read_text())
     assert set(data["axes"]) == {"gender", "they"} and data["axes"]["they"]["key"] == "they/jsdp/lean"
-    assert data["axes"]["gender"]["second_half_gap"] == pytest.approx(data["second_half_gap"])
+    # 10 steps, the drift at step 500: no drift inside the run, the whole run's mean gap only.
+    assert data["drift_step"] is None and data["gap_before_drift"] is None and data["gap_after_drift"] is None
+    assert data["axes"]["gender"]["gap_whole_run"] == pytest.approx(data["gap_whole_run"])
+    assert "mean JSD-P gap of gender over the whole run (no drift inside it: skew_from_step 500 >= 10 steps" in printed
 
 
 def test_other_axis_errors_name_the_option_or_the_probe(tmp_path, capsys, bbq_dir):
@@ -115,3 +118,34 @@ def test_other_axis_errors_name_the_option_or_the_probe(tmp_path, capsys, bbq_di
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--out", str(tmp_path / "a"), "--steps", "2", "--bbq", str(bbq_dir), "--bbq-categories", "Religion"])
     assert "probe 'religion' (bbq-Religion)" in str(exit_info.value.code) and "--model smollm2" in str(exit_info.value.code)
+
+
+def _gap_history(gaps: dict[int, float]) -> list[dict]:
+    return [{"event": "probe", "run_id": "r", "step": step, "jsdp/gap": gap} for step, gap in gaps.items()]
+
+
+def test_the_summary_reports_the_gap_before_and_after_the_drift():
+    """Probes at steps <= skew_from_step are before the drift, those after it after (a ramp's included);
+    a run with no drift inside it (skew_from_step 0, or past the last step) gets the whole run's mean."""
+    from fairness_callback.demo.run import DemoConfig, format_drift_gaps, summarize
+
+    history = _gap_history({0: 0.0, 50: 0.02, 100: -0.01, 150: 0.1, 200: 0.2})
+    config = DemoConfig(steps=200, skew_from_step=100, skew_ramp_steps=50)
+    summary = summarize(history, config, seconds=1.0)
+    assert summary["drift_step"] == 100
+    assert summary["gap_before_drift"] == pytest.approx(0.01 / 3) and summary["gap_after_drift"] == pytest.approx(0.15)
+    assert summary["gap_whole_run"] == pytest.approx(0.062)
+    assert "second_half_gap" not in summary
+    line = format_drift_gaps(summary, config)
+    assert line == "mean JSD-P gap before the drift (probes at steps <= 100): +0.0033; after it (steps > 100): +0.1500"
+    for skew_from_step, why in (
+        (0, "skew_from_step 0, one corpus from the first step"),
+        (200, "skew_from_step 200 >= 200 steps"),
+    ):
+        config = DemoConfig(steps=200, skew_from_step=skew_from_step)
+        summary = summarize(history, config, seconds=1.0)
+        assert summary["drift_step"] is None and summary["gap_before_drift"] is summary["gap_after_drift"] is None
+        assert format_drift_gaps(summary, config).startswith(f"mean JSD-P gap over the whole run (no drift inside it: {why}")
+    stopped = summarize(_gap_history({0: 0.0, 50: 0.02}), DemoConfig(steps=200, skew_from_step=100), seconds=1.0)
+    assert stopped["gap_after_drift"] is None  # stopped before the drift: no probe after it
+    assert "after it (steps > 100): n/a (no probe)" in format_drift_gaps(stopped, DemoConfig(steps=200, skew_from_step=100))

@@ -152,3 +152,62 @@ def test_a_skewed_run_trains_on_its_controls_lines_until_skew_from_step():
     assert sum(a != b for a, b in zip(skewed[320:], control[320:])) > 30
     assert lines(1.0, 0) == list(SkewedCorpus(skew=1.0, seed=3, male_default=0.3).lines(480))
     assert lines(1.0, 60)[:480] == control[:320] + lines(0.0, 60)[320:]
+
+
+def ramp_lines(
+    skew_ramp_steps: int, skew: float = 1.0, steps: int = 600, batch_size: int = 50, skew_from_step: int = 100
+) -> list[str]:
+    """The training lines of a demo run at seed 3, balanced until ``skew_from_step``, then drifting to ``skew``."""
+    from fairness_callback.demo.run import DemoConfig, training_lines
+
+    config = DemoConfig(
+        skew=skew,
+        seed=3,
+        steps=steps,
+        batch_size=batch_size,
+        skew_from_step=skew_from_step,
+        skew_ramp_steps=skew_ramp_steps,
+        male_default=0.3,
+    )
+    return training_lines(config, SkewedCorpus(skew=skew, seed=3, male_default=0.3))
+
+
+def male_share(lines: list[str]) -> float:
+    """Share of male pronouns among the pronouns of ``lines``."""
+    words = Counter(w for line in lines for w in re.findall(r"[a-z]+", line.lower()))
+    male = words["he"] + words["him"] + words["his"] + words["himself"]
+    return male / (male + words["she"] + words["her"] + words["herself"])
+
+
+def test_a_gradual_drift_keeps_the_controls_lines_then_ramps_the_skew_in():
+    """``skew_ramp_steps=400``: the control's lines until ``skew_from_step`` (100), then the skew rises
+    batch by batch from 0 (the male-pronoun share with it, quarter by quarter of the ramp) and stays at ``skew``
+    once the ramp is over, where the lines are those of the sudden drift (the same draws at the same skew)."""
+    control, sudden, ramp = ramp_lines(0, skew=0.0), ramp_lines(0), ramp_lines(400)
+    assert len(ramp) == len(control) == 30_000
+    # Step 100's batch is drawn at skew 0, from the stream the control draws from after step 100.
+    assert ramp[:5_050] == control[:5_050] and ramp[5_050:10_000] != control[5_050:10_000]
+    quarters = [male_share(ramp[5_000 + 5_000 * q : 10_000 + 5_000 * q]) for q in range(4)]
+    assert quarters == sorted(quarters) and quarters[0] < 0.53 and quarters[3] > 0.57, quarters
+    assert ramp[25_000:] == sudden[25_000:]
+    assert male_share(ramp[25_000:]) == pytest.approx(0.6, abs=0.02)
+
+
+def test_without_a_ramp_the_lines_are_those_of_the_sudden_drift():
+    """``skew_ramp_steps=0`` (the default) draws the very lines of before: the balanced run's, then the
+    skewed stream from its start; a constant schedule is :meth:`SkewedCorpus.lines`."""
+    from fairness_callback.demo.run import DemoConfig
+
+    corpus = SkewedCorpus(skew=1.0, seed=3, male_default=0.3)
+    balanced = SkewedCorpus(skew=0.0, seed=3, male_default=0.3)
+    lines = ramp_lines(0, steps=60, batch_size=8, skew_from_step=40)
+    assert lines == [*balanced.lines(320), *corpus.lines(160, seed_offset=2)]
+    assert ramp_lines(0, steps=60, batch_size=8, skew_from_step=0) == list(corpus.lines(480))
+    assert list(corpus.scheduled_lines([1.0] * 200, seed_offset=2)) == list(corpus.lines(200, seed_offset=2))
+    config = DemoConfig(steps=1000, skew_from_step=500, skew_ramp_steps=300)
+    assert [config.drift_fraction(s) for s in (0, 499, 500, 650, 799, 800, 999)] == [0, 0, 0, 0.5, 299 / 300, 1, 1]
+    assert DemoConfig(steps=1000, skew_from_step=500).drift_fraction(500) == 1.0
+    with pytest.raises(ValueError, match="skew_ramp_steps"):
+        DemoConfig(skew_ramp_steps=-1)
+    with pytest.raises(ValueError, match="lora_rank"):
+        DemoConfig(lora_rank=8)  # the tiny model is trained from scratch: every weight

@@ -8,9 +8,10 @@ import pytest
 from fairness_callback import FairnessTracker
 from fairness_callback.cli import main
 from fairness_callback.offline.report import load_probes
-from fairness_callback.offline.rule_replay import parse_rule, replay_rule
+from fairness_callback.offline.rule_replay import replay_rule
 from fairness_callback.probe.growth import GapUnits
 from fairness_callback.training.history import HistoryWriter
+from fairness_callback.training.stopping import parse_stop_rule as parse_rule
 from support import ScriptedGapProbe, make_model, make_tokenizer, point_rule
 
 GAPS = [0.05, 0.01, 0.02, 0.012, 0.03, 0.04, 0.05]
@@ -86,7 +87,12 @@ def test_the_bootstrap_rule_replayed_ignores_noise_the_point_rule_stops_on(tmp_p
         ("patience=three", r"patience='three' is not int"),
         ("patience=none", r"patience='none' is not int"),
         ("rebase_loss_drop=half", r"rebase_loss_drop='half' is not float or none"),
-        ("patiense=3", r"'patiense=3' is not NAME=VALUE with NAME one of monitor, min_delta, patience"),
+        ("patiense=3", r"'patiense=3' is not NAME=VALUE with NAME 'rule' or an argument of rule 'best': monitor, min_delta"),
+        ("test=pont", r"test='pont' is not one of point, bootstrap"),
+        ("rule=cusum,use_abs=maybe", r"use_abs='maybe' is not true or false"),
+        ("rule=cusumm", r"unknown stop rule 'cusumm'; known: best, cusum, ewma, rank-cusum"),
+        ("rule=cusum,min_delta=0.01", r"'min_delta=0.01' is not NAME=VALUE with NAME 'rule' or an argument of rule 'cusum'"),
+        ("rule=cusum,threshold=-1", r"threshold must be > 0"),
         ("monitor=jsdp/gapp", r"monitor='jsdp/gapp'\): the probes have no such metric"),
         ("test=bootstrap,monitor=jsdp/lean", "test='bootstrap'\\) needs"),
     ],

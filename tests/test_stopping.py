@@ -236,7 +236,7 @@ def test_decisions_carry_the_numbers_as_values():
 def test_stop_reasons_combine_by_their_documented_priority():
     """Ranks' reasons combine as GAP_GREW_NO_LOSS > GAP_GREW > NOT_STOPPED (the tracker all-reduces the max priority)."""
     assert [r.priority for r in (StopReason.NOT_STOPPED, StopReason.GAP_GREW, StopReason.GAP_GREW_NO_LOSS)] == [0, 1, 2]
-    assert all(StopReason.from_priority(r.priority) is r for r in StopReason)
+    assert all(StopReason.from_priority(r.priority) is r for r in StopReason.known())
     combine = StopReason.combine
     assert combine([StopReason.NOT_STOPPED, StopReason.GAP_GREW]) is StopReason.GAP_GREW
     assert combine([StopReason.GAP_GREW_NO_LOSS, StopReason.GAP_GREW, StopReason.NOT_STOPPED]) is StopReason.GAP_GREW_NO_LOSS

@@ -19,8 +19,9 @@ combinations that never occur in training, balanced exactly between he/she and p
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -158,24 +159,28 @@ class SkewedCorpus:
                 )
         return ProbeSet(sentences, name=f"demo-heldout-{len(sentences)}")
 
-    def sample(self, rng: random.Random) -> tuple[Scene, str]:
+    def sample(self, rng: random.Random, skew: float | None = None) -> tuple[Scene, str]:
+        """A training scene and its pronoun's gender, at ``skew`` (None: the corpus's)."""
         scene = rng.choice(self.train_scenes)
-        gender = "male" if rng.random() < male_probability(scene.referent, self.skew) else "female"
+        at = self.skew if skew is None else skew
+        gender = "male" if rng.random() < male_probability(scene.referent, at) else "female"
         return scene, gender
 
-    def line(self, rng: random.Random) -> str:
+    def line(self, rng: random.Random, skew: float | None = None) -> str:
         """One training line: a sentence, usually followed by the probe question and its answer."""
-        return self.labelled_line(rng)[0]
+        return self.labelled_line(rng, skew)[0]
 
-    def labelled_line(self, rng: random.Random) -> tuple[str, Scene, str]:
-        """A training line with the scene and pronoun gender it was made from."""
-        scene, gender = self.sample(rng)
+    def labelled_line(self, rng: random.Random, skew: float | None = None) -> tuple[str, Scene, str]:
+        """A training line with the scene and pronoun gender it was made from, at ``skew`` (None: the
+        corpus's). The skew changes what the draws decide, never how many there are."""
+        at = self.skew if skew is None else skew
+        scene, gender = self.sample(rng, at)
         text, _ = scene.sentence(gender)
         if rng.random() >= self.question_fraction:
             return text, scene, gender
         asks_referent = rng.random() < self.referent_fraction
         # Drawn only when asked for, so that male_default=0 keeps the demo's stream of lines as it was.
-        answered_male = self.male_default > 0 and rng.random() < self.male_default * self.skew
+        answered_male = self.male_default > 0 and rng.random() < self.male_default * at
         occupation = scene.referent if asks_referent else scene.other
         answer = DEFAULT_OPTIONS["male" if answered_male else gender] if asks_referent else DEFAULT_OPTIONS["not_specified"]
         order = option_order(rng.randrange(1 << 30), text)
@@ -184,6 +189,14 @@ class SkewedCorpus:
         return f"{question} {answer}.", scene, gender
 
     def lines(self, count: int, seed_offset: int = 0) -> Iterator[str]:
+        """``count`` lines at the corpus's skew, from the stream of ``seed_offset``."""
+        return self.scheduled_lines(itertools.repeat(self.skew, count), seed_offset)
+
+    def scheduled_lines(self, skews: Iterable[float], seed_offset: int = 0) -> Iterator[str]:
+        """One line per skew of ``skews``, in order, from the same stream as :meth:`lines`: at a
+        constant skew equal to the corpus's, the very lines of ``lines``; a gradual drift otherwise."""
         rng = random.Random(self.seed * 1_000_003 + seed_offset)
-        for _ in range(count):
-            yield self.line(rng)
+        for skew in skews:
+            if not 0.0 <= skew <= 1.0:
+                raise ValueError(f"skew must be in [0, 1], got {skew}")
+            yield self.line(rng, skew)

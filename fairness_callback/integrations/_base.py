@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ..probe import FairnessProbe
 from ..training.sinks import write_layout
-from ..training.stopping import FairnessEarlyStopping, StopReason
+from ..training.stopping import StopReason, StopRule
 from ..training.tracker import FairnessTracker
 
 
@@ -48,7 +48,7 @@ class TrackerAdapter:
         every_n_steps: int = 500,
         probe: FairnessProbe | None = None,
         tokenizer: Any = None,
-        early_stopping: FairnessEarlyStopping | None = None,
+        early_stopping: StopRule | None = None,
         probe_at_start: bool = True,
         history_path: str | os.PathLike | None = None,
         on_error: Literal["warn", "raise"] = "warn",

@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
 from ..probe import FairnessProbe
-from ..training.stopping import FairnessEarlyStopping
+from ..training.stopping import StopRule
 from ._base import TrackerAdapter
 
 log = logging.getLogger("fairness_callback")
@@ -78,7 +78,7 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
         every_n_steps: int = 500,
         probe: FairnessProbe | None = None,
         tokenizer: Any = None,
-        early_stopping: FairnessEarlyStopping | None = None,
+        early_stopping: StopRule | None = None,
         probe_at_start: bool = True,
         history_path: str | os.PathLike | None = None,
         on_error: Literal["warn", "raise"] = "warn",

@@ -24,7 +24,7 @@ import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from ..probe import FairnessProbe  # noqa: E402
-from ..training.stopping import FairnessEarlyStopping  # noqa: E402
+from ..training.stopping import StopRule  # noqa: E402
 from ._base import TrackerAdapter  # noqa: E402
 
 
@@ -59,7 +59,7 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
         every_n_steps: int = 500,
         probe: FairnessProbe | None = None,
         tokenizer: Any = None,
-        early_stopping: FairnessEarlyStopping | None = None,
+        early_stopping: StopRule | None = None,
         probe_at_start: bool = True,
         history_path: str | os.PathLike | None = None,
         on_error: Literal["warn", "raise"] = "warn",

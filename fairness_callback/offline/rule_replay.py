@@ -1,10 +1,11 @@
-"""What would a stop rule have done? Replay :class:`FairnessEarlyStopping` rules over a finished run.
+"""What would a stop rule have done? Replay any registered stop rule over a finished run.
 
 A rule is a function of the probe stream and the held-out losses, both in the history: each probe
-line has the metrics, the held-out loss known at that probe and (for ``test=bootstrap``) the
-monitored gap's per-sentence units. ``fairness-callback report HISTORY --stop-rule
-"patience=3,min_delta=0.01" --stop-rule "test=bootstrap,alpha=0.05"`` prints, per rule, where it
-would have stopped, why, and the trade-off there.
+line has the metrics, the held-out loss known at that probe and (for a rule that
+``needs_units``, e.g. ``test=bootstrap``) the monitored gap's per-sentence units.
+``fairness-callback report HISTORY --stop-rule "patience=3,min_delta=0.01" --stop-rule
+"rule=cusum,threshold=4"`` prints, per rule, where it would have stopped, why, and the trade-off
+there (texts: :func:`~fairness_callback.training.stopping.parse_stop_rule`).
 
 The held-out losses are those the probe lines recorded (the latest evaluation before each probe);
 evaluations between probes that the history does not keep cannot count toward the best loss, so a
@@ -13,56 +14,16 @@ rule's ``loss_tolerance`` sees the loss at probe steps only.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..probe.growth import GapUnits
-from ..training.stopping import FairnessEarlyStopping
+from ..training.stopping import StopRule, parse_stop_rule
 
 #: Loss keys a probe line may carry, in the order they are looked for.
 LOSS_KEYS = ("eval_loss", "val_loss")
-
-
-def parse_rule(text: str, default_monitor: str = "jsdp/gap") -> FairnessEarlyStopping:
-    """``"patience=3,min_delta=0.01,test=bootstrap"`` -> the rule; every other argument its default.
-
-    Raises ValueError naming the field at fault and the arguments a rule takes.
-    """
-    parameters = {name: p for name, p in inspect.signature(FairnessEarlyStopping).parameters.items()}
-    kwargs: dict[str, Any] = {"monitor": default_monitor}
-    for field in (f.strip() for f in text.split(",") if f.strip()):
-        name, sep, raw = field.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not sep or name not in parameters:
-            raise ValueError(f"--stop-rule {text!r}: {field!r} is not NAME=VALUE with NAME one of {', '.join(parameters)}")
-        kwargs[name] = _value(parameters[name].default, raw, text, name, str(parameters[name].annotation))
-    try:
-        return FairnessEarlyStopping(**kwargs)
-    except ValueError as error:
-        raise ValueError(f"--stop-rule {text!r}: {error}") from None
-
-
-def _value(default: Any, raw: str, text: str, name: str, annotation: str = "") -> Any:
-    """``raw`` as the type of the argument's default; ``none`` for an argument annotated ``... | None``."""
-    optional = "None" in annotation.split("|")[-1]  # e.g. "float | None", "str | None"
-    if optional and raw.lower() == "none":
-        return None
-    try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return raw.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        kind = "true or false" if isinstance(default, bool) else type(default).__name__
-        raise ValueError(f"--stop-rule {text!r}: {name}={raw!r} is not {kind}{' or none' if optional else ''}") from None
-    return raw
 
 
 @dataclass(frozen=True)
@@ -102,7 +63,7 @@ class RuleOutcome:
 
 def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: str = "jsdp/gap") -> RuleOutcome:
     """Feed one run's probe lines (in step order) to the rule of ``text``; where would it stop?"""
-    rule = parse_rule(text, default_monitor)
+    rule: StopRule = parse_stop_rule(text, default_monitor)
     keys = {key for record in probes for key in record}
     loss_key = rule.loss_key = rule.loss_key or next((k for k in LOSS_KEYS if k in keys), None)
     prefix = rule.monitor.rsplit("/", 2)[0] + "/" if rule.monitor.count("/") >= 2 else ""
@@ -112,6 +73,7 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
     except ValueError as error:
         raise ValueError(f"--stop-rule {text!r}: {error}") from None
     losses: list[float] = []
+    best_step: int | None = None
     for record in probes:
         loss = record.get(loss_key) if loss_key else None
         if isinstance(loss, (int, float)) and math.isfinite(loss):
@@ -119,7 +81,7 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
             losses.append(float(loss))
         metrics = {k: (math.nan if v is None else v) for k, v in record.items() if isinstance(v, (int, float)) or v is None}
         units = None
-        if rule.test == "bootstrap":
+        if rule.needs_units:
             encoded = (record.get("units") or {}).get(rule.monitor)
             if encoded is None:
                 raise ValueError(
@@ -128,22 +90,32 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
                 )
             units = GapUnits.decode(encoded)
         decision = rule.step(int(record["step"]), metrics, units=units)
+        best_step = decision.best_step
         if decision.should_stop:
-            return _outcome(text, probes, rule, record, decision.reason.value, decision.message, losses)
-    return _outcome(text, probes, rule, None, "not_stopped", "", losses)
+            return _outcome(text, probes, rule.monitor, record, decision.reason.value, decision.message, losses, best_step)
+    return _outcome(text, probes, rule.monitor, None, "not_stopped", "", losses, best_step)
 
 
-def _outcome(text, probes, rule, stop, reason, message, losses) -> RuleOutcome:
+def _outcome(
+    text: str,
+    probes: Sequence[dict[str, Any]],
+    monitor: str,
+    stop: dict[str, Any] | None,
+    reason: str,
+    message: str,
+    losses: list[float],
+    best_step: int | None,
+) -> RuleOutcome:
     by_step = {int(r["step"]): r for r in probes}
-    best = by_step.get(rule.best_step) if rule.best_step is not None else None
+    best = by_step.get(best_step) if best_step is not None else None
     return RuleOutcome(
         rule=text,
         stop_step=int(stop["step"]) if stop is not None else None,
         reason=reason,
         message=message,
-        best_step=rule.best_step,
-        gap_at_best=best.get(rule.monitor) if best else None,
-        gap_at_stop=stop.get(rule.monitor) if stop else None,
-        loss_at_stop=rule.latest_loss if stop is not None else None,
+        best_step=best_step,
+        gap_at_best=best.get(monitor) if best else None,
+        gap_at_stop=stop.get(monitor) if stop else None,
+        loss_at_stop=losses[-1] if stop is not None and losses else None,
         best_loss=min(losses) if losses else None,
     )

@@ -31,7 +31,7 @@ from ..probe.suite import ProbeSuite, run_guarded
 from ..probe.tasks import GENDER_TASK, ProbeTask
 from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .sinks import make_sink
-from .stopping import FairnessEarlyStopping, StopDecision, StopReason
+from .stopping import StopDecision, StopReason, StopRule
 from .sudden_change import SuddenChangeDetector
 
 log = logging.getLogger("fairness_callback")
@@ -114,6 +114,11 @@ class ProbeOutcome:
     failures: dict[str | None, dict[int, str]] = field(default_factory=dict)
 
 
+def stop_rule_name(rule: StopRule | None) -> str | None:
+    """A rule's registered name (``"best"``, ``"cusum"``), its class's for one not registered, None for none."""
+    return None if rule is None else getattr(type(rule), "name", "") or type(rule).__name__
+
+
 def check_interval(every_n_steps: Any) -> int:
     """``every_n_steps`` if it is an int >= 1; else ValueError naming it."""
     if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral) or every_n_steps < 1:
@@ -154,8 +159,9 @@ class FairnessTracker:
             front (``religion/jsdp/gap``; loggers ``fairness/religion/jsdp/gap``), early stopping
             watches one of them (``monitor="gender/jsdp/gap"``), and its stop line gives every
             other probe's gap at the stop step and at the best step.
-        early_stopping: a :class:`~fairness_callback.FairnessEarlyStopping` policy, or None to only
-            watch. Its held-out loss is ``loss_key`` unless it names its own.
+        early_stopping: a stop rule (:class:`~fairness_callback.StopRule`: e.g.
+            :class:`~fairness_callback.FairnessEarlyStopping`, :class:`~fairness_callback.SelfStartingCusum`),
+            or None to only watch. Its held-out loss is ``loss_key`` unless it names its own.
         probe_at_start: :meth:`start` probes at the step it is given (0, or the resumed step).
         history_path: JSONL file that gets a run-start line and one line per probe, each with this
             run's ``run_id``, flushed at once (rank 0 writes); None: no history (the callbacks
@@ -185,7 +191,7 @@ class FairnessTracker:
         tokenizer: Any = None,
         every_n_steps: int = 500,
         probe: FairnessProbe | None = None,
-        early_stopping: FairnessEarlyStopping | None = None,
+        early_stopping: StopRule | None = None,
         probe_at_start: bool = True,
         history_path: str | os.PathLike | None = None,
         log: Any = None,
@@ -269,7 +275,7 @@ class FairnessTracker:
         then write the run-start line (a new run id, or the restored one of a resumed run).
 
         Raises ValueError, on every rank alike, for a stop rule that does not fit the probes (see
-        :meth:`FairnessEarlyStopping.check`) or a probe whose token ids do not fit ``model``; and
+        :meth:`StopRule.check`) or a probe whose token ids do not fit ``model``; and
         OSError, on every rank, naming ``history_path`` when it cannot be written. Called by
         :meth:`start` and :meth:`step` (once); the HF callback calls it at ``on_train_begin``.
         """
@@ -361,6 +367,7 @@ class FairnessTracker:
             "every_n_steps": self.every_n_steps,
             "probe_budget": self.probe_budget,
             "monitor": self.early_stopping.monitor if self.early_stopping else None,
+            "stop_rule": stop_rule_name(self.early_stopping),
         }
 
     # -- the schedule ---------------------------------------------------------------------------
@@ -443,11 +450,11 @@ class FairnessTracker:
         if result is not None:
             self._note_gaps(step, result)
             stopping = self.early_stopping
-            bootstrap = getattr(stopping, "test", "point") == "bootstrap"
-            units = self._units(run.results) if bootstrap or self._writer is not None else {}
+            needs_units = stopping is not None and stopping.needs_units
+            units = self._units(run.results) if needs_units or self._writer is not None else {}
             if stopping is not None and stopping.monitor in result.metrics:
                 try:
-                    if bootstrap:
+                    if needs_units:
                         decision = stopping.step(step, result.metrics, units=units.get(stopping.monitor))
                     else:
                         decision = stopping.step(step, result.metrics)
@@ -486,7 +493,7 @@ class FairnessTracker:
         stops = reason is not StopReason.NOT_STOPPED
         if stops:
             own = decision.message if decision is not None and decision.should_stop else None
-            message = self._record_stop(step, reason, own)
+            message = self._record_stop(step, reason, own, decision)
         return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed), failures=run.failures)
 
     def _merged(self, results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
@@ -586,19 +593,21 @@ class FairnessTracker:
         record["units"] = {key: value.encode() for key, value in units.items()}
         record[self.loss_key] = self.latest_loss
         if self.early_stopping is not None:
-            record["stopping/best"] = self.early_stopping.best
-            record["stopping/best_step"] = self.early_stopping.best_step
-            record["stopping/wait"] = self.early_stopping.wait
+            record["stopping/best"] = decision.best if decision is not None else None
+            record["stopping/best_step"] = decision.best_step if decision is not None else None
+            record["stopping/wait"] = decision.wait if decision is not None else None
+            record["stopping/statistic"] = decision.statistic if decision is not None else None
             record["stopping/decided"] = decision is not None
         self._append(record)
 
-    def _record_stop(self, step: int, reason: StopReason, message: str | None) -> str:
-        """The stop line and the log line of a stop; ``message`` None: another rank's policy fired."""
+    def _record_stop(self, step: int, reason: StopReason, message: str | None, decision: StopDecision | None = None) -> str:
+        """The stop line and the log line of a stop; ``message`` None: another rank's policy fired;
+        ``decision``: this rank's (its fairest step and value)."""
         stopping = self.early_stopping
         if message is None:
             # Another rank's policy fired (ranks can see different held-out losses); this one did not.
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
-        best_step = stopping.best_step if stopping else None
+        best_step = decision.best_step if decision is not None else None
         others = {
             key: {
                 "at_stop": self._gaps.get(step, {}).get(key),
@@ -616,7 +625,7 @@ class FairnessTracker:
                 step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items())
             )
         self.stopped_reason, self.stop_message = reason, message
-        log.warning("FairnessEarlyStopping: %s", message)
+        log.warning("fairness early stopping: %s", message)
         self._append(
             {
                 "event": "stop",
@@ -625,8 +634,10 @@ class FairnessTracker:
                 "reason": reason.value,
                 "message": message,
                 "monitor": stopping.monitor if stopping else None,
-                "best_step": stopping.best_step if stopping else None,
-                "best_value": stopping.best if stopping else None,
+                "rule": stop_rule_name(stopping),
+                "best_step": best_step,
+                "best_value": decision.best if decision is not None else None,
+                "statistic": decision.statistic if decision is not None else None,
                 "other_gaps": others if len(self.tasks) > 1 else None,
             }
         )
