@@ -88,19 +88,12 @@ RULES: dict[str, str] = {
     "cusum h=3": "rule=cusum,threshold=3",
     "cusum h=4": "rule=cusum,threshold=4",
     "cusum h=6": "rule=cusum,threshold=6",
-    "cusum n=3": "rule=cusum,min_probes=3",
     "cusum n=6": "rule=cusum,min_probes=6",
-    "cusum rho=0": "rule=cusum,autocorrelation=0",
+    "cusum rho=0 (no correction)": "rule=cusum,autocorrelation=0",
     "cusum k=1 h=3": "rule=cusum,allowance=1,threshold=3",
-    "cusum k=0.25 h=6": "rule=cusum,allowance=0.25,threshold=6",
-    "cusum ready=0.9": "rule=cusum,ready_accuracy=0.9",
     "cusum min_shift=0": "rule=cusum,min_shift=0",
-    "cusum min_shift=0 ready=0": "rule=cusum,min_shift=0,ready_accuracy=0",
-    "cusum h=4 min_shift=2": "rule=cusum,threshold=4,min_shift=2",
     "rank-cusum (defaults: h=3)": "rule=rank-cusum",
     "rank-cusum h=2": "rule=rank-cusum,threshold=2",
-    "rank-cusum h=2.5": "rule=rank-cusum,threshold=2.5",
-    "rank-cusum h=2 k=0.25": "rule=rank-cusum,threshold=2,allowance=0.25",
     "ewma (defaults: L=3 lambda=0.3)": "rule=ewma",
     "ewma L=2.5": "rule=ewma,threshold=2.5",
     "ewma L=3 lambda=0.5": "rule=ewma,smoothing=0.5",
@@ -147,15 +140,17 @@ def change(name: str, description: str, changes: dict[str, Any], quick: dict[str
 #: SmolLM2-135M-Instruct (``--model smollm2``) fine-tuned with LoRA (rank 8 on the attention
 #: projections: a step of 8 lines costs about 2/3 of a full fine-tune's, without its first slow
 #: steps) on 48-token lines (the corpus's longest is 41 of its tokens), the skew answering "male" by
-#: default as the tiny demo's; balanced until step 20 (5 probes, step 0 included), probed every 5.
+#: default as the tiny demo's; probed every 5 steps, balanced until step 60: the model reads the
+#: task (accuracy >= 0.5 on both genders' prompts) from about step 30, so a baseline has 5-7 probes
+#: before the drift (a first try drifting at step 20 had none: the bias came before the task).
 SMOLLM2: dict[str, Any] = {
     "model": "smollm2",
     "lora_rank": 8,
-    "steps": 60,
+    "steps": 100,
     "seq_len": 48,
     "lr": 5e-4,
     "probe_every": 5,
-    "skew_from_step": 20,
+    "skew_from_step": 60,
     "male_default": 0.3,
     "referent_fraction": 0.75,
 }
@@ -201,7 +196,7 @@ MATRIX: dict[str, Setting] = {
         ),
         Setting(
             "smollm2",
-            "SmolLM2-135M-Instruct, LoRA rank 8, lr 5e-4, 60 steps of 8 x 48 tokens, balanced to step 20, probe every 5 of 20 sentences",
+            "SmolLM2-135M-Instruct, LoRA rank 8, lr 5e-4, 100 steps of 8 x 48 tokens, balanced to step 60, probe every 5 of 20 sentences",
             SMOLLM2,
             SMOLLM2_QUICK,
             seeds=3,

@@ -195,6 +195,8 @@ def test_standardised_probes_are_standard_normal_whatever_the_scale():
 
 
 def test_the_correlation_estimate_sees_correlated_probes():
+    """The estimate is the lower 95% bound of the bias-corrected lag-1 correlation: it sees a strong
+    correlation in 15 probes, and is 0 for most independent ones (a correction there would only cost power)."""
     correlated, independent = [], []
     for seed in range(100):
         for rho, found in ((0.7, correlated), (0.0, independent)):
@@ -202,7 +204,8 @@ def test_the_correlation_estimate_sees_correlated_probes():
             for value in noise(seed, 15, rho=rho):
                 baseline.accept(value)
             found.append(baseline.rho())
-    assert statistics.median(correlated) > 0.35 and statistics.median(independent) < 0.15
+    assert statistics.median(correlated) > 0.1 and statistics.median(independent) == 0.0
+    assert sum(rho > 0 for rho in independent) <= 20 and sum(rho > 0 for rho in correlated) >= 60
     assert SelfStartingBaseline(autocorrelation=0.3).rho() == 0.3
 
 

@@ -90,8 +90,10 @@ class SelfStartingBaseline:
         if denominator == 0:
             return 0.0
         r1 = sum(a * b for a, b in zip(deviations, deviations[1:])) / denominator
-        # E[r1] ~ rho - (1 + 3 rho) / n (Kendall 1954), solved for rho.
-        return min(0.9, max(0.0, (n * r1 + 1) / (n - 3)))
+        # E[r1] ~ rho - (1 + 3 rho) / n (Kendall 1954), solved for rho; then its lower 95% bound
+        # (r1's standard error is about 1 / sqrt(n)): a few probes estimate rho so loosely that
+        # the point estimate would take most of the chart's power for a correlation not there.
+        return min(0.9, max(0.0, (n * r1 + 1) / (n - 3) - 2 / math.sqrt(n)))
 
     def standardise(self, value: float) -> float:
         """``value``'s ``u`` against the baseline (see the module docstring); needs 2 or more values."""
