@@ -37,8 +37,9 @@ table per setting (``false``, ``early``, ``ramp``: the gradual drift's stops aft
 before its end, neither early nor a detection, ``detect``, ``delay`` and ``loss%`` as above; the
 onset of the gradual drift is the end of its ramp), then one summary row per rule across
 settings: false stops pooled over the settings that train their balanced runs and the worst
-setting's, detections pooled over the settings at skew 1 and the worst setting's, the median
-delay over those detections. The matrix is meant to be run in parts, over hours: ``--keep``.
+setting's, detections pooled over the settings at skew 1 and the worst setting's (a stop during
+a gradual drift's ramp counts as a detection with delay 0: the bias is already growing), the
+median delay over those detections. The matrix is meant to be run in parts, over hours: ``--keep``.
 
 The last line is one JSON object (the matrix's names its ``settings``). ``--quick`` (plain: 2 seeds a
 skew, 40 steps, 20 sentences; matrix: every setting at toy size, SmolLM2 for 4 steps on a
@@ -665,27 +666,27 @@ def print_setting(name: str, figures: dict[str, Any]) -> None:
 def summary_row(rule: str, per_setting: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One rule across settings: false stops pooled over the settings that train their own balanced runs
     (a reused control counts once) and the worst setting's; detections pooled over the settings at skew 1
-    and the worst setting's; the median delay over those detections."""
+    and the worst setting's (a stop during a gradual drift's ramp is a detection of a bias already
+    growing, with delay 0); the median delay over those detections."""
     own = {name: f["rules"][rule] for name, f in per_setting.items() if f["balanced_from"] is None}
     strong = {name: f["rules"][rule] for name, f in per_setting.items() if f["skew"] == 1.0}
     worst_false = max(
         (n for n in own if own[n]["balanced_runs"]), key=lambda n: own[n]["false_stops"] / own[n]["balanced_runs"], default=None
     )
-    worst_detect = min(
-        (n for n in strong if strong[n]["onsets"]), key=lambda n: strong[n]["detections"] / strong[n]["onsets"], default=None
-    )
+    caught = {name: r["detections"] + r["during_ramp"] for name, r in strong.items()}
+    worst_detect = min((n for n in strong if strong[n]["onsets"]), key=lambda n: caught[n] / strong[n]["onsets"], default=None)
     return {
         "false_stops": sum(r["false_stops"] for r in own.values()),
         "balanced_runs": sum(r["balanced_runs"] for r in own.values()),
         "worst_false": None
         if worst_false is None
         else {"setting": worst_false, **_pick(own[worst_false], "false_stops", "balanced_runs")},
-        "detections": sum(r["detections"] for r in strong.values()),
+        "detections": sum(caught.values()),
         "onsets": sum(r["onsets"] for r in strong.values()),
         "worst_detections": None
         if worst_detect is None
-        else {"setting": worst_detect, **_pick(strong[worst_detect], "detections", "onsets")},
-        "median_delay": _median([d for r in strong.values() for d in r["delays"]]),
+        else {"setting": worst_detect, "detections": caught[worst_detect], "onsets": strong[worst_detect]["onsets"]},
+        "median_delay": _median([d for r in strong.values() for d in r["delays"] + [0] * r["during_ramp"]]),
     }
 
 
@@ -706,8 +707,9 @@ def summary_table(rows: dict[str, dict[str, Any]]) -> str:
         )
     lines.append(
         "false: balanced runs stopped, pooled over the settings that train their own (worst: the setting with the "
-        "largest share); detect: skewed runs stopped after the onset, pooled over the settings at skew 1 (worst: the "
-        "smallest share); delay: probes from the onset to the stop, median over those detections"
+        "largest share); detect: skewed runs stopped after the onset (or during a gradual drift's ramp, delay 0), "
+        "pooled over the settings at skew 1 (worst: the smallest share); delay: probes from the onset to the stop, "
+        "median over those detections"
     )
     return "\n".join(lines)
 
