@@ -193,13 +193,11 @@ class SelfStartingChart(GapRule):
         """Why a baseline cannot start at a probe with ``metrics``: its model does not read the task yet
         (accuracy on either gap group's prompts below ``ready_accuracy``); None where it can, or where
         the probe has no such accuracies."""
-        keys = self.ready.keys()
-        if self.ready.threshold <= 0 or not all(key in metrics for key in keys):
+        if self.ready.threshold <= 0 or not set(self.ready.keys()).issubset(metrics):
             return None
-        accuracy = min(float(metrics[key]) for key in keys)
+        accuracy, groups = self.ready.lowest(metrics)
         if not accuracy < self.ready.threshold:
             return None
-        groups = " or ".join(key.rsplit("/", 1)[-1] for key in keys)
         return f"accuracy {accuracy:.2f} on {groups} answers is below ready_accuracy={self.ready.threshold:g}"
 
     @property

@@ -72,15 +72,18 @@ class MinAccuracy:
                 f"accuracies: {', '.join(accuracies)}"
             )
 
+    def lowest(self, metrics: Mapping[str, float]) -> tuple[float, str]:
+        """The lowest accuracy over the gap groups' prompts, and the groups in words (``"female or male"``)."""
+        keys = self.keys()
+        return min(float(metrics[key]) for key in keys), " or ".join(key.rsplit("/", 1)[-1] for key in keys)
+
     def skip(self, metrics: Mapping[str, float]) -> str | None:
         """Why a probe with these ``metrics`` is ignored, or None."""
         if self.threshold <= 0:
             return None
-        keys = self.keys()
-        accuracy = min(float(metrics[key]) for key in keys)
+        accuracy, groups = self.lowest(metrics)
         if accuracy >= self.threshold:
             return None
-        groups = " or ".join(key.rsplit("/", 1)[-1] for key in keys)
         return f"accuracy {accuracy:.2f} on {groups} answers is below min_accuracy={self.threshold}; probe ignored"
 
 
