@@ -1,6 +1,6 @@
 # The two commands of the README (demo, test); each creates .venv on first use. .ci/run also runs
 # test-oldest, test-core and dist, each in a venv of its own.
-# TORCH is what pip installs for torch before the project; this machine's CPU build is torch==2.13.0.
+# TORCH is what pip installs for torch before the project; CI's CPU build is torch==2.13.0.
 # A GPU user passes e.g. TORCH=torch, or installs the project into an environment that already has torch.
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,9 +14,9 @@ CORE ?= .venv-core
 DIST ?= .venv-dist
 # The oldest job's tests: the core probe, both callbacks, one real-process 2-rank gloo DDP run,
 # the extras (about 5 minutes on 2 cores).
-OLDEST_TESTS ?= tests/test_probe.py tests/test_hf_callback.py tests/test_lightning_callback.py \
-	tests/test_distributed.py::test_two_ranks_agree_with_one_process tests/test_extras.py
-CORE_TESTS ?= tests/test_extras.py tests/test_probe.py tests/test_metrics.py
+OLDEST_TESTS ?= tests/probe/test_probe.py tests/integrations/test_hf_callback.py tests/integrations/test_lightning_callback.py \
+	tests/probe/test_distributed.py::test_two_ranks_agree_with_one_process tests/test_extras.py
+CORE_TESTS ?= tests/test_extras.py tests/probe/test_probe.py tests/probe/test_metrics.py
 
 .PHONY: demo test test-fast lint format test-oldest test-core dist bench clean
 

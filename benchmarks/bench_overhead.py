@@ -4,7 +4,7 @@ Both runs are the demo's own (``fairness_callback.demo``: ``DemoConfig``, ``buil
 ``lightning_runner.train_lightning``), shortened to ``--steps`` (default 300) with the demo's probe
 (1,200 prompts from 120 held-out sentences, ``prefix_sharing="auto"``: the token-tree path for
 this GPT-NeoX) at its default interval (every 100 steps, plus the step-0 probe: 4 probes in 300
-steps). The baseline is the same run with the FairnessCallback not attached: this script swaps it for a callback that does nothing (in the benchmark, not in the
+steps). The baseline is the same run with the LightningFairnessCallback not attached: this script swaps it for a callback that does nothing (in the benchmark, not in the
 package). Early stopping is off in both, so both train every step; the held-out evaluation runs in
 both. Only ``train_lightning`` is timed (Trainer set-up, fit, teardown), not ``build``.
 
@@ -51,7 +51,7 @@ import torch
 
 from fairness_callback.demo import lightning_runner
 from fairness_callback.demo.run import DemoConfig, build
-from fairness_callback.integrations.lightning import FairnessCallback
+from fairness_callback.integrations.lightning import LightningFairnessCallback
 from fairness_callback.offline.plots import probe_records
 from fairness_callback.training.history import read_history
 
@@ -62,17 +62,17 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 MEASURED = {"seq_len": 64, "probe_every": 100}
 
 
-class TimedFairnessCallback(FairnessCallback):
-    """The demo's FairnessCallback with a stopwatch around each of its own hooks."""
+class TimedFairnessCallback(LightningFairnessCallback):
+    """The demo's LightningFairnessCallback with a stopwatch around each of its own hooks."""
 
     seconds = 0.0
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         TimedFairnessCallback.seconds = 0.0
-        # The hooks FairnessCallback itself defines (lightning_runner's name for it is patched in the run).
-        for name in dir(FairnessCallback):
-            if name.startswith("on_") and getattr(FairnessCallback, name) is not getattr(pl.Callback, name, None):
+        # The hooks LightningFairnessCallback itself defines (lightning_runner's name for it is patched in the run).
+        for name in dir(LightningFairnessCallback):
+            if name.startswith("on_") and getattr(LightningFairnessCallback, name) is not getattr(pl.Callback, name, None):
                 setattr(self, name, self._timed(getattr(self, name)))
 
     @staticmethod
@@ -88,7 +88,7 @@ class TimedFairnessCallback(FairnessCallback):
 
 
 class NoProbe(pl.Callback):
-    """Stands in for the FairnessCallback in the baseline: takes its arguments, does nothing."""
+    """Stands in for the LightningFairnessCallback in the baseline: takes its arguments, does nothing."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__()
@@ -103,7 +103,7 @@ def train_once(steps: int, probe: bool, out: Path, clock) -> dict:
     probe seconds (wall)."""
     config = DemoConfig(out=out, steps=steps, early_stopping=False, **MEASURED)
     parts = build(config)
-    swap = mock.patch.object(lightning_runner, "FairnessCallback", TimedFairnessCallback if probe else NoProbe)
+    swap = mock.patch.object(lightning_runner, "LightningFairnessCallback", TimedFairnessCallback if probe else NoProbe)
     # The demo's progress bar writes to stdout; both runs draw it, to a sink.
     with swap, open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         start, wall_start = clock(), time.perf_counter()

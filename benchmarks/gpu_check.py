@@ -39,7 +39,7 @@ still leaves what it had). Sections (``--sections exact,speed,memory,train,preci
   is given instead, labelled as RSS (informational: the allocator keeps freed pages).
 - **train**: the HF Trainer with ``bf16=True`` on a Pythia-160m-shaped GPT-NeoX (dropout 0.1, so
   a probe that drew random numbers or left a mode changed would show), ``--train-steps`` 200
-  steps of ``--train-batch`` x ``--train-seq`` tokens, the FairnessCallback every 50 (plus its
+  steps of ``--train-batch`` x ``--train-seq`` tokens, the HFFairnessCallback every 50 (plus its
   step-0 probe) with the built-in set. In a child process with ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
   (it must be set before CUDA starts): three runs under ``torch.use_deterministic_algorithms(True,
   warn_only=True)``, without, with and again without the callback: the first two final weights
@@ -750,17 +750,17 @@ class Blocks(torch.utils.data.Dataset):
 def timed_callback_class():
     from transformers import TrainerCallback
 
-    from fairness_callback.integrations.hf import FairnessCallback
+    from fairness_callback.integrations.hf import HFFairnessCallback
 
-    class TimedFairnessCallback(FairnessCallback):
-        """The HF FairnessCallback with a stopwatch around each hook it defines (the GPU synchronised
+    class TimedFairnessCallback(HFFairnessCallback):
+        """The HF HFFairnessCallback with a stopwatch around each hook it defines (the GPU synchronised
         before each clock starts, so training work still queued is not charged to the callback)."""
 
         def __init__(self, device: torch.device, **kwargs) -> None:
             super().__init__(**kwargs)
             self.seconds: dict[str, float] = {}
-            for name in dir(FairnessCallback):
-                if name.startswith("on_") and getattr(FairnessCallback, name) is not getattr(TrainerCallback, name, None):
+            for name in dir(HFFairnessCallback):
+                if name.startswith("on_") and getattr(HFFairnessCallback, name) is not getattr(TrainerCallback, name, None):
                     setattr(self, name, self._timed(name, getattr(self, name), device))
 
         def _timed(self, name, hook, device):

@@ -74,7 +74,7 @@ from typing import Any
 from fairness_callback.offline.plots import probe_records
 from fairness_callback.offline.rule_replay import replay_rule
 from fairness_callback.offline.tradeoff import finite
-from fairness_callback.training.history import HISTORY_FILENAME, read_run
+from fairness_callback.training.history import HISTORY_FILENAME, LOSS_KEYS, read_run
 
 MONITOR = "jsdp/gap"
 
@@ -377,8 +377,10 @@ class Tally:
 
 
 def loss_over_best(probes: list[dict], loss_at_stop: float | None) -> float | None:
-    """Held-out loss at the stop over the run's best held-out loss, in %; None where either is missing."""
-    run_losses = [r["val_loss"] for r in probes if finite(r.get("val_loss"))]
+    """Held-out loss at the stop over the run's best held-out loss, in %; None where either is missing
+    (the loss is the first of ``LOSS_KEYS`` the run has: Lightning's ``val_loss``, HF's ``eval_loss``)."""
+    key = next((k for k in LOSS_KEYS if any(finite(r.get(k)) for r in probes)), None)
+    run_losses = [r[key] for r in probes if finite(r.get(key))] if key else []
     return 100 * (loss_at_stop / min(run_losses) - 1) if finite(loss_at_stop) and run_losses else None
 
 

@@ -1,4 +1,4 @@
-"""Train a small GPT-NeoX with the Hugging Face Trainer while FairnessCallback watches its gender bias.
+"""Train a small GPT-NeoX with the Hugging Face Trainer while HFFairnessCallback watches its gender bias.
 
     python examples/hf_trainer.py [--output-dir runs/hf_example] [--max-steps 300] [--probe-every 25]
 
@@ -20,7 +20,7 @@ from transformers import Trainer, TrainingArguments, default_data_collator
 from transformers.integrations import TensorBoardCallback
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, ProbeSet
-from fairness_callback.integrations.hf import FairnessCallback
+from fairness_callback.integrations.hf import HFFairnessCallback
 from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = train_bpe_tokenizer(probe_texts() + sentences, vocab_size=2000)
     model = tiny_gpt_neox(len(tokenizer), hidden_size=128, num_layers=4, seed=0)
 
-    callback = FairnessCallback(
+    callback = HFFairnessCallback(
         every_n_steps=args.probe_every,
         # One option-order seed instead of five: 1,120 prompts, a fraction of a second per probe here.
         # normalize="options": a model this small puts almost no probability on any option token,

@@ -1,4 +1,4 @@
-"""Train a small GPT-NeoX with PyTorch Lightning while FairnessCallback watches its gender bias.
+"""Train a small GPT-NeoX with PyTorch Lightning while LightningFairnessCallback watches its gender bias.
 
     python examples/lightning_train.py [--output-dir runs/lightning_example] [--max-steps 300] [--probe-every 25]
 
@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, ProbeSet
-from fairness_callback.integrations.lightning import FairnessCallback
+from fairness_callback.integrations.lightning import LightningFairnessCallback
 from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = train_bpe_tokenizer(probe_texts() + sentences, vocab_size=2000)
     model = tiny_gpt_neox(len(tokenizer), hidden_size=128, num_layers=4, seed=0)
 
-    callback = FairnessCallback(
+    callback = LightningFairnessCallback(
         every_n_steps=args.probe_every,
         # One option-order seed instead of five: 1,120 prompts, about a second per probe here.
         probe=FairnessProbe(tokenizer, seeds=(0,)),

@@ -11,6 +11,16 @@ import importlib
 import importlib.util
 from types import ModuleType
 
+__all__ = [
+    "available",
+    "EXTRAS",
+    "install_hint",
+    "missing_message",
+    "MissingExtraError",
+    "require",
+    "require_all",
+]
+
 # import name -> (what to call it in the message, the extra that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "accelerate": ("accelerate", "hf"),

@@ -8,6 +8,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+__all__ = [
+    "add_probe_options",
+    "add_probe_set_options",
+    "build_parser",
+    "check_axis_options",
+    "chosen_sets",
+    "gguf_checkpoints",
+    "list_runs",
+    "main",
+    "make_probe",
+    "offered_sets",
+    "run_demo",
+    "run_probe",
+    "run_replay",
+    "run_report",
+]
+
 if TYPE_CHECKING:
     from .data.registry import ProbeSetSpec
     from .offline.replay import Checkpoint

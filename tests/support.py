@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
 import torch
 
 from fairness_callback import FairnessEarlyStopping, FairnessProbe, ProbeResult, ProbeSet
@@ -257,3 +262,39 @@ def point_rule(**kwargs) -> FairnessEarlyStopping:
     """The stopping rule's mechanics for scripted gaps: ``min_delta=0`` and no rebase unless given
     (the package's defaults, ``min_delta=0.015`` and ``rebase_loss_drop=0.5``, are tested on their own)."""
     return FairnessEarlyStopping(**{"min_delta": 0.0, "rebase_loss_drop": None, **kwargs})
+
+
+# -- processes -------------------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script: Path, *args: str, tmp_path: Path, timeout: int = 240) -> None:
+    """Run ``script`` on 2 CPU ranks; fail with its output if it fails or hangs."""
+    command = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--nproc_per_node=2",
+        "--master_port",
+        str(free_port()),
+        str(script),
+        *args,
+    ]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"{script.name} hung for {timeout} s:\n{error.stdout}\n{error.stderr}")
+    assert result.returncode == 0, f"{script.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+def run_script(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python *args`` with temporary files in ``tmp_path``; fail the test with its output if it fails."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done

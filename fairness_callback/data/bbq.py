@@ -61,6 +61,22 @@ from typing import ClassVar, Literal, NamedTuple
 from .registry import CliOption, register_probe_set
 from .sentence import ItemKind, ProbeSet
 
+__all__ = [
+    "available_categories",
+    "bbq_probe_set",
+    "BBQFormatError",
+    "BBQItem",
+    "BBQLoad",
+    "BBQUnmatched",
+    "BOTH_TARGETED",
+    "CONDITIONS",
+    "KNOWN_CATEGORIES",
+    "load_bbq",
+    "NEITHER_TARGETED",
+    "POLARITIES",
+    "ROLES",
+]
+
 #: The six BBQ categories whose files the project has (file stems); others load if present.
 KNOWN_CATEGORIES = (
     "Age",

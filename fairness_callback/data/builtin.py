@@ -16,6 +16,14 @@ from .occupations import stereotyped_gender
 from .registry import register_probe_set
 from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
+__all__ = [
+    "BUILTIN_FILE",
+    "builtin_probe_set",
+    "load_builtin",
+    "parse_record",
+    "read_package_sentences",
+]
+
 #: The JSONL file shipped inside ``fairness_callback.data``.
 BUILTIN_FILE = "builtin_sentences.jsonl"
 

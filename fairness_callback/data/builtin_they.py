@@ -15,6 +15,13 @@ from .occupations import stereotyped_gender
 from .registry import CliOption, register_probe_set
 from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
+__all__ = [
+    "BUILTIN_THEY_FILE",
+    "builtin_they_probe_set",
+    "load_builtin_they",
+    "SOURCE",
+]
+
 #: The JSONL file shipped inside ``fairness_callback.data``.
 BUILTIN_THEY_FILE = "builtin_they.jsonl"
 SOURCE = "builtin-they"

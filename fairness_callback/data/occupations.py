@@ -2,6 +2,13 @@
 in US labour statistics, as WinoBias lists them (``male_occupations.txt`` / ``female_occupations.txt``).
 """
 
+__all__ = [
+    "FEMALE_STEREOTYPED",
+    "MALE_STEREOTYPED",
+    "OCCUPATIONS",
+    "stereotyped_gender",
+]
+
 MALE_STEREOTYPED: tuple[str, ...] = (
     "driver",
     "supervisor",

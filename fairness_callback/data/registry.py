@@ -30,6 +30,21 @@ from typing import Any
 
 from .sentence import ProbeSet
 
+__all__ = [
+    "axis_specs",
+    "CliOption",
+    "probe_set",
+    "probe_set_names",
+    "probe_set_spec",
+    "probe_set_specs",
+    "ProbeSetSpec",
+    "register_probe_set",
+    "TASK_KINDS",
+    "TASKS",
+    "UnknownProbeSetError",
+    "unregister_probe_set",
+]
+
 #: The tasks a probe set goes with: ``"gender"`` (he / she sentences; Winogender's they sentences are
 #: reported beside them), ``"they"`` (only singular-they sentences, whose answer is "not specified"),
 #: ``"bbq"`` (BBQ items). The first two hold :class:`~fairness_callback.data.sentence.ProbeSentence`

@@ -8,6 +8,24 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+__all__ = [
+    "BBQFields",
+    "FEMALE_PRONOUNS",
+    "Gender",
+    "GENDERS",
+    "item_id",
+    "item_kind",
+    "ITEM_KINDS",
+    "ItemKind",
+    "MALE_PRONOUNS",
+    "NEUTRAL_PRONOUNS",
+    "ProbeItem",
+    "ProbeSentence",
+    "ProbeSet",
+    "pronoun_gender",
+    "WINOBIAS_ENV",
+]
+
 Gender = Literal["male", "female", "neutral"]
 #: The genders a ProbeSentence may have: "neutral" is a singular-they sentence, whose text says
 #: nothing about the referent's gender (the probe expects "not specified" for both prompts).

@@ -19,6 +19,16 @@ from .occupations import OCCUPATIONS
 from .registry import CliOption, register_probe_set
 from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
+__all__ = [
+    "load_winobias",
+    "sentences_from_hf_rows",
+    "SPLITS",
+    "STEREOTYPES",
+    "WINO_TYPES",
+    "winobias_probe_set",
+    "WinoBiasFormatError",
+]
+
 WINO_TYPES = (1, 2)
 SPLITS = ("dev", "test")
 STEREOTYPES = ("pro", "anti")

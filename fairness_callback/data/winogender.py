@@ -51,6 +51,17 @@ from typing import Literal
 from .registry import CliOption, register_probe_set
 from .sentence import GENDERS, ProbeSentence, ProbeSet, pronoun_gender
 
+__all__ = [
+    "BLEACHED",
+    "load_winogender",
+    "SENTENCES_FILE",
+    "SOMEONE",
+    "STATS_FILE",
+    "winogender_probe_set",
+    "WinogenderFormatError",
+    "WinogenderLoad",
+]
+
 SENTENCES_FILE = "all_sentences.tsv"
 STATS_FILE = "occupations-stats.tsv"
 #: The reason a bleached-participant sentence is left out.

@@ -28,6 +28,15 @@ from typing import Literal
 from ..data import FEMALE_STEREOTYPED, MALE_STEREOTYPED, ProbeSentence, ProbeSet
 from ..probe.prompts import DEFAULT_OPTIONS, PromptConfig, option_order
 
+__all__ = [
+    "all_scenes",
+    "FRAMES",
+    "male_probability",
+    "PRONOUNS",
+    "Scene",
+    "SkewedCorpus",
+]
+
 # {a}: the other occupation, {b}: the referent. Pronoun slots: {subj} he/she, {obj} him/her,
 # {pos} his/her, {refl} himself/herself. The last three frames put the referent first.
 FRAMES: tuple[str, ...] = (

@@ -8,8 +8,13 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from ..integrations.hf import FairnessCallback
+from ..integrations.hf import HFFairnessCallback
 from .run import DemoConfig, DemoParts
+
+__all__ = [
+    "InOrderTrainer",
+    "train_hf",
+]
 
 
 class InOrderTrainer(Trainer):
@@ -21,9 +26,9 @@ class InOrderTrainer(Trainer):
         return torch.utils.data.SequentialSampler(self.train_dataset)
 
 
-def train_hf(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
+def train_hf(config: DemoConfig, parts: DemoParts) -> HFFairnessCallback:
     assert config.probe_every is not None  # __post_init__ filled it from MODEL_DEFAULTS
-    callback = FairnessCallback(
+    callback = HFFairnessCallback(
         every_n_steps=config.probe_every,
         **parts.callback_probes(),
         early_stopping=parts.early_stopping,

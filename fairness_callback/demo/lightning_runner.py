@@ -9,8 +9,13 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ..integrations.lightning import FairnessCallback
+from ..integrations.lightning import LightningFairnessCallback
 from .run import DemoConfig, DemoParts
+
+__all__ = [
+    "DemoModule",
+    "train_lightning",
+]
 
 
 class DemoModule(pl.LightningModule):
@@ -37,11 +42,11 @@ class DemoModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
 
 
-def train_lightning(config: DemoConfig, parts: DemoParts) -> FairnessCallback:
+def train_lightning(config: DemoConfig, parts: DemoParts) -> LightningFairnessCallback:
     # __post_init__ filled these from MODEL_DEFAULTS.
     assert config.probe_every is not None and config.lr is not None and config.lr_warmup is not None
     pl.seed_everything(config.seed, verbose=False)
-    callback = FairnessCallback(
+    callback = LightningFairnessCallback(
         every_n_steps=config.probe_every,
         **parts.callback_probes(),
         early_stopping=parts.early_stopping,

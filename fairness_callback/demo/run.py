@@ -24,10 +24,32 @@ from ..offline.tradeoff import finite, format_number, recorded_fairness_key
 from ..probe import FairnessProbe
 from ..probe.encoding import AnswerTokenError
 from ..probe.suite import axis_probe_sets
-from ..training.history import HISTORY_FILENAME, read_run
+from ..training.history import HISTORY_FILENAME, is_stop, read_run
 from ..training.stopping import DEFAULT_RULE, StopRule, make_stop_rule
 from .corpus import SkewedCorpus
 from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
+
+__all__ = [
+    "build",
+    "demo_axis_sets",
+    "DemoConfig",
+    "DemoModel",
+    "DemoParts",
+    "describe_probes",
+    "describe_skew",
+    "drift_gaps",
+    "format_drift_gaps",
+    "format_table",
+    "GENDER",
+    "LORA_TARGETS",
+    "MODEL_DEFAULTS",
+    "MODEL_NAMES",
+    "ProbeSetError",
+    "summarize",
+    "train_demo",
+    "training_lines",
+    "with_lora",
+]
 
 log = logging.getLogger("fairness_callback")
 
@@ -438,7 +460,7 @@ def summarize(history: list[dict[str, Any]], config: DemoConfig, seconds: float,
     (:func:`drift_gaps`); with ``axes`` (several probes), ``"axes"`` gives each probe's mean gaps
     and its gap at the stop and best steps."""
     probes = probe_records(history)
-    stops = [r for r in history if r.get("event") == "stop"]
+    stops = [r for r in history if is_stop(r)]
     last_step = probes[-1]["step"] if probes else 0
     by_step = {r["step"]: r for r in probes}
     stop = stops[-1] if stops else {}

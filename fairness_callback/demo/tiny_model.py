@@ -8,6 +8,13 @@ from typing import TYPE_CHECKING, cast
 
 import torch
 
+__all__ = [
+    "probe_texts",
+    "tiny_gpt_neox",
+    "TokenBlocks",
+    "train_bpe_tokenizer",
+]
+
 if TYPE_CHECKING:
     from ..data import ProbeSentence
 

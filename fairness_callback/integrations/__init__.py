@@ -3,3 +3,5 @@
 - :mod:`fairness_callback.integrations.hf` (``pip install fairness-callback[hf]``)
 - :mod:`fairness_callback.integrations.lightning` (``pip install fairness-callback[lightning]``)
 """
+
+__all__: list[str] = []  # nothing here: import the modules

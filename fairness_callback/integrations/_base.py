@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..probe import FairnessProbe
+from ..training.history import HISTORY_FILENAME
 from ..training.sinks import write_layout
 from ..training.stopping import StopReason, StopRule
 from ..training.tracker import FairnessTracker
+
+__all__ = ["TrackerAdapter"]
 
 
 class TrackerAdapter:
@@ -29,6 +32,11 @@ class TrackerAdapter:
             framework's held-out loss: :attr:`loss_key`), the default ``history_path`` (the run's
             output folder) and the default tokenizer (the framework's); each adapter's docstring
             says which. ``on_error="raise"`` ends training with the error.
+        name: tells this callback apart from another of its class in the same trainer (e.g. two
+            probe sets at two intervals): it keys the callback's state in checkpoints
+            (:attr:`state_key`) and names its default history file ``fairness_history-<name>.jsonl``.
+            Without it the key is made of ``every_n_steps`` and the probes' names. Two callbacks
+            with one key, or one history file, in a trainer are refused before training starts.
 
     Attributes:
         tracker: the :class:`~fairness_callback.FairnessTracker` this callback drives.
@@ -55,8 +63,15 @@ class TrackerAdapter:
         log_all_metrics: bool = False,
         probe_budget: float | None = None,
         probes: Mapping[str, FairnessProbe] | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__()
+        if name is not None and (not isinstance(name, str) or not name or "/" in name or name != name.strip()):
+            raise ValueError(f"name must be a non-empty string without '/' or surrounding spaces, got {name!r}")
+        self.name = name
+        self._key_fields: dict[str, Any] = (
+            {"name": name} if name else {"every_n_steps": every_n_steps, **({"probes": sorted(probes)} if probes else {})}
+        )
         self.tracker = FairnessTracker(
             tokenizer=tokenizer,
             every_n_steps=every_n_steps,
@@ -88,6 +103,44 @@ class TrackerAdapter:
     @property
     def history_path(self) -> Path | None:
         return self.tracker.history_path
+
+    @property
+    def state_key(self) -> str:
+        """The key of this callback's state in a checkpoint: its class and ``name`` (else its interval
+        and probes), as Lightning's ``Callback._generate_state_key`` writes it."""
+        return f"{type(self).__qualname__}{self._key_fields!r}"
+
+    @property
+    def history_filename(self) -> str:
+        """The history file's name in the run's folder when no ``history_path`` was given."""
+        return HISTORY_FILENAME if self.name is None else f"fairness_history-{self.name}.jsonl"
+
+    def _setup_tracker(self, tokenizer: Any, default_dir: str | os.PathLike | None) -> None:
+        self.tracker.setup(tokenizer=tokenizer, default_dir=default_dir, filename=self.history_filename)
+
+    def _default_history_path(self, default_dir: str | os.PathLike | None) -> Path | None:
+        if self.tracker.user_history_path is not None:
+            return self.tracker.user_history_path
+        return None if default_dir is None else Path(default_dir) / self.history_filename
+
+    def _check_siblings(self, callbacks: Iterable[Any], default_dir: str | os.PathLike | None) -> None:
+        """Refuse a second callback of this package in the trainer that would share this one's
+        checkpoint state or history file (each would overwrite or interleave the other's)."""
+        mine = self._default_history_path(default_dir)
+        for other in callbacks:
+            if other is self or not isinstance(other, TrackerAdapter):
+                continue
+            if other.state_key == self.state_key:
+                raise ValueError(
+                    f"two {type(self).__name__} in one trainer share the checkpoint key {self.state_key!r}: "
+                    "give each a distinct name=..."
+                )
+            theirs = other._default_history_path(default_dir)
+            if mine is not None and theirs is not None and Path(mine).resolve() == Path(theirs).resolve():
+                raise ValueError(
+                    f"two fairness callbacks in one trainer write the same history file {mine}: "
+                    "give each a distinct name=... or history_path=..."
+                )
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback: the tracker's state (see ``FairnessTracker.state_dict``)."""

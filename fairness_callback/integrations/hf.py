@@ -1,16 +1,18 @@
-"""Hugging Face Trainer adapter: :class:`FairnessCallback`, a ``transformers.TrainerCallback``.
+"""Hugging Face Trainer adapter: :class:`HFFairnessCallback`, a ``transformers.TrainerCallback``.
 
-Events (see :class:`FairnessCallback` for what each does):
+Events (see :class:`HFFairnessCallback` for what each does):
 
-- ``on_init_end`` / ``on_train_begin``: move this callback to the front of the Trainer's list (so
-  its additions to the evaluation metrics reach the stock ``EarlyStoppingCallback``), build the
-  probe from the Trainer's tokenizer, restore the early-stopping state of a resumed run, check the
-  stop rule, the model's vocabulary and the history path (``FairnessTracker.begin``).
+- ``on_init_end``: find the Trainer's callback handler (:func:`calling_handler`).
+- ``on_train_begin``: build the probe from the Trainer's tokenizer, restore the state a resumed
+  run's checkpoint kept, check the stop rule, the model's vocabulary and the history path
+  (``FairnessTracker.begin``), and the callbacks beside it.
 - ``on_step_begin`` (first step only): the step-0 probe (``probe_at_start``).
 - ``on_step_end``: every ``every_n_steps`` optimizer steps (``on_step_end`` fires once per
   optimizer step, never per micro-batch), probe, log, and set ``control.should_training_stop``.
 - ``on_evaluate``: read ``eval_loss``; add ``eval_fairness/...`` to the evaluation metrics (a
   ``trainer.evaluate()`` before any training builds the probe first).
+
+Checkpoints keep its state through transformers' ``ExportableState`` (:meth:`HFFairnessCallback.state`).
 """
 
 from __future__ import annotations
@@ -18,25 +20,41 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-from transformers import TrainerCallback
-from transformers.trainer_callback import CallbackHandler
+from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers.trainer_callback import CallbackHandler, ExportableState
 
 from ..probe import FairnessProbe
 from ..training.stopping import StopRule
 from ._base import TrackerAdapter
 
+__all__ = ["HFFairnessCallback", "calling_handler"]
+
 log = logging.getLogger("fairness_callback")
 
-#: Key of this callback's state in ``TrainerState.stateful_callbacks`` (saved with every checkpoint).
-STATE_KEY = "fairness_callback"
+#: Where checkpoints of 0.1.0 kept its state in
+#: ``TrainerState.stateful_callbacks``; still read on resume.
+OLD_STATE_KEY = "fairness_callback"
+#: Constructor arguments that JSON cannot carry, so transformers cannot rebuild a callback given
+#: them (``restore_callback_states_from_checkpoint=True`` rebuilds callbacks from their ``state()``).
+_OBJECT_ARGUMENTS = ("probe", "probes", "tokenizer", "early_stopping")
 
 
-def _find_handler() -> CallbackHandler | None:
-    """The Trainer's CallbackHandler, which is calling us now (callbacks are not given the Trainer)."""
+def calling_handler() -> CallbackHandler | None:
+    """The Trainer's ``CallbackHandler`` that is calling a callback now, or None outside an event.
+
+    transformers gives a callback's events neither the Trainer nor its handler (as of 5.x:
+    ``args, state, control`` and the ``model``, ``processing_class``, ``optimizer``,
+    ``lr_scheduler`` and data loaders that ``CallbackHandler.call_event`` passes), and a callback
+    has no documented way to log outside ``on_log`` (which fires only on the Trainer's own logging
+    steps). So the probe's metrics reach the reporters (``report_to``) through the handler that is
+    calling us, found up the stack. ``tests/integrations/test_hf_callback.py::test_events_still_get_no_trainer``
+    fails when transformers starts passing one: then log through it and delete this function.
+    """
     frame = inspect.currentframe()
     while frame is not None:
         owner = frame.f_locals.get("self")
@@ -46,15 +64,20 @@ def _find_handler() -> CallbackHandler | None:
     return None
 
 
-class FairnessCallback(TrackerAdapter, TrainerCallback):
+class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
     """Probe the model's gender bias every N optimizer steps, log it, and stop when it grows.
 
-    Add it to a Trainer: ``Trainer(..., callbacks=[FairnessCallback(every_n_steps=200)])``.
+    Add it to a Trainer: ``Trainer(..., callbacks=[HFFairnessCallback(every_n_steps=200)])``.
     Metrics go through ``Trainer``'s own logging (``report_to``: TensorBoard, W&B, ...) at the
     current global step, under ``fairness/`` (HF's reporters show them as ``train/fairness/...``),
     and into ``trainer.state.log_history``. At each evaluation they are added to the metrics as
     ``eval_fairness/...``, so ``metric_for_best_model="eval_fairness/jsdp/abs_gap"`` with
-    ``greater_is_better=False`` and the stock ``EarlyStoppingCallback`` can use them.
+    ``greater_is_better=False`` and the stock ``EarlyStoppingCallback`` can use them (list this
+    callback before it: callbacks read the metrics in the order of the list).
+
+    Its state (the run id, the stop rule's count, the schedule) is saved with every checkpoint by
+    transformers (``ExportableState``: ``trainer_state.json``, ``stateful_callbacks``) and read
+    back by the callback itself when ``train(resume_from_checkpoint=...)`` begins.
 
     Args:
         every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
@@ -66,6 +89,7 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
             a new ``train()`` in the same folder starts another).
         probe_on_evaluate: also probe at each evaluation not already probed at that step, so the
             ``eval_fairness/...`` metrics are of the evaluated weights.
+        name: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
 
     Attributes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
     """
@@ -86,6 +110,7 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
         probe_budget: float | None = None,
         probes: Mapping[str, FairnessProbe] | None = None,
         probe_on_evaluate: bool = True,
+        name: str | None = None,
     ) -> None:
         super().__init__(
             every_n_steps,
@@ -98,22 +123,44 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
             log_all_metrics,
             probe_budget,
             probes,
+            name,
         )
         self.probe_on_evaluate = probe_on_evaluate
+        # What state() gives transformers to rebuild this callback from JSON, and what it cannot.
+        self._json_arguments = {
+            "every_n_steps": every_n_steps,
+            "probe_at_start": probe_at_start,
+            "history_path": None if history_path is None else os.fspath(history_path),
+            "on_error": on_error,
+            "log_all_metrics": log_all_metrics,
+            "probe_budget": probe_budget,
+            "probe_on_evaluate": probe_on_evaluate,
+            "name": name,
+            **({"tokenizer": tokenizer} if isinstance(tokenizer, str) else {}),
+        }
+        given = {"probe": probe, "probes": probes, "tokenizer": tokenizer, "early_stopping": early_stopping}
+        self._not_in_json = [key for key in _OBJECT_ARGUMENTS if given[key] is not None and key not in self._json_arguments]
         self._handler: CallbackHandler | None = None
         self._start_pending = False
         self._set_up = False
 
     # -- events -----------------------------------------------------------------------------------
     def on_init_end(self, args, state, control, **kwargs):
-        self._move_to_front()
+        self._handler = calling_handler()  # for a trainer.evaluate() before any train()
 
     def on_train_begin(self, args, state, control, processing_class=None, model=None, **kwargs):
-        self._move_to_front()
+        # Looked up at every train(): a callback reused in a new Trainer must not log to the old one.
+        self._handler = calling_handler()
+        self._refuse_lost_configuration()
+        if self._handler is not None:
+            self._check_siblings(self._handler.callbacks, args.output_dir)
+            self._check_order(args, self._handler.callbacks)
         self._setup(args, processing_class)
         self.tracker.reset()
-        saved = state.stateful_callbacks.get(STATE_KEY)
-        if saved:  # a run resumed from a checkpoint continues the early-stopping count
+        # A resumed run (its TrainerState read from the checkpoint, at the checkpoint's step) continues
+        # the early-stopping count; a fresh one holds only what state() gave its new TrainerState.
+        saved = self._saved_state(state) if state.global_step > 0 else None
+        if saved:
             self.load_state_dict(saved)
         # The configuration, the model's vocabulary and the history path are checked before the first step.
         self.tracker.begin(model, state.global_step)
@@ -141,24 +188,62 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
         if self.tracker.last_metrics is not None:
             logged = self.tracker.logged_metrics(self.tracker.last_metrics)
             metrics.update({f"eval_{key}": value for key, value in logged.items()})
-        self._export_state(state)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """``ExportableState``: what transformers saves with each checkpoint (``trainer_state.json``).
+
+        ``args``: the constructor arguments JSON can carry; ``attributes``: ``checkpoint_state``,
+        this callback's :attr:`state_key`, its :meth:`state_dict` and the arguments ``args`` lacks.
+        """
+        return {
+            "args": dict(self._json_arguments),
+            "attributes": {
+                "checkpoint_state": {"key": self.state_key, "state": self.state_dict(), "not_in_args": self._not_in_json}
+            },
+        }
+
+    def _saved_state(self, state) -> dict[str, Any] | None:
+        """This callback's state in a resumed run's ``TrainerState``, found by :attr:`state_key`."""
+        saved = state.stateful_callbacks.get(type(self).__name__)
+        # Several callbacks of one class are kept as a list, to which transformers appends at every save: the last is the latest.
+        entries = saved if isinstance(saved, list) else [saved] if saved else []
+        mine = [
+            entry["attributes"]["checkpoint_state"]["state"]
+            for entry in entries
+            if isinstance(entry, dict) and entry.get("attributes", {}).get("checkpoint_state", {}).get("key") == self.state_key
+        ]
+        return mine[-1] if mine else state.stateful_callbacks.get(OLD_STATE_KEY)
+
+    def _refuse_lost_configuration(self) -> None:
+        """With ``restore_callback_states_from_checkpoint=True`` transformers replaces each callback by
+        one rebuilt from ``state()["args"]``: refuse, before training, a rebuild that lost a probe or a
+        stop rule JSON could not carry (it would train on with a default probe and no stop rule)."""
+        rebuilt = self.__dict__.get("checkpoint_state")  # set on a rebuilt callback only
+        if rebuilt and rebuilt.get("not_in_args"):
+            raise ValueError(
+                f"TrainingArguments(restore_callback_states_from_checkpoint=True) rebuilt {type(self).__name__} "
+                f"from its saved arguments, which cannot hold its {', '.join(rebuilt['not_in_args'])}: set "
+                "restore_callback_states_from_checkpoint=False (this callback restores its own state from the "
+                "checkpoint either way)"
+            )
+
+    def _check_order(self, args, callbacks: list[Any]) -> None:
+        """A stock ``EarlyStoppingCallback`` that monitors this callback's metric must come after it."""
+        metric = (args.metric_for_best_model or "").removeprefix("eval_")
+        if not metric.startswith("fairness/") or self not in callbacks:
+            return
+        if any(isinstance(callback, EarlyStoppingCallback) for callback in callbacks[: callbacks.index(self)]):
+            raise ValueError(
+                f"EarlyStoppingCallback comes before {type(self).__name__} in the Trainer's callbacks, so it would read "
+                f"metric_for_best_model={args.metric_for_best_model!r} before this callback adds it: list "
+                f"{type(self).__name__} first (callbacks=[{type(self).__name__}(...), EarlyStoppingCallback(...)])"
+            )
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _move_to_front(self) -> None:
-        # Safe inside CallbackHandler.call_event's loop: removing index i and inserting at 0
-        # leaves every later callback at its index, so none is skipped or called twice.
-        # Looked up on every call: a callback reused in a new Trainer must not log to the old one.
-        handler = _find_handler()
-        if handler is None:
-            return
-        self._handler = handler
-        if handler.callbacks and handler.callbacks[0] is not self and self in handler.callbacks:
-            handler.callbacks.remove(self)
-            handler.callbacks.insert(0, self)
-
     def _setup(self, args, processing_class) -> None:
-        """Build the probe (from the Trainer's tokenizer unless given one) and open the history file."""
-        self.tracker.setup(tokenizer=processing_class, default_dir=args.output_dir)
+        """Build the probe (from the Trainer's tokenizer unless given one) and pick the history file."""
+        self._setup_tracker(processing_class, args.output_dir)
         self._set_up = True
 
     def _probe(self, args, state, control, model: torch.nn.Module) -> None:
@@ -170,7 +255,6 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
             self._log(args, state, control, self.tracker.logged_metrics(outcome.metrics))
         if outcome.should_stop:
             control.should_training_stop = True
-        self._export_state(state)
 
     @staticmethod
     def _autocast(args, model: torch.nn.Module):
@@ -183,7 +267,7 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
     def _log(self, args, state, control, logs: dict[str, float]) -> None:
         state.log_history.append({**logs, "step": state.global_step})
         if self._handler is None:
-            log.warning("FairnessCallback: the Trainer's callback handler was not found; metrics go to the history file only")
+            log.warning("HFFairnessCallback: the Trainer's callback handler was not found; metrics go to the history file only")
             return
         self._handler.on_log(args, state, control, logs=dict(logs))
         if not self._layout_written:  # the TensorBoard callback's writer exists once it logged
@@ -191,5 +275,11 @@ class FairnessCallback(TrackerAdapter, TrainerCallback):
                 (getattr(callback, "tb_writer", None) for callback in self._handler.callbacks), prefix="train/fairness/"
             )
 
-    def _export_state(self, state) -> None:
-        state.stateful_callbacks[STATE_KEY] = self.state_dict()
+
+def __getattr__(name: str) -> Any:
+    if name == "FairnessCallback":  # its name in 0.1.0
+        warnings.warn(
+            "fairness_callback.integrations.hf.FairnessCallback is now HFFairnessCallback", DeprecationWarning, stacklevel=2
+        )
+        return HFFairnessCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

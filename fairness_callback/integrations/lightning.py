@@ -1,16 +1,17 @@
-"""PyTorch Lightning adapter: :class:`FairnessCallback`, a ``lightning.pytorch.Callback``.
+"""PyTorch Lightning adapter: :class:`LightningFairnessCallback`, a ``lightning.pytorch.Callback``.
 
 Hooks: ``setup`` builds the probe and picks the history file; ``on_train_start`` runs the
 step-0 probe; ``on_train_batch_end`` probes once per optimizer step that is a multiple of
 ``every_n_steps`` (with gradient accumulation ``trainer.global_step`` only moves on optimizer
 steps, and a batch that did not move it is not probed); ``on_validation_end`` reads the
 held-out loss; ``state_dict`` / ``load_state_dict`` carry the early-stopping state through
-checkpoints.
+checkpoints, under the callback's ``state_key``.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -27,11 +28,16 @@ from ..probe import FairnessProbe  # noqa: E402
 from ..training.stopping import StopRule  # noqa: E402
 from ._base import TrackerAdapter  # noqa: E402
 
+__all__ = ["LightningFairnessCallback"]
 
-class FairnessCallback(TrackerAdapter, pl.Callback):
+#: The checkpoint key of this callback's state in 0.1.0 (Lightning's default: the class's name then).
+OLD_STATE_KEY = "FairnessCallback"
+
+
+class LightningFairnessCallback(TrackerAdapter, pl.Callback):
     """Probe the model's gender bias every N optimizer steps, log it, and stop when it grows.
 
-    ``Trainer(callbacks=[FairnessCallback(every_n_steps=200, early_stopping=FairnessEarlyStopping())])``.
+    ``Trainer(callbacks=[LightningFairnessCallback(every_n_steps=200, early_stopping=FairnessEarlyStopping())])``.
     Metrics are sent to every attached logger (TensorBoard, W&B, CSV, ...) at
     ``trainer.global_step`` under ``fairness/`` (e.g. ``fairness/jsdp/gap``), and put in
     ``trainer.callback_metrics`` so the stock ``ModelCheckpoint`` / ``EarlyStopping`` can monitor them.
@@ -47,6 +53,7 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
         model_attr: attribute of the LightningModule that holds the causal LM (e.g. a Hugging Face
             model at ``self.model``); if the module has no such attribute, the LightningModule
             itself is called with ``input_ids`` / ``attention_mask``.
+        name: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
 
     Attributes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
     """
@@ -67,6 +74,7 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
         probe_budget: float | None = None,
         probes: Mapping[str, FairnessProbe] | None = None,
         model_attr: str = "model",
+        name: str | None = None,
     ) -> None:
         super().__init__(
             every_n_steps,
@@ -79,6 +87,7 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
             log_all_metrics,
             probe_budget,
             probes,
+            name,
         )
         self.model_attr = model_attr
         self._step_at_batch_start: int | None = None
@@ -91,9 +100,16 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
         tokenizer = getattr(pl_module, "tokenizer", None) or getattr(datamodule, "tokenizer", None)
         # A run's files live where its logger puts them (trainer.log_dir: e.g. lightning_logs/version_N,
         # new for every fit; default_root_dir without a logger). It broadcasts: every rank is here.
-        self.tracker.setup(tokenizer=tokenizer, default_dir=trainer.log_dir or trainer.default_root_dir)
+        default_dir = trainer.log_dir or trainer.default_root_dir
+        self._check_siblings(trainer.callbacks, default_dir)
+        self._setup_tracker(tokenizer, default_dir)
         # Lightning restores a checkpoint's callback state (load_state_dict) after setup.
         self.tracker.reset()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("callbacks") or {}
+        if self.state_key not in states and OLD_STATE_KEY in states:  # a checkpoint of 0.1.0
+            self.load_state_dict(states[OLD_STATE_KEY])
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
@@ -134,3 +150,14 @@ class FairnessCallback(TrackerAdapter, pl.Callback):
             return
         self._write_layout(logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger))
         self._layout_written = True  # tried once, on rank 0: a run without a TensorBoard logger gets none
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FairnessCallback":  # its name in 0.1.0
+        warnings.warn(
+            "fairness_callback.integrations.lightning.FairnessCallback is now LightningFairnessCallback",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return LightningFairnessCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,20 @@ from pathlib import Path
 
 import torch
 
+__all__ = [
+    "DTYPES",
+    "find_smollm2_gguf",
+    "load_model_and_tokenizer",
+    "looks_like_local_path",
+    "parse_dtype",
+    "require_gguf",
+    "resolve_gguf",
+    "SMOLLM2",
+    "SMOLLM2_GGUF",
+    "smollm2_gguf",
+    "SMOLLM2_INSTALL",
+]
+
 DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,

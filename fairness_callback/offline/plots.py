@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..probe.prompts import GROUPS
-from ..training.history import select_run
+from ..training.history import is_probe, is_stop, select_run
 from .tradeoff import GAP_KEY, finite, metric_value, recorded_fairness_key
 
 __all__ = [
@@ -45,7 +45,7 @@ def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) 
     run (e.g. the output of ``select_run``) gives that run.
     """
     run = select_run(history, run_id)
-    by_step = {int(r["step"]): r for r in run if r.get("event", "probe") == "probe" and r.get("step") is not None}
+    by_step = {int(r["step"]): r for r in run if is_probe(r) and r.get("step") is not None}
     return [by_step[step] for step in sorted(by_step)]
 
 
@@ -291,7 +291,7 @@ def plot_fairness_curves(
     probes = probe_records(run)
     if not probes:
         raise ValueError("the history has no probe records to plot")
-    stops = [r for r in run if r.get("event") == "stop"]
+    stops = [r for r in run if is_stop(r)]
     prefix = f"{probe}/" if probe else ""
     fig, panels = plt.subplots(1, 4 if axes else 3, figsize=(20 if axes else 15, 4.2), constrained_layout=True)
     for ax, metric, name in (

@@ -28,10 +28,24 @@ from typing import Any, Literal
 import torch
 
 from ..probe import FairnessProbe
-from ..training.history import HistoryWriter, read_history, select_run, split_runs
+from ..training.history import HistoryWriter, is_probe, is_run_start, read_history, select_run, split_runs
 from ..training.sudden_change import SuddenChangeDetector
 from ..training.tracker import probe_record
 from .plots import probe_records
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "find_checkpoints",
+    "hub_checkpoints",
+    "import_factory",
+    "load_lightning",
+    "Loader",
+    "replay",
+    "replay_source",
+    "ReplaySummary",
+    "step_from_name",
+]
 
 log = logging.getLogger("fairness_callback")
 
@@ -221,10 +235,10 @@ def replay_source(checkpoints: Sequence[Checkpoint]) -> str:
 def _run_sources(records: Sequence[dict]) -> set[str]:
     """The replay sources of a run's records: those of its replay ``run_start`` lines, or for a run
     without any (an older file) the origins of its probes' checkpoint keys; empty if not a replay."""
-    starts = [r for r in records if r.get("event") == "run_start"]
+    starts = [r for r in records if is_run_start(r)]
     if starts:
         return {r["checkpoints"] for r in starts if r.get("framework") == "replay" and isinstance(r.get("checkpoints"), str)}
-    keys = [r.get("checkpoint") for r in records if r.get("event", "probe") == "probe"]
+    keys = [r.get("checkpoint") for r in records if is_probe(r)]
     names = [k for k in keys if isinstance(k, str)]
     if not keys or len(names) != len(keys):
         return set()
@@ -233,9 +247,7 @@ def _run_sources(records: Sequence[dict]) -> set[str]:
 
 def _step_clashes(records: Sequence[dict], todo: Sequence[Checkpoint]) -> list[str]:
     """Checkpoints to probe whose step the run already holds from another checkpoint (another series)."""
-    held = {
-        int(r["step"]): r.get("checkpoint") for r in records if r.get("event", "probe") == "probe" and r.get("step") is not None
-    }
+    held = {int(r["step"]): r.get("checkpoint") for r in records if is_probe(r) and r.get("step") is not None}
     return [
         f"step {c.step} ({c.key}; the run has it from {held[c.step]})" for c in todo if c.step in held and held[c.step] != c.key
     ]
@@ -281,7 +293,7 @@ def _choose_run(
 
 
 def _done(records: Sequence[dict]) -> set:
-    return {r.get("checkpoint") for r in records if r.get("event", "probe") == "probe"}
+    return {r.get("checkpoint") for r in records if is_probe(r)}
 
 
 def replay(

@@ -26,7 +26,7 @@ from typing import Any
 
 from .._extras import require
 from ..probe.prompts import GROUPS
-from ..training.history import RunSummary, history_runs, latest_run_id, read_history, select_run
+from ..training.history import LOSS_KEYS, RunSummary, history_runs, is_run_start, is_stop, latest_run_id, read_history, select_run
 from ..training.sudden_change import sudden_changes
 from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
 from .tradeoff import (
@@ -50,7 +50,6 @@ from .tradeoff import within as _within
 #: Re-exported: the trade-off math lives in :mod:`fairness_callback.offline.tradeoff`, the figures in
 #: :mod:`fairness_callback.offline.plots`; these names stay importable from here.
 __all__ = [
-    "DEFAULT_LOSS_KEYS",
     "REPORT_FILENAME",
     "AxisEffect",
     "AxisRow",
@@ -66,11 +65,9 @@ __all__ = [
     "write_report",
 ]
 
-#: History columns used for the cost when neither a cost CSV nor a cost column is given.
-DEFAULT_LOSS_KEYS: tuple[str, ...] = ("eval_loss", "val_loss")
 REPORT_FILENAME = "report.md"
 _METRIC_PREFIXES = {"ar", "jsdp", "acc", "n", "mwu_p", "mwu_rbc", "pro", "anti", "stopping"}
-_BOOKKEEPING = {"event", "step", "time", "probe_seconds"}
+_BOOKKEEPING = {"event", "step", "time", "probe_seconds", "schema"}
 _FIGURES: dict[str, str] = {
     "curves": "Average Rank (log scale) and JSD-P of the correct answer per answer group; shaded: the "
     "min-max range over the option-order seeds (absent when the history has no per-seed values).",
@@ -158,8 +155,8 @@ def _read_run(path: Path, run_id: str | None, strict: bool = False) -> _Run:
         runs,
         latest_run_id(history),
         probes,
-        [r for r in records if r.get("event") == "stop"],
-        [r for r in records if r.get("event") == "run_start"],
+        [r for r in records if is_stop(r)],
+        [r for r in records if is_run_start(r)],
     )
 
 
@@ -186,7 +183,7 @@ def _has(probes: Sequence[dict[str, Any]], *keys: str) -> bool:
 
 
 def _loss_key(probes: Sequence[dict[str, Any]]) -> str | None:
-    return next((key for key in DEFAULT_LOSS_KEYS if _has(probes, key)), None)
+    return next((key for key in LOSS_KEYS if _has(probes, key)), None)
 
 
 def _check_monitor(probes: Sequence[dict[str, Any]], monitor: str, path: Path) -> None:
@@ -266,7 +263,7 @@ def resolve_cost(
     """The performance values the cost is computed from, or None if there are none.
 
     A cost CSV (higher is better unless ``higher_is_better=False``), else ``cost_column`` of the
-    history, else the first of :data:`DEFAULT_LOSS_KEYS` the history has (for history columns,
+    history, else the first of :data:`LOSS_KEYS` the history has (for history columns,
     lower is better unless ``higher_is_better=True``).
     """
     if cost_csv is not None and cost_column is not None:
@@ -673,7 +670,7 @@ def write_report(
     cost = resolve_cost(raw, history_path, cost_csv, cost_column, higher_is_better)
     if max_cost is not None and cost is None:
         raise ReportError(
-            f"--max-cost needs a cost: {history_path} has no {' or '.join(DEFAULT_LOSS_KEYS)}; give --cost-csv or --cost-column"
+            f"--max-cost needs a cost: {history_path} has no {' or '.join(LOSS_KEYS)}; give --cost-csv or --cost-column"
         )
     rows = tradeoff_table(probes, local, cost)
     flags = sudden_changes([metric_value(r, local) for r in probes], k, window)

@@ -19,11 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._numbers import format_number
 from ..probe.growth import GapUnits
+from ..training.history import LOSS_KEYS
 from ..training.stopping import StopRule, parse_stop_rule
 
-#: Loss keys a probe line may carry, in the order they are looked for.
-LOSS_KEYS = ("eval_loss", "val_loss")
+__all__ = [
+    "replay_rule",
+    "RuleOutcome",
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class RuleOutcome:
         """One line: where it stops, why, the held-out loss there against the best, the fairest step."""
 
         def show(value: float | None, fmt: str = "+.4g") -> str:
-            return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
+            return format_number(value, fmt)
 
         fairest = f"fairest step {self.best_step} ({show(self.gap_at_best)})"
         if self.stop_step is None:
@@ -86,7 +90,7 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
             if encoded is None:
                 raise ValueError(
                     f"--stop-rule {text!r}: the probe line of step {record.get('step')} keeps no per-sentence "
-                    f"values of {rule.monitor!r} (histories written before #19 have none)"
+                    f"values of {rule.monitor!r} (histories of versions that did not keep them have none: replay the checkpoints again)"
                 )
             units = GapUnits.decode(encoded)
         decision = rule.step(int(record["step"]), metrics, units=units)

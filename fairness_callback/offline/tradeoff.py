@@ -18,25 +18,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._numbers import finite, format_number  # kept importable from here
+
+__all__ = [
+    "axes_at",
+    "axis_of",
+    "axis_view",
+    "AxisEffect",
+    "AxisRow",
+    "Cost",
+    "cost_at",
+    "finite",
+    "format_number",
+    "gain",
+    "GAP_KEY",
+    "LEAN_KEY",
+    "metric_value",
+    "MWU_KEY",
+    "probe_axes",
+    "recommend_step",
+    "recorded_fairness_key",
+    "tradeoff_table",
+    "TradeoffRow",
+    "within",
+]
+
 #: The JSD-P gap and its Mann-Whitney p of one probe, after ``<probe>/`` in a several-probe history.
 GAP_KEY = "jsdp/gap"
 MWU_KEY = "mwu_p/jsdp"
 #: What stands for a probe with no gap (only singular-"they" sentences): where its mass leans.
 LEAN_KEY = "jsdp/lean"
-
-
-def finite(value: Any) -> bool:
-    """A real, finite number (not a bool, not None, not NaN)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def format_number(value: Any, spec: str = ".4g", missing: str = "n/a", finite_only: bool = True) -> str:
-    """``format(value, spec)``, or ``missing`` for None and, with ``finite_only``, for anything not
-    :func:`finite` (the report writes ``n/a``; the demo's table writes ``nan`` for None and formats
-    any other value as it is, ``finite_only=False``)."""
-    if value is None or (finite_only and not finite(value)):
-        return missing
-    return format(value, spec)
 
 
 def metric_value(record: dict[str, Any], key: str) -> float:

@@ -14,6 +14,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+__all__ = [
+    "any_rank",
+    "from_rank_zero",
+    "gather_from_ranks",
+    "is_rank_zero",
+    "max_over_ranks",
+    "shard_indices",
+    "world",
+]
+
 
 def world() -> tuple[int, int]:
     """``(rank, world_size)`` of the default process group, ``(0, 1)`` when not distributed."""

@@ -14,6 +14,16 @@ import torch
 from .packing import MAX_PROMPTS_PER_TREE, TreeBatch, build_tree, pack_trees
 from .prompts import Prompt
 
+__all__ = [
+    "AnswerTokenError",
+    "AnswerTokens",
+    "Batch",
+    "EncodedPrompts",
+    "find_answer_tokens",
+    "first_tokens",
+    "PrefixBatch",
+]
+
 
 class AnswerTokenError(ValueError):
     """The answer options do not give K distinct, non-empty first tokens."""

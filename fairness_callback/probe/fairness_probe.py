@@ -37,6 +37,16 @@ from .prompts import (
 from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
+__all__ = [
+    "FairnessProbe",
+    "fixed_subset",
+    "is_bbq_set",
+    "Normalize",
+    "PREFIX_SHARING",
+    "preserved_state",
+    "ProbeResult",
+]
+
 if TYPE_CHECKING:
     from ..data.sentence import ProbeSentence
 

@@ -15,6 +15,13 @@ from collections.abc import Mapping
 
 import torch
 
+__all__ = [
+    "describe",
+    "is_out_of_memory",
+    "ProbeFailure",
+    "release_memory",
+]
+
 
 def describe(error: BaseException) -> str:
     """``"Type: first line of the message"``, as failures are reported across ranks."""

@@ -19,6 +19,12 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "GapUnits",
+    "growth_lower_bound",
+    "growth_samples",
+]
+
 
 @dataclass(frozen=True)
 class GapUnits:

@@ -13,6 +13,18 @@ import torch
 
 from .tasks import GENDER_TASK, ProbeTask
 
+__all__ = [
+    "answer_ranks",
+    "bootstrap_gap_ci",
+    "compute_metrics",
+    "group_metrics",
+    "jsd_parts",
+    "mann_whitney",
+    "option_ranks",
+    "seed_metrics",
+    "split_subsets",
+]
+
 
 def option_ranks(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
     """Rank of each target among the vocabulary: 1 + the number of logits strictly greater.

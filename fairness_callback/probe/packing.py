@@ -19,6 +19,14 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = [
+    "build_tree",
+    "MAX_PROMPTS_PER_TREE",
+    "pack_trees",
+    "PromptTree",
+    "TreeBatch",
+]
+
 #: Prompts one row can hold: each node records the prompts that pass through it as bits of an int64.
 MAX_PROMPTS_PER_TREE = 63
 

@@ -25,6 +25,22 @@ from typing import Any
 from ..data.sentence import ProbeSentence
 from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
 
+__all__ = [
+    "BBQ_LETTERS",
+    "build_bbq_prompts",
+    "build_prompts",
+    "check_template",
+    "DEFAULT_BBQ_TEMPLATE",
+    "DEFAULT_OPTIONS",
+    "DEFAULT_SEEDS",
+    "DEFAULT_TEMPLATE",
+    "GROUPS",
+    "option_order",
+    "Prompt",
+    "PromptConfig",
+    "PromptSet",
+]
+
 #: Answer groups of the gender task, in the fixed order of its tensors (column k = GROUPS[k]).
 GROUPS: tuple[str, ...] = GENDER_TASK.groups
 

@@ -13,6 +13,10 @@ import torch
 import torch.distributed as dist
 from torchmetrics import Metric
 
+__all__ = [
+    "ProbeScoreState",
+]
+
 
 def _all_reduce_sync(tensor: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
     """torchmetrics ``dist_sync_fn`` that sums with one all-reduce instead of an all-gather."""

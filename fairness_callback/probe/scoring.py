@@ -18,6 +18,24 @@ from .encoding import Batch, PrefixBatch
 from .metrics import option_ranks
 from .packing import TreeBatch
 
+__all__ = [
+    "choose_path",
+    "forward_options",
+    "forward_target",
+    "iter_scores",
+    "keep_positions",
+    "last_token_logits",
+    "model_device",
+    "OptionScores",
+    "prefix_last_logits",
+    "PREFIX_SHARING_MODEL_TYPES",
+    "score_logits",
+    "TREE_ATTENTION_IMPLEMENTATIONS",
+    "tree_last_logits",
+    "unwrap_model",
+    "wrapper_chain",
+]
+
 
 @dataclass
 class OptionScores:

@@ -20,6 +20,13 @@ from .fairness_probe import FairnessProbe, ProbeResult
 from .faults import ProbeFailure, describe
 from .tasks import ProbeTask
 
+__all__ = [
+    "axis_probe_sets",
+    "GuardedRun",
+    "ProbeSuite",
+    "run_guarded",
+]
+
 
 class ProbeSuite:
     """Named probes run one after the other, their metrics merged under ``<name>/``."""

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "BBQ_TASK",
+    "GENDER_TASK",
+    "ProbeTask",
+]
+
 
 @dataclass(frozen=True)
 class ProbeTask:

@@ -4,3 +4,5 @@ the sudden-change detector, the history file, the metric sinks and the distribut
 Framework-free: Lightning and the Trainer live in :mod:`fairness_callback.integrations`. Nothing is
 imported here, so that :mod:`fairness_callback.probe` can use :mod:`.distributed` without a cycle.
 """
+
+__all__: list[str] = []  # nothing here: import the modules

@@ -10,8 +10,8 @@ name in a suite, else null), ``ranks`` (``{rank: "Type: first line"}``), ``error
 ``message``) or a stop (``"event": "stop"``: ``step``, ``reason``, ``message``, ``best_step``,
 ``best_value``). Every line carries the ``run_id`` of the
 run that wrote it, so one file can hold several runs (two ``fit`` calls in one folder, a resumed
-run, a replay) without mixing them: :func:`history_runs` lists them and :func:`select_run` picks
-one. The live callbacks and the offline replay write the same format.
+run, a replay) without mixing them (:func:`history_runs` lists them and :func:`select_run` picks
+one), and the ``schema`` of its format (:data:`SCHEMA_VERSION`). The live callbacks and the offline replay write the same format.
 """
 
 from __future__ import annotations
@@ -28,11 +28,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "HISTORY_FILENAME",
+    "LOSS_KEYS",
+    "history_runs",
+    "is_probe",
+    "is_run_start",
+    "is_stop",
+    "HistoryWriter",
+    "iter_history",
+    "latest_run_id",
+    "new_run_id",
+    "read_history",
+    "read_run",
+    "RUN_START_KEYS",
+    "SCHEMA_VERSION",
+    "RunSummary",
+    "select_run",
+    "split_runs",
+    "without_superseded",
+]
+
 log = logging.getLogger("fairness_callback")
 
 HISTORY_FILENAME = "fairness_history.jsonl"
-#: Keys of a run-start line that :meth:`HistoryWriter.start_run` sets itself.
-RUN_START_KEYS = ("event", "run_id", "time", "resumed")
+#: The held-out loss keys a probe line may carry (the HF Trainer's, Lightning's), in the order a
+#: reader looks for them when no key is given.
+LOSS_KEYS: tuple[str, ...] = ("eval_loss", "val_loss")
+#: The version of the line format this package writes (every line's ``schema``). Lines without one
+#: (written before it existed) are read as version 1: a new version only adds keys, and a reader
+#: refuses a line of a version newer than its own.
+SCHEMA_VERSION = 1
+#: Keys of a run-start line that :meth:`HistoryWriter.start_run` (and :meth:`HistoryWriter.append`) set.
+RUN_START_KEYS = ("event", "run_id", "time", "resumed", "schema")
 
 
 def new_run_id() -> str:
@@ -108,12 +136,14 @@ class HistoryWriter:
             handle.write(b"\n")
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append ``record`` as one line, with this writer's ``run_id`` (it replaces one in ``record``).
+        """Append ``record`` as one line, with this writer's ``run_id`` (it replaces one in ``record``) and
+        :data:`SCHEMA_VERSION` as ``schema``.
 
         Raises ``OSError`` if the file cannot be written; the line is kept and written by the next
         ``append`` that can (see the class docstring).
         """
-        self.pending.append(json.dumps(_plain({**record, "run_id": self.run_id}), allow_nan=False))
+        line = {**record, "run_id": self.run_id, "schema": SCHEMA_VERSION}
+        self.pending.append(json.dumps(_plain(line), allow_nan=False))
         if len(self.pending) > self.MAX_PENDING:
             log.error("%s: still not writable; its oldest unwritten line is dropped", self.path)
             del self.pending[0]
@@ -151,6 +181,7 @@ class HistoryWriter:
         if clash:
             raise ValueError(f"start_run info may not set {', '.join(clash)}: the writer sets them")
         record = {"event": "run_start", "run_id": self.run_id, "time": time.time(), "resumed": bool(resumed), **info}
+        record["schema"] = SCHEMA_VERSION
         self.append(record)
         return record
 
@@ -160,7 +191,8 @@ def read_history(path: str | os.PathLike, strict: bool = True) -> list[dict[str,
 
     Non-finite metrics are stored as null and come back as None. A malformed line anywhere else:
     with ``strict`` a ValueError naming the file and line; without, a warning naming the file and
-    line, and the rest is read. Use :func:`select_run` (or :func:`read_run`) for the records of one run.
+    line, and the rest is read. A line of a newer :data:`SCHEMA_VERSION` is a ValueError naming the
+    file and line either way. Use :func:`select_run` (or :func:`read_run`) for the records of one run.
     """
     return list(iter_history(path, strict))
 
@@ -180,6 +212,12 @@ def iter_history(path: str | os.PathLike, strict: bool = True) -> Iterator[dict[
             problem = f"not a JSON object: {error}"
         else:
             if isinstance(record, dict):
+                version = record.get("schema", SCHEMA_VERSION)
+                if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+                    raise ValueError(
+                        f"{path}, line {number}: written in history schema {version} by a newer fairness-callback; "
+                        f"this one reads schema {SCHEMA_VERSION}: pip install -U fairness-callback"
+                    )
                 yield record
                 continue
             problem = f"expected a JSON object, got {type(record).__name__}"
@@ -196,7 +234,7 @@ def without_superseded(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]
     """
     kept: list[dict[str, Any]] = []
     for record in records:
-        resumed_at = _step(record) if record.get("event") == "run_start" and record.get("resumed") else None
+        resumed_at = _step(record) if is_run_start(record) and record.get("resumed") else None
         if resumed_at is not None:
             kept = [r for r in kept if not _superseded(r, resumed_at)]
         kept.append(record)
@@ -212,8 +250,19 @@ def _superseded(record: dict[str, Any], resumed_at: int) -> bool:
 
 
 # -- runs ----------------------------------------------------------------------------------------
-def _is_probe(record: dict[str, Any]) -> bool:
+def is_probe(record: dict[str, Any]) -> bool:
+    """A probe line (a line without ``event`` is one too: the first histories had no other kind)."""
     return record.get("event", "probe") == "probe"
+
+
+def is_stop(record: dict[str, Any]) -> bool:
+    """A stop line."""
+    return record.get("event") == "stop"
+
+
+def is_run_start(record: dict[str, Any]) -> bool:
+    """A run-start line."""
+    return record.get("event") == "run_start"
 
 
 def _step(record: dict[str, Any]) -> int | None:
@@ -267,8 +316,8 @@ class RunSummary:
 
 
 def _summary(run_id: str, records: Sequence[dict[str, Any]]) -> RunSummary:
-    steps = sorted({s for r in records if _is_probe(r) and (s := _step(r)) is not None})
-    starts = [r for r in records if r.get("event") == "run_start"]
+    steps = sorted({s for r in records if is_probe(r) and (s := _step(r)) is not None})
+    starts = [r for r in records if is_run_start(r)]
     timed = [r["time"] for r in (starts or records) if isinstance(r.get("time"), (int, float))]
     info = {k: v for k, v in starts[0].items() if k not in RUN_START_KEYS} if starts else {}
     return RunSummary(

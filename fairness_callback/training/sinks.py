@@ -19,6 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+__all__ = [
+    "make_sink",
+    "MetricsSink",
+    "TensorBoardSink",
+    "WandbSink",
+    "write_layout",
+]
+
 MetricsSink = Callable[[dict[str, float], int], None]
 
 

@@ -7,6 +7,11 @@ from collections.abc import Sequence
 from statistics import median
 from typing import Any
 
+__all__ = [
+    "sudden_changes",
+    "SuddenChangeDetector",
+]
+
 
 class SuddenChangeDetector:
     """Flags a value that jumps from the previous one by more than ``k`` times the recent variation.

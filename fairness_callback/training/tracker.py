@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import torch
 
+from .._numbers import format_number
 from ..probe import FairnessProbe, ProbeResult
 from ..probe.distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
 from ..probe.faults import ProbeFailure, describe
@@ -33,6 +34,17 @@ from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
 from .sinks import make_sink
 from .stopping import StopDecision, StopReason, StopRule
 from .sudden_change import SuddenChangeDetector
+
+__all__ = [
+    "check_interval",
+    "FairnessTracker",
+    "HEADLINE_METRICS",
+    "is_headline",
+    "probe_record",
+    "ProbeOutcome",
+    "stop_rule_name",
+    "tensorboard_layout",
+]
 
 log = logging.getLogger("fairness_callback")
 
@@ -252,8 +264,10 @@ class FairnessTracker:
             self.early_stopping.reset()
 
     # -- set-up ---------------------------------------------------------------------------------
-    def setup(self, tokenizer: Any = None, default_dir: str | os.PathLike | None = None) -> None:
-        """Build the probe from ``tokenizer`` if none was given; history in ``default_dir`` unless a path was given.
+    def setup(
+        self, tokenizer: Any = None, default_dir: str | os.PathLike | None = None, filename: str = HISTORY_FILENAME
+    ) -> None:
+        """Build the probe from ``tokenizer`` if none was given; history ``default_dir/filename`` unless a path was given.
 
         The callbacks call it with the framework's tokenizer and output folder; a custom loop
         need not (:meth:`start` / :meth:`step` call it with no arguments).
@@ -268,7 +282,7 @@ class FairnessTracker:
             self.probe = FairnessProbe(tokenizer)
         self.history_path = self.user_history_path
         if self.history_path is None and default_dir is not None:
-            self.history_path = Path(default_dir) / HISTORY_FILENAME
+            self.history_path = Path(default_dir) / filename
 
     def begin(self, model: torch.nn.Module | None = None, step: int = 0) -> None:
         """Open the run before its first training step (on every rank): check the configuration,
@@ -617,12 +631,13 @@ class FairnessTracker:
             if not stopping or key != stopping.monitor
         }
         if len(self.tasks) > 1 and others:
-
-            def show(value):
-                return "n/a" if value is None or value != value else f"{value:+.4g}"
-
             message += "; other probes at step {} (best step {}): {}".format(
-                step, best_step, ", ".join(f"{k} {show(v['at_stop'])} ({show(v['at_best'])})" for k, v in others.items())
+                step,
+                best_step,
+                ", ".join(
+                    f"{k} {format_number(v['at_stop'], '+.4g')} ({format_number(v['at_best'], '+.4g')})"
+                    for k, v in others.items()
+                ),
             )
         self.stopped_reason, self.stop_message = reason, message
         log.warning("fairness early stopping: %s", message)

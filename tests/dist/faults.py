@@ -1,4 +1,4 @@
-"""One rank's probe fails, two gloo ranks train on: issue #18's faults, injected. Run by tests/test_faults_distributed.py.
+"""One rank's probe fails, two gloo ranks train on: issue #18's faults, injected. Run by tests/training/test_faults_distributed.py.
 
     torchrun --nproc_per_node=2 tests/dist/faults.py OUTDIR tracker|hf
     python tests/dist/faults.py OUTDIR lightning        (Lightning starts rank 1 itself)
@@ -99,10 +99,10 @@ def run_tracker(outdir: Path, scenario: str, tokenizer, rank: int) -> dict:
 def run_hf(outdir: Path, scenario: str, tokenizer, rank: int) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-    from fairness_callback.integrations.hf import FairnessCallback
+    from fairness_callback.integrations.hf import HFFairnessCallback
 
     model = make_model(tokenizer)
-    callback = FairnessCallback(every_n_steps=2, early_stopping=stopping(scenario), **probes_for(tokenizer, model, scenario, rank))
+    callback = HFFairnessCallback(every_n_steps=2, early_stopping=stopping(scenario), **probes_for(tokenizer, model, scenario, rank))
     seen: list[dict] = []
 
     class Recorder(TrainerCallback):
@@ -126,12 +126,12 @@ def run_hf(outdir: Path, scenario: str, tokenizer, rank: int) -> dict:
 def run_lightning(outdir: Path, scenario: str, tokenizer) -> tuple[dict, int]:
     import lightning.pytorch as pl
 
-    from fairness_callback.integrations.lightning import FairnessCallback
-    from test_lightning_callback import TinyLM
+    from fairness_callback.integrations.lightning import LightningFairnessCallback
+    from integrations.test_lightning_callback import TinyLM
 
     module = TinyLM()
     rank = int(os.environ.get("LOCAL_RANK", "0"))  # Lightning sets it in the processes it starts
-    callback = FairnessCallback(every_n_steps=2, early_stopping=stopping(scenario),
+    callback = LightningFairnessCallback(every_n_steps=2, early_stopping=stopping(scenario),
                                 history_path=outdir / "lightning" / scenario / "h.jsonl",
                                 **probes_for(tokenizer, module.model, scenario, rank))
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=STEPS, callbacks=[callback],

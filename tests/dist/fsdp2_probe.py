@@ -1,13 +1,13 @@
 """FSDP2 (``fully_shard``) on CPU with gloo: the probe on a sharded GPT-NeoX, on every rank.
 
-Run by tests/test_lightning_callback.py as
+Run by tests/integrations/test_lightning_callback.py as
 ``python -m torch.distributed.run --standalone --nproc_per_node=2 tests/dist/fsdp2_probe.py OUTDIR``.
 Two parts, one after the other, each sharding every layer of the tiny GPT-NeoX and the root:
 
 - ``loop``: a plain torch loop driving ``FairnessTracker``: two optimizer steps on each rank's
   own batches, ``tracker.step`` after each (due at step 2).
 - ``lightning``: Lightning's ``ModelParallelStrategy`` (FSDP2 in ``configure_model``), two steps
-  with the FairnessCallback probing every 2 (``last_metrics`` is the step-2 probe).
+  with the LightningFairnessCallback probing every 2 (``last_metrics`` is the step-2 probe).
 
 Each rank writes its metrics of both parts to ``OUTDIR/rank{r}.json``; rank 0 saves the gathered
 full weights to ``OUTDIR/{part}_weights.pt`` so the test can probe them in one process.
@@ -30,10 +30,10 @@ from torch.distributed.fsdp import fully_shard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support import make_dataset, make_model, small_probe  # noqa: E402
-from test_lightning_callback import TinyLM, shared_tokenizer  # noqa: E402
+from integrations.test_lightning_callback import TinyLM, shared_tokenizer  # noqa: E402
 
 from fairness_callback import FairnessTracker  # noqa: E402
-from fairness_callback.integrations.lightning import FairnessCallback  # noqa: E402
+from fairness_callback.integrations.lightning import LightningFairnessCallback  # noqa: E402
 
 
 def shard(model: torch.nn.Module, mesh=None) -> None:
@@ -79,8 +79,8 @@ class ShardedTinyLM(TinyLM):
 
 
 def lightning(outdir: Path) -> dict[str, float]:
-    """Two steps under ``ModelParallelStrategy`` with the FairnessCallback; its last probe's metrics."""
-    callback = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()), history_path=outdir / "history.jsonl")
+    """Two steps under ``ModelParallelStrategy`` with the LightningFairnessCallback; its last probe's metrics."""
+    callback = LightningFairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()), history_path=outdir / "history.jsonl")
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1),
         max_steps=2, callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -1,4 +1,4 @@
-"""The HF Trainer with FairnessCallback on two gloo CPU ranks. Launched by tests/test_hf_callback.py.
+"""The HF Trainer with HFFairnessCallback on two gloo CPU ranks. Launched by tests/integrations/test_hf_callback.py.
 
     torchrun --nproc_per_node=2 tests/dist/hf_torchrun.py OUTDIR
 
@@ -24,11 +24,11 @@ import torch.distributed as dist
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from fairness_callback import FairnessEarlyStopping
-from fairness_callback.integrations.hf import FairnessCallback
+from fairness_callback.integrations.hf import HFFairnessCallback
 from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, small_probe, point_rule
 
 
-def train(outdir: Path, name: str, tokenizer, callback: FairnessCallback, max_steps: int) -> Trainer:
+def train(outdir: Path, name: str, tokenizer, callback: HFFairnessCallback, max_steps: int) -> Trainer:
     """Train the tiny model for ``max_steps`` steps on 2 gloo ranks with ``callback``."""
     args = TrainingArguments(
         output_dir=str(outdir / name), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=1e-3,
@@ -44,7 +44,7 @@ def train(outdir: Path, name: str, tokenizer, callback: FairnessCallback, max_st
 def main(outdir: Path) -> None:
     tokenizer = make_tokenizer()
 
-    callback = FairnessCallback(every_n_steps=2, probe=small_probe(tokenizer))
+    callback = HFFairnessCallback(every_n_steps=2, probe=small_probe(tokenizer))
     trainer = train(outdir, "probe", tokenizer, callback, max_steps=4)
     rank = trainer.args.process_index
     probes = [{"step": h["step"], "metrics": {k: v for k, v in h.items() if k.startswith("fairness/")}}
@@ -55,7 +55,7 @@ def main(outdir: Path) -> None:
         torch.save(trainer.model.state_dict(), outdir / "final.pt")
 
     gaps = [0.01, 0.02, 0.03] if rank == 0 else [0.03, 0.02, 0.01]
-    callback = FairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, gaps),
+    callback = HFFairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(tokenizer, gaps),
                                 early_stopping=point_rule(patience=2))
     trainer = train(outdir, "stop", tokenizer, callback, max_steps=10)
     (outdir / f"stop-rank{rank}.json").write_text(json.dumps(

@@ -1,4 +1,4 @@
-"""Lightning DDP on CPU (2 processes, gloo) with the FairnessCallback; run by tests/test_lightning_callback.py.
+"""Lightning DDP on CPU (2 processes, gloo) with the LightningFairnessCallback; run by tests/integrations/test_lightning_callback.py.
 
 ``python tests/dist/lightning_ddp.py OUTDIR``. The script builds ``Trainer(strategy="ddp",
 devices=2)`` itself and Lightning starts rank 1 by running it again. Two fits, one after the other:
@@ -25,10 +25,10 @@ import torch.distributed as dist
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 from support import ScriptedGapProbe, small_probe, point_rule  # noqa: E402
-from test_lightning_callback import TinyLM, shared_tokenizer  # noqa: E402
+from integrations.test_lightning_callback import TinyLM, shared_tokenizer  # noqa: E402
 
 from fairness_callback import FairnessEarlyStopping  # noqa: E402
-from fairness_callback.integrations.lightning import FairnessCallback  # noqa: E402
+from fairness_callback.integrations.lightning import LightningFairnessCallback  # noqa: E402
 
 #: Per-rank gap scripts of the ``stop`` mode: rank 0's best is at step 2 and grows at 4 and 6
 #: (patience 2 runs out at step 6); rank 1's never grows.
@@ -44,9 +44,9 @@ class RankScriptedGapProbe(ScriptedGapProbe):
 
 
 class ProbeRecorder(pl.Callback):
-    """Keeps each probe's step and metrics; it must come after the FairnessCallback in the list."""
+    """Keeps each probe's step and metrics; it must come after the LightningFairnessCallback in the list."""
 
-    def __init__(self, fairness: FairnessCallback) -> None:
+    def __init__(self, fairness: LightningFairnessCallback) -> None:
         self.fairness = fairness
         self.probes: list[dict] = []
 
@@ -66,10 +66,10 @@ def fit(mode: str, outdir: Path) -> tuple[pl.Trainer, TinyLM, dict]:
     """One DDP fit in ``mode`` (``watch`` or ``stop``); returns the trainer, the module and the rank's report."""
     tokenizer = shared_tokenizer()
     if mode == "watch":
-        fairness = FairnessCallback(every_n_steps=2, probe=small_probe(tokenizer), history_path=outdir / "watch.jsonl")
+        fairness = LightningFairnessCallback(every_n_steps=2, probe=small_probe(tokenizer), history_path=outdir / "watch.jsonl")
         max_steps = 4
     else:
-        fairness = FairnessCallback(
+        fairness = LightningFairnessCallback(
             every_n_steps=2, probe=RankScriptedGapProbe(tokenizer, gaps=[0.0]),
             early_stopping=point_rule(patience=2), history_path=outdir / "stop.jsonl",
         )

@@ -1,4 +1,4 @@
-"""Two gloo ranks run the probe directly (no training framework). Launched by tests/test_distributed.py.
+"""Two gloo ranks run the probe directly (no training framework). Launched by tests/probe/test_distributed.py.
 
     torchrun --nproc_per_node=2 tests/dist/probe_gloo.py OUTDIR MODE
 

@@ -2,43 +2,15 @@
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from support import make_model, make_tokenizer, small_probe
+from support import make_model, make_tokenizer, small_probe, torchrun
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
-SCRIPT = Path(__file__).parent / "dist" / "probe_gloo.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(script: Path, *args: str, tmp_path: Path, timeout: int = 240) -> None:
-    """Run ``script`` on 2 CPU ranks; fail with its output if it fails or hangs."""
-    command = [
-        str(Path(sys.executable).parent / "torchrun"),
-        "--nproc_per_node=2",
-        "--master_port",
-        str(free_port()),
-        str(script),
-        *args,
-    ]
-    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"{script.name} hung for {timeout} s:\n{error.stdout}\n{error.stderr}")
-    assert result.returncode == 0, f"{script.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+SCRIPT = Path(__file__).parents[1] / "dist" / "probe_gloo.py"
 
 
 def read_ranks(outdir: Path) -> list[dict]:
@@ -74,7 +46,7 @@ def test_a_failing_rank_does_not_hang_the_others(tmp_path):
 def test_deepspeed_zero3_engine_is_probed_through_its_module(tmp_path):
     """Tested where DeepSpeed initialises on the CPU (it does here, with gloo)."""
     pytest.importorskip("deepspeed")
-    torchrun(Path(__file__).parent / "dist" / "deepspeed_zero3.py", str(tmp_path), tmp_path=tmp_path, timeout=300)
+    torchrun(Path(__file__).parents[1] / "dist" / "deepspeed_zero3.py", str(tmp_path), tmp_path=tmp_path, timeout=300)
     rank0, rank1 = read_ranks(tmp_path)
     assert rank0["engine"] == "DeepSpeedEngine" and rank0["partitioned"] and rank0["path"] == "tree"
     assert rank0["probed"] == rank1["probed"] == [False, True]

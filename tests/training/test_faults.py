@@ -1,6 +1,6 @@
 """Faults a user meets (issue #18), in one process: out of memory, a full disk, a torn history, a typo
 in the stop rule, a tokenizer that does not fit the model, a failing policy or suite member.
-The same faults on one rank of two are in tests/test_faults_distributed.py."""
+The same faults on one rank of two are in tests/training/test_faults_distributed.py."""
 
 from __future__ import annotations
 
@@ -378,11 +378,11 @@ def test_report_names_each_unparseable_line_and_goes_on_unless_strict(tokenizer,
 def test_hf_trainer_with_an_unwritable_history_path_fails_before_the_first_step(tokenizer, tmp_path):
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from fairness_callback.integrations.hf import FairnessCallback
+    from fairness_callback.integrations.hf import HFFairnessCallback
     from support import make_dataset
 
     (tmp_path / "a_file").write_text("")
-    callback = FairnessCallback(
+    callback = HFFairnessCallback(
         every_n_steps=2, probe=small_probe(tokenizer, sentences=4), history_path=tmp_path / "a_file" / "h.jsonl"
     )
     args = TrainingArguments(

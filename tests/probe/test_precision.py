@@ -241,7 +241,7 @@ def test_float32_scores_bit_for_bit(gpt2_tokenizer, request, monkeypatch, path):
     expected = {"gender"} | {
         name
         for name, marker in (("winogender", "winogender/all_sentences.tsv"), ("bbq", "bbq/Religion.jsonl"))
-        if (Path(__file__).resolve().parents[2] / "shared" / marker).is_file()
+        if (Path(__file__).resolve().parents[3] / "shared" / marker).is_file()
     }
     assert set(sets) >= expected
     for task, base_probe in sets.items():

@@ -19,6 +19,27 @@ def test_append_writes_one_flushed_line_each(tmp_path):
     assert records[1]["jsdp/gap"] is None  # NaN is stored as null, valid JSON
 
 
+def test_every_line_names_its_schema_and_a_newer_one_is_refused(tmp_path):
+    from fairness_callback.training.history import SCHEMA_VERSION
+
+    path = tmp_path / "h.jsonl"
+    HistoryWriter(path, "run-a").append({"event": "probe", "step": 0})
+    assert json.loads(path.read_text())["schema"] == SCHEMA_VERSION == 1
+    # a line of a version without the key (every history before it) reads as it is
+    with path.open("a") as handle:
+        handle.write(json.dumps({"event": "probe", "step": 1, "run_id": "run-a"}) + "\n")
+    assert [r.get("schema") for r in read_history(path)] == [1, None]
+    with path.open("a") as handle:
+        handle.write(json.dumps({"event": "probe", "step": 2, "run_id": "run-a", "schema": 2}) + "\n")
+        handle.write(json.dumps({"event": "probe", "step": 3, "run_id": "run-a"}) + "\n")
+    for strict in (True, False):
+        with pytest.raises(
+            ValueError,
+            match=r"h\.jsonl, line 3: written in history schema 2 by a newer fairness-callback; this one reads schema 1",
+        ):
+            read_history(path, strict=strict)
+
+
 def test_a_new_writer_appends(tmp_path):
     path = tmp_path / "h.jsonl"
     HistoryWriter(path).append({"step": 0})

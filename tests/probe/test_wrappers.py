@@ -3,7 +3,7 @@
 PEFT (LoRA): scored with the adapters active, on the token tree, with the numbers of
 ``merge_and_unload()``; prompt-learning adapters fall back to the plain path and say why.
 ``torch.compile``: the original module runs eagerly, so the probe never compiles. DeepSpeed:
-``tests/test_distributed.py`` runs ZeRO-3 on 2 ranks.
+``tests/probe/test_distributed.py`` runs ZeRO-3 on 2 ranks.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from fairness_callback.data import builtin
 from fairness_callback.data.occupations import FEMALE_STEREOTYPED, MALE_STEREOTYPED, OCCUPATIONS
 from fairness_callback.data.sentence import ProbeSentence, ProbeSet, pronoun_gender
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 JSONL = REPO / "fairness_callback" / "data" / builtin.BUILTIN_FILE
 PRONOUN_SWAP = {"he": "she", "him": "her", "his": "her", "himself": "herself"}
 

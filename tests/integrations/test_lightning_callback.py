@@ -1,4 +1,4 @@
-"""The Lightning FairnessCallback on a tiny GPT-NeoX, on CPU.
+"""The Lightning LightningFairnessCallback on a tiny GPT-NeoX, on CPU.
 
 Probe schedule, loggers and the stock callbacks, fairness early stopping, bit-identical training,
 failed probes, resume, mixed precision, LightningCLI, and (in subprocesses, scripts in
@@ -12,8 +12,6 @@ import functools
 import json
 import logging
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fairness_callback import FairnessProbe, StopReason
-from fairness_callback.integrations.lightning import FairnessCallback
+from fairness_callback.integrations.lightning import LightningFairnessCallback
 from fairness_callback.training.history import read_history
 from support import (
     FailingProbe,
@@ -34,11 +32,12 @@ from support import (
     make_tokenizer,
     point_rule,
     read_wandb_run,
+    run_script,
     small_probe,
     weights_digest,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "tests" / "dist"
 
 #: Trainer options that validate (one batch) every 2 training batches, so ``val_loss`` is known.
@@ -115,10 +114,10 @@ class SmallTestProbe(FairnessProbe):
         super().__init__(shared_tokenizer(), base.probe_set, seeds=base.config.seeds)
 
 
-def fairness(tmp_path: Path, **kwargs) -> FairnessCallback:
-    """A FairnessCallback probing every 2 steps with ``small_probe`` into ``tmp_path/history.jsonl``."""
+def fairness(tmp_path: Path, **kwargs) -> LightningFairnessCallback:
+    """A LightningFairnessCallback probing every 2 steps with ``small_probe`` into ``tmp_path/history.jsonl``."""
     kwargs.setdefault("probe", small_probe(shared_tokenizer()))
-    return FairnessCallback(every_n_steps=2, history_path=tmp_path / "history.jsonl", **kwargs)
+    return LightningFairnessCallback(every_n_steps=2, history_path=tmp_path / "history.jsonl", **kwargs)
 
 
 def make_trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
@@ -147,14 +146,6 @@ def history(tmp_path: Path, event: str = "probe") -> list[dict]:
 def probe_steps(tmp_path: Path) -> list[int]:
     """The steps of the probe lines of ``tmp_path/history.jsonl``, in order."""
     return [record["step"] for record in history(tmp_path)]
-
-
-def run_script(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``python *args`` with temporary files in ``tmp_path``; fail the test with its output if it fails."""
-    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done
 
 
 def probe_reference(weights_path: Path) -> dict[str, float]:
@@ -334,6 +325,73 @@ def test_resume_restores_the_stopping_state_and_appends_the_history(tmp_path):
     assert records[4]["best_step"] == 2
 
 
+def test_two_callbacks_keep_their_own_state_and_history_through_a_resume(tmp_path):
+    tokenizer = shared_tokenizer()
+
+    def pair(gaps_a: list[float], gaps_b: list[float]) -> list[LightningFairnessCallback]:
+        return [
+            LightningFairnessCallback(
+                every_n_steps=2, probe=ScriptedGapProbe(tokenizer, gaps), early_stopping=point_rule(patience=9), name=name
+            )
+            for name, gaps in (("a", gaps_a), ("b", gaps_b))
+        ]
+
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1)
+    first = pair([0.01, 0.02, 0.03], [0.05, 0.04, 0.03])
+    make_trainer(tmp_path, [*first, checkpoint], max_steps=4, enable_checkpointing=True).fit(TinyLM())
+    (path,) = (tmp_path / "ckpt").glob("*step=4.ckpt")
+    states = torch.load(path, weights_only=False)["callbacks"]
+    assert states["LightningFairnessCallback{'name': 'a'}"]["early_stopping"]["wait"] == 2
+    assert states["LightningFairnessCallback{'name': 'b'}"]["early_stopping"]["best_step"] == 4
+
+    a, b = pair([0.04], [0.01])
+    make_trainer(tmp_path, [a, b], max_steps=6).fit(TinyLM(), ckpt_path=path)
+    assert (a.tracker.early_stopping.best, a.tracker.early_stopping.wait) == (0.01, 3)
+    assert (b.tracker.early_stopping.best, b.tracker.early_stopping.best_step) == (0.01, 6)
+    for name, gaps in (("a", [0.01, 0.02, 0.03, 0.04]), ("b", [0.05, 0.04, 0.03, 0.01])):
+        records = read_history(tmp_path / f"fairness_history-{name}.jsonl")
+        assert [r["jsdp/gap"] for r in records if r["event"] == "probe"] == gaps
+        assert len({r["run_id"] for r in records}) == 1
+
+
+def test_two_callbacks_that_would_share_state_or_history_are_refused(tmp_path):
+    probe = small_probe(shared_tokenizer())
+    same_key = [LightningFairnessCallback(every_n_steps=2, probe=probe) for _ in range(2)]
+    with pytest.raises(RuntimeError, match=r"state_key. must be unique"):  # Lightning's own check of the keys
+        make_trainer(tmp_path, same_key)
+    same_file = [LightningFairnessCallback(every_n_steps=n, probe=probe) for n in (2, 3)]
+    with pytest.raises(ValueError, match=r"write the same history file"):
+        make_trainer(tmp_path, same_file).fit(TinyLM())
+
+
+def test_a_checkpoint_of_0_1_0_still_resumes(tmp_path):
+    from fairness_callback.integrations.lightning import OLD_STATE_KEY
+
+    def make() -> LightningFairnessCallback:
+        return fairness(
+            tmp_path, probe=ScriptedGapProbe(shared_tokenizer(), [0.01, 0.02, 0.03]), early_stopping=point_rule(patience=9)
+        )
+
+    first = make()
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1)
+    make_trainer(tmp_path, [first, checkpoint], max_steps=4, enable_checkpointing=True).fit(TinyLM())
+    (path,) = (tmp_path / "ckpt").glob("*step=4.ckpt")
+    content = torch.load(path, weights_only=False)
+    content["callbacks"][OLD_STATE_KEY] = content["callbacks"].pop(first.state_key)  # 0.1.0's key
+    torch.save(content, path)
+    resumed = make()
+    make_trainer(tmp_path, [resumed], max_steps=4).fit(TinyLM(), ckpt_path=path)
+    assert (resumed.tracker.early_stopping.best, resumed.tracker.early_stopping.wait) == (0.01, 2)
+    assert resumed.tracker.run_id == content["callbacks"][OLD_STATE_KEY]["run_id"]
+
+
+def test_the_old_class_name_still_imports_with_a_warning():
+    import fairness_callback.integrations.lightning as module
+
+    with pytest.warns(DeprecationWarning, match="now LightningFairnessCallback"):
+        assert module.FairnessCallback is LightningFairnessCallback
+
+
 # -- precision ------------------------------------------------------------------------------------
 def test_probe_runs_under_the_trainers_autocast(tmp_path):
     module = TinyLM()
@@ -384,7 +442,7 @@ model:
   lr: 0.001
 """)
     cli = LightningCLI(TinyLM, run=False, args=["--config", str(config)], save_config_callback=None)
-    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, FairnessCallback)]
+    (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, LightningFairnessCallback)]
     assert callback.tracker.every_n_steps == 2
     assert isinstance(callback.tracker.probe, SmallTestProbe)
     assert callback.tracker.early_stopping.patience == 2
@@ -456,7 +514,7 @@ def test_two_fits_keep_their_histories_apart(tmp_path, monkeypatch):
     from fairness_callback.training.history import history_runs
 
     monkeypatch.chdir(tmp_path)  # no default_root_dir: Lightning's default is the working directory
-    callback = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))
+    callback = LightningFairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))
     for max_steps in (4, 2):
         trainer = make_trainer(
             tmp_path, [callback], max_steps=max_steps, logger=TensorBoardLogger(tmp_path / "tb"), default_root_dir=None
@@ -468,7 +526,7 @@ def test_two_fits_keep_their_histories_apart(tmp_path, monkeypatch):
         assert [r["step"] for r in records if r["event"] == "probe"] == steps, version
         assert len({r["run_id"] for r in records}) == 1
 
-    shared = FairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))
+    shared = LightningFairnessCallback(every_n_steps=2, probe=small_probe(shared_tokenizer()))
     for max_steps in (4, 2):
         make_trainer(tmp_path / "plain", [shared], max_steps=max_steps).fit(TinyLM())
     path = tmp_path / "plain" / "fairness_history.jsonl"

@@ -12,6 +12,7 @@ import random
 import statistics
 
 import pytest
+from test_engine import MODEL, ScriptedProbe, events
 
 from fairness_callback import FairnessTracker, SelfStartingCusum, SelfStartingEwma, StopDecision, StopReason, StopRule
 from fairness_callback.demo.run import DemoConfig
@@ -30,7 +31,6 @@ from fairness_callback.training.stopping import (
     register_stop_rule,
     stop_rule_names,
 )
-from test_engine import MODEL, ScriptedProbe, events
 
 
 def feed(rule, gaps, loss=1.0, every=50):

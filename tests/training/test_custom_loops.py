@@ -17,7 +17,7 @@ from fairness_callback import FairnessTracker, StopReason
 from fairness_callback.training.history import read_history
 from support import ScriptedGapProbe, make_dataset, make_model, make_tokenizer, point_rule, read_wandb_run, small_probe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 
 

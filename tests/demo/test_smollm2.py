@@ -323,9 +323,9 @@ def test_demo_build_for_smollm2_with_other_axes(smollm2, tmp_path, monkeypatch, 
 # The new probe sets (issue #12): Winogender (he, she and singular "they"), BBQ Religion (ambiguous
 # and disambiguated contexts, letters scored), the built-in "they" set, each on a small fixed subset.
 WINOGENDER_DIR = os.environ.get(
-    "FAIRNESS_WINOGENDER_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "winogender")
+    "FAIRNESS_WINOGENDER_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "winogender")
 )
-BBQ_DIR = os.environ.get("FAIRNESS_BBQ_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bbq"))
+BBQ_DIR = os.environ.get("FAIRNESS_BBQ_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "bbq"))
 
 
 def _first_of_each(items, key, per_value: int) -> list:

@@ -16,7 +16,7 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
 from fairness_callback import StopReason
-from fairness_callback.integrations.hf import STATE_KEY, FairnessCallback
+from fairness_callback.integrations.hf import OLD_STATE_KEY, HFFairnessCallback, calling_handler
 from fairness_callback.training.history import read_history
 from fairness_callback.training.tracker import HEADLINE_METRICS
 from support import (
@@ -30,7 +30,7 @@ from support import (
     weights_digest,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
@@ -79,7 +79,7 @@ def probed(trainer: Trainer, key: str = "fairness/jsdp/gap") -> dict[int, float]
 @pytest.mark.slow
 @pytest.mark.parametrize("probe_at_start, steps", [(True, [0, 2, 4, 6]), (False, [2, 4, 6])])
 def test_probes_every_n_optimizer_steps_not_micro_batches(tmp_path, bpe_tokenizer, probe_at_start, steps):
-    callback = FairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer), probe_at_start=probe_at_start)
+    callback = HFFairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer), probe_at_start=probe_at_start)
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback], gradient_accumulation_steps=2)
     trainer.train()
     assert trainer.state.global_step == 6
@@ -109,7 +109,7 @@ def read_tensorboard(output_dir: Path) -> tuple[dict[str, list[int]], list[str]]
 @pytest.mark.slow
 def test_metrics_reach_tensorboard_and_log_history(tmp_path, bpe_tokenizer):
     probe = small_probe(bpe_tokenizer)
-    callback = FairnessCallback(every_n_steps=2, probe=probe)
+    callback = HFFairnessCallback(every_n_steps=2, probe=probe)
     trainer = make_trainer(tmp_path / "first", bpe_tokenizer, [callback], max_steps=4, report_to=["tensorboard"])
     trainer.train()
 
@@ -139,7 +139,7 @@ def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
         monkeypatch.setenv(name, str(tmp_path))
     for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off"}.items():
         monkeypatch.setenv(name, value)
-    callback = FairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer))
+    callback = HFFairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer))
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback], max_steps=4, report_to=["wandb"])
     trainer.train()
     wandb.finish()  # the Trainer leaves the run open; finishing flushes the run file
@@ -159,7 +159,7 @@ def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
 
 
 class EvalRecorder(TrainerCallback):
-    """Keeps a copy of the metrics of every evaluation, as callbacks after FairnessCallback see them."""
+    """Keeps a copy of the metrics of every evaluation, as callbacks after HFFairnessCallback see them."""
 
     def __init__(self) -> None:
         self.metrics: list[dict] = []
@@ -171,12 +171,12 @@ class EvalRecorder(TrainerCallback):
 @pytest.mark.slow
 def test_eval_metrics_drive_best_model_and_stock_early_stopping(tmp_path, bpe_tokenizer):
     # probes at steps 0, 2, 4, 6; evaluations at 2, 4, 6 see abs gaps 0.03, 0.01 (best), 0.02
-    callback = FairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, [0.05, -0.03, 0.01, 0.02, 0.04]))
+    callback = HFFairnessCallback(every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, [0.05, -0.03, 0.01, 0.02, 0.04]))
     recorder = EvalRecorder()
     trainer = make_trainer(
         tmp_path,
         bpe_tokenizer,
-        [recorder, EarlyStoppingCallback(early_stopping_patience=1), callback],
+        [callback, recorder, EarlyStoppingCallback(early_stopping_patience=1)],
         max_steps=10,
         eval_strategy="steps",
         eval_steps=2,
@@ -195,10 +195,29 @@ def test_eval_metrics_drive_best_model_and_stock_early_stopping(tmp_path, bpe_to
     assert trainer.state.global_step == 6
 
 
+def test_stock_early_stopping_listed_before_it_is_refused(tmp_path, bpe_tokenizer):
+    callback = HFFairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer))
+    trainer = make_trainer(
+        tmp_path,
+        bpe_tokenizer,
+        [EarlyStoppingCallback(early_stopping_patience=1), callback],
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="fairness/jsdp/abs_gap",
+        greater_is_better=False,
+    )
+    with pytest.raises(ValueError, match=r"EarlyStoppingCallback comes before HFFairnessCallback.*list HFFairnessCallback first"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
 def test_evaluate_before_training_probes_with_the_trainers_tokenizer(tmp_path, bpe_tokenizer, monkeypatch):
     # The default probe (5,600 prompts) is too slow here; only its size differs from this one.
     monkeypatch.setattr("fairness_callback.training.tracker.FairnessProbe", small_probe)
-    callback = FairnessCallback(every_n_steps=2)
+    callback = HFFairnessCallback(every_n_steps=2)
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback])
     metrics = trainer.evaluate()
     assert metrics["eval_fairness/jsdp/gap"] == callback.last_metrics["jsdp/gap"]
@@ -208,10 +227,10 @@ def test_evaluate_before_training_probes_with_the_trainers_tokenizer(tmp_path, b
 # -- fairness early stopping ------------------------------------------------------------------------
 
 
-def gap_growing_callback(tokenizer) -> FairnessCallback:
+def gap_growing_callback(tokenizer) -> HFFairnessCallback:
     """Probes every 2 steps play gaps 0.05, 0.01 (best, step 2), 0.02, 0.03, 0.04: patience 2 is
     used up at step 6. ``require_loss=True``: it stops only if an eval_loss is known."""
-    return FairnessCallback(
+    return HFFairnessCallback(
         every_n_steps=2,
         probe=ScriptedGapProbe(tokenizer, [0.05, 0.01, 0.02, 0.03, 0.04]),
         early_stopping=point_rule(patience=2, require_loss=True),
@@ -263,7 +282,7 @@ def test_training_is_bit_identical_with_and_without_the_callback(tmp_path, bpe_t
 
     start = weights_digest(make_model(bpe_tokenizer, seed=0))
     plain, plain_calls = train([], "plain")
-    watched, watched_calls = train([FairnessCallback(every_n_steps=1, probe=small_probe(bpe_tokenizer))], "watched")
+    watched, watched_calls = train([HFFairnessCallback(every_n_steps=1, probe=small_probe(bpe_tokenizer))], "watched")
     assert plain != start
     assert watched == plain
     probe_calls = [call for call in watched_calls if not call[0]]
@@ -273,7 +292,7 @@ def test_training_is_bit_identical_with_and_without_the_callback(tmp_path, bpe_t
 
 @pytest.mark.slow
 def test_probe_failures_are_logged_and_training_goes_on(tmp_path, bpe_tokenizer, caplog):
-    callback = FairnessCallback(every_n_steps=2, probe=FailingProbe(bpe_tokenizer, fail_on=(0, 1)), on_error="warn")
+    callback = HFFairnessCallback(every_n_steps=2, probe=FailingProbe(bpe_tokenizer, fail_on=(0, 1)), on_error="warn")
     trainer = make_trainer(tmp_path, bpe_tokenizer, [callback])
     with caplog.at_level(logging.ERROR, logger="fairness_callback"):
         trainer.train()
@@ -292,7 +311,7 @@ def test_probe_failures_are_logged_and_training_goes_on(tmp_path, bpe_tokenizer,
 
 
 def test_probe_failure_raises_with_on_error_raise(tmp_path, bpe_tokenizer):
-    callback = FairnessCallback(every_n_steps=2, probe=FailingProbe(bpe_tokenizer, fail_on=(0,)), on_error="raise")
+    callback = HFFairnessCallback(every_n_steps=2, probe=FailingProbe(bpe_tokenizer, fail_on=(0,)), on_error="raise")
     with pytest.raises(RuntimeError, match=r"probe failure injected by the test \(run 0\)"):
         make_trainer(tmp_path, bpe_tokenizer, [callback]).train()
 
@@ -304,9 +323,9 @@ def test_probe_failure_raises_with_on_error_raise(tmp_path, bpe_tokenizer):
 def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokenizer):
     # One uninterrupted run would probe 0.01 (best) at step 0, then 0.02, 0.03, 0.04 at steps 2, 4, 6:
     # patience 3 is used up at step 6. Here it is cut at step 4, with wait=2, and resumed.
-    def callback(gaps: list[float]) -> FairnessCallback:
+    def callback(gaps: list[float]) -> HFFairnessCallback:
         """A fresh callback whose probe plays ``gaps``, with patience 3 and no held-out loss."""
-        return FairnessCallback(
+        return HFFairnessCallback(
             every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, gaps), early_stopping=point_rule(patience=3)
         )
 
@@ -315,7 +334,11 @@ def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokeni
     )
     first.train()
     checkpoint = tmp_path / "checkpoint-4"
-    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"][STATE_KEY]
+    exported = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]["HFFairnessCallback"]
+    assert exported["args"]["every_n_steps"] == 2  # transformers' ExportableState layout
+    assert exported["attributes"]["checkpoint_state"]["key"] == "HFFairnessCallback{'every_n_steps': 2}"
+    assert exported["attributes"]["checkpoint_state"]["not_in_args"] == ["probe", "early_stopping"]
+    saved = exported["attributes"]["checkpoint_state"]["state"]
     assert saved["last_probed_step"] == 4
     assert {k: saved["early_stopping"][k] for k in ("best", "best_step", "wait")} == {"best": 0.01, "best_step": 0, "wait": 2}
 
@@ -341,6 +364,137 @@ def test_resume_restores_early_stopping_and_appends_history(tmp_path, bpe_tokeni
     assert [r["event"] for r in records].index("run_start", 1) == 4  # after steps 0, 2, 4 (and before 6)
 
 
+def stateful(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
+
+
+@pytest.mark.slow
+def test_two_callbacks_keep_their_own_state_and_history_through_a_resume(tmp_path, bpe_tokenizer):
+    def pair(gaps_a: list[float], gaps_b: list[float]) -> list[HFFairnessCallback]:
+        return [
+            HFFairnessCallback(
+                every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, gaps), early_stopping=point_rule(patience=9), name=name
+            )
+            for name, gaps in (("a", gaps_a), ("b", gaps_b))
+        ]
+
+    first = make_trainer(
+        tmp_path, bpe_tokenizer, pair([0.01, 0.02, 0.03], [0.05, 0.04, 0.03]), max_steps=4, save_strategy="steps", save_steps=2
+    )
+    first.train()
+    # transformers keeps two callbacks of a class as a list and appends both at every save: the last of each key is the latest
+    entries = stateful(tmp_path / "checkpoint-4")["HFFairnessCallback"]
+    latest = {e["attributes"]["checkpoint_state"]["key"]: e["attributes"]["checkpoint_state"]["state"] for e in entries}
+    assert set(latest) == {"HFFairnessCallback{'name': 'a'}", "HFFairnessCallback{'name': 'b'}"}
+    assert latest["HFFairnessCallback{'name': 'a'}"]["early_stopping"]["wait"] == 2
+    assert latest["HFFairnessCallback{'name': 'b'}"]["early_stopping"]["best_step"] == 4
+
+    a, b = pair([0.04], [0.01])
+    make_trainer(tmp_path, bpe_tokenizer, [a, b], max_steps=6).train(resume_from_checkpoint=str(tmp_path / "checkpoint-4"))
+    assert (a.tracker.early_stopping.best, a.tracker.early_stopping.wait) == (0.01, 3)
+    assert (b.tracker.early_stopping.best, b.tracker.early_stopping.best_step) == (0.01, 6)
+    for name, gaps in (("a", [0.01, 0.02, 0.03, 0.04]), ("b", [0.05, 0.04, 0.03, 0.01])):
+        records = read_history(tmp_path / f"fairness_history-{name}.jsonl")
+        assert [r["jsdp/gap"] for r in records if r["event"] == "probe"] == gaps
+        assert len({r["run_id"] for r in records}) == 1
+    assert not (tmp_path / "fairness_history.jsonl").exists()
+
+
+def test_two_callbacks_that_would_share_state_or_history_are_refused(tmp_path, bpe_tokenizer):
+    same_key = [HFFairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer)) for _ in range(2)]
+    with pytest.raises(
+        ValueError, match=r"share the checkpoint key \"HFFairnessCallback\{'every_n_steps': 2\}\": give each a distinct name"
+    ):
+        make_trainer(tmp_path, bpe_tokenizer, same_key).train()
+    same_file = [HFFairnessCallback(every_n_steps=n, probe=small_probe(bpe_tokenizer)) for n in (2, 3)]
+    with pytest.raises(ValueError, match=r"write the same history file .*fairness_history.jsonl"):
+        make_trainer(tmp_path, bpe_tokenizer, same_file).train()
+    assert not (tmp_path / "fairness_history.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_restore_callback_states_from_checkpoint(tmp_path, bpe_tokenizer, monkeypatch):
+    # transformers rebuilds the callback from state()["args"] with this flag: a callback whose
+    # configuration JSON carries resumes as itself; one with a stop rule object is refused before training.
+    monkeypatch.setattr("fairness_callback.training.tracker.FairnessProbe", small_probe)
+    make_trainer(
+        tmp_path, bpe_tokenizer, [HFFairnessCallback(every_n_steps=2)], max_steps=4, save_strategy="steps", save_steps=4
+    ).train()
+    checkpoint = str(tmp_path / "checkpoint-4")
+    trainer = make_trainer(
+        tmp_path, bpe_tokenizer, [HFFairnessCallback(every_n_steps=2)], max_steps=6, restore_callback_states_from_checkpoint=True
+    )
+    trainer.train(resume_from_checkpoint=checkpoint)
+    (rebuilt,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, HFFairnessCallback)]
+    assert rebuilt.tracker.every_n_steps == 2
+    records = read_history(tmp_path / "fairness_history.jsonl")
+    assert [(r["event"], r["step"]) for r in records] == [
+        ("run_start", 0),
+        ("probe", 0),
+        ("probe", 2),
+        ("probe", 4),
+        ("run_start", 4),
+        ("probe", 6),
+    ]
+    assert len({r["run_id"] for r in records}) == 1
+
+    watched = HFFairnessCallback(every_n_steps=2, early_stopping=point_rule(patience=3))
+    make_trainer(tmp_path / "b", bpe_tokenizer, [watched], max_steps=4, save_strategy="steps", save_steps=4).train()
+    trainer = make_trainer(
+        tmp_path / "b",
+        bpe_tokenizer,
+        [HFFairnessCallback(every_n_steps=2, early_stopping=point_rule(patience=3))],
+        max_steps=6,
+        restore_callback_states_from_checkpoint=True,
+    )
+    with pytest.raises(ValueError, match=r"cannot hold its early_stopping: set restore_callback_states_from_checkpoint=False"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-4"))
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_0_1_0_still_resumes(tmp_path, bpe_tokenizer):
+    def make() -> HFFairnessCallback:
+        return HFFairnessCallback(
+            every_n_steps=2, probe=ScriptedGapProbe(bpe_tokenizer, [0.01, 0.02, 0.03]), early_stopping=point_rule(patience=9)
+        )
+
+    make_trainer(tmp_path, bpe_tokenizer, [make()], max_steps=4, save_strategy="steps", save_steps=4).train()
+    path = tmp_path / "checkpoint-4" / "trainer_state.json"
+    trainer_state = json.loads(path.read_text())
+    exported = trainer_state["stateful_callbacks"].pop("HFFairnessCallback")
+    trainer_state["stateful_callbacks"][OLD_STATE_KEY] = exported["attributes"]["checkpoint_state"]["state"]  # 0.1.0's layout
+    path.write_text(json.dumps(trainer_state))
+    resumed = make()
+    # max_steps 4: nothing left to train, so the state is what on_train_begin restored
+    make_trainer(tmp_path, bpe_tokenizer, [resumed], max_steps=4).train(resume_from_checkpoint=str(path.parent))
+    assert (resumed.tracker.early_stopping.best, resumed.tracker.early_stopping.wait) == (0.01, 2)
+    assert resumed.tracker.run_id == exported["attributes"]["checkpoint_state"]["state"]["run_id"]
+
+
+def test_events_still_get_no_trainer(tmp_path, bpe_tokenizer):
+    """transformers passes callbacks neither the Trainer nor its handler, so ``calling_handler`` finds the
+    handler up the stack. When this fails, transformers passes one: log through it and delete ``calling_handler``."""
+    seen: dict[str, object] = {}
+
+    class Spy(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen["kwargs"] = set(kwargs)
+            seen["handler"] = calling_handler()
+
+    trainer = make_trainer(tmp_path, bpe_tokenizer, [Spy()], max_steps=1, logging_steps=10)
+    trainer.train()
+    assert not {"trainer", "callback_handler", "handler"} & seen["kwargs"], seen["kwargs"]
+    assert seen["handler"] is trainer.callback_handler
+    assert calling_handler() is None
+
+
+def test_the_old_class_name_still_imports_with_a_warning():
+    import fairness_callback.integrations.hf as hf
+
+    with pytest.warns(DeprecationWarning, match="now HFFairnessCallback"):
+        assert hf.FairnessCallback is HFFairnessCallback
+
+
 # -- precision --------------------------------------------------------------------------------------
 
 
@@ -355,7 +509,7 @@ def test_bf16_probe_runs_under_autocast(tmp_path, bpe_tokenizer):
             probe_autocast.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
 
     model.register_forward_pre_hook(record)
-    callback = FairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer))
+    callback = HFFairnessCallback(every_n_steps=2, probe=small_probe(bpe_tokenizer))
     make_trainer(tmp_path, bpe_tokenizer, [callback], model=model, max_steps=2, bf16=True).train()
     assert probe_autocast and set(probe_autocast) == {(True, torch.bfloat16)}
     assert all(math.isfinite(value) for value in callback.last_metrics.values())

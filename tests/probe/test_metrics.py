@@ -8,8 +8,7 @@ import torch
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import mannwhitneyu
 
-from fairness_callback import answer_ranks, jsd_parts, mann_whitney, option_ranks
-from fairness_callback.probe.metrics import compute_metrics, group_metrics
+from fairness_callback.probe.metrics import answer_ranks, compute_metrics, group_metrics, jsd_parts, mann_whitney, option_ranks
 
 
 def test_answer_ranks_by_hand():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fairness_callback import AnswerTokenError, FairnessProbe, ProbeResult, jsd_parts
+from fairness_callback import AnswerTokenError, FairnessProbe, ProbeResult
 from fairness_callback.probe import scoring
-from fairness_callback.probe.metrics import compute_metrics
+from fairness_callback.probe.metrics import compute_metrics, jsd_parts
 
 
 def naive_scores(model, tokenizer, probe):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fairness_callback import GROUPS, ProbeSentence, ProbeSet, PromptConfig, build_prompts, option_order
+from fairness_callback import ProbeSentence, ProbeSet, PromptConfig
+from fairness_callback.probe.prompts import GROUPS, build_prompts, option_order
 
 SENTENCE = ProbeSentence(
     sentence_id="t/1",

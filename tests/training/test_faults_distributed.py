@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from fairness_callback.training.history import read_history
-from test_distributed import torchrun
-from test_lightning_callback import run_script
+from support import run_script, torchrun
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
-SCRIPT = Path(__file__).parent / "dist" / "faults.py"
+SCRIPT = Path(__file__).parents[1] / "dist" / "faults.py"
 FAILING = {
     "path-1": ("path", 1),
     "batches-1": ("batches", 1),

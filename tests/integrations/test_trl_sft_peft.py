@@ -25,7 +25,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytest.importorskip("trl")
 pytest.importorskip("peft")

@@ -9,8 +9,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from fairness_callback.cli import main
-from fairness_callback.integrations.hf import FairnessCallback as HFCallback
-from fairness_callback.integrations.lightning import FairnessCallback as LightningCallback
+from fairness_callback.integrations.hf import HFFairnessCallback as HFCallback
+from fairness_callback.integrations.lightning import LightningFairnessCallback as LightningCallback
 from fairness_callback.offline.replay import CheckpointError, Loader, find_checkpoints, replay, step_from_name
 from fairness_callback.training.history import read_history
 from support import make_dataset, make_model, make_tokenizer, small_probe

@@ -15,7 +15,7 @@ from fairness_callback.data import builtin_they
 from fairness_callback.data.occupations import OCCUPATIONS, stereotyped_gender
 from fairness_callback.data.sentence import ProbeSentence, ProbeSet, pronoun_gender
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 JSONL = REPO / "fairness_callback" / "data" / builtin_they.BUILTIN_THEY_FILE
 
 
