@@ -4,6 +4,7 @@ the one builder module), and the markers that follow from the fixtures a test us
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.data)
         if names & REAL_MODEL_FIXTURES:
             item.add_marker(pytest.mark.real_model)
+
+
+@pytest.fixture(autouse=True)
+def fresh_wandb_settings():
+    """W&B keeps its settings (its run directory among them) in a process-wide singleton: tear it
+    down after each test once wandb is loaded, so the next test's ``WANDB_DIR`` applies whatever
+    the order the tests run in."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and hasattr(wandb, "teardown"):
+        wandb.teardown()
