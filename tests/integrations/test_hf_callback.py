@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from fairness_callback.training.tracker import HEADLINE_METRICS
 from support import (
     FailingProbe,
     ScriptedGapProbe,
+    free_port,
     make_dataset,
     make_model,
     point_rule,
@@ -516,13 +516,6 @@ def test_bf16_probe_runs_under_autocast(tmp_path, bpe_tokenizer):
 
 
 # -- two processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, for torchrun's rendezvous."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
