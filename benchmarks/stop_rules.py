@@ -141,10 +141,13 @@ def change(name: str, description: str, changes: dict[str, Any], quick: dict[str
 #: SmolLM2-135M-Instruct (``--model smollm2``) fine-tuned with LoRA (rank 8 on the attention
 #: projections: a step of 8 lines costs about 2/3 of a full fine-tune's, without its first slow
 #: steps) on 48-token lines (the corpus's longest is 41 of its tokens), the skew answering "male" by
-#: default as the tiny demo's; probed every 5 steps, balanced until step 60: the model reads the
-#: task (accuracy >= 0.5 on both genders' prompts) from about step 30, so a baseline has 5-7 probes
-#: before the drift (a first try drifting at step 20 had none: the bias came before the task).
-SMOLLM2: dict[str, Any] = {
+#: default as the tiny demo's. The model reads the task (accuracy >= 0.5 on both genders' prompts)
+#: from about step 30 at lr 5e-4. ``smollm2``: 200 steps, balanced until step 120, probed every 10
+#: steps on 60 held-out sentences (120 prompts), so a rule's baseline has 8-9 probes of a model that
+#: reads the task before the drift. ``smollm2-short``, the first setting (kept as measured): 100
+#: steps, balanced until 60, probed every 5 on 20 sentences: the model still learning the task when
+#: the drift starts, its probe of 40 prompts swinging by 0.02-0.08 (docs/stopping.md, point 8).
+SMOLLM2_SHORT: dict[str, Any] = {
     "model": "smollm2",
     "lora_rank": 8,
     "steps": 100,
@@ -155,8 +158,9 @@ SMOLLM2: dict[str, Any] = {
     "male_default": 0.3,
     "referent_fraction": 0.75,
 }
+SMOLLM2: dict[str, Any] = {**SMOLLM2_SHORT, "steps": 200, "probe_every": 10, "skew_from_step": 120, "probe_sentences": 60}
 SMOLLM2_QUICK: dict[str, Any] = {
-    **SMOLLM2,
+    **SMOLLM2_SHORT,
     "steps": 4,
     "probe_every": 1,
     "skew_from_step": 2,
@@ -196,8 +200,15 @@ MATRIX: dict[str, Setting] = {
             "skew0.5", "skew 0.5 (the demo's 1), against the demo setting's balanced runs", {}, skew=0.5, balanced_from="demo"
         ),
         Setting(
-            "smollm2",
+            "smollm2-short",
             "SmolLM2-135M-Instruct, LoRA rank 8, lr 5e-4, 100 steps of 8 x 48 tokens, balanced to step 60, probe every 5 of 20 sentences",
+            SMOLLM2_SHORT,
+            SMOLLM2_QUICK,
+            seeds=3,
+        ),
+        Setting(
+            "smollm2",
+            "SmolLM2-135M-Instruct, LoRA rank 8, lr 5e-4, 200 steps of 8 x 48 tokens, balanced to step 120, probe every 10 of 60 sentences",
             SMOLLM2,
             SMOLLM2_QUICK,
             seeds=3,
