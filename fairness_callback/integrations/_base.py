@@ -86,6 +86,7 @@ class TrackerAdapter:
             loss_key=self.loss_key,
         )
         self.tracker.framework = self.framework
+        self._history_path = Path(history_path) if history_path is not None else None
         self._layout_written = False
 
     @property
@@ -115,12 +116,10 @@ class TrackerAdapter:
         """The history file's name in the run's folder when no ``history_path`` was given."""
         return HISTORY_FILENAME if self.name is None else f"fairness_history-{self.name}.jsonl"
 
-    def _setup_tracker(self, tokenizer: Any, default_dir: str | os.PathLike | None) -> None:
-        self.tracker.setup(tokenizer=tokenizer, default_dir=default_dir, filename=self.history_filename)
-
     def _default_history_path(self, default_dir: str | os.PathLike | None) -> Path | None:
-        if self.tracker.user_history_path is not None:
-            return self.tracker.user_history_path
+        """The history file in ``default_dir`` (the run's folder), or the one the user gave."""
+        if self._history_path is not None:
+            return self._history_path
         return None if default_dir is None else Path(default_dir) / self.history_filename
 
     def _check_siblings(self, callbacks: Iterable[Any], default_dir: str | os.PathLike | None) -> None:

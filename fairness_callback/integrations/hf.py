@@ -142,7 +142,6 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
         self._not_in_json = [key for key in _OBJECT_ARGUMENTS if given[key] is not None and key not in self._json_arguments]
         self._handler: CallbackHandler | None = None
         self._start_pending = False
-        self._set_up = False
 
     # -- events -----------------------------------------------------------------------------------
     def on_init_end(self, args, state, control, **kwargs):
@@ -155,15 +154,15 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
         if self._handler is not None:
             self._check_siblings(self._handler.callbacks, args.output_dir)
             self._check_order(args, self._handler.callbacks)
-        self._setup(args, processing_class)
         self.tracker.reset()
         # A resumed run (its TrainerState read from the checkpoint, at the checkpoint's step) continues
         # the early-stopping count; a fresh one holds only what state() gave its new TrainerState.
         saved = self._saved_state(state) if state.global_step > 0 else None
         if saved:
             self.load_state_dict(saved)
-        # The configuration, the model's vocabulary and the history path are checked before the first step.
-        self.tracker.begin(model, state.global_step)
+        # The configuration, the model's vocabulary and the history path are checked before the first
+        # step; the step-0 probe waits for on_step_begin, where the model is on its device and wrapped.
+        self.tracker.start(model, state.global_step, probe=False, **self._run_files(args, processing_class))
         self._start_pending = True
         # Every train() gets a new TensorBoard writer (the stock callback closes its writer at the end).
         self._layout_written = False
@@ -174,19 +173,19 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
             self._act(args, state, control, self.tracker.start(model, state.global_step, self._autocast(args, model)))
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.tracker.is_due(state.global_step):
+        if self.tracker.schedule.is_due(state.global_step):
             self._probe(args, state, control, model)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
         if metrics is None:
             return
-        if not self._set_up:  # trainer.evaluate() before any training
-            self._setup(args, processing_class)
         self.tracker.update_loss(metrics)
-        if self.probe_on_evaluate and self.tracker.last_probed_step != state.global_step and model is not None:
+        if self.probe_on_evaluate and self.tracker.schedule.last_probed_step != state.global_step and model is not None:
+            # trainer.evaluate() before any training opens the run here (later calls change nothing).
+            self.tracker.start(model, state.global_step, probe=False, **self._run_files(args, processing_class))
             self._probe(args, state, control, model)
         if self.tracker.last_metrics is not None:
-            logged = self.tracker.logged_metrics(self.tracker.last_metrics)
+            logged = self.tracker.metrics_log.select(self.tracker.last_metrics)
             metrics.update({f"eval_{key}": value for key, value in logged.items()})
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -241,10 +240,10 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
             )
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _setup(self, args, processing_class) -> None:
-        """Build the probe (from the Trainer's tokenizer unless given one) and pick the history file."""
-        self._setup_tracker(processing_class, args.output_dir)
-        self._set_up = True
+    def _run_files(self, args, processing_class) -> dict[str, Any]:
+        """What the tracker takes from the Trainer when it opens a run: its tokenizer (for a probe
+        built from it) and its output folder (for the history file)."""
+        return {"tokenizer": processing_class, "default_history_path": self._default_history_path(args.output_dir)}
 
     def _probe(self, args, state, control, model: torch.nn.Module) -> None:
         self._act(args, state, control, self.tracker.probe_now(model, state.global_step, self._autocast(args, model)))
@@ -252,7 +251,7 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
     def _act(self, args, state, control, outcome) -> None:
         """Log a probe's metrics, pass on its stop vote, and keep the state for the next checkpoint."""
         if outcome.metrics is not None:
-            self._log(args, state, control, self.tracker.logged_metrics(outcome.metrics))
+            self._log(args, state, control, self.tracker.metrics_log.select(outcome.metrics))
         if outcome.should_stop:
             control.should_training_stop = True
 

@@ -91,6 +91,7 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
         )
         self.model_attr = model_attr
         self._step_at_batch_start: int | None = None
+        self._run_files: dict[str, Any] = {}  # the tokenizer and history file setup() found, for start()
 
     # -- hooks ------------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -102,7 +103,7 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
         # new for every fit; default_root_dir without a logger). It broadcasts: every rank is here.
         default_dir = trainer.log_dir or trainer.default_root_dir
         self._check_siblings(trainer.callbacks, default_dir)
-        self._setup_tracker(tokenizer, default_dir)
+        self._run_files = {"tokenizer": tokenizer, "default_history_path": self._default_history_path(default_dir)}
         # Lightning restores a checkpoint's callback state (load_state_dict) after setup.
         self.tracker.reset()
 
@@ -113,7 +114,8 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, self.model_attr, pl_module)
-        self._act(trainer, self.tracker.start(model, trainer.global_step, trainer.precision_plugin.forward_context()))
+        autocast = trainer.precision_plugin.forward_context()
+        self._act(trainer, self.tracker.start(model, trainer.global_step, autocast, **self._run_files))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         self._step_at_batch_start = trainer.global_step
@@ -122,7 +124,7 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
         # A micro-batch that only accumulated gradients leaves global_step where it was; probing
         # there would probe step 0 before any update even with probe_at_start=False.
         stepped = trainer.global_step != self._step_at_batch_start
-        if stepped and self.tracker.is_due(trainer.global_step):
+        if stepped and self.tracker.schedule.is_due(trainer.global_step):
             self._probe(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -137,7 +139,7 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
     def _act(self, trainer: pl.Trainer, outcome) -> None:
         """Log a probe's metrics to every logger and pass on its stop vote."""
         if outcome.metrics is not None:
-            logged = self.tracker.logged_metrics(outcome.metrics)
+            logged = self.tracker.metrics_log.select(outcome.metrics)
             for logger in trainer.loggers:
                 logger.log_metrics(logged, step=trainer.global_step)
             trainer.callback_metrics.update({key: torch.tensor(value) for key, value in logged.items()})

@@ -29,8 +29,8 @@ import torch
 
 from ..probe import FairnessProbe
 from ..training.history import HistoryWriter, is_probe, is_run_start, read_history, select_run, split_runs
+from ..training.recorder import probe_record
 from ..training.sudden_change import SuddenChangeDetector
-from ..training.tracker import probe_record
 from .plots import probe_records
 
 __all__ = [

@@ -69,11 +69,11 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
     """Feed one run's probe lines (in step order) to the rule of ``text``; where would it stop?"""
     rule: StopRule = parse_stop_rule(text, default_monitor)
     keys = {key for record in probes for key in record}
-    loss_key = rule.loss_key = rule.loss_key or next((k for k in LOSS_KEYS if k in keys), None)
+    loss_key = rule.loss_key or next((k for k in LOSS_KEYS if k in keys), None)
     prefix = rule.monitor.rsplit("/", 2)[0] + "/" if rule.monitor.count("/") >= 2 else ""
     groups = ("inconsistent", "consistent") if f"{prefix}acc/consistent" in keys else ("female", "male")
     try:
-        rule.check(keys, groups)
+        rule.check(keys, groups, loss_key)
     except ValueError as error:
         raise ValueError(f"--stop-rule {text!r}: {error}") from None
     losses: list[float] = []

@@ -11,16 +11,24 @@
   behind the user's step would be dropped, one ahead would drop the user's next rows);
 - a logger with ``log_metrics(metrics, step)`` (Lightning's loggers).
 
-The callbacks do not use this: they log through their framework's own loggers.
+:class:`MetricsLog` is the tracker's part that picks the metrics to log (the headline ones, or
+all) and sends them on rank 0. The callbacks use its choice but log through their framework's
+own loggers.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..probe.distributed import is_rank_zero
+
 __all__ = [
+    "HEADLINE_METRICS",
+    "is_headline",
     "make_sink",
+    "MetricsLog",
     "MetricsSink",
     "TensorBoardSink",
     "WandbSink",
@@ -28,6 +36,23 @@ __all__ = [
 ]
 
 MetricsSink = Callable[[dict[str, float], int], None]
+
+log = logging.getLogger("fairness_callback")
+
+#: Metrics sent to the training loggers by default for the gender task (every metric goes to the
+#: history file); other tasks log the same kinds of keys for their own groups (:func:`is_headline`).
+HEADLINE_METRICS: tuple[str, ...] = tuple(
+    [f"{m}/{g}" for m in ("ar", "jsdp", "acc") for g in ("male", "female", "not_specified")]
+    + ["ar/gap", "jsdp/gap", "ar/abs_gap", "jsdp/abs_gap", "mwu_p/ar", "mwu_p/jsdp", "mwu_rbc/ar", "mwu_rbc/jsdp", "jsdp/lean"]
+)
+
+
+def is_headline(key: str, prefixed: bool) -> bool:
+    """A headline metric: ``ar|jsdp|acc/<group>``, the gaps and Mann-Whitney (after ``<probe>/`` if ``prefixed``)."""
+    if prefixed:
+        key = key.partition("/")[2]
+    kind, _, rest = key.partition("/")
+    return kind in ("ar", "jsdp", "acc", "mwu_p", "mwu_rbc") and rest != "" and "/" not in rest and "_ci_" not in rest
 
 
 def write_layout(writer: Any, layout: dict) -> bool:
@@ -92,3 +117,46 @@ def make_sink(log: Any, layout: dict | None = None) -> MetricsSink | None:
         f"log must be a callable (metrics, step), a SummaryWriter, a wandb run or a logger with log_metrics; "
         f"got {type(log).__name__}"
     )
+
+
+class MetricsLog:
+    """The metrics a probe sends to the training loggers, and the sending.
+
+    Args:
+        log: where they go (see :func:`make_sink`); None: nowhere (the callbacks log themselves).
+        log_all_metrics: every metric, not only the headline ones.
+        prefixed: the keys carry a probe's name in front (several probes: ``gender/jsdp/gap``).
+    """
+
+    def __init__(self, log: Any = None, log_all_metrics: bool = False, prefixed: bool = False) -> None:
+        self.sink = make_sink(log, None)
+        self.log_all_metrics = log_all_metrics
+        self.prefixed = prefixed
+
+    def select(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The metrics to log, under the ``fairness/`` prefix: the gender headline in its fixed order
+        for one gender probe, the same kinds of keys for another task or several probes."""
+        if self.log_all_metrics:
+            keys = list(metrics)
+        elif self.prefixed:
+            keys = [k for k in metrics if is_headline(k, prefixed=True)]
+        else:
+            keys = [k for k in HEADLINE_METRICS if k in metrics] or [k for k in metrics if is_headline(k, prefixed=False)]
+        return {f"fairness/{k}": float(metrics[k]) for k in keys}
+
+    def show_layout(self, layout: dict) -> None:
+        """The custom-scalars layout for a sink that shows one (TensorBoard's), written with its first metrics."""
+        if isinstance(self.sink, TensorBoardSink):
+            self.sink.layout = layout
+
+    def send(self, metrics: dict[str, float], step: int) -> BaseException | None:
+        """Log :meth:`select` of ``metrics`` at ``step`` (rank 0); a logger's failure is logged and
+        returned, never raised: it must not end training."""
+        if self.sink is None or not is_rank_zero():
+            return None
+        try:
+            self.sink(self.select(metrics), step)
+        except Exception as exc:
+            log.error("fairness metrics at step %d could not be logged; training goes on", step, exc_info=True)
+            return exc
+        return None

@@ -1,19 +1,18 @@
 """The engine behind both training callbacks, and the API for a training loop of one's own.
 
-:class:`FairnessTracker` decides when to probe, runs the probe on every rank, keeps the history
-file, logs, and takes the one stop vote. The adapters (``integrations/hf.py``,
-``integrations/lightning.py``) only translate their framework's events into
-:meth:`FairnessTracker.start` / :meth:`FairnessTracker.step` / :meth:`FairnessTracker.update_loss`
-calls and act on what comes back; a custom loop calls the same three. Everything here is
-framework-free.
+:class:`FairnessTracker` composes the parts that each do one job: the schedule (schedule.py: when
+to probe), the metrics log (sinks.py: what goes to the loggers), the recorder (recorder.py: the
+history lines), the stop rule (stopping/) and the vote (vote.py: the one collective after a
+probe). The adapters (``integrations/hf.py``, ``integrations/lightning.py``) only translate their
+framework's events into :meth:`FairnessTracker.start` / :meth:`FairnessTracker.step` /
+:meth:`FairnessTracker.update_loss` calls and act on what comes back; a custom loop calls the same
+three. Everything here is framework-free.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import numbers
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -25,43 +24,27 @@ import torch
 
 from .._numbers import format_number
 from ..probe import FairnessProbe, ProbeResult
-from ..probe.distributed import from_rank_zero, is_rank_zero, max_over_ranks, world
-from ..probe.faults import ProbeFailure, describe
+from ..probe.distributed import from_rank_zero, world
+from ..probe.faults import ProbeFailure
 from ..probe.growth import GapUnits
 from ..probe.suite import ProbeSuite, run_guarded
 from ..probe.tasks import GENDER_TASK, ProbeTask
-from .history import HISTORY_FILENAME, HistoryWriter, new_run_id
-from .sinks import make_sink
+from .history import new_run_id
+from .recorder import HistoryRecorder
+from .schedule import ProbeSchedule
+from .sinks import MetricsLog
 from .stopping import StopDecision, StopReason, StopRule
 from .sudden_change import SuddenChangeDetector
+from .vote import RankVote, vote
 
 __all__ = [
-    "check_interval",
     "FairnessTracker",
-    "HEADLINE_METRICS",
-    "is_headline",
-    "probe_record",
     "ProbeOutcome",
     "stop_rule_name",
     "tensorboard_layout",
 ]
 
 log = logging.getLogger("fairness_callback")
-
-#: Metrics sent to the training loggers by default for the gender task (every metric goes to the
-#: history file); other tasks log the same kinds of keys for their own groups (:func:`is_headline`).
-HEADLINE_METRICS: tuple[str, ...] = tuple(
-    [f"{m}/{g}" for m in ("ar", "jsdp", "acc") for g in ("male", "female", "not_specified")]
-    + ["ar/gap", "jsdp/gap", "ar/abs_gap", "jsdp/abs_gap", "mwu_p/ar", "mwu_p/jsdp", "mwu_rbc/ar", "mwu_rbc/jsdp", "jsdp/lean"]
-)
-
-
-def is_headline(key: str, prefixed: bool) -> bool:
-    """A headline metric: ``ar|jsdp|acc/<group>``, the gaps and Mann-Whitney (after ``<probe>/`` if ``prefixed``)."""
-    if prefixed:
-        key = key.partition("/")[2]
-    kind, _, rest = key.partition("/")
-    return kind in ("ar", "jsdp", "acc", "mwu_p", "mwu_rbc") and rest != "" and "/" not in rest and "_ci_" not in rest
 
 
 def tensorboard_layout(prefix: str = "fairness/", tasks: Mapping[str | None, ProbeTask] | None = None) -> dict:
@@ -87,26 +70,6 @@ def tensorboard_layout(prefix: str = "fairness/", tasks: Mapping[str | None, Pro
     return layout
 
 
-def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | Mapping[str, bool]) -> dict[str, Any]:
-    """A history line for one probe (the live callbacks and the offline replay write the same).
-
-    ``sudden``: the sudden-change flag of ``jsdp/gap``, or ``{gap key: flag}`` for several probes
-    (written as ``<gap key>_sudden``).
-    """
-    record: dict[str, Any] = {
-        "event": "probe",
-        "step": step,
-        "time": time.time(),
-        "probe_seconds": seconds,
-        "prefix_sharing": result.info.get("prefix_sharing"),
-    }
-    record.update(result.metrics)
-    for key, flag in sudden.items() if isinstance(sudden, Mapping) else [("jsdp/gap", sudden)]:
-        record[f"{key}_sudden"] = flag
-    record["by_seed"] = result.by_seed
-    return record
-
-
 @dataclass
 class ProbeOutcome:
     """What :meth:`FairnessTracker.step` did at one step.
@@ -129,13 +92,6 @@ class ProbeOutcome:
 def stop_rule_name(rule: StopRule | None) -> str | None:
     """A rule's registered name (``"best"``, ``"cusum"``), its class's for one not registered, None for none."""
     return None if rule is None else getattr(type(rule), "name", "") or type(rule).__name__
-
-
-def check_interval(every_n_steps: Any) -> int:
-    """``every_n_steps`` if it is an int >= 1; else ValueError naming it."""
-    if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, numbers.Integral) or every_n_steps < 1:
-        raise ValueError(f"every_n_steps must be an int >= 1, got {every_n_steps!r}")
-    return int(every_n_steps)
 
 
 class FairnessTracker:
@@ -192,7 +148,18 @@ class FairnessTracker:
         autocast: a context manager factory (e.g. ``lambda: torch.autocast("cuda", torch.bfloat16)``)
             entered around each probe, to score in the training precision; None: as the model is.
 
+    The tracker is made of parts, each with one job and its own tests: :attr:`schedule`
+    (:class:`~.schedule.ProbeSchedule`: when to probe), :attr:`metrics_log`
+    (:class:`~.sinks.MetricsLog`: what goes to the loggers), a :class:`~.recorder.HistoryRecorder`
+    (the history lines), the stop rule, and :func:`~.vote.vote` (the one collective after a
+    probe). Its own methods: :meth:`start`, :meth:`step`, :meth:`probe_now`, :meth:`update_loss`,
+    :meth:`state_dict` / :meth:`load_state_dict` and :meth:`reset`.
+
     Attributes:
+        schedule: when it probes (``schedule.every_n_steps``, ``schedule.last_probed_step``).
+        metrics_log: which metrics go to the training loggers (``metrics_log.select(metrics)``).
+        history_path: the history file of this run (None: none, or not known before :meth:`start`).
+        latest_loss: the latest held-out loss :meth:`update_loss` found (None before any).
         last_metrics: the latest probe's metrics, identical on every rank (None before any).
         stopped_reason: a :class:`~fairness_callback.StopReason` once early stopping fired, else None.
         run_id: this run's id in the history (set by :meth:`start` or the first :meth:`step`).
@@ -214,126 +181,189 @@ class FairnessTracker:
         loss_key: str = "val_loss",
         autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     ) -> None:
-        every_n_steps = check_interval(every_n_steps)
-        if probe_budget is not None and not 0 < probe_budget < 1:
-            raise ValueError(f"probe_budget must be a fraction of training time in (0, 1), got {probe_budget}")
         if on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
         if probe is not None and probes:
             raise ValueError("pass probe=... or probes={...}, not both")
-        self.every_n_steps = self.initial_every_n_steps = every_n_steps
-        self.probe_budget = probe_budget
+        self.schedule = ProbeSchedule(every_n_steps, probe_budget)
+        self.metrics_log = MetricsLog(log, log_all_metrics, prefixed=bool(probes))
         self.probe: FairnessProbe | ProbeSuite | None = ProbeSuite(probes) if probes else probe
         self.tokenizer = tokenizer
         self.early_stopping = early_stopping
         self.probe_at_start = probe_at_start
-        self.user_history_path = Path(history_path) if history_path is not None else None
-        self.history_path: Path | None = self.user_history_path
-        self.sink = make_sink(log, None)
+        self._user_history_path = Path(history_path) if history_path is not None else None
+        self.history_path: Path | None = self._user_history_path
         self.on_error = on_error
-        self.log_all_metrics = log_all_metrics
         self.autocast = autocast
         #: What drives this tracker, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
         self.framework = "custom"
-        if early_stopping is not None:
-            if early_stopping.loss_key is None:
-                early_stopping.loss_key = loss_key
-            loss_key = early_stopping.loss_key
-        self.loss_key = loss_key
-        self._writer: HistoryWriter | None = None
+        # The held-out loss is read here, under one key: a rule that names its own key is read by it.
+        self.loss_key: str = (early_stopping.loss_key if early_stopping is not None else None) or loss_key
         self.reset()
 
     def reset(self) -> None:
         """Forget everything of a previous run (a second ``fit`` / ``train`` with the same callback)."""
         self.last_metrics: dict[str, float] | None = None
-        self.last_probed_step: int | None = None
         self.stopped_reason: StopReason | None = None
         self.stop_message: str | None = None
         self.latest_loss: float | None = None
         self.sudden_change: dict[str, SuddenChangeDetector] = {}
         self._gaps: dict[int, dict[str, float | None]] = {}  # every probe's gap keys by step, for the stop line
         self._sudden: dict[str, bool] = {}  # the latest probe's sudden-change flags
-        self.every_n_steps = self.initial_every_n_steps
+        self.schedule.reset()
         self.run_id: str | None = None
         self._resumed = False
-        self._begun = False
-        self._writer = None
-        self._clock: tuple[float, int] | None = None  # (wall time, step) when this run was first seen
-        self._probe_seconds_total = 0.0
+        self._recorder = HistoryRecorder(None)
+        self._opened = False
         if self.early_stopping is not None:
             self.early_stopping.reset()
 
-    # -- set-up ---------------------------------------------------------------------------------
-    def setup(
-        self, tokenizer: Any = None, default_dir: str | os.PathLike | None = None, filename: str = HISTORY_FILENAME
-    ) -> None:
-        """Build the probe from ``tokenizer`` if none was given; history ``default_dir/filename`` unless a path was given.
+    @property
+    def every_n_steps(self) -> int:
+        """The probe interval now (``probe_budget`` may have changed it)."""
+        return self.schedule.every_n_steps
 
-        The callbacks call it with the framework's tokenizer and output folder; a custom loop
-        need not (:meth:`start` / :meth:`step` call it with no arguments).
+    @property
+    def last_probed_step(self) -> int | None:
+        return self.schedule.last_probed_step
+
+    # -- the lifecycle --------------------------------------------------------------------------
+    def start(
+        self,
+        model: torch.nn.Module,
+        step: int = 0,
+        autocast: contextlib.AbstractContextManager | None = None,
+        *,
+        probe: bool = True,
+        tokenizer: Any = None,
+        default_history_path: str | os.PathLike | None = None,
+    ) -> ProbeOutcome:
+        """Open the run at ``step`` (0, or the step a resumed run starts from), on every rank, then,
+        with ``probe_at_start``, probe there unless that step was probed already.
+
+        Opening (once a run; a later call only probes) checks the configuration and writes the
+        run-start line (a new run id, or the restored one of a resumed run). It raises
+        ValueError, on every rank alike, for a stop rule that does not fit the probes (see
+        :meth:`StopRule.check`) or a probe whose token ids do not fit ``model``, and OSError, on
+        every rank, naming ``history_path`` when it cannot be written.
+
+        The callbacks pass what their framework knows: ``tokenizer`` builds the probe when none
+        was given; ``default_history_path`` is the history file when no ``history_path`` was
+        given; ``probe=False`` opens the run without probing (the HF callback probes at its
+        first step).
         """
-        if self.probe is None:
-            tokenizer = self.tokenizer if self.tokenizer is not None else tokenizer
-            if tokenizer is None:
-                raise ValueError(
-                    "FairnessTracker needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
-                    "tokenizer=..., or give the trainer / LightningModule a tokenizer"
-                )
-            self.probe = FairnessProbe(tokenizer)
-        self.history_path = self.user_history_path
-        if self.history_path is None and default_dir is not None:
-            self.history_path = Path(default_dir) / filename
+        if not self._opened:
+            self._open(model, step, tokenizer, default_history_path)
+        self.schedule.start_clock(step)
+        if probe and self.probe_at_start and self.schedule.last_probed_step != step:
+            return self.probe_now(model, step, autocast)
+        return ProbeOutcome(step, None, False)
 
-    def begin(self, model: torch.nn.Module | None = None, step: int = 0) -> None:
-        """Open the run before its first training step (on every rank): check the configuration,
-        then write the run-start line (a new run id, or the restored one of a resumed run).
+    def step(self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
+        """Call after each optimizer step (on every rank): probes if ``step`` is due, else does nothing.
+        The first call of a run opens it (see :meth:`start`) when :meth:`start` was not called."""
+        if not self._opened:
+            self._open(model, step)
+        self.schedule.start_clock(step)
+        if not self.schedule.is_due(step):
+            return ProbeOutcome(step, None, False)
+        return self.probe_now(model, step, autocast)
 
-        Raises ValueError, on every rank alike, for a stop rule that does not fit the probes (see
-        :meth:`StopRule.check`) or a probe whose token ids do not fit ``model``; and
-        OSError, on every rank, naming ``history_path`` when it cannot be written. Called by
-        :meth:`start` and :meth:`step` (once); the HF callback calls it at ``on_train_begin``.
-        """
-        if self._begun:
+    def update_loss(self, losses: Mapping[str, Any]) -> None:
+        """Keep the held-out loss (if ``losses`` has ``loss_key``) for the history and the stop rule."""
+        if self.loss_key not in losses:
             return
-        if self.probe is None:
-            self.setup()
-        self.check(model)
-        # Every rank keeps rank 0's id (the one in the history and in rank 0's checkpoints).
-        run_id, problem = self.run_id or new_run_id(), None
-        if self.history_path is not None and is_rank_zero():
-            writer = HistoryWriter(self.history_path, run_id=run_id)
-            try:
-                writer.start_run({**self.run_info(), "step": step}, resumed=self._resumed)
-                self._writer = writer
-            except OSError as error:
-                problem = (
-                    f"FairnessTracker: history_path {self.history_path} cannot be written ({error}); "
-                    "give a writable history_path, or history_path=None for no history"
-                )
-        self.run_id, problem = from_rank_zero((run_id, problem))
-        if problem is not None:
-            raise OSError(problem)
-        self._begun = True
-        sink: Any = self.sink  # a sink that shows a layout (TensorBoard's) has one
-        if hasattr(sink, "layout"):
-            sink.layout = self.tensorboard_layout()
-
-    def check(self, model: torch.nn.Module | None = None) -> None:
-        """Check the stop rule against the probes' metric keys (known from their tasks before any
-        probe runs) and, given ``model``, each probe's token ids against the model's vocabulary.
-        Raises ValueError naming what does not fit; see :meth:`begin`."""
-        probes = self._named_probes()
+        value = losses[self.loss_key]
+        self.latest_loss = float(value.item() if isinstance(value, torch.Tensor) else value)
         if self.early_stopping is not None:
-            keys = self.metric_keys()
-            if keys is not None:
-                name = self.early_stopping.monitor.partition("/")[0] if None not in probes else None
-                task = self.tasks.get(name)
-                self.early_stopping.check(keys, task.gap if task is not None else None)
-        if model is not None:
-            for probe in probes.values():
-                if hasattr(probe, "check_model"):
-                    probe.check_model(model)
+            self.early_stopping.update_loss(self.latest_loss)
 
+    def probe_now(
+        self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None
+    ) -> ProbeOutcome:
+        """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
+
+        Every rank makes the same collectives whatever fails (see
+        :func:`~fairness_callback.probe.suite.run_guarded`): a probe that failed on any rank is dropped
+        on every rank, rank 0 logs which ranks failed and why, and the history gets a
+        ``probe_failed`` line; the probes of a suite that succeeded keep their metrics, their
+        probe line and the stop vote. :func:`~.vote.vote` then carries the stop wish, the budget
+        interval and the failure flags, so every rank stops, raises and probes at the same steps.
+        ``autocast`` (a context manager) overrides the tracker's own ``autocast`` for this probe.
+        """
+        if not self._opened:
+            self._open(model, step)
+        start = time.perf_counter()
+        try:
+            with contextlib.ExitStack() as stack:
+                self._enter_autocast(stack, autocast, step)
+                run = run_guarded(self._named_probes(), model, distributed=True)
+            seconds = time.perf_counter() - start
+            for name, ranks in run.failures.items():
+                self._record_failure(step, name, ranks, run.local_error(name))
+            result = self._merged(run.results)
+            decision, local_error, logger_error = None, next(iter(run.errors.values()), None), None
+            if result is not None:
+                self._note_gaps(step, result)
+                decision, rule_error, units = self._decide(step, result, run.results)
+                local_error = local_error or rule_error
+                self._recorder.probe(
+                    step,
+                    result,
+                    seconds,
+                    self._sudden,
+                    units,
+                    (self.loss_key, self.latest_loss),
+                    decision,
+                    self.early_stopping is not None,
+                )
+                logger_error = self.metrics_log.send(result.metrics, step)
+            agreed = vote(
+                decision,
+                self.schedule.budget_interval(step, seconds),
+                bool(run.failures) or local_error is not None,
+                logger_error is not None,
+            )
+        finally:
+            self.schedule.probed(step, time.perf_counter() - start)
+        if (agreed.failed or agreed.logger_failed) and self.on_error == "raise":
+            if local_error is not None or logger_error is not None:
+                raise local_error or logger_error  # type: ignore[misc]
+            name, ranks = next(iter(run.failures.items()), (None, {}))
+            raise ProbeFailure(ranks or {-1: "another rank's early stopping or logger failed"}, name)
+        self._follow_budget(agreed, seconds)
+        metrics = result.metrics if result is not None else None
+        if metrics is not None:
+            self.last_metrics = metrics
+        message = ""
+        if agreed.stops:
+            own = decision.message if decision is not None and decision.should_stop else None
+            message = self._record_stop(step, agreed.reason, own, decision)
+        return ProbeOutcome(step, metrics, agreed.stops, message, probed=True, failed=agreed.failed, failures=run.failures)
+
+    # -- resume ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume: the schedule, the stop rule's state and the run id."""
+        return {
+            "run_id": self.run_id,
+            **self.schedule.state_dict(),
+            "latest_loss": self.latest_loss,
+            "sudden_change": {key: detector.state_dict() for key, detector in self.sudden_change.items()},
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (before :meth:`start`): the run continues under its run id."""
+        self.run_id = state.get("run_id") or self.run_id
+        self._resumed = True
+        self.schedule.load_state_dict(state)
+        self.latest_loss = state.get("latest_loss")
+        for key, detector_state in (state.get("sudden_change") or {}).items():
+            self.sudden_change.setdefault(key, SuddenChangeDetector()).load_state_dict(detector_state)
+        if self.early_stopping is not None and state.get("early_stopping"):
+            self.early_stopping.load_state_dict(state["early_stopping"])
+
+    # -- what the probes produce ----------------------------------------------------------------
     def metric_keys(self) -> set[str] | None:
         """Every metric key a probe step will produce (``<name>/...`` for several probes); None when a
         probe cannot say before it runs (one that is not a :class:`FairnessProbe`)."""
@@ -343,12 +373,6 @@ class FairnessTracker:
                 return None
             keys.update(f"{name}/{key}" if name else key for key in probe.metric_keys)
         return keys
-
-    def _named_probes(self) -> dict[str | None, Any]:
-        """``{name: probe}`` of a suite, ``{None: probe}`` for one."""
-        if isinstance(self.probe, ProbeSuite):
-            return {name: probe for name, probe in self.probe.probes.items()}
-        return {None: self.probe}
 
     @property
     def tasks(self) -> dict[str | None, ProbeTask]:
@@ -368,7 +392,54 @@ class FairnessTracker:
         """The custom-scalars layout of this tracker's probes (see :func:`tensorboard_layout`)."""
         return tensorboard_layout(prefix, self.tasks)
 
-    def run_info(self) -> dict[str, Any]:
+    # -- opening a run --------------------------------------------------------------------------
+    def _open(
+        self,
+        model: torch.nn.Module | None,
+        step: int,
+        tokenizer: Any = None,
+        default_history_path: str | os.PathLike | None = None,
+    ) -> None:
+        """Build the probe if needed, check the configuration, write the run-start line; on every rank."""
+        if self.probe is None:
+            tokenizer = self.tokenizer if self.tokenizer is not None else tokenizer
+            if tokenizer is None:
+                raise ValueError(
+                    "FairnessTracker needs a probe or a tokenizer: pass probe=FairnessProbe(tokenizer) or "
+                    "tokenizer=..., or give the trainer / LightningModule a tokenizer"
+                )
+            self.probe = FairnessProbe(tokenizer)
+        self.metrics_log.prefixed = isinstance(self.probe, ProbeSuite)
+        self.history_path = self._user_history_path
+        if self.history_path is None and default_history_path is not None:
+            self.history_path = Path(default_history_path)
+        self._check(model)
+        # Every rank keeps rank 0's id (the one in the history and in rank 0's checkpoints).
+        run_id = self.run_id or new_run_id()
+        recorder = HistoryRecorder(self.history_path)
+        problem = recorder.open(run_id, {**self._run_info(), "step": step}, resumed=self._resumed)
+        self.run_id, problem = from_rank_zero((run_id, problem))
+        if problem is not None:
+            raise OSError(problem)
+        self._recorder, self._opened = recorder, True
+        self.metrics_log.show_layout(self.tensorboard_layout())
+
+    def _check(self, model: torch.nn.Module | None = None) -> None:
+        """The stop rule against the probes' metric keys (known from their tasks before any probe
+        runs) and, given ``model``, each probe's token ids against the model's vocabulary."""
+        probes = self._named_probes()
+        if self.early_stopping is not None:
+            keys = self.metric_keys()
+            if keys is not None:
+                name = self.early_stopping.monitor.partition("/")[0] if None not in probes else None
+                task = self.tasks.get(name)
+                self.early_stopping.check(keys, task.gap if task is not None else None, self.loss_key)
+        if model is not None:
+            for probe in probes.values():
+                if hasattr(probe, "check_model"):
+                    probe.check_model(model)
+
+    def _run_info(self) -> dict[str, Any]:
         """What a run-start line says of the probe and the schedule."""
         probe: Any = self.probe  # a FairnessProbe, a ProbeSuite or a user's own probe object
         probe_set = getattr(probe, "probe_set", probe)
@@ -378,139 +449,30 @@ class FairnessTracker:
             "probe_set": getattr(probe_set, "name", None),
             "probes": names or None,
             "num_prompts": len(probe) if hasattr(probe, "__len__") else None,
-            "every_n_steps": self.every_n_steps,
-            "probe_budget": self.probe_budget,
+            "every_n_steps": self.schedule.every_n_steps,
+            "probe_budget": self.schedule.probe_budget,
             "monitor": self.early_stopping.monitor if self.early_stopping else None,
             "stop_rule": stop_rule_name(self.early_stopping),
         }
 
-    # -- the schedule ---------------------------------------------------------------------------
-    def start(
-        self, model: torch.nn.Module, step: int = 0, autocast: contextlib.AbstractContextManager | None = None
-    ) -> ProbeOutcome:
-        """Begin the run at ``step`` (0, or the step a resumed run starts from; see :meth:`begin`) and,
-        with ``probe_at_start``, probe there unless that step was already probed."""
-        self.begin(model, step)
-        self._clock = (time.perf_counter(), step)
-        if self.probe_at_start and self.last_probed_step != step:
-            return self.probe_now(model, step, autocast)
-        return ProbeOutcome(step, None, False)
+    # -- one probe, in parts --------------------------------------------------------------------
+    def _named_probes(self) -> dict[str | None, Any]:
+        """``{name: probe}`` of a suite, ``{None: probe}`` for one."""
+        if isinstance(self.probe, ProbeSuite):
+            return {name: probe for name, probe in self.probe.probes.items()}
+        return {None: self.probe}
 
-    def step(self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None) -> ProbeOutcome:
-        """Call after each optimizer step (on every rank): probes if ``step`` is due, else does nothing."""
-        self.begin(model, step)
-        if not self.is_due(step):
-            return ProbeOutcome(step, None, False)
-        return self.probe_now(model, step, autocast)
+    def _enter_autocast(self, stack: contextlib.ExitStack, autocast: contextlib.AbstractContextManager | None, step: int) -> None:
+        try:
+            if autocast is not None:
+                stack.enter_context(autocast)
+            elif self.autocast is not None:
+                stack.enter_context(self.autocast())
+        except Exception:  # every rank must still run the probes' collectives
+            log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step, exc_info=True)
 
-    def is_due(self, step: int) -> bool:
-        """True if ``step`` is a multiple of the interval and not probed yet."""
-        if self._clock is None:
-            self._clock = (time.perf_counter(), step)
-        return step % self.every_n_steps == 0 and step != self.last_probed_step
-
-    def _budget_interval(self, step: int, probe_seconds: float) -> int:
-        """The interval that keeps probing at ``probe_budget`` of training time (0: not known yet)."""
-        if self.probe_budget is None or self._clock is None or step <= self._clock[1]:
-            return 0
-        training = time.perf_counter() - self._clock[0] - self._probe_seconds_total - probe_seconds
-        step_seconds = max(training, 1e-9) / (step - self._clock[1])
-        return max(1, math.ceil(probe_seconds / (self.probe_budget * step_seconds)))
-
-    def logged_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        """The metrics to send to the training loggers, under the ``fairness/`` prefix."""
-        if self.log_all_metrics:
-            keys = list(metrics)
-        elif isinstance(self.probe, ProbeSuite):
-            keys = [k for k in metrics if is_headline(k, prefixed=True)]
-        else:  # one probe: the gender headline in its fixed order, or another task's like it
-            keys = [k for k in HEADLINE_METRICS if k in metrics] or [k for k in metrics if is_headline(k, prefixed=False)]
-        return {f"fairness/{k}": float(metrics[k]) for k in keys}
-
-    # -- the probe ------------------------------------------------------------------------------
-    def probe_now(
-        self, model: torch.nn.Module, step: int, autocast: contextlib.AbstractContextManager | None = None
-    ) -> ProbeOutcome:
-        """Probe at ``step`` now, on every rank; failures are logged (or raised with ``on_error="raise"``).
-
-        Every rank makes the same collectives whatever fails (see
-        :func:`~fairness_callback.probe.suite.run_guarded`): a probe that failed on any rank is dropped
-        on every rank, rank 0 logs which ranks failed and why, and the history gets a
-        ``probe_failed`` line; the probes of a suite that succeeded keep their metrics, their
-        probe line and the stop vote. One all-reduce then carries the stop vote, the budget
-        interval and the failure flags, so every rank stops, raises and probes at the same steps.
-        ``autocast`` (a context manager) overrides the tracker's own ``autocast`` for this probe.
-        """
-        self.begin(model, step)
-        self.last_probed_step = step
-        start = time.perf_counter()
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(
-                    autocast
-                    if autocast is not None
-                    else self.autocast()
-                    if self.autocast is not None
-                    else contextlib.nullcontext()
-                )
-            except Exception:  # every rank must still run the probes' collectives
-                log.error("fairness probe at step %d: its autocast could not be entered; probing without it", step, exc_info=True)
-            run = run_guarded(self._named_probes(), model, distributed=True)
-        seconds = time.perf_counter() - start
-        for name, ranks in run.failures.items():
-            self._record_failure(step, name, ranks, run.local_error(name))
-        result = self._merged(run.results)
-        decision, local_error, sink_error = None, next(iter(run.errors.values()), None), None
-        if result is not None:
-            self._note_gaps(step, result)
-            stopping = self.early_stopping
-            needs_units = stopping is not None and stopping.needs_units
-            units = self._units(run.results) if needs_units or self._writer is not None else {}
-            if stopping is not None and stopping.monitor in result.metrics:
-                try:
-                    if needs_units:
-                        decision = stopping.step(step, result.metrics, units=units.get(stopping.monitor))
-                    else:
-                        decision = stopping.step(step, result.metrics)
-                except Exception as exc:  # the probe line below is written all the same
-                    local_error = exc
-                    log.error("fairness early stopping failed at step %d; training goes on", step, exc_info=True)
-            self._write_probe(step, result, seconds, decision, units)
-            sink_error = self._send(result.metrics, step)
-        interval = self._budget_interval(step, seconds)
-        self._probe_seconds_total += time.perf_counter() - start
-        # Ranks' policies can disagree (they can see different held-out losses): the reason of highest
-        # priority stands for all (StopReason.combine, as one all-reduce MAX of the priorities).
-        wanted = decision.reason.priority if decision is not None and decision.should_stop else StopReason.NOT_STOPPED.priority
-        reason_code, interval, failed, sink_failed = max_over_ranks(
-            [wanted, interval, int(bool(run.failures) or local_error is not None), int(sink_error is not None)]
-        )
-        if (failed or sink_failed) and self.on_error == "raise":
-            if local_error is not None or sink_error is not None:
-                raise local_error or sink_error  # type: ignore[misc]
-            name, ranks = next(iter(run.failures.items()), (None, {}))
-            raise ProbeFailure(ranks or {-1: "another rank's early stopping or logger failed"}, name)
-        if interval and interval != self.every_n_steps:
-            assert self.probe_budget is not None  # a new interval comes only from probe_budget (_budget_interval)
-            log.warning(
-                "fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
-                100 * self.probe_budget,
-                time.perf_counter() - start,
-                interval,
-                self.every_n_steps,
-            )
-            self.every_n_steps = interval
-        metrics = result.metrics if result is not None else None
-        if metrics is not None:
-            self.last_metrics = metrics
-        message, reason = "", StopReason.from_priority(reason_code)
-        stops = reason is not StopReason.NOT_STOPPED
-        if stops:
-            own = decision.message if decision is not None and decision.should_stop else None
-            message = self._record_stop(step, reason, own, decision)
-        return ProbeOutcome(step, metrics, stops, message, probed=True, failed=bool(failed), failures=run.failures)
-
-    def _merged(self, results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
+    @staticmethod
+    def _merged(results: Mapping[str | None, ProbeResult]) -> ProbeResult | None:
         """One probe's result, or a suite's merged result of the probes that succeeded (None: none did)."""
         if not results:
             return None
@@ -518,31 +480,36 @@ class FairnessTracker:
             return results[None]
         return ProbeSuite.merge(results)  # type: ignore[arg-type]
 
-    def _send(self, metrics: dict[str, float], step: int) -> BaseException | None:
-        """Log ``metrics`` (rank 0); a logger's failure is logged and returned, never raised here."""
-        if self.sink is None or not is_rank_zero():
-            return None
+    def _decide(
+        self, step: int, result: ProbeResult, results: Mapping[str | None, ProbeResult]
+    ) -> tuple[StopDecision | None, BaseException | None, dict[str, GapUnits]]:
+        """This rank's stop decision at this probe (None: no rule, or its gap is missing), the rule's
+        error if it failed (logged; the probe line is written all the same), and the gaps'
+        per-sentence values (for a rule that needs them, and for the history)."""
+        rule = self.early_stopping
+        needs_units = rule is not None and rule.needs_units
+        units = self._units(results) if needs_units or self._recorder.writing else {}
+        if rule is None or rule.monitor not in result.metrics:
+            return None, None, units
         try:
-            self.sink(self.logged_metrics(metrics), step)
-        except Exception as exc:  # a logger's failure must not end training either
-            log.error("fairness metrics at step %d could not be logged; training goes on", step, exc_info=True)
-            return exc
-        return None
+            if needs_units:
+                return rule.step(step, result.metrics, units=units.get(rule.monitor)), None, units
+            return rule.step(step, result.metrics), None, units
+        except Exception as exc:
+            log.error("fairness early stopping failed at step %d; training goes on", step, exc_info=True)
+            return None, exc, units
 
-    def _append(self, record: dict[str, Any]) -> None:
-        """Append to the history (rank 0); a failed write (a full disk) is logged and the line kept for
-        the next write, never raised: the history may lag, training never ends for it."""
-        if self._writer is None:
-            return
-        try:
-            self._writer.append(record)
-        except OSError as error:
-            log.error(
-                "fairness history %s could not be written (%s); %d line(s) kept to write later; training goes on",
-                self._writer.path,
-                describe(error),
-                len(self._writer.pending),
+    def _follow_budget(self, agreed: RankVote, seconds: float) -> None:
+        if agreed.interval and agreed.interval != self.schedule.every_n_steps:
+            assert self.schedule.probe_budget is not None  # a new interval comes only from the budget
+            log.warning(
+                "fairness probe budget %.1f%%: a probe took %.2f s; probing every %d steps from now (was %d)",
+                100 * self.schedule.probe_budget,
+                seconds,
+                agreed.interval,
+                self.schedule.every_n_steps,
             )
+            self.schedule.set_interval(agreed.interval)
 
     def _record_failure(self, step: int, name: str | None, ranks: Mapping[int, str], error: BaseException | None) -> None:
         """Log a failed probe (each failing rank its traceback; rank 0 which ranks failed and why) and
@@ -557,18 +524,7 @@ class FairnessTracker:
         failure = ProbeFailure(ranks, name)
         if world_size > 1:
             log.error("fairness probe at step %d: %s; training goes on on every rank", step, failure)
-        first = next(iter(failure.ranks.values()))
-        self._append(
-            {
-                "event": "probe_failed",
-                "step": step,
-                "time": time.time(),
-                "probe": name,
-                "ranks": {str(r): text for r, text in failure.ranks.items()},
-                "error_type": failure.error_type,
-                "message": first.partition(": ")[2] or first,
-            }
-        )
+        self._recorder.failure(step, failure)
 
     def _note_gaps(self, step: int, result: ProbeResult) -> None:
         """Each probe's key gap at ``step`` for the stop line, and its sudden-change flag."""
@@ -598,28 +554,12 @@ class FairnessTracker:
                 units[key] = found
         return units
 
-    def _write_probe(
-        self, step: int, result: ProbeResult, seconds: float, decision: StopDecision | None, units: Mapping[str, GapUnits]
-    ) -> None:
-        if self._writer is None:
-            return
-        record = probe_record(step, result, seconds, {k: v for k, v in self._sudden.items() if k in result.metrics})
-        record["units"] = {key: value.encode() for key, value in units.items()}
-        record[self.loss_key] = self.latest_loss
-        if self.early_stopping is not None:
-            record["stopping/best"] = decision.best if decision is not None else None
-            record["stopping/best_step"] = decision.best_step if decision is not None else None
-            record["stopping/wait"] = decision.wait if decision is not None else None
-            record["stopping/statistic"] = decision.statistic if decision is not None else None
-            record["stopping/decided"] = decision is not None
-        self._append(record)
-
     def _record_stop(self, step: int, reason: StopReason, message: str | None, decision: StopDecision | None = None) -> str:
-        """The stop line and the log line of a stop; ``message`` None: another rank's policy fired;
+        """The stop line and the log line of a stop; ``message`` None: another rank's rule fired;
         ``decision``: this rank's (its fairest step and value)."""
         stopping = self.early_stopping
         if message is None:
-            # Another rank's policy fired (ranks can see different held-out losses); this one did not.
+            # Another rank's rule fired (ranks can see different held-out losses); this one did not.
             message = f"stopping at step {step}: another rank's fairness early stopping fired ({reason.value})"
         best_step = decision.best_step if decision is not None else None
         others = {
@@ -641,52 +581,13 @@ class FairnessTracker:
             )
         self.stopped_reason, self.stop_message = reason, message
         log.warning("fairness early stopping: %s", message)
-        self._append(
-            {
-                "event": "stop",
-                "step": step,
-                "time": time.time(),
-                "reason": reason.value,
-                "message": message,
-                "monitor": stopping.monitor if stopping else None,
-                "rule": stop_rule_name(stopping),
-                "best_step": best_step,
-                "best_value": decision.best if decision is not None else None,
-                "statistic": decision.statistic if decision is not None else None,
-                "other_gaps": others if len(self.tasks) > 1 else None,
-            }
+        self._recorder.stop(
+            step,
+            reason,
+            message,
+            stopping.monitor if stopping else None,
+            stop_rule_name(stopping),
+            decision,
+            others if len(self.tasks) > 1 else None,
         )
         return message
-
-    def update_loss(self, losses: dict[str, Any]) -> None:
-        """Keep the held-out loss (if ``losses`` has ``loss_key``) for the history and the policy."""
-        if self.loss_key not in losses:
-            return
-        value = losses[self.loss_key]
-        self.latest_loss = float(value.item() if isinstance(value, torch.Tensor) else value)
-        if self.early_stopping is not None:
-            self.early_stopping.update_loss(self.latest_loss)
-
-    # -- resume ---------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint needs to resume: the schedule, the policy's state and the run id."""
-        return {
-            "run_id": self.run_id,
-            "last_probed_step": self.last_probed_step,
-            "latest_loss": self.latest_loss,
-            "every_n_steps": self.every_n_steps,
-            "sudden_change": {key: detector.state_dict() for key, detector in self.sudden_change.items()},
-            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (before :meth:`start`): the run continues under its run id."""
-        self.run_id = state.get("run_id") or self.run_id
-        self._resumed = True
-        self.last_probed_step = state.get("last_probed_step")
-        self.latest_loss = state.get("latest_loss")
-        self.every_n_steps = state.get("every_n_steps", self.every_n_steps)
-        for key, detector_state in (state.get("sudden_change") or {}).items():
-            self.sudden_change.setdefault(key, SuddenChangeDetector()).load_state_dict(detector_state)
-        if self.early_stopping is not None and state.get("early_stopping"):
-            self.early_stopping.load_state_dict(state["early_stopping"])

@@ -17,7 +17,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from fairness_callback import StopReason
 from fairness_callback.integrations.hf import OLD_STATE_KEY, HFFairnessCallback, calling_handler
 from fairness_callback.training.history import read_history
-from fairness_callback.training.tracker import HEADLINE_METRICS
+from fairness_callback.training.sinks import HEADLINE_METRICS
 from support import (
     FailingProbe,
     ScriptedGapProbe,

@@ -406,7 +406,7 @@ def test_probe_runs_under_the_trainers_autocast(tmp_path):
     make_trainer(tmp_path, [callback], precision="bf16-mixed", max_steps=2).fit(module)
 
     assert seen == [(True, torch.bfloat16)] * 2  # steps 0 and 2: one packed batch each
-    logged = callback.tracker.logged_metrics(callback.last_metrics)
+    logged = callback.tracker.metrics_log.select(callback.last_metrics)
     assert logged and all(math.isfinite(value) for value in logged.values())
 
 

@@ -85,14 +85,14 @@ def test_a_full_disk_at_the_stopping_probe_stops_training_and_keeps_every_line(t
     model = make_model(tokenizer)
     tracker.start(model)
     tracker.step(model, 2)
-    tracker._writer.path = Path("/dev/full")  # the disk fills: every write now fails with ENOSPC
+    tracker._recorder._writer.path = Path("/dev/full")  # the disk fills: every write now fails with ENOSPC
     with caplog.at_level(logging.ERROR, logger="fairness_callback"):
         outcome = tracker.step(model, 4)
     assert outcome.should_stop and tracker.stopped_reason is StopReason.GAP_GREW_NO_LOSS
     assert "No space left on device" in caplog.text and "training goes on" in caplog.text
-    assert [json.loads(line)["event"] for line in tracker._writer.pending] == ["probe", "stop"]
-    tracker._writer.path = path  # space again: the next write catches up, in order
-    tracker._append({"event": "note", "step": 4})
+    assert [json.loads(line)["event"] for line in tracker._recorder._writer.pending] == ["probe", "stop"]
+    tracker._recorder._writer.path = path  # space again: the next write catches up, in order
+    tracker._recorder._append({"event": "note", "step": 4})
     assert [(r["event"], r.get("step")) for r in records(path)] == [
         ("run_start", 0),
         ("probe", 0),

@@ -108,7 +108,7 @@ class GapDoubled:
     def reset(self) -> None:
         self.first = None
 
-    def check(self, metric_keys, gap_groups=None) -> None:
+    def check(self, metric_keys, gap_groups=None, loss_key=None) -> None:
         if self.monitor not in set(metric_keys):
             raise ValueError(f"no {self.monitor}")
 

@@ -31,16 +31,14 @@ def test_budget_sets_the_interval_from_measured_probe_and_step_times(monkeypatch
     clock = FakeClock()
     monkeypatch.setattr(tracker_module.time, "perf_counter", clock)
     tracker = FairnessTracker(every_n_steps=10, probe=TwoSecondProbe(clock), probe_budget=0.02)
-    tracker.setup()
-    assert tracker.is_due(0)
-    tracker.probe_now(model=None, step=0)
+    tracker.start(model=None)
     assert tracker.every_n_steps == 10  # no training step measured yet
-    for step in range(1, 11):
+    for step in range(1, 10):
         clock.now += 1.0  # one second a training step
-        due = tracker.is_due(step)
-    assert due
+        assert not tracker.step(model=None, step=step).probed
+    clock.now += 1.0
     with caplog.at_level("WARNING", logger="fairness_callback"):
-        tracker.probe_now(model=None, step=10)
+        assert tracker.step(model=None, step=10).probed
     # 2 s probes at 2% of 1 s steps: every ceil(2 / 0.02) = 100 steps
     assert tracker.every_n_steps == 100
     assert "probing every 100 steps from now (was 10)" in caplog.text

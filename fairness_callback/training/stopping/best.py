@@ -133,10 +133,10 @@ class FairnessEarlyStopping(GapRule):
         """The accuracy keys that ``min_accuracy`` reads (see :class:`~.guards.MinAccuracy`)."""
         return self.accuracy.keys()
 
-    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None) -> None:
+    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None, loss_key: str | None = None) -> None:
         """See :meth:`GapRule.check`; also ValueError for a p-value rule on a metric without a p-value."""
         keys = set(metric_keys)
-        super().check(keys, gap_groups)
+        super().check(keys, gap_groups, loss_key)
         if self.stop_on_significant_only and self.p_value_key not in keys:
             raise ValueError(
                 f"FairnessEarlyStopping(stop_on_significant_only=True): monitor {self.monitor!r} has no "

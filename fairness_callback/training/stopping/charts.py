@@ -180,8 +180,8 @@ class SelfStartingChart(GapRule):
     def ready_accuracy(self) -> float:
         return self.ready.threshold
 
-    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None) -> None:
-        super().check(metric_keys, gap_groups)
+    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None, loss_key: str | None = None) -> None:
+        super().check(metric_keys, gap_groups, loss_key)
         if gap_groups is not None:
             self.ready.groups = tuple(gap_groups)
 

@@ -26,11 +26,12 @@ class StopRule(Protocol):
     """What the tracker, the adapters, ``--stop-rule``, the rule replay and the benchmark need of a stop rule.
 
     - ``monitor``: the probe metric key it watches (``"jsdp/gap"``, ``"gender/jsdp/gap"``).
-    - ``loss_key``: the held-out loss it reads; None lets the adapter set it (``eval_loss`` /
-      ``val_loss``).
+    - ``loss_key``: the held-out loss it reads; None: the run's (``eval_loss`` / ``val_loss``),
+      which :meth:`check` is told.
     - ``needs_units``: whether :meth:`step` wants the monitored gap's per-sentence values.
     - :meth:`check`: before any probe, against the keys the probes will produce (ValueError naming
-      what does not fit); ``gap_groups`` are the monitored task's two gap groups.
+      what does not fit); ``gap_groups`` are the monitored task's two gap groups, ``loss_key`` the
+      held-out loss the run logs (what :meth:`update_loss` will be given).
     - :meth:`update_loss` whenever the trainer evaluates; :meth:`step` at each probe, returning a
       :class:`StopDecision` whose :class:`StopReason` has a priority (how ranks' reasons combine).
     - :meth:`reset`, :meth:`state_dict`, :meth:`load_state_dict`: a new run, and a resumed one.
@@ -42,7 +43,9 @@ class StopRule(Protocol):
     @property
     def needs_units(self) -> bool: ...
 
-    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None) -> None: ...
+    def check(
+        self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None, loss_key: str | None = None
+    ) -> None: ...
 
     def update_loss(self, loss: float) -> None: ...
 
@@ -69,8 +72,8 @@ class GapRule:
         warmup_steps: probes before this step are ignored.
         min_accuracy: ignore probes where the accuracy on either gap group's prompts is below this
             (0: ignore none; see :class:`~.guards.MinAccuracy`).
-        loss_key: name of the held-out loss; None lets the adapter choose (``"eval_loss"`` for the
-            HF Trainer, ``"val_loss"`` for Lightning).
+        loss_key: name of the held-out loss; None: the run's, given to :meth:`check` (``"eval_loss"``
+            for the HF Trainer, ``"val_loss"`` for Lightning).
         loss_tolerance: stop only if ``latest_loss <= best_loss * (1 + loss_tolerance)``.
         require_loss: never stop without a held-out loss (by default it says so once and decides on
             the gap alone).
@@ -110,10 +113,6 @@ class GapRule:
     def loss_key(self) -> str | None:
         return self.loss.key
 
-    @loss_key.setter
-    def loss_key(self, key: str | None) -> None:
-        self.loss.key = key
-
     @property
     def warmup_steps(self) -> int:
         return self.warmup.steps
@@ -152,13 +151,16 @@ class GapRule:
         self.stopped_step: int | None = None
         self.reason = StopReason.NOT_STOPPED
 
-    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None) -> None:
+    def check(self, metric_keys: Iterable[str], gap_groups: tuple[str, ...] | None = None, loss_key: str | None = None) -> None:
         """Check this rule against the keys the probes will produce, before any probe runs.
 
         Raises ValueError naming the known keys for an unknown ``monitor``, or ``min_accuracy``
         where the probe has no such accuracies. ``gap_groups``: the monitored probe's task's gap
-        groups, used by ``min_accuracy`` from now on.
+        groups, used by ``min_accuracy`` from now on; ``loss_key``: the run's held-out loss, the
+        one this rule reads unless it was given its own.
         """
+        if self.loss.key is None:
+            self.loss.key = loss_key
         keys = set(metric_keys)
         if self.monitor not in keys:
             gaps = sorted(k for k in keys if k.rsplit("/", 1)[-1] in ("gap", "abs_gap", "lean"))
