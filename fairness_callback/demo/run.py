@@ -23,6 +23,7 @@ from ..offline.plots import plot_fairness_curves, probe_records
 from ..offline.tradeoff import finite, format_number, recorded_fairness_key
 from ..probe import FairnessProbe
 from ..probe.encoding import AnswerTokenError
+from ..probe.keys import MetricKey
 from ..probe.suite import axis_probe_sets
 from ..training.history import HISTORY_FILENAME, is_stop, read_run
 from ..training.stopping import DEFAULT_RULE, StopRule, make_stop_rule
@@ -497,7 +498,7 @@ def format_table(history: list[dict[str, Any]], axes: list[str] | None = None) -
     g = f"{GENDER}/" if axes else ""
     probes = probe_records(history)
     others = {name: recorded_fairness_key(probes, name) for name in axes or [] if name != GENDER}
-    titles = {name: f"{name} {key.rsplit('/', 1)[1]}" for name, key in others.items()}
+    titles = {name: f"{name} {MetricKey.parse(key).group}" for name, key in others.items()}
     widths = {name: max(8, len(title)) for name, title in titles.items()}
     header = (
         f"{'step':>6} {'AR m':>7} {'AR f':>7} {'AR ns':>7} {'JSD m':>6} {'JSD f':>6} {'JSD ns':>6} "

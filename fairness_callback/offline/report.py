@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._extras import require
+from ..probe.keys import MetricKey
 from ..probe.prompts import GROUPS
 from ..training.history import LOSS_KEYS, RunSummary, history_runs, is_run_start, is_stop, latest_run_id, read_history, select_run
 from ..training.sudden_change import sudden_changes
@@ -66,7 +67,6 @@ __all__ = [
 ]
 
 REPORT_FILENAME = "report.md"
-_METRIC_PREFIXES = {"ar", "jsdp", "acc", "n", "mwu_p", "mwu_rbc", "pro", "anti", "stopping"}
 _BOOKKEEPING = {"event", "step", "time", "probe_seconds", "schema"}
 _FIGURES: dict[str, str] = {
     "curves": "Average Rank (log scale) and JSD-P of the correct answer per answer group; shaded: the "
@@ -247,8 +247,10 @@ def _csv_row(row: Sequence[str]) -> tuple[int, float] | None:
 def _history_cost(probes: Sequence[dict[str, Any]], column: str, path: Path, higher_is_better: bool) -> Cost:
     values = {int(r["step"]): float(r[column]) for r in probes if _finite(r.get(column))}
     if not values:
-        skip = _METRIC_PREFIXES | set(probe_axes(probes))
-        available = _columns(probes, lambda key: key not in _BOOKKEEPING and key.split("/")[0] not in skip)
+        available = _columns(
+            probes,
+            lambda key: key not in _BOOKKEEPING and MetricKey.try_parse(key) is None and not key.startswith("stopping/"),
+        )
         raise ReportError(f"--cost-column {column!r} is not in {path}; available columns: {', '.join(available) or 'none'}")
     return Cost(f"history column `{column}`", values, higher_is_better)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from .._numbers import format_number
 from ..probe.growth import GapUnits
+from ..probe.keys import MetricKey
 from ..training.history import LOSS_KEYS
 from ..training.stopping import StopRule, parse_stop_rule
 
@@ -70,7 +71,8 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
     rule: StopRule = parse_stop_rule(text, default_monitor)
     keys = {key for record in probes for key in record}
     loss_key = rule.loss_key or next((k for k in LOSS_KEYS if k in keys), None)
-    prefix = rule.monitor.rsplit("/", 2)[0] + "/" if rule.monitor.count("/") >= 2 else ""
+    monitor = MetricKey.try_parse(rule.monitor)
+    prefix = monitor.prefix if monitor is not None else ""
     groups = ("inconsistent", "consistent") if f"{prefix}acc/consistent" in keys else ("female", "male")
     try:
         rule.check(keys, groups, loss_key)

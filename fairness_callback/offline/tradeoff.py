@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._numbers import finite, format_number  # kept importable from here
+from ..probe.keys import MetricKey
 
 __all__ = [
     "axes_at",
@@ -153,8 +154,9 @@ def recorded_fairness_key(probes: Sequence[dict[str, Any]], name: str) -> str:
 
 def axis_of(monitor: str, axes: Sequence[str]) -> str | None:
     """The probe a prefixed ``monitor`` (``gender/jsdp/gap``) belongs to; None if it names none of ``axes``."""
-    name = monitor.split("/", 1)[0]
-    return name if "/" in monitor and name in axes else None
+    parsed = MetricKey.try_parse(monitor)
+    name = parsed.scope[0] if parsed is not None and parsed.scope else None
+    return name if name in axes else None
 
 
 def axis_view(probes: Sequence[dict[str, Any]], name: str, axes: Sequence[str]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from .distributed import gather_from_ranks, max_over_ranks, shard_indices, world
 from .encoding import EncodedPrompts
 from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
 from .growth import GapUnits
+from .keys import MetricKey
 from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
 from .prompts import (
     DEFAULT_BBQ_TEMPLATE,
@@ -324,13 +325,13 @@ class FairnessProbe:
         """The per-sentence sums and counts of gap ``key`` (``jsdp/gap``, ``ar/abs_gap``, ``pro/jsdp/gap``)
         in ``result`` (a result of this probe), for the paired bootstrap of
         :mod:`fairness_callback.probe.growth`; None for a key that is not such a gap."""
-        parts = key.split("/")
-        if len(parts) not in (2, 3) or parts[-1] not in ("gap", "abs_gap") or parts[-2] not in ("ar", "jsdp"):
+        parsed = MetricKey.try_parse(key)
+        if parsed is None or not parsed.is_gap or len(parsed.scope) > 1:
             return None
-        mask = self._main if len(parts) == 2 else self._subsets.get(parts[0])
+        mask = self._subsets.get(parsed.scope[0]) if parsed.scope else self._main
         if mask is None or len(result.records) != len(self.prompts):
             return None
-        if parts[-2] == "ar":
+        if parsed.kind == "ar":
             values = np.array([record["rank"] for record in result.records], dtype=float)
         else:
             values = np.array([record["parts"][record["group"]] for record in result.records], dtype=float)

@@ -18,6 +18,7 @@ from ..data import ProbeSet
 from .distributed import gather_from_ranks, max_over_ranks, world
 from .fairness_probe import FairnessProbe, ProbeResult
 from .faults import ProbeFailure, describe
+from .keys import METRIC_KINDS
 from .tasks import ProbeTask
 
 __all__ = [
@@ -37,6 +38,9 @@ class ProbeSuite:
         bad = [name for name in probes if not name or "/" in name]
         if bad:
             raise ValueError(f"probe names may not be empty or contain '/': {bad}")
+        kinds = [name for name in probes if name in METRIC_KINDS]
+        if kinds:
+            raise ValueError(f"probe names may not be a metric kind ({', '.join(sorted(METRIC_KINDS))}): {kinds}")
         self.probes = dict(probes)
         self.name = "+".join(f"{name}:{getattr(probe.prompt_set, 'name', '?')}" for name, probe in self.probes.items())
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..probe.distributed import is_rank_zero
+from ..probe.keys import MetricKey
 
 __all__ = [
     "HEADLINE_METRICS",
@@ -49,10 +50,14 @@ HEADLINE_METRICS: tuple[str, ...] = tuple(
 
 def is_headline(key: str, prefixed: bool) -> bool:
     """A headline metric: ``ar|jsdp|acc/<group>``, the gaps and Mann-Whitney (after ``<probe>/`` if ``prefixed``)."""
-    if prefixed:
-        key = key.partition("/")[2]
-    kind, _, rest = key.partition("/")
-    return kind in ("ar", "jsdp", "acc", "mwu_p", "mwu_rbc") and rest != "" and "/" not in rest and "_ci_" not in rest
+    parsed = MetricKey.try_parse(key)
+    return (
+        parsed is not None
+        and len(parsed.scope) == int(prefixed)
+        and parsed.kind != "n"
+        and parsed.part is None
+        and "_ci_" not in parsed.group
+    )
 
 
 def write_layout(writer: Any, layout: dict) -> bool:

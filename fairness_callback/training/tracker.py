@@ -27,6 +27,7 @@ from ..probe import FairnessProbe, ProbeResult
 from ..probe.distributed import from_rank_zero, world
 from ..probe.faults import ProbeFailure
 from ..probe.growth import GapUnits
+from ..probe.keys import MetricKey
 from ..probe.suite import ProbeSuite, run_guarded
 from ..probe.tasks import GENDER_TASK, ProbeTask
 from .history import new_run_id
@@ -431,7 +432,7 @@ class FairnessTracker:
         if self.early_stopping is not None:
             keys = self.metric_keys()
             if keys is not None:
-                name = self.early_stopping.monitor.partition("/")[0] if None not in probes else None
+                name = self._probe_of(self.early_stopping.monitor) if None not in probes else None
                 task = self.tasks.get(name)
                 self.early_stopping.check(keys, task.gap if task is not None else None, self.loss_key)
         if model is not None:
@@ -461,6 +462,12 @@ class FairnessTracker:
         if isinstance(self.probe, ProbeSuite):
             return {name: probe for name, probe in self.probe.probes.items()}
         return {None: self.probe}
+
+    @staticmethod
+    def _probe_of(key: str) -> str | None:
+        """The suite probe a prefixed key belongs to (``religion/jsdp/gap`` -> ``religion``); None for none."""
+        parsed = MetricKey.try_parse(key)
+        return parsed.scope[0] if parsed is not None and parsed.scope else None
 
     def _enter_autocast(self, stack: contextlib.ExitStack, autocast: contextlib.AbstractContextManager | None, step: int) -> None:
         try:
@@ -543,7 +550,13 @@ class FairnessTracker:
         probes = self._named_probes()
         units: dict[str, GapUnits] = {}
         for key in keys:
-            name, rest = (None, key) if None in probes else tuple(key.split("/", 1))
+            parsed = MetricKey.try_parse(key)
+            if None in probes:
+                name, rest = None, key
+            elif parsed is not None and parsed.scope:
+                name, rest = parsed.scope[0], str(parsed.without_scope())
+            else:
+                continue
             probe = probes.get(name)
             if (
                 name in results

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 from ...probe.growth import GapUnits, growth_lower_bound
+from ...probe.keys import GAP_GROUPS, MetricKey
 from .registry import register_stop_rule
 from .rule import GapRule
 
@@ -101,8 +102,8 @@ class FairnessEarlyStopping(GapRule):
 
     @staticmethod
     def _is_unit_gap(key: str) -> bool:
-        parts = key.split("/")
-        return len(parts) >= 2 and parts[-1] in ("gap", "abs_gap") and parts[-2] in ("ar", "jsdp")
+        parsed = MetricKey.try_parse(key)
+        return parsed is not None and parsed.is_gap
 
     @property
     def needs_units(self) -> bool:
@@ -120,14 +121,14 @@ class FairnessEarlyStopping(GapRule):
     def p_value_key(self) -> str:
         """The Mann-Whitney key that goes with ``monitor``: ``"jsdp/gap"`` and ``"jsdp/abs_gap"`` ->
         ``"mwu_p/jsdp"``, ``"religion/ar/gap"`` -> ``"religion/mwu_p/ar"``."""
-        parts = self.monitor.split("/")
-        if len(parts) < 2 or parts[-1] not in ("gap", "abs_gap"):
+        monitor = MetricKey.try_parse(self.monitor)
+        if monitor is None or monitor.group not in GAP_GROUPS or monitor.part:
             raise ValueError(
                 f"FairnessEarlyStopping(stop_on_significant_only=True) needs a '.../<metric>/gap' or "
                 f"'.../<metric>/abs_gap' monitor (a gap between two groups has a Mann-Whitney p), "
                 f"got monitor={self.monitor!r}"
             )
-        return "/".join(parts[:-2] + ["mwu_p", parts[-2]])
+        return str(monitor.sibling("mwu_p", monitor.kind))
 
     def accuracy_keys(self) -> tuple[str, ...]:
         """The accuracy keys that ``min_accuracy`` reads (see :class:`~.guards.MinAccuracy`)."""

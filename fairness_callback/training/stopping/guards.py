@@ -18,6 +18,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...probe.keys import MetricKey
+
 __all__ = ["HeldOutLoss", "MinAccuracy", "RebaseOnLossDrop", "Warmup"]
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,8 @@ class MinAccuracy:
 
     def keys(self) -> tuple[str, ...]:
         """``acc/<group>`` of the monitored probe's two gap groups (after the probe's name, if any)."""
-        prefix = self.monitor.rsplit("/", 2)[0] + "/" if self.monitor.count("/") >= 2 else ""
-        return tuple(f"{prefix}acc/{group}" for group in self.groups)
+        monitor = MetricKey.parse(self.monitor)
+        return tuple(str(monitor.sibling("acc", group)) for group in self.groups)
 
     def check(self, metric_keys: set[str], gap_groups: Iterable[str] | None, owner: str) -> None:
         """Take the task's gap groups; ValueError (worded for ``owner``) if the probe has no such accuracies."""
@@ -66,7 +68,8 @@ class MinAccuracy:
             return
         missing = [key for key in self.keys() if key not in metric_keys]
         if missing:
-            accuracies = sorted(k for k in metric_keys if k.rsplit("/", 2)[-2:-1] == ["acc"])
+            parsed = [MetricKey.try_parse(k) for k in metric_keys]
+            accuracies = sorted(str(k) for k in parsed if k is not None and k.kind == "acc")
             raise ValueError(
                 f"{owner}(min_accuracy={self.threshold}): monitor {self.monitor!r} has no {' or '.join(missing)}; "
                 f"accuracies: {', '.join(accuracies)}"
@@ -75,7 +78,7 @@ class MinAccuracy:
     def lowest(self, metrics: Mapping[str, float]) -> tuple[float, str]:
         """The lowest accuracy over the gap groups' prompts, and the groups in words (``"female or male"``)."""
         keys = self.keys()
-        return min(float(metrics[key]) for key in keys), " or ".join(key.rsplit("/", 1)[-1] for key in keys)
+        return min(float(metrics[key]) for key in keys), " or ".join(MetricKey.parse(key).group for key in keys)
 
     def skip(self, metrics: Mapping[str, float]) -> str | None:
         """Why a probe with these ``metrics`` is ignored, or None."""
