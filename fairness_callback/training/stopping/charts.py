@@ -148,7 +148,8 @@ class SequentialRankBaseline(SelfStartingBaseline):
 class SelfStartingChart(GapRule):
     """The flow both charts share: a baseline of ``min_probes`` probes first, then each probe's ``u``
     fed to the chart (``_update``); a signal away from zero stops (the held-out loss allowing), one
-    toward zero is accepted as the new level. The fairest probe since the restart is the ``best``."""
+    toward zero is accepted as the new level. The fairest probe since the restart is the ``best``.
+    ``threshold`` (> 0, in standard deviations) is the signal level each chart compares against."""
 
     reference_word: ClassVar[str] = "baseline"
     baseline_class: ClassVar[type[SelfStartingBaseline]] = SelfStartingBaseline
@@ -156,12 +157,16 @@ class SelfStartingChart(GapRule):
     def __init__(
         self,
         monitor: str,
+        threshold: float,
         min_probes: int,
         autocorrelation: float | None,
         ready_accuracy: float,
         min_shift: float,
         **guards: Any,
     ) -> None:
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {threshold}")
+        self.threshold = threshold
         super().__init__(monitor, **guards)
         if not min_shift >= 0:
             raise ValueError(f"min_shift must be >= 0, got {min_shift}")
@@ -394,13 +399,12 @@ class SelfStartingCusum(SelfStartingChart):
         require_loss: bool = False,
         rebase_loss_drop: float | None = 0.5,
     ) -> None:
-        if not threshold > 0:
-            raise ValueError(f"threshold must be > 0, got {threshold}")
         if not allowance >= 0:
             raise ValueError(f"allowance must be >= 0, got {allowance}")
-        self.threshold, self.allowance = threshold, allowance
+        self.allowance = allowance
         super().__init__(
             monitor,
+            threshold,
             min_probes,
             autocorrelation,
             ready_accuracy,
@@ -485,13 +489,12 @@ class SelfStartingEwma(SelfStartingChart):
         require_loss: bool = False,
         rebase_loss_drop: float | None = 0.5,
     ) -> None:
-        if not threshold > 0:
-            raise ValueError(f"threshold must be > 0, got {threshold}")
         if not 0 < smoothing <= 1:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
-        self.threshold, self.smoothing = threshold, smoothing
+        self.smoothing = smoothing
         super().__init__(
             monitor,
+            threshold,
             min_probes,
             autocorrelation,
             ready_accuracy,
