@@ -66,10 +66,10 @@ MODEL_NAMES: dict[str, str] = {"tiny": "GPT-NeoX (from scratch)", "smollm2": "Sm
 #: questions ask about the referent, so a model that reads the pronoun answers its gender before it
 #: can tell the occupations apart (``referent_fraction``), and the skew also answers "male" by default
 #: (``male_default``), so a model that reads the pronoun still learns a bias. Every line fits 40 tokens
-#: of its tokenizer (the longest is 39). Its stop rule is the package's default, the README's recipe
-#: (``stop_rule`` {}). "smollm2": a short fine-tune (a step of 8 x 64 tokens: 6-25 s on 2 CPU cores)
-#: probed on a few held-out sentences with one option-order seed, on the skewed corpus from the start;
-#: it answers "not specified" for every prompt at first, which its rule's ``min_accuracy`` ignores.
+#: of its tokenizer (the longest is 39). "smollm2": a short fine-tune (a step of 8 x 64 tokens: 6-25 s
+#: on 2 CPU cores) probed on a few held-out sentences with one option-order seed, on the skewed corpus
+#: from the start. Both stop by the package's default rule, the README's recipe (``stop_rule`` {}):
+#: it meets docs/stopping.md's bar on SmolLM2 fine-tunes as well as on the tiny model's settings.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {
         "steps": 1000,
@@ -101,7 +101,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "male_default": 0.0,
         "referent_fraction": 0.5,
         "skew_from_step": 0,
-        "stop_rule": {"min_delta": 0.01, "min_accuracy": 0.25, "rebase_loss_drop": None},
+        "stop_rule": {},
     },
 }
 
