@@ -324,3 +324,44 @@ def test_on_error_raise_raises_after_writing_the_probe_failed_line(bpe_tokenizer
     with pytest.raises(RuntimeError, match=r"scripted probe failure \(run 1\)"):
         tracker.step(MODEL, 1)
     assert [(r["event"], r.get("step")) for r in lines(history)] == [("run_start", 0), ("probe", 0), ("probe_failed", 1)]
+
+
+# -- (f) the lifecycle: start opens once, the adapters' arguments, the loss key --------------------
+def test_start_opens_the_run_once_and_probes_at_start_once(probe, tmp_path):
+    history = tmp_path / "h.jsonl"
+    tracker = FairnessTracker(every_n_steps=5, probe=probe, history_path=history)
+    assert not tracker.start(MODEL, probe=False).probed  # opened, no probe
+    assert [line["event"] for line in lines(history)] == ["run_start"]
+    assert tracker.start(MODEL).probed  # the probe at start, once the model is ready
+    assert not tracker.start(MODEL).probed  # step 0 was probed: nothing again, no second run-start line
+    assert [line["event"] for line in lines(history)] == ["run_start", "probe"]
+    tracker.reset()
+    tracker.start(MODEL)
+    assert len({line["run_id"] for line in lines(history)}) == 2  # a new run after reset
+
+
+def test_the_adapters_arguments_give_the_probe_and_the_default_history(bpe_tokenizer, tmp_path):
+    tracker = FairnessTracker(every_n_steps=5)
+    with pytest.raises(ValueError, match="needs a probe or a tokenizer"):
+        tracker.start(MODEL)
+    default = tmp_path / "out" / "fairness_history.jsonl"
+    tracker.start(MODEL, probe=False, tokenizer=bpe_tokenizer, default_history_path=default)
+    assert isinstance(tracker.probe, FairnessProbe) and tracker.history_path == default and default.is_file()
+    mine = tmp_path / "mine.jsonl"
+    given = FairnessTracker(every_n_steps=5, tokenizer=bpe_tokenizer, history_path=mine)
+    given.start(MODEL, probe=False, default_history_path=default)
+    assert given.history_path == mine and mine.is_file()  # the user's path wins
+
+
+def test_the_rule_reads_the_runs_loss_key_unless_it_names_its_own(probe):
+    rule = FairnessEarlyStopping(patience=1)
+    tracker = FairnessTracker(every_n_steps=5, probe=probe, early_stopping=rule, loss_key="eval_loss")
+    tracker.start(MODEL, probe=False)
+    assert rule.loss_key == "eval_loss"
+    tracker.update_loss({"eval_loss": torch.tensor(0.5), "val_loss": 9.0})
+    assert tracker.latest_loss == 0.5 and rule.latest_loss == 0.5
+    own = FairnessEarlyStopping(patience=1, loss_key="my_loss")
+    tracker = FairnessTracker(every_n_steps=5, probe=probe, early_stopping=own, loss_key="eval_loss")
+    tracker.start(MODEL, probe=False)
+    tracker.update_loss({"eval_loss": 0.5, "my_loss": 0.25})
+    assert own.loss_key == "my_loss" and tracker.latest_loss == 0.25 and own.latest_loss == 0.25
