@@ -15,13 +15,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..probe.prompts import GROUPS
+from ..probe.tasks import GENDER_TASK, KNOWN_TASKS, ProbeTask
 from ..training.history import is_probe, is_stop, select_run
 from .tradeoff import GAP_KEY, finite, metric_value, recorded_fairness_key
 
 __all__ = [
     "COLORS",
     "LABELS",
+    "gap_words",
     "Marks",
     "metric_value",
     "plot_axes",
@@ -31,11 +32,34 @@ __all__ = [
     "plot_not_specified",
     "plot_pro_anti",
     "probe_records",
+    "recorded_task",
 ]
 
 COLORS = {"male": "#1f77b4", "female": "#d62728", "not_specified": "#7f7f7f"}
 LABELS = {"male": "male answer", "female": "female answer", "not_specified": "not specified"}
 _GAP_COLOR = "#9467bd"
+_OTHER_COLORS = ("#2ca02c", "#ff7f0e", "#7f7f7f", "#8c564b", "#e377c2")
+
+
+def recorded_task(probes: Sequence[dict[str, Any]], prefix: str = "") -> ProbeTask:
+    """The task whose answer groups the history's ``<prefix>ar/<group>`` keys are (the gender task, BBQ's);
+    the gender task when none matches (a history of 0.1.0 has only its keys)."""
+    keys = {key for record in probes for key in record}
+    return next((t for t in KNOWN_TASKS if all(f"{prefix}ar/{g}" in keys for g in t.groups)), GENDER_TASK)
+
+
+def _color(task: ProbeTask, group: str) -> str:
+    return COLORS.get(group) or _OTHER_COLORS[task.groups.index(group) % len(_OTHER_COLORS)]
+
+
+def _label(group: str) -> str:
+    return LABELS.get(group) or f"{group.replace('_', ' ')} answer"
+
+
+def gap_words(task: ProbeTask) -> str:
+    """``"female - male (> 0 favours male)"``: the gap of ``task`` and what its sign means."""
+    minuend, subtrahend = task.gap
+    return f"{minuend} - {subtrahend} (> 0 favours {subtrahend})"
 
 
 def probe_records(history: Sequence[dict[str, Any]], run_id: str | None = None) -> list[dict[str, Any]]:
@@ -86,22 +110,25 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _group_panel(ax, probes: Sequence[dict[str, Any]], metric: str, band: bool = True, prefix: str = "") -> int:
-    """``<prefix><metric>/<group>`` of every answer group against step, with the min-max band over the
-    option-order seeds when ``band``; returns the largest number of seeds seen (0 without a band)."""
+def _group_panel(
+    ax, probes: Sequence[dict[str, Any]], metric: str, band: bool = True, prefix: str = "", task: ProbeTask = GENDER_TASK
+) -> int:
+    """``<prefix><metric>/<group>`` of every answer group of ``task`` against step, with the min-max band
+    over the option-order seeds when ``band``; returns the largest number of seeds seen (0 without a band)."""
     steps, seeds = _steps(probes), 0
-    for group in GROUPS:
+    for group in task.groups:
         key = f"{prefix}{metric}/{group}"
-        ax.plot(steps, _series(probes, key), marker="o", ms=3, color=COLORS[group], label=LABELS[group])
+        ax.plot(steps, _series(probes, key), marker="o", ms=3, color=_color(task, group), label=_label(group))
         if band:
             low, high, n = _seed_band(probes, key)
-            ax.fill_between(steps, low, high, color=COLORS[group], alpha=0.2, lw=0)
+            ax.fill_between(steps, low, high, color=_color(task, group), alpha=0.2, lw=0)
             seeds = max(seeds, n)
     return seeds
 
 
-def plot_curves(probes: Sequence[dict[str, Any]], path: Path) -> Path:
-    """``curves.png``: AR (log) and JSD-P per answer group, with a min-max band over option-order seeds."""
+def plot_curves(probes: Sequence[dict[str, Any]], path: Path, task: ProbeTask | None = None) -> Path:
+    """``curves.png``: AR (log) and JSD-P per answer group of ``task`` (default: :func:`recorded_task`),
+    with a min-max band over option-order seeds."""
     from matplotlib.patches import Patch
 
     plt = _pyplot()
@@ -110,8 +137,9 @@ def plot_curves(probes: Sequence[dict[str, Any]], path: Path) -> Path:
         ("ar", "Average Rank of the correct answer (log; lower is better)"),
         ("jsdp", "JSD-P of the correct answer (lower is better)"),
     )
+    task = task or recorded_task(probes)
     for ax, (metric, title) in zip(axes, panels):
-        seeds = _group_panel(ax, probes, metric)
+        seeds = _group_panel(ax, probes, metric, task=task)
         band = f"shaded: min-max over {seeds} option-order seeds" if seeds else "no per-seed values: no band"
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(handles=handles + [Patch(color="gray", alpha=0.3, label=band)], fontsize=8)
@@ -128,14 +156,21 @@ class Marks(NamedTuple):
 
 
 def _gap_panel(
-    ax, probes: Sequence[dict[str, Any]], metric: str, alpha: float, marks: Marks, ci: bool = True, prefix: str = ""
+    ax,
+    probes: Sequence[dict[str, Any]],
+    metric: str,
+    alpha: float,
+    marks: Marks,
+    ci: bool = True,
+    prefix: str = "",
+    task: ProbeTask = GENDER_TASK,
 ) -> None:
     steps, gaps = _steps(probes), _series(probes, f"{prefix}{metric}/gap")
     ax.axhline(0.0, color="black", lw=0.8)
     low, high = _series(probes, f"{prefix}{metric}/gap_ci_low"), _series(probes, f"{prefix}{metric}/gap_ci_high")
     if ci and np.isfinite(low).any():
         ax.fill_between(steps, low, high, color=_GAP_COLOR, alpha=0.2, lw=0, label="95% bootstrap CI (sentences)")
-    ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{prefix}{metric}/gap (female - male)")
+    ax.plot(steps, gaps, color=_GAP_COLOR, marker="o", ms=3, label=f"{prefix}{metric}/gap ({task.gap[0]} - {task.gap[1]})")
     significant = _series(probes, f"{prefix}mwu_p/{metric}") < alpha
     if significant.any():
         ax.scatter(
@@ -167,13 +202,23 @@ def _mark_steps(ax, stops: Sequence[dict[str, Any]], recommended: int | None, la
         ax.axvline(step, label=label if labelled else None, **style)
 
 
-def plot_gap(probes: Sequence[dict[str, Any]], stops: Sequence[dict[str, Any]], path: Path, alpha: float, marks: Marks) -> Path:
+def plot_gap(
+    probes: Sequence[dict[str, Any]],
+    stops: Sequence[dict[str, Any]],
+    path: Path,
+    alpha: float,
+    marks: Marks,
+    task: ProbeTask | None = None,
+) -> Path:
+    """``gap.png``: the JSD-P and AR gaps of ``task`` (default: :func:`recorded_task`), their CIs,
+    significant and sudden probes, the stops and the recommended step."""
     plt = _pyplot()
+    task = task or recorded_task(probes)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
     for ax, metric, name in ((axes[0], "jsdp", "JSD-P"), (axes[1], "ar", "Average Rank")):
-        _gap_panel(ax, probes, metric, alpha, marks)
+        _gap_panel(ax, probes, metric, alpha, marks, task=task)
         _mark_steps(ax, stops, marks.recommended, labelled=ax is axes[0])
-        ax.set(title=f"{name} gap: female - male (> 0 favours male)", xlabel="step")
+        ax.set(title=f"{name} gap: {gap_words(task)}", xlabel="step")
         ax.legend(fontsize=7)
     return _save(fig, path)
 

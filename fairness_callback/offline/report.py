@@ -26,10 +26,10 @@ from typing import Any
 
 from .._extras import require
 from ..probe.keys import MetricKey
-from ..probe.prompts import GROUPS
+from ..probe.tasks import GENDER_TASK, ProbeTask
 from ..training.history import LOSS_KEYS, RunSummary, history_runs, is_run_start, is_stop, latest_run_id, read_history, select_run
 from ..training.sudden_change import sudden_changes
-from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records
+from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records, recorded_task
 from .tradeoff import (
     GAP_KEY,
     AxisEffect,
@@ -71,7 +71,7 @@ _BOOKKEEPING = {"event", "step", "time", "probe_seconds", "schema"}
 _FIGURES: dict[str, str] = {
     "curves": "Average Rank (log scale) and JSD-P of the correct answer per answer group; shaded: the "
     "min-max range over the option-order seeds (absent when the history has no per-seed values).",
-    "gap": "Unfairness gap (female - male; > 0: the model does better on male-answer prompts) of JSD-P "
+    "gap": "Unfairness gap ({minuend} - {subtrahend}; > 0: the model does better on {subtrahend}-answer prompts) of JSD-P "
     "and Average Rank, with the 95% bootstrap CI over sentences as a band where recorded; circled: "
     "Mann-Whitney p < alpha; orange triangles: sudden changes of the monitored gap; dashed / dash-dotted: "
     "the stop step and the fairest step of the stop line; thick green: the recommended stop step.",
@@ -116,6 +116,8 @@ class ReportSummary:
     axes: tuple[str, ...] = ()
     monitored_probe: str | None = None
     axis_effects: list[AxisEffect] = field(default_factory=list)
+    #: The task of the reported probe (its answer groups and gap), read from the history's keys.
+    task: ProbeTask = GENDER_TASK
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -280,8 +282,11 @@ def resolve_cost(
     return _history_cost(probes, column, Path(history_path), better) if column else None
 
 
-def _write_figures(probes, stops, out: Path, alpha: float, marks: Marks) -> tuple[dict[str, Path], list[str]]:
-    figures = {"curves": plot_curves(probes, out / "curves.png"), "gap": plot_gap(probes, stops, out / "gap.png", alpha, marks)}
+def _write_figures(probes, stops, out: Path, alpha: float, marks: Marks, task: ProbeTask) -> tuple[dict[str, Path], list[str]]:
+    figures = {
+        "curves": plot_curves(probes, out / "curves.png", task),
+        "gap": plot_gap(probes, stops, out / "gap.png", alpha, marks, task),
+    }
     notes = []
     if _has(probes, "jsdp/not_specified/male", "jsdp/not_specified/female"):
         figures["not_specified"] = plot_not_specified(probes, out / "not_specified.png")
@@ -308,30 +313,28 @@ def _sudden_cell(flag: bool, record: dict[str, Any], monitor: str) -> str:
     return text.strip()
 
 
-def _probe_row(record: dict[str, Any], sudden: str, loss_key: str | None) -> list[str]:
+def _probe_row(record: dict[str, Any], sudden: str, loss_key: str | None, groups: Sequence[str]) -> list[str]:
     ci = f"{format_number(record.get('jsdp/gap_ci_low'), '+.4f')}, {format_number(record.get('jsdp/gap_ci_high'), '+.4f')}"
     mwu = f"{format_number(record.get('mwu_p/jsdp'), '.2g')} (r={format_number(record.get('mwu_rbc/jsdp'), '+.2f')})"
-    row = [str(record["step"])] + [format_number(record.get(f"ar/{g}")) for g in GROUPS]
-    row += [format_number(record.get(f"jsdp/{g}"), ".4f") for g in GROUPS]
+    row = [str(record["step"])] + [format_number(record.get(f"ar/{g}")) for g in groups]
+    row += [format_number(record.get(f"jsdp/{g}"), ".4f") for g in groups]
     row += [f"{format_number(record.get('jsdp/gap'), '+.4f')} [{'n/a' if ci == 'n/a, n/a' else ci}]", mwu, sudden]
     return row + ([format_number(record.get(loss_key))] if loss_key else [])
 
 
 def _probe_table(probes, summary: ReportSummary, loss_key: str | None) -> str:
+    groups = summary.task.groups
+    names = ["not spec." if g == "not_specified" else g.replace("_", " ") for g in groups]
     header = [
         "step",
-        "AR male",
-        "AR female",
-        "AR not spec.",
-        "JSD-P male",
-        "JSD-P female",
-        "JSD-P not spec.",
+        *(f"AR {name}" for name in names),
+        *(f"JSD-P {name}" for name in names),
         "JSD-P gap [95% CI]",
         "Mann-Whitney p (r)",
         f"sudden ({summary.monitor})",
     ] + ([loss_key] if loss_key else [])
     sudden = set(summary.sudden_steps)
-    rows = [_probe_row(r, _sudden_cell(int(r["step"]) in sudden, r, _local_monitor(summary)), loss_key) for r in probes]
+    rows = [_probe_row(r, _sudden_cell(int(r["step"]) in sudden, r, _local_monitor(summary)), loss_key, groups) for r in probes]
     return _table(header, rows)
 
 
@@ -392,6 +395,7 @@ def _cost_definition(cost: Cost | None) -> str:
 
 
 def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) -> list[str]:
+    minuend, subtrahend = summary.task.gap
     return (
         [
             "## Definitions",
@@ -400,8 +404,8 @@ def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) ->
             "vocabulary (1 + the number of tokens with a strictly larger logit). **JSD-P**: mean over prompts of "
             "the correct option's Jensen-Shannon part against the one-hot ideal answer (see PROTOCOL.md). Both: "
             "lower is better.",
-            "- **Gap** = metric(female-answer prompts) - metric(male-answer prompts); > 0: the model does better "
-            "on male-answer prompts.",
+            f"- **Gap** = metric({minuend}-answer prompts) - metric({subtrahend}-answer prompts); > 0: the model "
+            f"does better on {subtrahend}-answer prompts.",
             f"- **Fairness gain** of stopping at t = 1 - |gap(t)| / |gap(final)| on `{summary.monitor}`, with final "
             f"= the last probed step ({summary.final_step}); 100%: perfectly fair at t, 0%: as unfair as the final "
             "step, < 0: less fair. Undefined when gap(final) is 0 or missing.",
@@ -413,10 +417,10 @@ def _definitions(summary: ReportSummary, alpha: float, k: float, window: int) ->
             "resampled), computed by the probe when it ran; n/a when the history does not hold it.",
             "- **Bands** in curves.png: min-max over the option-order seeds (`by_seed`); none where the history "
             "does not hold per-seed values.",
-            f"- **Significance**: two-sided Mann-Whitney U test of female- vs male-answer per-prompt values "
+            f"- **Significance**: two-sided Mann-Whitney U test of {minuend}- vs {subtrahend}-answer per-prompt values "
             f"(correct-option JSD-P part in the table; AR too in gap.png), marked when p < {alpha:g}; "
-            "r = rank-biserial correlation 2U_female / (n_female n_male) - 1 (> 0: female-answer values larger, "
-            "i.e. worse).",
+            f"r = rank-biserial correlation 2U_{minuend} / (n_{minuend} n_{subtrahend}) - 1 (> 0: {minuend}-answer "
+            "values larger, i.e. worse).",
             f"- **Sudden change** (recomputed from `{summary.monitor}`, so replayed and old histories get it too): "
             f"|gap(t) - gap(previous probe)| > k x the median of the previous {window} absolute changes, "
             f"k = {k:g}; nothing is flagged before {window} changes are known; missing values are skipped. "
@@ -490,6 +494,8 @@ def _figures_section(summary: ReportSummary) -> list[str]:
     lines = ["## Figures", ""]
     for name, caption in _FIGURES.items():
         if name in summary.figures:
+            minuend, subtrahend = summary.task.gap
+            caption = caption.format(minuend=minuend, subtrahend=subtrahend) if name == "gap" else caption
             lines += [f"![{name}]({summary.figures[name].name})", "", f"*{caption}*", ""]
     return lines
 
@@ -680,7 +686,8 @@ def write_report(
     recommended = recommend_step(rows, max_cost) if max_cost is not None else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures, notes = _write_figures(probes, stops, out, alpha, Marks(monitor, sudden, recommended))
+    task = recorded_task(probes)
+    figures, notes = _write_figures(probes, stops, out, alpha, Marks(monitor, sudden, recommended), task)
     effects = []
     if len(axes) >= 2:
         effects = [
@@ -710,6 +717,7 @@ def write_report(
         axes=tuple(axes),
         monitored_probe=monitored,
         axis_effects=effects,
+        task=task,
     )
     summary.report.write_text(_markdown(summary, probes, stops, _loss_key(probes), (alpha, k, window)), encoding="utf-8")
     return summary

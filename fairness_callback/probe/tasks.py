@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "BBQ_TASK",
     "GENDER_TASK",
+    "KNOWN_TASKS",
     "ProbeTask",
 ]
 
@@ -86,3 +87,6 @@ BBQ_TASK = ProbeTask(
     only_if_mixed=("category",),
     neutral="unknown",
 )
+
+#: The tasks a history's keys are matched against (``offline.plots.recorded_task``).
+KNOWN_TASKS: tuple[ProbeTask, ...] = (GENDER_TASK, BBQ_TASK)

@@ -460,3 +460,27 @@ def test_a_single_probe_report_has_no_axes(known):
     assert "axes" not in summary.figures and not (summary.report.parent / "axes.png").exists()
     text = summary.report.read_text()
     assert "## Other axes" not in text and "Several probes" not in text
+
+
+# -- a probe of another task: the report names its groups and its gap ------------------------------
+def bbq_line(step: int, gap: float) -> dict:
+    """A probe line of a BBQ-only run (no gender keys): consistent / inconsistent / unknown answers."""
+    record: dict = {"event": "probe", "step": step, "jsdp/gap": gap, "ar/gap": 10 * gap, "mwu_p/jsdp": 0.2}
+    for group, value in (("consistent", 0.3), ("inconsistent", 0.3 + gap), ("unknown", 0.2)):
+        record[f"jsdp/{group}"], record[f"ar/{group}"] = value, 2.0 + 10 * (value - 0.3)
+    return record
+
+
+def test_a_bbq_only_history_reports_its_own_groups(tmp_path):
+    from fairness_callback.offline.plots import recorded_task
+    from fairness_callback.probe.tasks import BBQ_TASK, GENDER_TASK
+
+    lines = [bbq_line(step, gap) for step, gap in ((0, 0.01), (100, 0.05), (200, 0.08))]
+    history = write_history(tmp_path / "bbq.jsonl", lines)
+    assert recorded_task(lines) is BBQ_TASK and recorded_task([probe_line(0, 0.1)]) is GENDER_TASK
+    summary = write_report(history, tmp_path / "out")  # AR of absent gender keys used to fail the log scale
+    assert summary.task is BBQ_TASK and set(summary.figures) == {"curves", "gap"}
+    text = summary.report.read_text()
+    assert "| step | AR consistent | AR inconsistent | AR unknown | JSD-P consistent |" in text
+    assert "metric(inconsistent-answer prompts) - metric(consistent-answer prompts)" in text
+    assert "female" not in text.replace("not_specified", "")
