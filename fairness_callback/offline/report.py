@@ -559,11 +559,17 @@ def _markdown(summary: ReportSummary, probes, stops, loss_key: str | None, setti
 def _resolve_monitor(run: _Run, monitor: str, axes: Sequence[str], path: Path) -> tuple[str, list[str]]:
     """The monitor to report on and a note when it was picked here.
 
-    A several-probe history has no top-level ``jsdp/gap``: for that (default) monitor the report
+    A probe whose gap is never defined (only singular-"they" sentences) is reported on its
+    ``jsdp/lean``. A several-probe history has no top-level ``jsdp/gap``: for that (default) monitor the report
     takes the monitor of the run-start line when it is one of the probes' keys, else the first
     probe's ``<probe>/jsdp/gap``, and says so. Any other monitor must be one probe's key.
     """
     if not axes:
+        if monitor == "jsdp/gap" and not _has(run.probes, monitor) and _has(run.probes, "jsdp/lean"):
+            return "jsdp/lean", [
+                "--monitor `jsdp/lean`: the probe's gap is never defined (its sentences have no male- or "
+                "female-answer prompts, e.g. only singular-they ones), so its lean is reported."
+            ]
         return monitor, []
     if monitor == "jsdp/gap" and not _has(run.probes, monitor):
         started = next((s.get("monitor") for s in run.starts if isinstance(s.get("monitor"), str)), None)

@@ -484,3 +484,16 @@ def test_a_bbq_only_history_reports_its_own_groups(tmp_path):
     assert "| step | AR consistent | AR inconsistent | AR unknown | JSD-P consistent |" in text
     assert "metric(inconsistent-answer prompts) - metric(consistent-answer prompts)" in text
     assert "female" not in text.replace("not_specified", "")
+
+
+def test_a_history_without_a_gap_is_reported_on_its_lean(tmp_path):
+    """A probe of singular-"they" sentences only: every answer is "not specified", no gap, a lean."""
+    lines = [
+        {**probe_line(step, 0.0, full=False), "jsdp/gap": None, "ar/gap": None, "jsdp/lean": lean}
+        for step, lean in ((0, 0.01), (100, -0.02), (200, 0.04))
+    ]
+    history = write_history(tmp_path / "they.jsonl", lines)
+    summary = write_report(history, tmp_path / "out")
+    assert summary.monitor == "jsdp/lean" and any("`jsdp/lean`" in note for note in summary.notes)
+    assert [(row.step, row.gap) for row in summary.tradeoff] == [(0, 0.01), (100, -0.02), (200, 0.04)]
+    assert summary.tradeoff[0].gain == pytest.approx(0.75)  # 1 - 0.01 / 0.04
