@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..probe.tasks import GENDER_TASK, KNOWN_TASKS, ProbeTask
+from ..probe.tasks import GENDER_TASK, ProbeTask, task_of_keys
 from ..training.history import is_probe, is_stop, select_run
 from .tradeoff import GAP_KEY, finite, metric_value, recorded_fairness_key
 
@@ -42,10 +42,8 @@ _OTHER_COLORS = ("#2ca02c", "#ff7f0e", "#7f7f7f", "#8c564b", "#e377c2")
 
 
 def recorded_task(probes: Sequence[dict[str, Any]], prefix: str = "") -> ProbeTask:
-    """The task whose answer groups the history's ``<prefix>ar/<group>`` keys are (the gender task, BBQ's);
-    the gender task when none matches (a history of 0.1.0 has only its keys)."""
-    keys = {key for record in probes for key in record}
-    return next((t for t in KNOWN_TASKS if all(f"{prefix}ar/{g}" in keys for g in t.groups)), GENDER_TASK)
+    """The task of the probe lines ``probes``, from their keys (see :func:`~fairness_callback.probe.tasks.task_of_keys`)."""
+    return task_of_keys({key for record in probes for key in record}, prefix)
 
 
 def _color(task: ProbeTask, group: str) -> str:

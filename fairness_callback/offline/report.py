@@ -492,9 +492,9 @@ def _header(summary: ReportSummary, stops: Sequence[dict[str, Any]]) -> list[str
 
 def _figures_section(summary: ReportSummary) -> list[str]:
     lines = ["## Figures", ""]
+    minuend, subtrahend = summary.task.gap
     for name, caption in _FIGURES.items():
         if name in summary.figures:
-            minuend, subtrahend = summary.task.gap
             caption = caption.format(minuend=minuend, subtrahend=subtrahend) if name == "gap" else caption
             lines += [f"![{name}]({summary.figures[name].name})", "", f"*{caption}*", ""]
     return lines

@@ -22,6 +22,7 @@ from typing import Any
 from .._numbers import format_number
 from ..probe.growth import GapUnits
 from ..probe.keys import MetricKey
+from ..probe.tasks import task_of_keys
 from ..training.history import LOSS_KEYS
 from ..training.stopping import StopRule, parse_stop_rule
 
@@ -73,9 +74,8 @@ def replay_rule(probes: Sequence[dict[str, Any]], text: str, default_monitor: st
     loss_key = rule.loss_key or next((k for k in LOSS_KEYS if k in keys), None)
     monitor = MetricKey.try_parse(rule.monitor)
     prefix = monitor.prefix if monitor is not None else ""
-    groups = ("inconsistent", "consistent") if f"{prefix}acc/consistent" in keys else ("female", "male")
     try:
-        rule.check(keys, groups, loss_key)
+        rule.check(keys, task_of_keys(keys, prefix).gap, loss_key)
     except ValueError as error:
         raise ValueError(f"--stop-rule {text!r}: {error}") from None
     losses: list[float] = []

@@ -8,6 +8,7 @@ group exactly as for the gender task, and the gap is ``metric(gap[0]) - metric(g
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "GENDER_TASK",
     "KNOWN_TASKS",
     "ProbeTask",
+    "task_of_keys",
 ]
 
 
@@ -88,5 +90,11 @@ BBQ_TASK = ProbeTask(
     neutral="unknown",
 )
 
-#: The tasks a history's keys are matched against (``offline.plots.recorded_task``).
+#: The tasks a history's keys are matched against (:func:`task_of_keys`).
 KNOWN_TASKS: tuple[ProbeTask, ...] = (GENDER_TASK, BBQ_TASK)
+
+
+def task_of_keys(keys: Collection[str], prefix: str = "") -> ProbeTask:
+    """The known task whose every answer group has a ``<prefix>ar/<group>`` key among ``keys`` (the
+    gender task, BBQ's); the gender task when none does (a history of 0.1.0 has only its keys)."""
+    return next((t for t in KNOWN_TASKS if all(f"{prefix}ar/{g}" in keys for g in t.groups)), GENDER_TASK)

@@ -124,3 +124,17 @@ def test_the_cli_prints_each_rule(tmp_path, capsys):
     assert lines[1] == "rule 'patience=10': never stops; fairest step 1 (+0.01)"
     with pytest.raises(SystemExit, match="patiense"):
         main(["report", str(path), "--stop-rule", "patiense=2"])
+
+
+def test_a_bbq_history_is_replayed_with_its_own_gap_groups():
+    """``min_accuracy`` reads the accuracies of the history's task: BBQ's consistent / inconsistent answers."""
+    probes = []
+    for step, gap, accuracy in ((0, 0.0, 0.2), (10, 0.01, 0.9), (20, 0.2, 0.9), (30, 0.2, 0.9), (40, 0.2, 0.9)):
+        line = {"event": "probe", "step": step, "jsdp/gap": gap, "jsdp/abs_gap": gap}
+        for group in ("consistent", "inconsistent", "unknown"):
+            line[f"ar/{group}"], line[f"acc/{group}"] = 2.0, accuracy
+        probes.append(line)
+    outcome = replay_rule(probes, "patience=3,min_accuracy=0.5")
+    assert outcome.stop_step == 40 and "acc" not in outcome.message  # step 0 ignored by its accuracy
+    with pytest.raises(ValueError, match="acc/female"):
+        replay_rule([{k: v for k, v in p.items() if not k.startswith("ar/")} for p in probes], "min_accuracy=0.5")

@@ -87,7 +87,8 @@ class FairnessEarlyStopping(GapRule):
             raise ValueError(f"test must be 'point' or 'bootstrap', got {test!r}")
         if n_boot < 100:
             raise ValueError(f"n_boot must be >= 100, got {n_boot}")
-        if test == "bootstrap" and not self._is_unit_gap(monitor):
+        parsed = MetricKey.try_parse(monitor)
+        if test == "bootstrap" and (parsed is None or not parsed.is_gap):
             raise ValueError(
                 f"FairnessEarlyStopping(test='bootstrap') needs a '.../<ar|jsdp>/gap' or '.../abs_gap' "
                 f"monitor (a difference of two groups' means over sentences), got monitor={monitor!r}"
@@ -99,11 +100,6 @@ class FairnessEarlyStopping(GapRule):
         self.test = test
         self.n_boot = n_boot
         self.reset()
-
-    @staticmethod
-    def _is_unit_gap(key: str) -> bool:
-        parsed = MetricKey.try_parse(key)
-        return parsed is not None and parsed.is_gap
 
     @property
     def needs_units(self) -> bool:

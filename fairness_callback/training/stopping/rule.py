@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ...probe.growth import GapUnits
-from ...probe.keys import MetricKey
+from ...probe.keys import GAP_GROUPS, MetricKey
 from .decision import StopDecision, StopReason
 from .guards import HeldOutLoss, MinAccuracy, RebaseOnLossDrop, Warmup
 
@@ -165,7 +165,7 @@ class GapRule:
         keys = set(metric_keys)
         if self.monitor not in keys:
             parsed = [MetricKey.try_parse(k) for k in keys]
-            gaps = sorted(str(k) for k in parsed if k is not None and k.group in ("gap", "abs_gap", "lean") and not k.part)
+            gaps = sorted(str(k) for k in parsed if k is not None and k.group in (*GAP_GROUPS, "lean") and not k.part)
             raise ValueError(
                 f"{type(self).__name__}(monitor={self.monitor!r}): the probes have no such metric; "
                 f"their gap metrics: {', '.join(gaps)} (every metric: ProbeResult.metrics)"
