@@ -325,8 +325,8 @@ def replay(
     continued, run_records = _choose_run(history_path, previous, checkpoints, source, run_id)
     done = _done(run_records)
     detector = SuddenChangeDetector()
-    for record in probe_records(run_records):
-        gap = record.get("jsdp/gap")
+    for line in probe_records(run_records):
+        gap = line.get("jsdp/gap")
         detector.update(gap if gap is not None else float("nan"))
     writer = HistoryWriter(history_path, continued)
     summary = ReplaySummary(run_id=writer.run_id, resumed=continued is not None)
@@ -353,8 +353,8 @@ def replay(
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         gap_key = "jsdp/gap" if "jsdp/gap" in result.metrics else next(k for k in result.metrics if k.endswith("/jsdp/gap"))
-        record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics[gap_key]))
-        record.update({"checkpoint": checkpoint.key, "load_seconds": loaded - start})
+        extra = {"checkpoint": checkpoint.key, "load_seconds": loaded - start}
+        record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics[gap_key]), extra)
         if not started:
             writer.start_run(_probe_info(probe, source), resumed=continued is not None)
             started = True

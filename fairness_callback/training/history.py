@@ -1,17 +1,14 @@
 """The probe history: one JSON object per line, appended and flushed as it is produced.
 
-A line is a run start (``"event": "run_start"``: ``run_id``, ``time`` (Unix seconds), ``resumed``
-and what the writer says about the run, e.g. ``framework``, ``probe_set``, ``num_prompts``,
-``every_n_steps``; a live run's also ``step``, where it started or resumed), a probe (``"event":
-"probe"``: ``step``, ``time``, ``probe_seconds``, every metric under its own key,
-``jsdp/gap_sudden`` (a sudden-change flag), ``by_seed`` (per-seed AR / JSD-P lists) and the
-held-out loss when known), a failed probe (``"event": "probe_failed"``: ``step``, ``probe`` (its
-name in a suite, else null), ``ranks`` (``{rank: "Type: first line"}``), ``error_type``,
-``message``) or a stop (``"event": "stop"``: ``step``, ``reason``, ``message``, ``best_step``,
-``best_value``). Every line carries the ``run_id`` of the
-run that wrote it, so one file can hold several runs (two ``fit`` calls in one folder, a resumed
-run, a replay) without mixing them (:func:`history_runs` lists them and :func:`select_run` picks
-one), and the ``schema`` of its format (:data:`SCHEMA_VERSION`). The live callbacks and the offline replay write the same format.
+Each line is one record of training/records.py: a run start, a probe, a failed probe or a stop
+(:class:`~fairness_callback.training.records.RunStartRecord`, ``ProbeRecord``, ``FailureRecord``,
+``StopRecord``: the one definition of what each line holds). :class:`HistoryWriter` is the one
+writer (it appends records), :func:`iter_records` the one reader (lines back to records, a wrong
+line named by file and line); :func:`read_history` gives the same lines as plain dicts, for
+tables and pandas. Every line carries the ``run_id`` of the run that wrote it, so one file can hold
+several runs (two ``fit`` calls in one folder, a resumed run, a replay) without mixing them
+(:func:`history_runs` lists them and :func:`select_run` picks one), and the ``schema`` of its format
+(:data:`SCHEMA_VERSION`). The live callbacks and the offline replay write the same format.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import secrets
 import time
@@ -27,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .records import SCHEMA_VERSION, Record, RunStartRecord, parse_record
 
 __all__ = [
     "HISTORY_FILENAME",
@@ -37,9 +35,11 @@ __all__ = [
     "is_stop",
     "HistoryWriter",
     "iter_history",
+    "iter_records",
     "latest_run_id",
     "new_run_id",
     "read_history",
+    "read_records",
     "read_run",
     "RUN_START_KEYS",
     "SCHEMA_VERSION",
@@ -55,12 +55,8 @@ HISTORY_FILENAME = "fairness_history.jsonl"
 #: The held-out loss keys a probe line may carry (the HF Trainer's, Lightning's), in the order a
 #: reader looks for them when no key is given.
 LOSS_KEYS: tuple[str, ...] = ("eval_loss", "val_loss")
-#: The version of the line format this package writes (every line's ``schema``). Lines without one
-#: (written before it existed) are read as version 1: a new version only adds keys, and a reader
-#: refuses a line of a version newer than its own.
-SCHEMA_VERSION = 1
-#: Keys of a run-start line that :meth:`HistoryWriter.start_run` (and :meth:`HistoryWriter.append`) set.
-RUN_START_KEYS = ("event", "run_id", "time", "resumed", "schema")
+#: Keys of a run-start line that the writer sets (its ``info`` may not).
+RUN_START_KEYS = RunStartRecord.RESERVED
 
 
 def new_run_id() -> str:
@@ -70,17 +66,6 @@ def new_run_id() -> str:
     started in the same second apart.
     """
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time())) + "-" + secrets.token_hex(3)
-
-
-def _plain(value: Any) -> Any:
-    # JSON has no NaN; null keeps the line readable by every JSON parser.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _plain(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 class HistoryWriter:
@@ -135,15 +120,20 @@ class HistoryWriter:
         with open(self.path, "ab") as handle:
             handle.write(b"\n")
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Append ``record`` as one line, with this writer's ``run_id`` (it replaces one in ``record``) and
-        :data:`SCHEMA_VERSION` as ``schema``.
+    def append(self, record: Record) -> None:
+        """Append ``record`` (a record of training/records.py) as one line, with this writer's
+        ``run_id`` (it replaces the record's) and :data:`SCHEMA_VERSION` as ``schema``.
 
         Raises ``OSError`` if the file cannot be written; the line is kept and written by the next
         ``append`` that can (see the class docstring).
         """
-        line = {**record, "run_id": self.run_id, "schema": SCHEMA_VERSION}
-        self.pending.append(json.dumps(_plain(line), allow_nan=False))
+        if not hasattr(record, "to_line"):
+            raise TypeError(
+                f"HistoryWriter.append takes a record of fairness_callback.training.records "
+                f"(RunStartRecord, ProbeRecord, FailureRecord, StopRecord), got {type(record).__name__}"
+            )
+        line = {**record.to_line(), "run_id": self.run_id, "schema": SCHEMA_VERSION}
+        self.pending.append(json.dumps(line, allow_nan=False))
         if len(self.pending) > self.MAX_PENDING:
             log.error("%s: still not writable; its oldest unwritten line is dropped", self.path)
             del self.pending[0]
@@ -169,58 +159,69 @@ class HistoryWriter:
             os.close(fd)
         self.pending.clear()
 
-    def start_run(self, info: dict[str, Any] | None = None, resumed: bool = False) -> dict[str, Any]:
-        """Append ``{"event": "run_start", "run_id", "time", "resumed", **info}`` and return it.
+    def start_run(self, info: dict[str, Any] | None = None, resumed: bool = False) -> RunStartRecord:
+        """Append a run-start line and return its record.
 
         ``info`` describes the run (e.g. ``framework``, ``probe_set``, ``num_prompts``,
         ``every_n_steps``); it may not set the keys of :data:`RUN_START_KEYS`. ``resumed``: this
         start continues a run already in the file (same ``run_id``).
         """
-        info = dict(info or {})
-        clash = sorted(set(info) & set(RUN_START_KEYS))
-        if clash:
-            raise ValueError(f"start_run info may not set {', '.join(clash)}: the writer sets them")
-        record = {"event": "run_start", "run_id": self.run_id, "time": time.time(), "resumed": bool(resumed), **info}
-        record["schema"] = SCHEMA_VERSION
+        record = RunStartRecord(time=time.time(), resumed=bool(resumed), info=dict(info or {}), run_id=self.run_id)
         self.append(record)
         return record
 
 
 def read_history(path: str | os.PathLike, strict: bool = True) -> list[dict[str, Any]]:
-    """All records of a history file (every run), in order; a torn last line (a crash mid-write) is skipped.
+    """All lines of a history file (every run), in order, as plain dicts (each a record's
+    ``to_line()``: a line of an old file comes back with its ``event`` and ``schema``); a torn
+    last line (a crash mid-write) is skipped.
 
-    Non-finite metrics are stored as null and come back as None. A malformed line anywhere else:
-    with ``strict`` a ValueError naming the file and line; without, a warning naming the file and
-    line, and the rest is read. A line of a newer :data:`SCHEMA_VERSION` is a ValueError naming the
-    file and line either way. Use :func:`select_run` (or :func:`read_run`) for the records of one run.
+    Non-finite metrics are stored as null and come back as None. A malformed line anywhere else (not
+    JSON, or a field of the wrong type): with ``strict`` a ValueError naming the file and line;
+    without, a warning naming the file and line, and the rest is read. A line of a newer
+    :data:`SCHEMA_VERSION` is a ValueError naming the file and line either way. Use
+    :func:`select_run` (or :func:`read_run`) for the lines of one run, :func:`read_records` for typed records.
     """
-    return list(iter_history(path, strict))
+    return [record.to_line() for record in iter_records(path, strict)]
+
+
+def read_records(path: str | os.PathLike, strict: bool = True) -> list[Record]:
+    """The lines of :func:`read_history` as records (training/records.py)."""
+    return list(iter_records(path, strict))
 
 
 def iter_history(path: str | os.PathLike, strict: bool = True) -> Iterator[dict[str, Any]]:
-    """The records of :func:`read_history`, one at a time."""
+    """The lines of :func:`read_history`, one at a time."""
+    return (record.to_line() for record in iter_records(path, strict))
+
+
+def iter_records(path: str | os.PathLike, strict: bool = True) -> Iterator[Record]:
+    """The one reader: each line of a history file as its record (see :func:`read_history` for
+    torn, malformed and newer lines)."""
     path = Path(path)
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        where = f"{path}, line {number}"
         try:
-            record = json.loads(line)
+            parsed = json.loads(line)
         except json.JSONDecodeError as error:
             if number == len(lines):
                 return
             problem = f"not a JSON object: {error}"
         else:
-            if isinstance(record, dict):
-                version = record.get("schema", SCHEMA_VERSION)
+            if isinstance(parsed, dict):
+                version = parsed.get("schema", SCHEMA_VERSION)
                 if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-                    raise ValueError(
-                        f"{path}, line {number}: written in history schema {version} by a newer fairness-callback; "
-                        f"this one reads schema {SCHEMA_VERSION}: pip install -U fairness-callback"
-                    )
-                yield record
-                continue
-            problem = f"expected a JSON object, got {type(record).__name__}"
+                    parse_record(parsed, where)  # raises, naming the line: never skipped
+                try:
+                    yield parse_record(parsed, where)
+                    continue
+                except ValueError as error:
+                    problem = str(error).removeprefix(f"{where}: ")
+            else:
+                problem = f"expected a JSON object, got {type(parsed).__name__}"
         if strict:
             raise ValueError(f"{path}, line {number}: {problem}")
         log.warning("%s, line %d: skipped, %s", path, number, problem)

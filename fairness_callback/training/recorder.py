@@ -18,6 +18,7 @@ from ..probe.distributed import is_rank_zero
 from ..probe.faults import ProbeFailure, describe
 from ..probe.growth import GapUnits
 from .history import HistoryWriter
+from .records import FailureRecord, ProbeRecord, Record, StopRecord
 from .stopping import StopDecision, StopReason
 
 __all__ = ["HistoryRecorder", "probe_record"]
@@ -25,24 +26,33 @@ __all__ = ["HistoryRecorder", "probe_record"]
 log = logging.getLogger("fairness_callback")
 
 
-def probe_record(step: int, result: ProbeResult, seconds: float, sudden: bool | Mapping[str, bool]) -> dict[str, Any]:
-    """A history line for one probe (the live callbacks and the offline replay write the same).
+def probe_record(
+    step: int,
+    result: ProbeResult,
+    seconds: float,
+    sudden: bool | Mapping[str, bool],
+    extra: Mapping[str, Any] | None = None,
+    units: Mapping[str, GapUnits] | None = None,
+) -> ProbeRecord:
+    """The history record of one probe (the live callbacks and the offline replay write the same).
 
     ``sudden``: the sudden-change flag of ``jsdp/gap``, or ``{gap key: flag}`` for several probes
-    (written as ``<gap key>_sudden``).
+    (written as ``<gap key>_sudden``). ``extra``: more values of the line (the held-out loss, the
+    stop rule's numbers, a replay's checkpoint). ``units``: the per-sentence gap values, by key.
     """
-    record: dict[str, Any] = {
-        "event": "probe",
-        "step": step,
-        "time": time.time(),
-        "probe_seconds": seconds,
-        "prefix_sharing": result.info.get("prefix_sharing"),
-    }
-    record.update(result.metrics)
+    values: dict[str, Any] = dict(result.metrics)
     for key, flag in sudden.items() if isinstance(sudden, Mapping) else [("jsdp/gap", sudden)]:
-        record[f"{key}_sudden"] = flag
-    record["by_seed"] = result.by_seed
-    return record
+        values[f"{key}_sudden"] = flag
+    values.update(extra or {})
+    return ProbeRecord(
+        step=step,
+        time=time.time(),
+        probe_seconds=seconds,
+        prefix_sharing=result.info.get("prefix_sharing"),
+        values=values,
+        by_seed=result.by_seed,
+        units={key: value.encode() for key, value in units.items()} if units is not None else None,
+    )
 
 
 class HistoryRecorder:
@@ -89,30 +99,28 @@ class HistoryRecorder:
         ``loss`` (key, value) and, with a stop rule (``has_rule``), the rule's numbers."""
         if self._writer is None:
             return
-        record = probe_record(step, result, seconds, {k: v for k, v in sudden.items() if k in result.metrics})
-        record["units"] = {key: value.encode() for key, value in units.items()}
-        record[loss[0]] = loss[1]
+        extra: dict[str, Any] = {loss[0]: loss[1]}
         if has_rule:
-            record["stopping/best"] = decision.best if decision is not None else None
-            record["stopping/best_step"] = decision.best_step if decision is not None else None
-            record["stopping/wait"] = decision.wait if decision is not None else None
-            record["stopping/statistic"] = decision.statistic if decision is not None else None
-            record["stopping/decided"] = decision is not None
-        self._append(record)
+            extra["stopping/best"] = decision.best if decision is not None else None
+            extra["stopping/best_step"] = decision.best_step if decision is not None else None
+            extra["stopping/wait"] = decision.wait if decision is not None else None
+            extra["stopping/statistic"] = decision.statistic if decision is not None else None
+            extra["stopping/decided"] = decision is not None
+        flags = {k: v for k, v in sudden.items() if k in result.metrics}
+        self._append(probe_record(step, result, seconds, flags, extra, units))
 
     def failure(self, step: int, failure: ProbeFailure) -> None:
         """A ``probe_failed`` line: which ranks failed and why."""
         first = next(iter(failure.ranks.values()))
         self._append(
-            {
-                "event": "probe_failed",
-                "step": step,
-                "time": time.time(),
-                "probe": failure.probe,
-                "ranks": {str(r): text for r, text in failure.ranks.items()},
-                "error_type": failure.error_type,
-                "message": first.partition(": ")[2] or first,
-            }
+            FailureRecord(
+                step=step,
+                time=time.time(),
+                probe=failure.probe,
+                ranks={str(r): text for r, text in failure.ranks.items()},
+                error_type=failure.error_type,
+                message=first.partition(": ")[2] or first,
+            )
         )
 
     def stop(
@@ -127,22 +135,21 @@ class HistoryRecorder:
     ) -> None:
         """A stop line: the reason, the message, the rule's fairest step and value, other probes' gaps."""
         self._append(
-            {
-                "event": "stop",
-                "step": step,
-                "time": time.time(),
-                "reason": reason.value,
-                "message": message,
-                "monitor": monitor,
-                "rule": rule,
-                "best_step": decision.best_step if decision is not None else None,
-                "best_value": decision.best if decision is not None else None,
-                "statistic": decision.statistic if decision is not None else None,
-                "other_gaps": other_gaps,
-            }
+            StopRecord(
+                step=step,
+                reason=reason.value,
+                message=message,
+                time=time.time(),
+                monitor=monitor,
+                rule=rule,
+                best_step=decision.best_step if decision is not None else None,
+                best_value=decision.best if decision is not None else None,
+                statistic=decision.statistic if decision is not None else None,
+                other_gaps=other_gaps,
+            )
         )
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: Record) -> None:
         if self._writer is None:
             return
         try:

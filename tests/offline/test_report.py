@@ -7,6 +7,7 @@ import pytest
 from fairness_callback.cli import main
 from fairness_callback.offline.report import Cost, load_probes, recommend_step, tradeoff_table, write_report
 from fairness_callback.training.history import HistoryWriter
+from fairness_callback.training.records import StopRecord, parse_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS = [0, 100, 200, 300]
@@ -60,7 +61,7 @@ def probe_line(step: int, gap: float, *, loss: float | None = None, full: bool =
 def write_history(path, lines: list[dict]) -> str:
     writer = HistoryWriter(path)
     for line in lines:
-        writer.append(line)
+        writer.append(parse_record(line))
     return str(path)
 
 
@@ -192,7 +193,7 @@ def test_cli_writes_the_report(known, tmp_path, capsys):
 )
 def test_cli_errors_name_the_file_or_option(tmp_path, case, message):
     history = write_history(tmp_path / "h.jsonl", [probe_line(0, 0.1, loss=2.0, full=False)])
-    write_history(tmp_path / "empty.jsonl", [{"event": "stop", "step": 0}])
+    write_history(tmp_path / "empty.jsonl", [{"event": "stop", "step": 0, "reason": "gap_grew"}])
     write_history(tmp_path / "noloss.jsonl", [probe_line(0, 0.1, full=False)])
     (tmp_path / "bad.csv").write_text("step,score\n0,0.5\n100,oops\n" if case == "bad_csv" else "0,0.5\n\n0,0.6\n")
     argv = {
@@ -230,12 +231,14 @@ def two_runs(tmp_path):
     first = HistoryWriter(path, "run-a")
     first.start_run({"framework": "hf"})
     for step, gap, loss in zip(STEPS, GAPS, LOSSES):
-        first.append(probe_line(step, gap, loss=loss))
-    first.append({"event": "stop", "step": 300, "reason": "gap_grew", "message": "stopping at step 300", "best_step": 100})
+        first.append(parse_record(probe_line(step, gap, loss=loss)))
+    first.append(
+        parse_record({"event": "stop", "step": 300, "reason": "gap_grew", "message": "stopping at step 300", "best_step": 100})
+    )
     second = HistoryWriter(path, "run-b")
     second.start_run({"framework": "hf"})
     for step in (0, 50):
-        second.append(probe_line(step, 0.3, loss=1.0))
+        second.append(parse_record(probe_line(step, 0.3, loss=1.0)))
     return path
 
 
@@ -329,19 +332,18 @@ def write_several_probes(path, monitor: str | None = "gender/jsdp/gap") -> str:
     writer = HistoryWriter(path, "suite-run")
     writer.start_run({"framework": "hf", "probes": list(AXES), "monitor": monitor})
     for step, loss in zip(STEPS, LOSSES):
-        writer.append(several_probes_line(step, loss, sudden={"gender": step == 300}))
+        writer.append(parse_record(several_probes_line(step, loss, sudden={"gender": step == 300})))
     others = {f"{n}/jsdp/gap": {"at_stop": AXES[n][3], "at_best": AXES[n][1]} for n in AXES if n != "gender"}
     writer.append(
-        {
-            "event": "stop",
-            "step": 300,
-            "reason": "gap_grew",
-            "message": "stopping at step 300; other probes ...",
-            "monitor": monitor,
-            "best_step": 100,
-            "best_value": 0.02,
-            "other_gaps": others,
-        }
+        StopRecord(
+            step=300,
+            reason="gap_grew",
+            message="stopping at step 300; other probes ...",
+            monitor=monitor,
+            best_step=100,
+            best_value=0.02,
+            other_gaps=others,
+        )
     )
     return str(path)
 

@@ -11,6 +11,7 @@ from fairness_callback.offline.report import load_probes
 from fairness_callback.offline.rule_replay import replay_rule
 from fairness_callback.probe.growth import GapUnits
 from fairness_callback.training.history import HistoryWriter
+from fairness_callback.training.records import ProbeRecord
 from fairness_callback.training.stopping import parse_stop_rule as parse_rule
 from support import ScriptedGapProbe, make_model, make_tokenizer, point_rule
 
@@ -57,15 +58,11 @@ def history_with_units(path, shifts, seed=0, n=400):
         values = base + 0.05 * rng.standard_normal(n) + np.where(female, shift, 0.0)
         units = GapUnits.from_values(values, np.where(female, 1, 0), np.arange(n), (1, 0), n)
         writer.append(
-            {
-                "event": "probe",
-                "step": step,
-                "jsdp/gap": units.gap,
-                "jsdp/abs_gap": abs(units.gap),
-                "mwu_p/jsdp": 0.5,
-                "val_loss": 1.0,
-                "units": {"jsdp/gap": units.encode()},
-            }
+            ProbeRecord(
+                step=step,
+                values={"jsdp/gap": units.gap, "jsdp/abs_gap": abs(units.gap), "mwu_p/jsdp": 0.5, "val_loss": 1.0},
+                units={"jsdp/gap": units.encode()},
+            )
         )
 
 

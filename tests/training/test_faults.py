@@ -16,6 +16,7 @@ from fairness_callback import FairnessEarlyStopping, FairnessProbe, FairnessTrac
 from fairness_callback.demo.tiny_model import tiny_gpt_neox
 from fairness_callback.probe.faults import ProbeFailure, describe, is_out_of_memory
 from fairness_callback.training.history import HistoryWriter, read_history, read_run
+from fairness_callback.training.records import ProbeRecord, parse_record
 from support import Fault, ScriptedGapProbe, make_model, make_tokenizer, point_rule, small_probe
 
 
@@ -92,21 +93,21 @@ def test_a_full_disk_at_the_stopping_probe_stops_training_and_keeps_every_line(t
     assert "No space left on device" in caplog.text and "training goes on" in caplog.text
     assert [json.loads(line)["event"] for line in tracker._recorder._writer.pending] == ["probe", "stop"]
     tracker._recorder._writer.path = path  # space again: the next write catches up, in order
-    tracker._recorder._append({"event": "note", "step": 4})
+    tracker._recorder._append(ProbeRecord(step=6))
     assert [(r["event"], r.get("step")) for r in records(path)] == [
         ("run_start", 0),
         ("probe", 0),
         ("probe", 2),
         ("probe", 4),
         ("stop", 4),
-        ("note", 4),
+        ("probe", 6),
     ]
 
 
 def test_a_failed_write_leaves_the_file_as_it_was(tmp_path, monkeypatch):
     path = tmp_path / "h.jsonl"
     writer = HistoryWriter(path)
-    writer.append({"event": "probe", "step": 0})
+    writer.append(parse_record({"event": "probe", "step": 0}))
     before = path.read_bytes()
     real_write = __import__("os").write
 
@@ -116,10 +117,10 @@ def test_a_failed_write_leaves_the_file_as_it_was(tmp_path, monkeypatch):
 
     monkeypatch.setattr("os.write", short_then_full)
     with pytest.raises(OSError, match="No space left"):
-        writer.append({"event": "probe", "step": 2})
+        writer.append(parse_record({"event": "probe", "step": 2}))
     assert path.read_bytes() == before and len(writer.pending) == 1
     monkeypatch.setattr("os.write", real_write)
-    writer.append({"event": "probe", "step": 4})
+    writer.append(parse_record({"event": "probe", "step": 4}))
     assert [r["step"] for r in read_history(path)] == [0, 2, 4]
 
 
@@ -134,11 +135,11 @@ def test_an_unwritable_history_path_is_an_error_at_start_naming_it(tokenizer, tm
 def test_the_torn_line_repair_keeps_every_line_that_parses(tmp_path, caplog):
     path = tmp_path / "h.jsonl"
     path.write_text(json.dumps({"step": 0}))  # one valid line, no newline (a writer stopped before it)
-    HistoryWriter(path).append({"step": 1})
+    HistoryWriter(path).append(parse_record({"step": 1}))
     assert [r["step"] for r in read_history(path)] == [0, 1]
     path.write_text(json.dumps({"step": 0}) + "\n" + '{"step": 1, "jsdp/ga')  # a crash mid-write
     with caplog.at_level(logging.WARNING, logger="fairness_callback"):
-        HistoryWriter(path).append({"step": 2})
+        HistoryWriter(path).append(parse_record({"step": 2}))
     assert [r["step"] for r in read_history(path)] == [0, 2]
     assert "does not parse; removed" in caplog.text and "(20 bytes)" in caplog.text
 

@@ -6,14 +6,15 @@ import math
 import pytest
 
 from fairness_callback.training.history import HistoryWriter, read_history
+from fairness_callback.training.records import parse_record
 
 
 def test_append_writes_one_flushed_line_each(tmp_path):
     path = tmp_path / "sub" / "h.jsonl"
     writer = HistoryWriter(path)
-    writer.append({"event": "probe", "step": 0, "jsdp/gap": 0.1})
+    writer.append(parse_record({"event": "probe", "step": 0, "jsdp/gap": 0.1}))
     assert path.read_text().count("\n") == 1  # on disk before the next append
-    writer.append({"event": "probe", "step": 10, "jsdp/gap": math.nan})
+    writer.append(parse_record({"event": "probe", "step": 10, "jsdp/gap": math.nan}))
     records = read_history(path)
     assert [r["step"] for r in records] == [0, 10]
     assert records[1]["jsdp/gap"] is None  # NaN is stored as null, valid JSON
@@ -23,12 +24,12 @@ def test_every_line_names_its_schema_and_a_newer_one_is_refused(tmp_path):
     from fairness_callback.training.history import SCHEMA_VERSION
 
     path = tmp_path / "h.jsonl"
-    HistoryWriter(path, "run-a").append({"event": "probe", "step": 0})
+    HistoryWriter(path, "run-a").append(parse_record({"event": "probe", "step": 0}))
     assert json.loads(path.read_text())["schema"] == SCHEMA_VERSION == 1
-    # a line of a version without the key (every history before it) reads as it is
+    # a line of a version without the key (every history before it) reads as version 1
     with path.open("a") as handle:
         handle.write(json.dumps({"event": "probe", "step": 1, "run_id": "run-a"}) + "\n")
-    assert [r.get("schema") for r in read_history(path)] == [1, None]
+    assert [r.get("schema") for r in read_history(path)] == [1, 1]
     with path.open("a") as handle:
         handle.write(json.dumps({"event": "probe", "step": 2, "run_id": "run-a", "schema": 2}) + "\n")
         handle.write(json.dumps({"event": "probe", "step": 3, "run_id": "run-a"}) + "\n")
@@ -42,8 +43,8 @@ def test_every_line_names_its_schema_and_a_newer_one_is_refused(tmp_path):
 
 def test_a_new_writer_appends(tmp_path):
     path = tmp_path / "h.jsonl"
-    HistoryWriter(path).append({"step": 0})
-    HistoryWriter(path).append({"step": 1})
+    HistoryWriter(path).append(parse_record({"step": 0}))
+    HistoryWriter(path).append(parse_record({"step": 1}))
     assert [r["step"] for r in read_history(path)] == [0, 1]
 
 
@@ -51,7 +52,7 @@ def test_torn_last_line_is_skipped_and_cut_before_appending(tmp_path):
     path = tmp_path / "h.jsonl"
     path.write_text(json.dumps({"step": 0}) + "\n" + '{"step": 1, "jsdp/ga')
     assert [r["step"] for r in read_history(path)] == [0]
-    HistoryWriter(path).append({"step": 2})
+    HistoryWriter(path).append(parse_record({"step": 2}))
     assert [r["step"] for r in read_history(path)] == [0, 2]
 
 
@@ -86,9 +87,9 @@ def write_run(path, run_id, steps, *, resumed=False, info=None, stop=False, gap=
     writer = HistoryWriter(path, run_id)
     writer.start_run(info or {"framework": "test"}, resumed=resumed)
     for step in steps:
-        writer.append(probe(step, gap))
+        writer.append(parse_record(probe(step, gap)))
     if stop:
-        writer.append({"event": "stop", "step": steps[-1], "reason": "gap_grew"})
+        writer.append(parse_record({"event": "stop", "step": steps[-1], "reason": "gap_grew"}))
     return writer.run_id
 
 
@@ -107,9 +108,9 @@ def test_writer_stamps_its_run_id_and_writes_run_start(tmp_path):
     path = tmp_path / "h.jsonl"
     writer = HistoryWriter(path, "run-a")
     start = writer.start_run({"framework": "hf", "num_prompts": 40, "every_n_steps": 4})
-    writer.append({"event": "probe", "step": 0, "run_id": "someone-else"})  # the writer's id wins
+    writer.append(parse_record({"event": "probe", "step": 0, "run_id": "someone-else"}))  # the writer's id wins
     first, second = read_history(path)
-    assert first == start and first["event"] == "run_start" and first["run_id"] == "run-a"
+    assert first == start.to_line() and first["event"] == "run_start" and first["run_id"] == "run-a"
     assert first["resumed"] is False and first["framework"] == "hf" and first["every_n_steps"] == 4
     assert isinstance(first["time"], float)
     assert second["run_id"] == "run-a"
