@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .cli_options import CliOption
     from .data.registry import ProbeSetSpec
     from .offline.replay import Checkpoint
     from .probe import ProbeResult
@@ -78,21 +79,30 @@ def _unit_float(text: str) -> float:
     return value
 
 
-def offered_sets(command: str) -> list[tuple[ProbeSetSpec, str]]:
-    """The registered probe sets (:mod:`fairness_callback.data.registry`) that ``command`` shows an option
-    for, in registration order, each with its option's help. ``"probe"`` (probe and replay): every set
-    with a :class:`~fairness_callback.data.registry.CliOption`, with its ``gender_help`` where it has one
-    (it replaces the gender probe), else its ``axis_help`` (it is probed beside); ``"demo"``: the sets
-    the demo probes beside its own gender probe, with their ``axis_help``."""
-    from .data.registry import axis_specs, probe_set_specs
+def offered_sets(command: str) -> list[tuple[ProbeSetSpec, CliOption, str]]:
+    """The registered probe sets that ``command`` shows an option for, in registration order, each with
+    its option (:mod:`fairness_callback.cli_options`) and the option's help. ``"probe"`` (probe and
+    replay): every set with a command-line option, with its ``gender_help`` where it has one (it
+    replaces the gender probe), else its ``axis_help`` (it is probed beside); ``"demo"``: the sets the
+    demo offers beside its own gender probe (:data:`fairness_callback.demo.axes.DEMO_AXES`), with their
+    ``axis_help`` and only the list options the demo takes."""
+    from dataclasses import replace
 
-    offered = []
-    for spec in axis_specs(demo=True) if command == "demo" else probe_set_specs():
-        if not spec.cli:
-            continue
-        help_text = spec.cli.axis_help if command == "demo" else spec.cli.gender_help or spec.cli.axis_help
-        assert help_text is not None  # a CliOption has one of the two; axis_specs() returns those with axis_help
-        offered.append((spec, help_text))
+    from .cli_options import cli_options
+
+    offered: list[tuple[ProbeSetSpec, CliOption, str]] = []
+    if command == "demo":
+        from .demo.axes import DEMO_AXES
+
+        for spec, option in cli_options():
+            if spec.name in DEMO_AXES and option.axis_help is not None:
+                lists = tuple(entry for entry in option.lists if entry[0] in DEMO_AXES[spec.name])
+                offered.append((spec, replace(option, lists=lists), option.axis_help))
+        return offered
+    for spec, option in cli_options():
+        help_text = option.gender_help or option.axis_help
+        assert help_text is not None  # a CliOption has one of the two
+        offered.append((spec, option, help_text))
     return offered
 
 
@@ -100,14 +110,13 @@ def add_probe_set_options(group: argparse._ArgumentGroup, command: str) -> None:
     """One option per registered probe set that ``command`` offers (:func:`offered_sets`): ``--winobias``,
     ``--winogender``, ``--they``, ``--bbq``, ``--bbq-categories`` for probe and replay. A set that needs a
     directory takes ``DIR``, one that does not is a switch; each of its list options is ``--<flag>-<option>``."""
-    for spec, help_text in offered_sets(command):
-        assert spec.cli is not None
+    for spec, option, help_text in offered_sets(command):
         if spec.needs_directory:
-            group.add_argument(f"--{spec.cli.flag}", metavar="DIR", help=help_text)
+            group.add_argument(f"--{option.flag}", metavar="DIR", help=help_text)
         else:
-            group.add_argument(f"--{spec.cli.flag}", action="store_true", help=help_text)
-        for option, metavar, option_help in spec.cli.lists:
-            group.add_argument(f"--{spec.cli.flag}-{option}", metavar=metavar, help=option_help)
+            group.add_argument(f"--{option.flag}", action="store_true", help=help_text)
+        for name, metavar, option_help in option.lists:
+            group.add_argument(f"--{option.flag}-{name}", metavar=metavar, help=option_help)
 
 
 def add_probe_options(parser: argparse.ArgumentParser) -> None:
@@ -137,19 +146,19 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
 
 def check_axis_options(args: argparse.Namespace) -> None:
     """The directory options name directories; a list option (``--bbq-categories``) comes with its set's option."""
-    from .data.registry import probe_set_specs
+    from .cli_options import cli_options
 
-    specs = [(spec, spec.cli) for spec in probe_set_specs() if spec.cli is not None]
-    for spec, cli in specs:
-        value = getattr(args, cli.flag, None)
+    options = cli_options()
+    for spec, option in options:
+        value = getattr(args, option.flag, None)
         if spec.needs_directory and value and not Path(value).is_dir():
-            raise SystemExit(f"fairness-callback: error: --{cli.flag} {value!r} is not a directory")
-    for spec, cli in specs:
-        flag = cli.flag
-        for (option, _, _), key in zip(cli.lists, cli.list_keys):
+            raise SystemExit(f"fairness-callback: error: --{option.flag} {value!r} is not a directory")
+    for spec, option in options:
+        flag = option.flag
+        for (name, _, _), key in zip(option.lists, option.list_keys):
             if getattr(args, key, None) and not getattr(args, flag, None):
                 raise SystemExit(
-                    f"fairness-callback: error: --{flag}-{option} needs --{flag}" + (" DIR" if spec.needs_directory else "")
+                    f"fairness-callback: error: --{flag}-{name} needs --{flag}" + (" DIR" if spec.needs_directory else "")
                 )
 
 
@@ -157,16 +166,19 @@ def _list(text: str | None) -> list[str] | None:
     return [c for c in text.split(",") if c.strip()] if text else None
 
 
-def chosen_sets(args: argparse.Namespace, specs: Sequence[ProbeSetSpec], paths: bool = False) -> dict[str, Any]:
-    """The command-line values of ``specs``' options, by flag and ``<flag>_<option>`` (the keywords of
-    :func:`~fairness_callback.probe.suite.axis_probe_sets`): directories (as Paths with ``paths``),
-    switches, and list options split at commas (None where not given)."""
+def chosen_sets(
+    args: argparse.Namespace, offered: Sequence[tuple[ProbeSetSpec, CliOption]], paths: bool = False
+) -> dict[str, Any]:
+    """The command-line values of the ``offered`` sets' options, by the keywords of
+    :func:`~fairness_callback.probe.suite.axis_probe_sets` (and the demo's fields): the set's probe
+    name (its directory, as a Path with ``paths``, or its switch) and ``<probe name>_<option>`` of each
+    list option, split at commas (None where not given)."""
     chosen: dict[str, Any] = {}
-    for spec in specs:
-        assert spec.cli is not None
-        value = getattr(args, spec.cli.flag)
-        chosen[spec.cli.flag] = value and Path(value) if paths and spec.needs_directory else value
-        chosen.update({key: _list(getattr(args, key)) for key in spec.cli.list_keys})
+    for spec, option in offered:
+        value = getattr(args, option.flag)
+        chosen[spec.probe_name] = value and Path(value) if paths and spec.needs_directory else value
+        for (name, _, _), key in zip(option.lists, option.list_keys):
+            chosen[f"{spec.probe_name}_{name}"] = _list(getattr(args, key))
     return chosen
 
 
@@ -348,30 +360,29 @@ def build_parser() -> argparse.ArgumentParser:
 def make_probe(args: argparse.Namespace, tokenizer):
     """A :class:`FairnessProbe` configured from the shared probe options, or a
     :class:`~fairness_callback.probe.suite.ProbeSuite` (``gender`` first) when ``--they`` or ``--bbq`` add probes."""
+    from .cli_options import options_from_cli
     from .data import ProbeSet
     from .probe import FairnessProbe
     from .probe.suite import ProbeSuite, axis_probe_sets
 
     check_axis_options(args)
-    # Every set offered_sets() gives has a CliOption.
-    offered = [(spec, spec.cli) for spec, _ in offered_sets("probe") if spec.cli is not None]
-    replacing = [(spec, cli) for spec, cli in offered if cli.gender_help]
-    given = [(spec, cli) for spec, cli in replacing if getattr(args, cli.flag)]
+    offered = [(spec, option) for spec, option, _ in offered_sets("probe")]
+    given = [(spec, option) for spec, option in offered if option.gender_help and getattr(args, option.flag)]
     if len(given) > 1:
-        flags = " and ".join(f"--{cli.flag}" for _, cli in given)
+        flags = " and ".join(f"--{option.flag}" for _, option in given)
         raise SystemExit(
             f"fairness-callback: error: {flags} {'both' if len(given) == 2 else 'all'} name the gender probe set; give one"
         )
     options = dict(seeds=args.seeds, batch_size=args.batch_size, normalize=args.normalize, prefix_sharing=args.prefix_sharing)
     try:
         if given:
-            spec, cli = given[0]
-            chosen = chosen_sets(args, [spec])
-            gender = spec.load(**spec.options_from_cli(chosen[cli.flag], chosen))
+            spec, option = given[0]
+            lists = {key: _list(getattr(args, key)) for key in option.list_keys}
+            gender = spec.load(**options_from_cli(spec, option, getattr(args, option.flag), lists))
         else:
             gender = ProbeSet.default()  # WinoBias from $FAIRNESS_WINOBIAS_DIR, else the built-in set
         probes = {"gender": FairnessProbe(tokenizer, gender, **options)}
-        others = axis_probe_sets(**chosen_sets(args, [spec for spec, cli in offered if not cli.gender_help]))
+        others = axis_probe_sets(**chosen_sets(args, [(spec, option) for spec, option in offered if not option.gender_help]))
         probes.update({name: FairnessProbe(tokenizer, probe_set, **options) for name, probe_set in others.items()})
     except (OSError, ValueError) as error:
         raise SystemExit(f"fairness-callback: error: cannot read the probe set: {error}") from None
@@ -402,7 +413,7 @@ def run_probe(args: argparse.Namespace) -> int:
     )
     for name, result in results.items():
         info = result.info
-        unit = "BBQ items" if info["task"] == "bbq" else "sentences"
+        unit = {"gender": "sentences", "bbq": "BBQ items"}.get(info["task"], "items")
         print(
             f"{'probe ' + repr(name) + ': ' if name else ''}model {args.model}: {info['num_prompts']:,} prompts from "
             f"{info['num_sentences']:,} {unit} ({info['probe_set']}), {info['seconds']:.1f} s, "
@@ -496,7 +507,7 @@ def run_demo(args: argparse.Namespace) -> int:
         probe_sentences=args.probe_sentences,
         early_stopping=not args.no_early_stopping,
         axis_prompts=args.axis_prompts,
-        **chosen_sets(args, [spec for spec, _ in offered_sets("demo")], paths=True),
+        **chosen_sets(args, [(spec, option) for spec, option, _ in offered_sets("demo")], paths=True),
     )
     if config.model == "smollm2":
         from .offline.model_loading import require_gguf, smollm2_gguf

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, NamedTuple
 
-from .registry import CliOption, register_probe_set
+from .registry import register_probe_set
 from .sentence import ItemKind, ProbeSet
 
 __all__ = [
@@ -149,6 +149,11 @@ class BBQItem:
         """The role of the correct answer: "unknown" for an ambiguous context."""
         return self.roles[self.label]
 
+    def count_labels(self) -> tuple[str, str]:
+        """What :meth:`~fairness_callback.data.sentence.ProbeSet.counts` counts the item under: its
+        context condition, its category."""
+        return (self.condition, self.category)
+
 
 #: Reasons an item is unmatched.
 NEITHER_TARGETED = "neither answer's group is in stereotyped_groups"
@@ -229,13 +234,6 @@ def _bbq_axes(directory: str | os.PathLike, categories: Sequence[str] | None = N
     needs_directory=True,
     axes=_bbq_axes,
     description="BBQ's official <Category>.jsonl files (nyu-mll/BBQ), every category by default",
-    cli=CliOption(
-        "bbq",
-        axis_help="also probe BBQ's social axes from the official files in DIR "
-        "(one probe per category, named by it in lower case)",
-        lists=(("categories", "A,B", "BBQ categories (file stems, e.g. Religion,Age; default all)"),),
-        demo=True,
-    ),
 )
 def bbq_probe_set(directory: str | os.PathLike, categories: Sequence[str] | None = None) -> ProbeSet:
     """BBQ items from the official files in ``directory`` (:meth:`ProbeSet.from_bbq`); ``left_out``

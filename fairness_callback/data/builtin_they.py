@@ -12,7 +12,7 @@ import re
 
 from .builtin import parse_record, read_package_sentences
 from .occupations import stereotyped_gender
-from .registry import CliOption, register_probe_set
+from .registry import register_probe_set
 from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
 __all__ = [
@@ -67,7 +67,7 @@ def load_builtin_they() -> list[ProbeSentence]:
     "builtin-they",
     task="they",
     description="the package's own singular-they sentences (data/BUILTIN_THEY.md)",
-    cli=CliOption("they", axis_help="also probe the built-in singular-they set (probe 'they')", demo=True),
+    probe_name="they",
 )
 def builtin_they_probe_set() -> ProbeSet:
     """The built-in singular-they set (:meth:`ProbeSet.builtin_they`)."""

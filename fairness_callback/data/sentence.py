@@ -6,13 +6,14 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
     "BBQFields",
     "FEMALE_PRONOUNS",
     "Gender",
     "GENDERS",
+    "item_count_labels",
     "item_id",
     "item_kind",
     "ITEM_KINDS",
@@ -56,9 +57,14 @@ def pronoun_gender(pronoun: str) -> Gender | None:
     return None
 
 
-#: What a probe item is, and so how it is prompted and scored: ``"sentence"`` (a :class:`ProbeSentence`,
-#: the gender task) or ``"bbq"`` (a :class:`~fairness_callback.data.bbq.BBQItem`, the BBQ task).
-ItemKind = Literal["sentence", "bbq"]
+#: What a probe item is, and so how it is prompted and scored: a name, the item's ``kind``. The package's
+#: own (:data:`ITEM_KINDS`): ``"sentence"`` (a :class:`ProbeSentence`, the gender task) and ``"bbq"``
+#: (a :class:`~fairness_callback.data.bbq.BBQItem`, the BBQ task). A new kind is a class of items
+#: whose ``kind`` is its name, a task that holds them
+#: (:func:`~fairness_callback.data.registry.register_task`) and, in the probe, its prompts
+#: (:func:`~fairness_callback.probe.item_kinds.register_item_kind`).
+ItemKind: TypeAlias = str
+#: The package's own item kinds.
 ITEM_KINDS: tuple[str, ...] = ("sentence", "bbq")
 
 
@@ -67,7 +73,11 @@ class ProbeItem(Protocol):
     """What every item of a :class:`ProbeSet` has: an ``item_id``, unique in its set (a sentence's
     ``sentence_id``, a BBQ item's own), and its ``kind`` (:data:`ItemKind`), which says how the probe
     prompts and scores it. :class:`ProbeSentence` and :class:`~fairness_callback.data.bbq.BBQItem`
-    implement it."""
+    implement it.
+
+    An item may also have ``count_labels()``, the labels :meth:`ProbeSet.counts` counts it under
+    (a sentence: its gender and stereotype; a BBQ item: its condition and category; without it, its
+    kind), and ``occupations``, the occupations it mentions (:meth:`ProbeSet.occupations`)."""
 
     @property
     def item_id(self) -> str: ...
@@ -95,6 +105,12 @@ def item_kind(item: object) -> ItemKind:
     if isinstance(item, ProbeItem):
         return item.kind
     return "bbq" if isinstance(item, BBQFields) else "sentence"
+
+
+def item_count_labels(item: object) -> tuple[str, ...]:
+    """The labels :meth:`ProbeSet.counts` counts an item under: its ``count_labels()``, else its kind."""
+    labels = getattr(item, "count_labels", None)
+    return tuple(labels()) if callable(labels) else (item_kind(item),)
 
 
 def item_id(item: object) -> str:
@@ -146,6 +162,15 @@ class ProbeSentence:
     def item_id(self) -> str:
         """The :class:`ProbeItem` id: ``sentence_id``."""
         return self.sentence_id
+
+    @property
+    def occupations(self) -> tuple[str, str]:
+        """The two occupations the sentence mentions: ``referent``, ``other``."""
+        return (self.referent, self.other)
+
+    def count_labels(self) -> tuple[str, str]:
+        """What :meth:`ProbeSet.counts` counts the sentence under: its gender, its stereotype (``"unlabelled"``: none)."""
+        return (self.gender, self.stereotype or "unlabelled")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -269,27 +294,22 @@ class ProbeSet(Sequence[ProbeItem]):
 
     @property
     def kind(self) -> ItemKind:
-        """The kind of the set's items (:data:`ItemKind`, read from its first item): ``"sentence"`` or ``"bbq"``."""
+        """The kind of the set's items (:data:`ItemKind`, read from its first item): ``"sentence"``, ``"bbq"``, ..."""
         return item_kind(self._items[0])
 
     def __repr__(self) -> str:
         return f"ProbeSet(name={self.name!r}, sentences={len(self)})"
 
     def counts(self) -> dict[str, int]:
-        """Sentence counts by pronoun gender and by stereotype; for BBQ items, by context condition
-        and by category (for summaries and tests)."""
-        items: tuple[Any, ...] = self._items  # BBQItems or ProbeSentences, by kind (ProbeItem has neither's fields)
-        if self.kind == "bbq":
-            counts = Counter(item.condition for item in items)
-            counts.update(item.category for item in items)
-            return dict(counts)
-        counts = Counter(s.gender for s in items)
-        counts.update(s.stereotype or "unlabelled" for s in items)
+        """Item counts by each of the items' count labels (for summaries and tests): sentences by pronoun
+        gender and by stereotype, BBQ items by context condition and by category; an item without
+        ``count_labels()`` is counted under its kind. The first label of every item comes first."""
+        labels = [item_count_labels(item) for item in self._items]
+        counts: Counter[str] = Counter()
+        for position in range(max(len(each) for each in labels)):
+            counts.update(each[position] for each in labels if len(each) > position)
         return dict(counts)
 
     def occupations(self) -> set[str]:
-        """The occupations the sentences mention (empty for BBQ items)."""
-        if self.kind != "sentence":
-            return set()
-        sentences: tuple[Any, ...] = self._items  # ProbeSentences (ProbeItem does not declare their fields)
-        return {s.referent for s in sentences} | {s.other for s in sentences}
+        """The occupations the items mention (their ``occupations``; none for BBQ items)."""
+        return {occupation for item in self._items for occupation in getattr(item, "occupations", ())}

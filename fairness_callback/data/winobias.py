@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from .occupations import OCCUPATIONS
-from .registry import CliOption, register_probe_set
+from .registry import register_probe_set
 from .sentence import ProbeSentence, ProbeSet, pronoun_gender
 
 __all__ = [
@@ -96,10 +96,6 @@ def load_winobias(
     task="gender",
     needs_directory=True,
     description="the official WinoBias files (uclanlp/corefBias), Type 2 dev + test by default",
-    cli=CliOption(
-        "winobias",
-        gender_help="official WinoBias files instead of the built-in probe set (default: $FAIRNESS_WINOBIAS_DIR if set)",
-    ),
 )
 def winobias_probe_set(
     directory: str | os.PathLike,

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .registry import CliOption, register_probe_set
+from .registry import register_probe_set
 from .sentence import GENDERS, ProbeSentence, ProbeSet, pronoun_gender
 
 __all__ = [
@@ -143,14 +143,6 @@ def load_winogender(directory: str | os.PathLike, someone: Literal["exclude"] = 
     task="gender",
     needs_directory=True,
     description="Winogender's all_sentences.tsv (rudinger/winogender-schemas); he / she, and they beside",
-    cli=CliOption(
-        "winogender",
-        gender_help="Winogender's all_sentences.tsv in DIR as the gender probe "
-        "(he / she like WinoBias; 'they' sentences reported as they/...)",
-        axis_help="also probe Winogender's all_sentences.tsv in DIR (probe 'winogender', its 'they' "
-        "sentences as winogender/they/...)",
-        demo=True,
-    ),
 )
 def winogender_probe_set(directory: str | os.PathLike, someone: Literal["exclude"] = "exclude") -> ProbeSet:
     """Winogender's files in ``directory`` (:meth:`ProbeSet.from_winogender`); ``left_out`` counts the

@@ -27,6 +27,7 @@ from ..probe.keys import MetricKey
 from ..probe.suite import axis_probe_sets
 from ..training.history import HISTORY_FILENAME, is_stop, read_run
 from ..training.stopping import DEFAULT_RULE, StopRule, make_stop_rule
+from .axes import demo_axis_fields
 from .corpus import SkewedCorpus
 from .tiny_model import TokenBlocks, tiny_gpt_neox, train_bpe_tokenizer
 
@@ -204,19 +205,14 @@ class DemoConfig:
         return 0 < self.skew_from_step < self.steps
 
     def axis_options(self) -> dict[str, Any]:
-        """The other axes' fields (``winogender``, ``they``, ``bbq``, ``bbq_categories``: the registered
-        sets the demo offers, :func:`fairness_callback.data.registry.axis_specs`), None where unset."""
-        from ..data.registry import axis_specs
-
-        names = [key for spec in axis_specs(demo=True) if spec.cli is not None for key in (spec.cli.flag, *spec.cli.list_keys)]
-        return {name: getattr(self, name) or None for name in names}
+        """The other axes' fields (``winogender``, ``they``, ``bbq``, ``bbq_categories``: those of the
+        sets the demo offers, :func:`fairness_callback.demo.axes.demo_axis_fields`), None where unset."""
+        return {name: getattr(self, name) or None for fields in demo_axis_fields().values() for name in fields}
 
     @property
     def several_probes(self) -> bool:
         """Whether other axes are probed beside gender (every metric key then starts ``gender/``, ...)."""
-        from ..data.registry import axis_specs
-
-        return any(getattr(self, spec.cli.flag) for spec in axis_specs(demo=True) if spec.cli is not None)
+        return any(getattr(self, fields[0]) for fields in demo_axis_fields().values())
 
     def early_stopping_policy(self) -> StopRule | None:
         """The run's stop rule: ``stop_rule``'s ``"rule"`` (default: the package's) with its other

@@ -13,43 +13,31 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 
-from ..data.sentence import ProbeItem, ProbeSet, item_id, item_kind  # item_id: re-exported (fairness_callback.probe)
+from ..data.sentence import ProbeSet, item_id  # item_id: re-exported (fairness_callback.probe)
 from .distributed import gather_from_ranks, max_over_ranks, shard_indices, world
 from .encoding import EncodedPrompts
 from .faults import ProbeFailure, describe, is_out_of_memory, release_memory
 from .growth import GapUnits
+from .item_kinds import kind_of_items
 from .keys import MetricKey
 from .metrics import compute_metrics, jsd_parts, seed_metrics, split_subsets
-from .prompts import (
-    DEFAULT_BBQ_TEMPLATE,
-    DEFAULT_OPTIONS,
-    DEFAULT_SEEDS,
-    DEFAULT_TEMPLATE,
-    PromptConfig,
-    PromptSet,
-    build_bbq_prompts,
-    build_prompts,
-)
+from .prompts import DEFAULT_SEEDS, PromptConfig, PromptSet
 from .scoring import OptionScores, choose_path, iter_scores, model_device, unwrap_model
-from .tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from .tasks import GENDER_TASK, ProbeTask
 
 __all__ = [
     "FairnessProbe",
     "fixed_subset",
-    "is_bbq_set",
     "Normalize",
     "PREFIX_SHARING",
     "preserved_state",
     "ProbeResult",
 ]
-
-if TYPE_CHECKING:
-    from ..data.sentence import ProbeSentence
 
 log = logging.getLogger("fairness_callback")
 
@@ -150,11 +138,6 @@ def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: in
 PREFIX_SHARING = ("auto", "tree", "cache", "off")
 
 
-def is_bbq_set(probe_set: Sequence[ProbeItem]) -> bool:
-    """True for a set of BBQ items (item kind ``"bbq"``), False for gender sentences."""
-    return len(probe_set) > 0 and item_kind(probe_set[0]) == "bbq"
-
-
 class FairnessProbe:
     """Measures a causal LM's bias on multiple-choice prompts, on the model as it is in memory.
 
@@ -166,12 +149,15 @@ class FairnessProbe:
         tokenizer: the model's Hugging Face tokenizer, or a path / hub id to load one from. It is
             only read (its padding side and pad token are left as they are).
         probe_set: what to probe: a :class:`ProbeSet` of gender sentences (WinoBias, Winogender,
-            the built-in sets) or of BBQ items, or a :class:`~fairness_callback.probe.prompts.PromptSet`
-            (a task of your own, as data); default :meth:`ProbeSet.default` (official WinoBias
-            Type 2 if ``winobias_dir`` or ``$FAIRNESS_WINOBIAS_DIR`` is given, else the built-in set).
+            the built-in sets), of BBQ items or of items of a registered kind of one's own (their kind
+            builds their prompts: :mod:`~fairness_callback.probe.item_kinds`), or a
+            :class:`~fairness_callback.probe.prompts.PromptSet` (a task of your own, as data); default
+            :meth:`ProbeSet.default` (official WinoBias Type 2 if ``winobias_dir`` or
+            ``$FAIRNESS_WINOBIAS_DIR`` is given, else the built-in set).
         template: the prompt template (see :class:`~fairness_callback.probe.prompts.PromptConfig`);
-            None: the task's default (gender: ``DEFAULT_TEMPLATE``, BBQ: ``DEFAULT_BBQ_TEMPLATE``).
-        options: gender: text shown for each answer group, keyed by ``male``, ``female``, ``not_specified``.
+            None: the item kind's default (gender: ``DEFAULT_TEMPLATE``, BBQ: ``DEFAULT_BBQ_TEMPLATE``).
+        options: gender: text shown for each answer group, keyed by ``male``, ``female``, ``not_specified``
+            (a kind that takes none, such as BBQ's, refuses them).
         seeds: option-order seeds (default 0-4).
         batch_size: prompts per forward call (with shared prefixes: whole sentences, up to this many
             prompts; at least one sentence).
@@ -231,6 +217,7 @@ class FairnessProbe:
         self.seeds = tuple(int(seed) for seed in seeds)
         self.probe_set: ProbeSet | PromptSet
         self.prompt_set: PromptSet
+        self.config: PromptConfig | None
         if isinstance(probe_set, PromptSet):
             if max_prompts:
                 raise ValueError("max_prompts needs a ProbeSet (whole items are chosen); a PromptSet is scored whole")
@@ -238,26 +225,15 @@ class FairnessProbe:
             self.full_size = len({p.sentence_id for p in probe_set.prompts})
             self.probe_set, self.prompt_set = probe_set, probe_set
         else:
-            bbq = is_bbq_set(probe_set)
-            self.config = (
-                None
-                if bbq
-                else PromptConfig(
-                    template=template or DEFAULT_TEMPLATE, options=options or dict(DEFAULT_OPTIONS), seeds=self.seeds
-                )
-            )
-            if bbq and options is not None:
-                raise ValueError("options: a BBQ probe shows each item's own answers and scores their letters")
+            kind = kind_of_items(probe_set)  # the items' kind builds their prompts (probe/item_kinds.py)
+            kind.check_options(options)
+            if not self.seeds:
+                raise ValueError("seeds must name at least one option-order seed")
             self.full_size = len(probe_set)
-            per_item = len(self.seeds) * (1 if bbq else 2)
-            items = fixed_subset(probe_set, max_prompts, per_item) if max_prompts else probe_set
+            items = fixed_subset(probe_set, max_prompts, kind.prompts_per_item(self.seeds)) if max_prompts else probe_set
             self.probe_set = items
-            if bbq:
-                prompts = build_bbq_prompts(items, template or DEFAULT_BBQ_TEMPLATE, self.seeds)
-                self.prompt_set = PromptSet(BBQ_TASK, tuple(prompts), getattr(items, "name", "bbq"))
-            else:
-                sentences = cast("Sequence[ProbeSentence]", items)  # not a BBQ set: its items are ProbeSentences
-                self.prompt_set = PromptSet(GENDER_TASK, tuple(build_prompts(sentences, self.config)), items.name)
+            self.config, prompts = kind.build_prompts(items, template or kind.default_template, options, self.seeds)
+            self.prompt_set = PromptSet(kind.task, tuple(prompts), getattr(items, "name", kind.name))
         self.task: ProbeTask = self.prompt_set.task
         self.prompts = list(self.prompt_set.prompts)
         self.encoded = EncodedPrompts(tokenizer, self.prompts, self.task.groups)

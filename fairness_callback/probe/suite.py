@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..data import ProbeSet
+from ..data.registry import ProbeSetSpec, probe_set_specs
 from .distributed import gather_from_ranks, max_over_ranks, world
 from .fairness_probe import FairnessProbe, ProbeResult
 from .faults import ProbeFailure, describe
@@ -22,6 +23,7 @@ from .keys import METRIC_KINDS
 from .tasks import ProbeTask
 
 __all__ = [
+    "axis_keywords",
     "axis_probe_sets",
     "GuardedRun",
     "ProbeSuite",
@@ -139,28 +141,40 @@ def run_guarded(probes: Mapping[str, Any] | Mapping[str | None, Any], model: tor
     return outcome
 
 
+def axis_keywords(spec: ProbeSetSpec) -> dict[str, str | None]:
+    """The keywords of :func:`axis_probe_sets` for the registered set ``spec``, each with the loader
+    option it gives: its probe name (the directory, or None for a set without one: a switch), then
+    ``<probe name>_<option>`` of each of its loader's other options (BBQ: ``bbq_categories``)."""
+    keywords: dict[str, str | None] = {spec.probe_name: "directory" if spec.needs_directory else None}
+    keywords.update({f"{spec.probe_name}_{option}": option for option in spec.options if option != "directory"})
+    return keywords
+
+
 def axis_probe_sets(**chosen: Any) -> dict[str, ProbeSet]:
-    """The probe sets of the other axes, by probe name, for the registered sets' command-line options
-    (:class:`~fairness_callback.data.registry.CliOption` with ``axis_help``), in registration order:
+    """The probe sets of the other axes, by probe name, for the registered sets chosen by their probe
+    names (:attr:`~fairness_callback.data.registry.ProbeSetSpec.probe_name`), in registration order:
     ``winogender=DIR`` (probe ``"winogender"``), ``they=True`` (the built-in singular-they set, probe
     ``"they"``), ``bbq=DIR`` with ``bbq_categories`` (one per BBQ category in ``bbq``, default every file
-    there, named by the category in lower case: ``religion``, ``race_ethnicity``); None or False: not
-    probed. The CLI's ``--they`` / ``--bbq`` / ``--bbq-categories`` for ``probe``, ``replay`` and ``demo``
-    (and the demo's ``--winogender``) all read them here; a missing or malformed file raises (OSError,
-    ValueError naming the file and line), a keyword that no registered set has, TypeError.
+    there, named by the category in lower case: ``religion``, ``race_ethnicity``); a set's other loader
+    options are ``<probe name>_<option>`` (:func:`axis_keywords`). None or False: not probed. The
+    command line (``probe``, ``replay``, ``demo``) and the demo read them here; a missing or malformed
+    file raises (OSError, ValueError naming the file and line), a keyword that no registered set has,
+    TypeError.
     """
-    from ..data.registry import axis_specs
-
-    specs = axis_specs()
-    known = [key for spec in specs if spec.cli is not None for key in (spec.cli.flag, *spec.cli.list_keys)]
+    specs = probe_set_specs()
+    keywords = {spec.name: axis_keywords(spec) for spec in specs}
+    known = [key for each in keywords.values() for key in each]
     unknown = [key for key in chosen if key not in known]
     if unknown:
         raise TypeError(f"axis_probe_sets() got unexpected keyword(s) {unknown}; the registered sets' are {known}")
     sets: dict[str, ProbeSet] = {}
     for spec in specs:
-        assert spec.cli is not None
-        value = chosen.get(spec.cli.flag)
+        value = chosen.get(spec.probe_name)
         if value is None or value is False or not (spec.needs_directory or value):
             continue
-        sets.update(spec.as_axes(**spec.options_from_cli(value, chosen)))
+        options = {"directory": value} if spec.needs_directory else {}
+        for key, option in keywords[spec.name].items():
+            if key != spec.probe_name and option is not None and chosen.get(key) is not None:
+                options[option] = chosen[key]
+        sets.update(spec.as_axes(**options))
     return sets
