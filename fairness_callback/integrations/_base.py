@@ -50,6 +50,8 @@ class TrackerAdapter:
     framework: str = "custom"
     #: The framework's held-out loss, the tracker's ``loss_key``.
     loss_key: str = "val_loss"
+    #: Built from a configuration file rather than by the user's code (it gives way to one that was).
+    added_by_config: bool = False
 
     def __init__(
         self,
@@ -127,7 +129,7 @@ class TrackerAdapter:
         checkpoint state or history file (each would overwrite or interleave the other's)."""
         mine = self._default_history_path(default_dir)
         for other in callbacks:
-            if other is self or not isinstance(other, TrackerAdapter):
+            if other is self or not isinstance(other, TrackerAdapter) or other.added_by_config:
                 continue
             if other.state_key == self.state_key:
                 raise ValueError(
