@@ -12,6 +12,7 @@ from .probe.encoding import AnswerTokenError
 from .probe.prompts import PromptConfig
 from .probe.suite import ProbeSuite
 from .probe.tasks import BBQ_TASK, GENDER_TASK, ProbeTask
+from .training.alerts import Alerts
 from .training.history import read_history, read_run
 from .training.stopping import (
     FairnessEarlyStopping,
@@ -84,6 +85,7 @@ def __dir__() -> list[str]:
 # The entry points and the types a user holds; everything else is importable from its module
 # (docs/contributing.md, "What is public").
 __all__ = [
+    "Alerts",
     "AnswerTokenError",
     "BBQ_TASK",
     "FairnessEarlyStopping",

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairness_callback import FairnessEarlyStopping, FairnessProbe, ProbeResult, ProbeSet
+from fairness_callback import GENDER_TASK, FairnessEarlyStopping, FairnessProbe, ProbeResult, ProbeSet
 from fairness_callback.demo.tiny_model import TokenBlocks, probe_texts, tiny_gpt_neox, train_bpe_tokenizer
 
 
@@ -113,6 +113,34 @@ class ScriptedGapProbe(FairnessProbe):
         return result
 
 
+class ScriptedMetricsProbe:
+    """A probe object that scores nothing: run ``c`` (0-based) gives ``jsdp/gap`` = ``gaps[c]`` (the
+    last one after the list) and its ``jsdp/abs_gap``, or raises a RuntimeError for ``c`` in ``fail_on``.
+
+    For the tracker's parts that act on a probe's numbers only (alerts, votes): no model is run, so
+    the "model" may be anything; under ``torch.distributed`` the tracker still makes its collectives.
+    """
+
+    task = GENDER_TASK
+    fairness_key = "jsdp/gap"
+    prompt_set = None
+
+    def __init__(self, gaps: Sequence[float] = (0.0,), fail_on: Sequence[int] = ()) -> None:
+        self.gaps, self.fail_on = list(gaps), set(fail_on)
+        self.calls = 0
+
+    def __len__(self) -> int:
+        return 1
+
+    def run(self, model, distributed: bool = False) -> ProbeResult:
+        call = self.calls
+        self.calls += 1
+        if call in self.fail_on:
+            raise RuntimeError(f"scripted probe failure (run {call})")
+        gap = self.gaps[min(call, len(self.gaps) - 1)]
+        return ProbeResult({"jsdp/gap": gap, "jsdp/abs_gap": abs(gap)}, [], {})
+
+
 class FailingProbe(FairnessProbe):
     """A real probe that raises on the runs listed in ``fail_on`` (0-based)."""
 
@@ -180,6 +208,31 @@ def read_wandb_run(run_file: Path, timeout: float = 30.0) -> tuple[list[dict], i
         if exit_code is not None or time.monotonic() > deadline:
             return rows, exit_code
         time.sleep(0.2)
+
+
+def read_wandb_alerts(run_file: Path, timeout: float = 30.0) -> list[dict]:
+    """The alerts (``{"title", "text", "level"}``) an offline W&B run recorded, read once the run's exit
+    record is in (or after ``timeout`` seconds). Offline, ``run.alert`` writes an ``AlertRecord`` to the
+    run file (wandb 0.31), which ``wandb sync`` would send on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alerts, done = [], False
+        for record in wandb_records(run_file):
+            if record.HasField("alert"):
+                alerts.append({"title": record.alert.title, "text": record.alert.text, "level": record.alert.level})
+            elif record.HasField("exit"):
+                done = True
+        if done or time.monotonic() > deadline:
+            return alerts
+        time.sleep(0.2)
+
+
+def offline_wandb(monkeypatch, directory: Path) -> None:
+    """W&B offline, quiet, its files under ``directory`` (nothing written outside it)."""
+    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(directory))
 
 
 class Fault:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..probe import FairnessProbe
+from ..training.alerts import Alerts
 from ..training.history import HISTORY_FILENAME
 from ..training.sinks import write_layout
 from ..training.stopping import StopReason, StopRule
@@ -26,8 +27,9 @@ class TrackerAdapter:
 
     Args:
         every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-            log_all_metrics, probe_budget, probes: passed to the tracker; each is documented once, in
-            :class:`~fairness_callback.FairnessTracker`. What an adapter sets differently:
+            log_all_metrics, probe_budget, probes, alerts: passed to the tracker; each is documented
+            once, in :class:`~fairness_callback.FairnessTracker` (``alerts``: an
+            :class:`~fairness_callback.Alerts`). What an adapter sets differently:
             ``log`` (metrics go through the framework's own loggers), ``loss_key`` (the
             framework's held-out loss: :attr:`loss_key`), the default ``history_path`` (the run's
             output folder) and the default tokenizer (the framework's); each adapter's docstring
@@ -66,6 +68,7 @@ class TrackerAdapter:
         probe_budget: float | None = None,
         probes: Mapping[str, FairnessProbe] | None = None,
         name: str | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name or "/" in name or name != name.strip()):
@@ -86,6 +89,7 @@ class TrackerAdapter:
             probe_budget=probe_budget,
             probes=probes,
             loss_key=self.loss_key,
+            alerts=alerts,
         )
         self.tracker.framework = self.framework
         self._history_path = Path(history_path) if history_path is not None else None

@@ -29,6 +29,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import CallbackHandler, ExportableState
 
 from ..probe import FairnessProbe
+from ..training.alerts import Alerts
 from ..training.stopping import StopRule
 from ._base import TrackerAdapter
 
@@ -41,7 +42,7 @@ log = logging.getLogger("fairness_callback")
 OLD_STATE_KEY = "fairness_callback"
 #: Constructor arguments that JSON cannot carry, so transformers cannot rebuild a callback given
 #: them (``restore_callback_states_from_checkpoint=True`` rebuilds callbacks from their ``state()``).
-_OBJECT_ARGUMENTS = ("probe", "probes", "tokenizer", "early_stopping")
+_OBJECT_ARGUMENTS = ("probe", "probes", "tokenizer", "early_stopping", "alerts")
 
 
 def calling_handler() -> CallbackHandler | None:
@@ -81,12 +82,14 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
 
     Args:
         every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-            log_all_metrics, probe_budget, probes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`
+            log_all_metrics, probe_budget, probes, alerts: see :class:`~fairness_callback.integrations._base.TrackerAdapter`
             (documented in :class:`~fairness_callback.FairnessTracker`). Here the default probe is
             built from ``tokenizer``, else the Trainer's ``processing_class``; the held-out loss
             is ``eval_loss``; ``history_path`` defaults to ``<output_dir>/fairness_history.jsonl``
             (the run id is saved with each checkpoint, so a resumed run continues its own run and
-            a new ``train()`` in the same folder starts another).
+            a new ``train()`` in the same folder starts another); ``alerts`` go to the W&B run that
+            ``report_to=["wandb"]`` starts (the global ``wandb.run``) and the Trackio run of
+            ``report_to=["trackio"]``.
         probe_on_evaluate: also probe at each evaluation not already probed at that step, so the
             ``eval_fairness/...`` metrics are of the evaluated weights.
         name: see :class:`~fairness_callback.integrations._base.TrackerAdapter`.
@@ -111,6 +114,7 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
         probes: Mapping[str, FairnessProbe] | None = None,
         probe_on_evaluate: bool = True,
         name: str | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         super().__init__(
             every_n_steps,
@@ -124,6 +128,7 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
             probe_budget,
             probes,
             name,
+            alerts,
         )
         self.probe_on_evaluate = probe_on_evaluate
         # What state() gives transformers to rebuild this callback from JSON, and what it cannot.
@@ -138,7 +143,7 @@ class HFFairnessCallback(TrackerAdapter, TrainerCallback, ExportableState):
             "name": name,
             **({"tokenizer": tokenizer} if isinstance(tokenizer, str) else {}),
         }
-        given = {"probe": probe, "probes": probes, "tokenizer": tokenizer, "early_stopping": early_stopping}
+        given = {"probe": probe, "probes": probes, "tokenizer": tokenizer, "early_stopping": early_stopping, "alerts": alerts}
         self._not_in_json = [key for key in _OBJECT_ARGUMENTS if given[key] is not None and key not in self._json_arguments]
         self._handler: CallbackHandler | None = None
         self._start_pending = False

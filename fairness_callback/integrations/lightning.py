@@ -22,9 +22,10 @@ from .._extras import require
 require("lightning", "fairness_callback's Lightning callback")
 # The imports below come after require(), so that without lightning the error says what to install (MissingExtraError).
 import lightning.pytorch as pl  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger  # noqa: E402
 
 from ..probe import FairnessProbe  # noqa: E402
+from ..training.alerts import Alerts  # noqa: E402
 from ..training.stopping import StopRule  # noqa: E402
 from ._base import TrackerAdapter  # noqa: E402
 
@@ -44,12 +45,13 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
 
     Args:
         every_n_steps, probe, tokenizer, early_stopping, probe_at_start, history_path, on_error,
-            log_all_metrics, probe_budget, probes: see :class:`~fairness_callback.integrations._base.TrackerAdapter`
+            log_all_metrics, probe_budget, probes, alerts: see :class:`~fairness_callback.integrations._base.TrackerAdapter`
             (documented in :class:`~fairness_callback.FairnessTracker`). Here the default probe is
             built from ``tokenizer``, else ``pl_module.tokenizer``, else
             ``trainer.datamodule.tokenizer``; the held-out loss is ``val_loss``; ``history_path``
             defaults to ``<trainer.log_dir>/fairness_history.jsonl`` (the logger's folder for this
-            run, e.g. ``lightning_logs/version_3``), or ``<default_root_dir>/...`` without a logger.
+            run, e.g. ``lightning_logs/version_3``), or ``<default_root_dir>/...`` without a logger;
+            ``alerts`` go to the run of the trainer's ``WandbLogger`` when it has one.
         model_attr: attribute of the LightningModule that holds the causal LM (e.g. a Hugging Face
             model at ``self.model``); if the module has no such attribute, the LightningModule
             itself is called with ``input_ids`` / ``attention_mask``.
@@ -75,6 +77,7 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
         probes: Mapping[str, FairnessProbe] | None = None,
         model_attr: str = "model",
         name: str | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         super().__init__(
             every_n_steps,
@@ -88,6 +91,7 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
             probe_budget,
             probes,
             name,
+            alerts,
         )
         self.model_attr = model_attr
         self._step_at_batch_start: int | None = None
@@ -104,6 +108,11 @@ class LightningFairnessCallback(TrackerAdapter, pl.Callback):
         default_dir = trainer.log_dir or trainer.default_root_dir
         self._check_siblings(trainer.callbacks, default_dir)
         self._run_files = {"tokenizer": tokenizer, "default_history_path": self._default_history_path(default_dir)}
+        if self.tracker.alerts is not None:
+            # The run of the trainer's WandbLogger (its experiment is read when an alert is sent), else
+            # the global wandb.run; looked up at every fit, so a reused callback never alerts an old run.
+            wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+            self.tracker.alerts.use_wandb(wandb_loggers[0] if wandb_loggers else None)
         # Lightning restores a checkpoint's callback state (load_state_dict) after setup.
         self.tracker.reset()
 

@@ -30,10 +30,11 @@ from ..probe.growth import GapUnits
 from ..probe.keys import MetricKey
 from ..probe.suite import ProbeSuite, run_guarded
 from ..probe.tasks import GENDER_TASK, ProbeTask
+from .alerts import Alerts
 from .history import new_run_id
 from .recorder import HistoryRecorder
 from .schedule import ProbeSchedule
-from .sinks import MetricsLog
+from .sinks import MetricsLog, WandbSink
 from .stopping import StopDecision, StopReason, StopRule
 from .sudden_change import SuddenChangeDetector
 from .vote import RankVote, vote
@@ -148,17 +149,24 @@ class FairnessTracker:
             ``eval_loss`` / ``val_loss``).
         autocast: a context manager factory (e.g. ``lambda: torch.autocast("cuda", torch.bfloat16)``)
             entered around each probe, to score in the training precision; None: as the model is.
+        alerts: an :class:`~.alerts.Alerts`: one message to a person (the W&B or Trackio run's
+            alert, or a callable ``on_alert(title, text)``) when the stop fires, and opt-in when a
+            fairness key first crosses a level or a probe fails; rank 0 sends, at most one every
+            ``min_interval_s`` but the stop. A W&B run given as ``log`` is the run it alerts.
+            None: no alert.
 
     The tracker is made of parts, each with one job and its own tests: :attr:`schedule`
     (:class:`~.schedule.ProbeSchedule`: when to probe), :attr:`metrics_log`
     (:class:`~.sinks.MetricsLog`: what goes to the loggers), a :class:`~.recorder.HistoryRecorder`
-    (the history lines), the stop rule, and :func:`~.vote.vote` (the one collective after a
-    probe). Its own methods: :meth:`start`, :meth:`step`, :meth:`probe_now`, :meth:`update_loss`,
-    :meth:`state_dict` / :meth:`load_state_dict` and :meth:`reset`.
+    (the history lines), the stop rule, :func:`~.vote.vote` (the one collective after a
+    probe) and :attr:`alerts` (:class:`~.alerts.Alerts`, when given). Its own methods:
+    :meth:`start`, :meth:`step`, :meth:`probe_now`, :meth:`update_loss`, :meth:`state_dict` /
+    :meth:`load_state_dict` and :meth:`reset`.
 
     Attributes:
         schedule: when it probes (``schedule.every_n_steps``, ``schedule.last_probed_step``).
         metrics_log: which metrics go to the training loggers (``metrics_log.select(metrics)``).
+        alerts: the :class:`~.alerts.Alerts` it sends (None: none).
         history_path: the history file of this run (None: none, or not known before :meth:`start`).
         latest_loss: the latest held-out loss :meth:`update_loss` found (None before any).
         last_metrics: the latest probe's metrics, identical on every rank (None before any).
@@ -181,9 +189,12 @@ class FairnessTracker:
         probe_budget: float | None = None,
         loss_key: str = "val_loss",
         autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         if on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
+        if alerts is not None and not isinstance(alerts, Alerts):
+            raise TypeError(f"alerts must be an Alerts(...) or None, got {type(alerts).__name__}")
         if probe is not None and probes:
             raise ValueError("pass probe=... or probes={...}, not both")
         self.schedule = ProbeSchedule(every_n_steps, probe_budget)
@@ -196,6 +207,9 @@ class FairnessTracker:
         self.history_path: Path | None = self._user_history_path
         self.on_error = on_error
         self.autocast = autocast
+        self.alerts = alerts
+        if alerts is not None and isinstance(self.metrics_log.sink, WandbSink):
+            alerts.use_wandb(self.metrics_log.sink.run)  # the W&B run the metrics go to gets the alerts
         #: What drives this tracker, for the run-start line (the callbacks set ``"hf"`` / ``"lightning"``).
         self.framework = "custom"
         # The held-out loss is read here, under one key: a rule that names its own key is read by it.
@@ -218,6 +232,8 @@ class FairnessTracker:
         self._opened = False
         if self.early_stopping is not None:
             self.early_stopping.reset()
+        if self.alerts is not None:
+            self.alerts.reset()
 
     @property
     def every_n_steps(self) -> int:
@@ -327,7 +343,10 @@ class FairnessTracker:
             )
         finally:
             self.schedule.probed(step, time.perf_counter() - start)
-        if (agreed.failed or agreed.logger_failed) and self.on_error == "raise":
+        raising = (agreed.failed or agreed.logger_failed) and self.on_error == "raise"
+        if self.alerts is not None:
+            self._alert_probe(step, result, run.failures, agreed, raising)
+        if raising:
             if local_error is not None or logger_error is not None:
                 raise local_error or logger_error  # type: ignore[misc]
             name, ranks = next(iter(run.failures.items()), (None, {}))
@@ -344,13 +363,15 @@ class FairnessTracker:
 
     # -- resume ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint needs to resume: the schedule, the stop rule's state and the run id."""
+        """What a checkpoint needs to resume: the schedule, the stop rule's state, the run id and,
+        with alerts, the keys already alerted over their level."""
         return {
             "run_id": self.run_id,
             **self.schedule.state_dict(),
             "latest_loss": self.latest_loss,
             "sudden_change": {key: detector.state_dict() for key, detector in self.sudden_change.items()},
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+            **({"alerts": self.alerts.state_dict()} if self.alerts is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -363,6 +384,8 @@ class FairnessTracker:
             self.sudden_change.setdefault(key, SuddenChangeDetector()).load_state_dict(detector_state)
         if self.early_stopping is not None and state.get("early_stopping"):
             self.early_stopping.load_state_dict(state["early_stopping"])
+        if self.alerts is not None and state.get("alerts"):
+            self.alerts.load_state_dict(state["alerts"])
 
     # -- what the probes produce ----------------------------------------------------------------
     def metric_keys(self) -> set[str] | None:
@@ -423,6 +446,8 @@ class FairnessTracker:
         if problem is not None:
             raise OSError(problem)
         self._recorder, self._opened = recorder, True
+        if self.alerts is not None:
+            self.alerts.set_run(self.run_id, self.history_path)
         self.metrics_log.show_layout(self.tensorboard_layout())
 
     def _check(self, model: torch.nn.Module | None = None) -> None:
@@ -533,6 +558,25 @@ class FairnessTracker:
             log.error("fairness probe at step %d: %s; training goes on on every rank", step, failure)
         self._recorder.failure(step, failure)
 
+    def _alert_probe(
+        self,
+        step: int,
+        result: ProbeResult | None,
+        failures: Mapping[str | None, Mapping[int, str]],
+        agreed: RankVote,
+        raising: bool,
+    ) -> None:
+        """The alerts of a probe step (rank 0 sends; after the vote, so the failures are every rank's):
+        a failure, and the fairness keys that reached the alerts' level. Never raises."""
+        assert self.alerts is not None
+        try:
+            if agreed.failed:
+                self.alerts.failed(step, failures, rule_failed=not failures, raising=raising)
+            if result is not None:
+                self.alerts.probed(step, result.metrics, self.fairness_keys())
+        except Exception:
+            log.warning("fairness alerts at step %d failed; training goes on", step, exc_info=True)
+
     def _note_gaps(self, step: int, result: ProbeResult) -> None:
         """Each probe's key gap at ``step`` for the stop line, and its sudden-change flag."""
         self._sudden = {}
@@ -594,6 +638,11 @@ class FairnessTracker:
             )
         self.stopped_reason, self.stop_message = reason, message
         log.warning("fairness early stopping: %s", message)
+        if self.alerts is not None:
+            try:
+                self.alerts.stopped(step, message, reason.value)
+            except Exception:
+                log.warning("fairness stop alert at step %d failed; training stops all the same", step, exc_info=True)
         self._recorder.stop(
             step,
             reason,

@@ -16,6 +16,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from fairness_callback import StopReason
 from fairness_callback.integrations.hf import OLD_STATE_KEY, HFFairnessCallback, calling_handler
+from fairness_callback.training.alerts import Alerts
 from fairness_callback.training.history import read_history
 from fairness_callback.training.sinks import HEADLINE_METRICS
 from support import (
@@ -24,7 +25,9 @@ from support import (
     free_port,
     make_dataset,
     make_model,
+    offline_wandb,
     point_rule,
+    read_wandb_alerts,
     read_wandb_run,
     small_probe,
     weights_digest,
@@ -153,6 +156,33 @@ def test_metrics_reach_wandb_offline(tmp_path, bpe_tokenizer, monkeypatch):
     assert [r["_step"] for r in rows] == list(range(len(rows)))
     global_steps = [r["train/global_step"] for r in rows]
     assert global_steps == sorted(global_steps)
+
+
+@pytest.mark.slow
+def test_the_stop_alert_reaches_the_wandb_run_of_report_to(tmp_path, bpe_tokenizer, monkeypatch):
+    """``report_to=["wandb"]``: transformers' WandbCallback starts the global ``wandb.run``, which gets
+    the stop alert (offline W&B records it in the run file), as does the ``on_alert`` callable."""
+    wandb = pytest.importorskip("wandb")
+    offline_wandb(monkeypatch, tmp_path)
+    titles: list[str] = []
+    callback = HFFairnessCallback(
+        every_n_steps=2,
+        probe=ScriptedGapProbe(bpe_tokenizer, [0.01, 0.02, 0.03]),
+        early_stopping=point_rule(patience=2),
+        alerts=Alerts(lambda title, text: titles.append(title)),
+    )
+    trainer = make_trainer(tmp_path, bpe_tokenizer, [callback], max_steps=10, report_to=["wandb"])
+    trainer.train()
+    wandb.finish()
+    assert trainer.state.global_step == 4 and callback.stop_message
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    alerts = read_wandb_alerts(run_file)
+    assert [(alert["title"], alert["level"]) for alert in alerts] == [("Fairness stop at step 4", "WARN")]
+    assert alerts[0]["text"].startswith(callback.stop_message)
+    assert f"history {tmp_path / 'fairness_history.jsonl'}" in alerts[0]["text"]
+    assert titles == ["Fairness stop at step 4"]
+    # An Alerts cannot go into trainer_state.json: a rebuild from it would lose it, and is refused.
+    assert "alerts" in callback.state()["attributes"]["checkpoint_state"]["not_in_args"]
 
 
 # -- evaluation -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fairness_callback import FairnessProbe, StopReason
 from fairness_callback.integrations.lightning import LightningFairnessCallback
+from fairness_callback.training.alerts import Alerts
 from fairness_callback.training.history import read_history
 from support import (
     FailingProbe,
@@ -30,7 +31,9 @@ from support import (
     make_dataset,
     make_model,
     make_tokenizer,
+    offline_wandb,
     point_rule,
+    read_wandb_alerts,
     read_wandb_run,
     run_script,
     small_probe,
@@ -233,6 +236,27 @@ def test_wandb_offline_run_gets_the_metrics_at_their_steps(tmp_path, monkeypatch
     # Lightning logs val_loss at step - 1 (its step counter moves after validation), so the
     # stream as a whole is not ordered by trainer/global_step; only the fairness rows are.
     assert any("val_loss" in row for row in rows)
+
+
+@pytest.mark.slow
+def test_the_stop_alert_reaches_the_wandb_loggers_run(tmp_path, monkeypatch):
+    """The trainer's ``WandbLogger`` run gets the stop alert (offline W&B records it in the run file)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    offline_wandb(monkeypatch, tmp_path)
+    logger = WandbLogger(offline=True, save_dir=tmp_path, project="fairness-callback-tests")
+    callback = fairness(
+        tmp_path, probe=ScriptedGapProbe(shared_tokenizer(), GROWING_GAPS), early_stopping=point_rule(patience=2), alerts=Alerts()
+    )
+    trainer = make_trainer(tmp_path, [callback], max_steps=20, logger=logger, **VALIDATE)
+    trainer.fit(TinyLM())
+    assert callback.tracker.alerts is not None and callback.tracker.alerts._wandb_run() is logger.experiment
+    logger.experiment.finish()
+    assert trainer.global_step == 6 and callback.stop_message
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    alerts = read_wandb_alerts(run_file)
+    assert [(alert["title"], alert["level"]) for alert in alerts] == [("Fairness stop at step 6", "WARN")]
+    assert alerts[0]["text"].startswith(callback.stop_message) and "reason: gap_grew" in alerts[0]["text"]
 
 
 # -- fairness early stopping ----------------------------------------------------------------------
