@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -478,12 +479,13 @@ def run_replay(args: argparse.Namespace) -> int:
         summary = replay(checkpoints, probe, args.history, loader, run_id=args.run_id, strict=args.strict)
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
-    print(
-        f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
-        f"{len(summary.failed)} failed; run {summary.run_id}{' (continued)' if summary.resumed else ' (new)'}"
-    )
-    for key, failure in summary.failed:
-        print(f"  failed: {key}: {failure}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, every rank has the whole series' summary: rank 0 prints it
+        print(
+            f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
+            f"{len(summary.failed)} failed; run {summary.run_id}{' (continued)' if summary.resumed else ' (new)'}"
+        )
+        for key, failure in summary.failed:
+            print(f"  failed: {key}: {failure}")
     return 1 if summary.failed else 0
 
 

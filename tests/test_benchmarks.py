@@ -179,3 +179,11 @@ def test_stop_rules_matrix_quick(tmp_path):
     # Replaying only (no training) gives the same figures from the kept histories.
     again = run_script("stop_rules.py", "--matrix", "--quick", "--replay-only", "--out", str(out), tmp_path=tmp_path)
     assert again["summary"] == figures["summary"]
+
+
+@pytest.mark.distributed
+def test_bench_replay_quick(tmp_path):
+    figures = run_script("bench_replay.py", "--quick", tmp_path=tmp_path)
+    assert [row["ranks"] for row in figures["rows"]] == [1, 2]
+    assert all(row["same_lines"] and row["seconds"] > 0 and row["per_minute"] > 0 for row in figures["rows"])
+    assert figures["rows"][0]["speedup"] == 1.0

@@ -20,16 +20,18 @@ import os
 import pickle
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from .._numbers import format_number
 from ..probe import FairnessProbe
 from ..training.history import HistoryWriter, is_probe, is_run_start, read_history, select_run, split_runs
 from ..training.recorder import probe_record
+from ..training.records import ProbeRecord
 from ..training.sudden_change import SuddenChangeDetector
 from .plots import probe_records
 
@@ -319,15 +321,17 @@ def replay(
     """
     from tqdm.auto import tqdm
 
+    from .replay_ranks import RankGroup, replay_on_ranks
+
+    group = RankGroup.from_env()
+    if group is not None:
+        return replay_on_ranks(group, checkpoints, probe, history_path, loader, progress, run_id, source, strict)
     history_path = Path(history_path)
     source = source if source is not None else replay_source(checkpoints)
     previous = read_history(history_path, strict) if history_path.exists() else []
     continued, run_records = _choose_run(history_path, previous, checkpoints, source, run_id)
     done = _done(run_records)
-    detector = SuddenChangeDetector()
-    for line in probe_records(run_records):
-        gap = line.get("jsdp/gap")
-        detector.update(gap if gap is not None else float("nan"))
+    detector = gap_detector(run_records)
     writer = HistoryWriter(history_path, continued)
     summary = ReplaySummary(run_id=writer.run_id, resumed=continued is not None)
     started = False
@@ -336,32 +340,68 @@ def replay(
     bar = tqdm(todo, desc="replay", unit="ckpt", disable=not progress)
     for checkpoint in bar:
         bar.set_postfix_str(f"step {checkpoint.step}")
-        model = None
         try:
-            start = time.perf_counter()
-            model = loader(checkpoint)
-            loaded = time.perf_counter()
-            result = probe.run(model)
-            seconds = time.perf_counter() - loaded
+            record = probe_checkpoint(checkpoint, probe, loader)
         except Exception as error:  # noqa: BLE001 - one bad checkpoint must not end the series
             log.error("checkpoint %s (step %d) failed and is skipped: %s", checkpoint.key, checkpoint.step, error)
             summary.failed.append((checkpoint.key, f"{type(error).__name__}: {error}"))
             continue
-        finally:
-            del model
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        gap_key = "jsdp/gap" if "jsdp/gap" in result.metrics else next(k for k in result.metrics if k.endswith("/jsdp/gap"))
-        extra = {"checkpoint": checkpoint.key, "load_seconds": loaded - start}
-        record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics[gap_key]), extra)
+        record = with_sudden_flag(record, detector)
         if not started:
             writer.start_run(_probe_info(probe, source), resumed=continued is not None)
             started = True
         writer.append(record)
         summary.probed.append(checkpoint.step)
-        bar.write(
-            f"step {checkpoint.step}: load {loaded - start:.1f} s, probe {seconds:.1f} s, "
-            f"{gap_key} {result.metrics[gap_key]:+.4f} (p={result.metrics[gap_key.replace('jsdp/gap', 'mwu_p/jsdp')]:.2g})"
-        )
+        bar.write(describe_probe(record))
     return summary
+
+
+def probe_checkpoint(
+    checkpoint: Checkpoint, probe: FairnessProbe, loader: Callable[[Checkpoint], torch.nn.Module]
+) -> ProbeRecord:
+    """Load ``checkpoint``, probe it and free it: its probe line, without the sudden-change flag
+    (:func:`with_sudden_flag` adds it, in step order). Raises what loading or probing raised."""
+    model = None
+    try:
+        start = time.perf_counter()
+        model = loader(checkpoint)
+        loaded = time.perf_counter()
+        result = probe.run(model)
+        seconds = time.perf_counter() - loaded
+    finally:
+        del model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return probe_record(checkpoint.step, result, seconds, {}, {"checkpoint": checkpoint.key, "load_seconds": loaded - start})
+
+
+def gap_key_of(values: Mapping[str, Any]) -> str:
+    """The gap a replay's sudden-change flag watches: ``jsdp/gap``, else the first probe's ``<name>/jsdp/gap``."""
+    return "jsdp/gap" if "jsdp/gap" in values else next(k for k in values if k.endswith("/jsdp/gap"))
+
+
+def gap_detector(run_records: Sequence[dict]) -> SuddenChangeDetector:
+    """A sudden-change detector fed with the gaps a run already holds, in step order."""
+    detector = SuddenChangeDetector()
+    for line in probe_records(run_records):
+        gap = line.get("jsdp/gap")
+        detector.update(gap if gap is not None else float("nan"))
+    return detector
+
+
+def with_sudden_flag(record: ProbeRecord, detector: SuddenChangeDetector) -> ProbeRecord:
+    """``record`` with ``jsdp/gap_sudden``: the detector's verdict on its gap (fed in step order)."""
+    gap = record.values[gap_key_of(record.values)]
+    flag = detector.update(gap if gap is not None else float("nan"))
+    return replace(record, values={**record.values, "jsdp/gap_sudden": flag})
+
+
+def describe_probe(record: ProbeRecord) -> str:
+    """``step 4: load 0.1 s, probe 2.0 s, jsdp/gap +0.0123 (p=0.5)``: a replayed checkpoint's line on the console."""
+    key = gap_key_of(record.values)
+    p = record.values.get(key.replace("jsdp/gap", "mwu_p/jsdp"))
+    return (
+        f"step {record.step}: load {record.values['load_seconds']:.1f} s, probe {record.probe_seconds or 0.0:.1f} s, "
+        f"{key} {format_number(record.values[key], '+.4f')} (p={format_number(p, '.2g')})"
+    )
