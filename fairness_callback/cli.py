@@ -19,6 +19,7 @@ __all__ = [
     "list_runs",
     "main",
     "make_probe",
+    "model_placement",
     "offered_sets",
     "run_demo",
     "run_probe",
@@ -29,6 +30,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .cli_options import CliOption
     from .data.registry import ProbeSetSpec
+    from .offline.model_loading import Placement
     from .offline.replay import Checkpoint
     from .probe import ProbeResult
 
@@ -80,6 +82,42 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _device_map(text: str):
+    from .offline.model_loading import parse_device_map
+
+    try:
+        return parse_device_map(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _max_memory(text: str):
+    from .offline.model_loading import parse_max_memory
+
+    try:
+        return parse_max_memory(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def model_placement(args: argparse.Namespace) -> Placement:
+    """Where the shared options put the model: ``--device`` (default the CPU), or ``--device-map`` with
+    ``--max-memory`` and ``--offload-folder``; the two ways together, or the last two without a
+    device map, exit with an error naming the options."""
+    from .offline.model_loading import Placement
+
+    if args.device_map is None:
+        for flag, value in (("--max-memory", args.max_memory), ("--offload-folder", args.offload_folder)):
+            if value is not None:
+                raise SystemExit(f"fairness-callback: error: {flag} goes with --device-map")
+    elif args.device is not None:
+        raise SystemExit(
+            "fairness-callback: error: --device and --device-map both place the model: give one "
+            "(--device puts it whole on one device, --device-map spreads it over the node's devices)"
+        )
+    return Placement(args.device, args.device_map, args.max_memory, args.offload_folder)
+
+
 def offered_sets(command: str) -> list[tuple[ProbeSetSpec, CliOption, str]]:
     """The registered probe sets that ``command`` shows an option for, in registration order, each with
     its option (:mod:`fairness_callback.cli_options`) and the option's help. ``"probe"`` (probe and
@@ -126,7 +164,30 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     add_probe_set_options(group, "probe")
     group.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="option-order seeds (default 0,1,2,3,4)")
     group.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward call (default 64)")
-    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
+    group.add_argument(
+        "--device", help="torch device for the whole model, e.g. cpu, cuda, cuda:1 (default cpu; not with --device-map)"
+    )
+    group.add_argument(
+        "--device-map",
+        type=_device_map,
+        metavar="MAP",
+        help="spread the model over the node's devices with accelerate (a model larger than one GPU): "
+        "auto, balanced, balanced_low_0, sequential, or MODULE=DEVICE pairs or a JSON object; what does not "
+        "fit on the GPUs goes to the CPU, then the disk (needs accelerate: the hf extra)",
+    )
+    group.add_argument(
+        "--max-memory",
+        type=_max_memory,
+        metavar="DEVICE=SIZE,...",
+        help="with --device-map: what each device may hold, e.g. 0=20GiB,1=20GiB,cpu=60GiB (devices: an "
+        "accelerator index, cpu, mps, disk; sizes: bytes, KB/MB/GB, KiB/MiB/GiB; default: what each has free)",
+    )
+    group.add_argument(
+        "--offload-folder",
+        metavar="DIR",
+        help="with --device-map: where layers offloaded to the disk are written (needed for .bin weights; "
+        "safetensors are read where they are); each load uses a folder of its own inside DIR, removed after",
+    )
     group.add_argument(
         "--dtype", default="auto", help="auto, float32, bfloat16 or float16 (auto: bfloat16 on CUDA, else the checkpoint's own)"
     )
@@ -209,7 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", metavar="FILE", help="write metrics, configuration and per-prompt records as JSON")
     add_probe_options(probe)
 
-    replay = commands.add_parser("replay", help="probe a series of checkpoints and append them to a history file (resumable)")
+    replay = commands.add_parser(
+        "replay",
+        help="probe a series of checkpoints and append them to a history file (resumable)",
+        description="Probe a series of checkpoints and append one line each to a history file (resumable).",
+        epilog="A model larger than one GPU: --device-map auto loads each checkpoint across the node's GPUs "
+        "(then the CPU, then the disk: --max-memory caps each device, --offload-folder holds what goes to "
+        "disk) with accelerate, and the probe runs it where its first layer is; the numbers are those of "
+        "the model on one device.",
+    )
     replay.add_argument(
         "paths",
         nargs="*",
@@ -393,14 +462,20 @@ def make_probe(args: argparse.Namespace, tokenizer):
 def run_probe(args: argparse.Namespace) -> int:
     from .offline.model_loading import load_model_and_tokenizer, parse_dtype
 
+    placement = model_placement(args)
+    mapped: dict[str, Any] = {}  # given only with a device map: the call is otherwise the one of before
+    if placement.mapped:
+        mapped = {"device_map": placement.device_map, "max_memory": placement.max_memory}
+        mapped["offload_folder"] = placement.offload_folder
     try:
         model, tokenizer = load_model_and_tokenizer(
             args.model,
             args.revision,
-            args.device,
-            parse_dtype(args.dtype, args.device),
+            None if placement.mapped else str(placement.device or "cpu"),
+            parse_dtype(args.dtype, placement.main_device),
             args.trust_remote_code,
             gguf_file=args.gguf,
+            **mapped,
         )
     except (OSError, ValueError, ImportError) as error:
         where = f"--model {args.model!r}" + (f" --gguf {args.gguf!r}" if args.gguf else "")
@@ -465,7 +540,22 @@ def run_replay(args: argparse.Namespace) -> int:
         else:
             checkpoints = find_checkpoints(args.paths, args.steps)
         factory = import_factory(args.model_factory) if args.model_factory else None
-        loader = Loader(args.device, parse_dtype(args.dtype, args.device), args.trust_remote_code, factory, args.gguf)
+        placement = model_placement(args)
+        if placement.mapped and any(c.kind == "lightning" for c in checkpoints):
+            raise ValueError(
+                "--device-map loads HF checkpoint folders and hub revisions through from_pretrained; "
+                "Lightning .ckpt files (built by --model-factory) take --device"
+            )
+        loader = Loader(
+            str(placement.device or "cpu"),
+            parse_dtype(args.dtype, placement.main_device),
+            args.trust_remote_code,
+            factory,
+            args.gguf,
+            device_map=placement.device_map,
+            max_memory=placement.max_memory,
+            offload_folder=None if placement.offload_folder is None else str(placement.offload_folder),
+        )
         tokenizer = args.tokenizer or args.model or next((c.source for c in checkpoints if c.kind == "hf"), None)
         if tokenizer is None:
             raise ValueError("Lightning .ckpt files carry no tokenizer: give --tokenizer")

@@ -33,6 +33,7 @@ from ..training.history import HistoryWriter, is_probe, is_run_start, read_histo
 from ..training.recorder import probe_record
 from ..training.records import ProbeRecord
 from ..training.sudden_change import SuddenChangeDetector
+from .model_loading import DeviceMap, MaxMemory, Placement, load_causal_lm
 from .plots import probe_records
 
 __all__ = [
@@ -178,31 +179,52 @@ def load_lightning(path: str, factory: Callable[[], torch.nn.Module]) -> torch.n
 
 @dataclass
 class Loader:
-    """How checkpoints become models: device, dtype, remote code, and the factory for ``.ckpt`` files."""
+    """How checkpoints become models: device, dtype, remote code, and the factory for ``.ckpt`` files.
+
+    ``device_map`` (with ``max_memory``, ``offload_folder``) loads each HF folder or hub revision across
+    devices with accelerate instead of onto ``device`` (:class:`~fairness_callback.offline.model_loading.Placement`);
+    ``device`` is then left at its default. A Lightning ``.ckpt`` (built by the factory) is refused with one.
+    """
 
     device: str = "cpu"
     dtype: torch.dtype | None = None
     trust_remote_code: bool = False
     model_factory: Callable[[], torch.nn.Module] | None = None
     gguf_file: str | None = None
+    device_map: DeviceMap | None = None
+    max_memory: MaxMemory | str | None = None
+    offload_folder: str | None = None
+
+    def __post_init__(self) -> None:
+        self.placement()  # a bad combination or device map fails here, not at the first checkpoint
+
+    def placement(self) -> Placement:
+        """Where the HF models go: ``device``, or ``device_map`` (then ``device`` must be left at "cpu")."""
+        if self.device_map is not None and self.device != "cpu":
+            raise ValueError(f"device {self.device!r} and a device map both say where the models go: give one")
+        device = None if self.device_map is not None else self.device
+        return Placement(device, self.device_map, self.max_memory, self.offload_folder)
 
     def __call__(self, checkpoint: Checkpoint) -> torch.nn.Module:
         if checkpoint.kind == "lightning":
             if self.model_factory is None:
                 raise CheckpointError(f"{checkpoint.source}: a Lightning .ckpt needs --model-factory module:function")
+            if self.device_map is not None:
+                raise CheckpointError(
+                    f"{checkpoint.source}: a device map loads through from_pretrained; a Lightning .ckpt built by "
+                    "--model-factory cannot take one (give --device, or save the weights with save_pretrained)"
+                )
             model = load_lightning(checkpoint.source, self.model_factory)
             model = model.to(dtype=self.dtype) if self.dtype is not None else model
-        else:
-            from transformers import AutoModelForCausalLM
-
-            model = AutoModelForCausalLM.from_pretrained(
-                checkpoint.source,
-                revision=checkpoint.revision,
-                dtype=self.dtype or "auto",
-                trust_remote_code=self.trust_remote_code,
-                gguf_file=self.gguf_file,
-            )
-        return model.to(self.device).eval()
+            return model.to(self.device).eval()
+        return load_causal_lm(
+            checkpoint.source,
+            self.placement(),
+            revision=checkpoint.revision,
+            dtype=self.dtype or "auto",
+            trust_remote_code=self.trust_remote_code,
+            gguf_file=self.gguf_file,
+        )
 
 
 @dataclass

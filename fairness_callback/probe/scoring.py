@@ -20,6 +20,8 @@ from .packing import TreeBatch
 
 __all__ = [
     "choose_path",
+    "dispatch_devices",
+    "dispatched_input_device",
     "forward_options",
     "forward_target",
     "iter_scores",
@@ -117,11 +119,17 @@ def forward_options(model: torch.nn.Module) -> dict[str, bool]:
     """Which of the optional keyword arguments the (unwrapped) model's forward accepts by name.
 
     ``logits_to_keep_tensor``: its ``logits_to_keep`` is annotated to take a tensor of positions
-    (transformers' models say ``int | torch.Tensor``), see :func:`keep_positions`.
+    (transformers' models say ``int | torch.Tensor``), see :func:`keep_positions`; never on a model
+    dispatched by accelerate over several devices (:func:`dispatch_devices`): the model indexes its
+    last hidden states, on the last layer's device, with the positions, which accelerate's hook has
+    moved to the first layer's device (a CUDA tensor cannot be indexed from another GPU), so the
+    int's slice is taken there.
     """
     params = inspect.signature(unwrap_model(model).forward).parameters
     options = {name: name in params for name in ("logits_to_keep", "position_ids", "use_cache", "cache", "past_key_values")}
-    options["logits_to_keep_tensor"] = options["logits_to_keep"] and "Tensor" in str(params["logits_to_keep"].annotation)
+    options["logits_to_keep_tensor"] = (
+        options["logits_to_keep"] and "Tensor" in str(params["logits_to_keep"].annotation) and len(dispatch_devices(model)) < 2
+    )
     return options
 
 
@@ -174,13 +182,17 @@ def choose_path(model: torch.nn.Module, requested: str = "auto") -> tuple[str, s
     through, an sdpa or eager attention, ``position_ids`` and ``logits_to_keep`` arguments), else
     the key/value cache for those architectures (e.g. with flash attention), else the plain path.
     "tree" and "cache" are taken as asked. Wrappers (DDP, FSDP, DeepSpeed, accelerate,
-    ``torch.compile``, PEFT) are seen through: the bare model's path is taken.
+    ``torch.compile``, PEFT) are seen through: the bare model's path is taken. A model dispatched by
+    accelerate (``device_map``: over GPUs, with layers offloaded to the CPU or the disk) takes the
+    same paths: its hooks move each layer's inputs (the tree's 4D mask, the position ids, the
+    cache's rows) to the layer's device, and every path scores as the undispatched model does
+    (``tests/offline/test_device_map.py``); the reason names the devices.
     """
     import transformers
 
     chain = wrapper_chain(model)
     inner = chain[-1]
-    seen = " > ".join(type(m).__name__ for m in chain)
+    seen = " > ".join(type(m).__name__ for m in chain) + _dispatch_note(model)
     if requested == "off":
         return "off", "prefix_sharing='off'"
     prompt_learning = _prompt_learning_adapter(chain)
@@ -307,7 +319,8 @@ def iter_scores(
             logits = prefix_last_logits(model, on_device, accepts)
         else:
             logits = last_token_logits(model, on_device, accepts)
-        ranks, logprobs = score_logits(logits, (answers[batch.indices] if per_prompt else answers).to(device))
+        # A dispatched model's hooks give the logits back on the input's device; a model may put them elsewhere.
+        ranks, logprobs = score_logits(logits, (answers[batch.indices] if per_prompt else answers).to(logits.device))
         del logits
         bad += int(torch.isnan(ranks[:, 0]).sum())
         yield batch, ranks.cpu(), logprobs.cpu()
@@ -315,7 +328,87 @@ def iter_scores(
         warnings.warn(f"{bad} prompt(s) gave non-finite logits; their metrics are NaN", RuntimeWarning, stacklevel=2)
 
 
+def _hook_device(module: torch.nn.Module) -> torch.device | None:
+    """The execution device of accelerate's hook on ``module`` (``_hf_hook``: an ``AlignDevicesHook``, or a
+    ``SequentialHook`` of hooks), else None."""
+    hook = getattr(module, "_hf_hook", None)
+    for each in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+        device = getattr(each, "execution_device", None)
+        if device is not None:
+            return torch.device(device)  # an index is an accelerator's: torch.device(0) is cuda:0
+    return None
+
+
+def _hooked(model: torch.nn.Module) -> bool:
+    """Whether accelerate hooked the model: ``dispatch_model`` (and ``cpu_offload`` / ``disk_offload``) always
+    hook its top module, which a model that was not dispatched never has."""
+    return any(hasattr(module, "_hf_hook") for module in wrapper_chain(model))
+
+
+def dispatch_devices(model: torch.nn.Module) -> list[torch.device]:
+    """The devices the layers of a model dispatched by accelerate run on (its hooks' execution
+    devices: a layer offloaded to the CPU or the disk runs on the main device), in module order;
+    empty for a model without accelerate's hooks (not dispatched, or on one device)."""
+    devices: list[torch.device] = []
+    if not _hooked(model):
+        return devices
+    for module in unwrap_model(model).modules():
+        device = _hook_device(module)
+        if device is not None and device not in devices:
+            devices.append(device)
+    return devices
+
+
+def _dispatch_note(model: torch.nn.Module) -> str:
+    """``", dispatched by accelerate: cpu, disk"`` for a model loaded with a device map that split it, else ``""``."""
+    device_map = getattr(unwrap_model(model), "hf_device_map", None)
+    devices = dispatch_devices(model)
+    if not isinstance(device_map, dict) or not devices:
+        return ""
+    placed = ", ".join(dict.fromkeys(str(d) for d in device_map.values()))
+    return f", dispatched by accelerate: {placed}" + ("; logits kept by an int slice" if len(devices) > 1 else "")
+
+
+def dispatched_input_device(model: torch.nn.Module) -> torch.device | None:
+    """Where a model dispatched by accelerate (``from_pretrained(device_map=...)``, ``dispatch_model``) runs
+    its input embedding, else None.
+
+    The execution device of the hook nearest the embedding: its own, else its closest hooked parent's
+    (a module offloaded whole, ``{"": "disk"}``, has one hook at the top). Not the device of its
+    parameters: an offloaded layer's are on ``meta`` and its hook loads them onto this device.
+    """
+    if not _hooked(model):
+        return None
+    chain = wrapper_chain(model)
+    inner: Any = chain[-1]  # get_input_embeddings is a transformers model's (nn.Module types attributes as Tensor | Module)
+    try:
+        embed = inner.get_input_embeddings() if hasattr(inner, "get_input_embeddings") else None
+    except (NotImplementedError, AttributeError):  # a model without one says so this way
+        embed = None
+    name = next((n for n, m in inner.named_modules() if m is embed), None) if isinstance(embed, torch.nn.Module) else None
+    if name is not None:
+        parts = name.split(".") if name else []
+        for depth in range(len(parts), 0, -1):
+            device = _hook_device(inner.get_submodule(".".join(parts[:depth])))
+            if device is not None:
+                return device
+    for module in reversed(chain):  # the model's own hook (accelerate hooks the top of a dispatched model)
+        device = _hook_device(module)
+        if device is not None:
+            return device
+    return None
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
+    """The device the probe puts its inputs on: where the model's first layer runs.
+
+    For a model dispatched by accelerate over several devices or with offloaded layers
+    (:func:`dispatched_input_device`) the execution device of its input embedding, whatever device
+    its first parameter reports (``meta`` when offloaded); else the device of its first parameter.
+    """
+    device = dispatched_input_device(model)
+    if device is not None:
+        return device
     for param in model.parameters():
         return param.device
     return torch.device("cpu")
