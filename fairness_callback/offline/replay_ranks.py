@@ -120,6 +120,11 @@ def merge_rank_files(history_path: str | os.PathLike, strict: bool = False) -> i
 
 def _device(loader: Callable[[Checkpoint], torch.nn.Module], local_rank: int) -> Callable[[Checkpoint], torch.nn.Module]:
     """The loader, onto this rank's own GPU when it loads onto CUDA without an index."""
+    if isinstance(loader, Loader) and loader.device_map is not None and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            "--device-map spreads each model over the machine's devices: run one rank per machine "
+            "(torchrun --nproc_per_node 1 --nnodes N), or give each rank one GPU with --device cuda"
+        )
     if isinstance(loader, Loader) and torch.device(loader.device).type == "cuda" and torch.device(loader.device).index is None:
         torch.cuda.set_device(local_rank)
         return replace(loader, device=f"cuda:{local_rank}")
@@ -144,6 +149,7 @@ def replay_on_ranks(
     history_path = Path(history_path)
     source = source if source is not None else replay_source(checkpoints)
     try:
+        load = _device(loader, group.local_rank)
         plan: list[Any] = [None]
         if group.rank == 0:
             plan[0] = _plan(history_path, checkpoints, probe, source, run_id, strict)
@@ -156,7 +162,6 @@ def replay_on_ranks(
         folder = rank_files(history_path)
         folder.mkdir(parents=True, exist_ok=True)
         writer = HistoryWriter(folder / f"rank-{group.rank}.jsonl", chosen_run)
-        load = _device(loader, group.local_rank)
         probed: list[int] = []
         failed: list[tuple[str, str]] = []
         bar = tqdm(mine, desc=f"replay rank {group.rank}", unit="ckpt", disable=not progress or group.rank != 0)
