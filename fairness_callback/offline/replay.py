@@ -31,6 +31,7 @@ from ..probe import FairnessProbe
 from ..training.history import HistoryWriter, is_probe, is_run_start, read_history, select_run, split_runs
 from ..training.recorder import probe_record
 from ..training.sudden_change import SuddenChangeDetector
+from .lm_eval_pass import Evaluator, run_evaluators
 from .plots import probe_records
 
 __all__ = [
@@ -305,6 +306,7 @@ def replay(
     run_id: str | None = None,
     source: str | None = None,
     strict: bool = False,
+    evaluators: Sequence[Evaluator] = (),
 ) -> ReplaySummary:
     """Probe every checkpoint not yet in the replay's run of ``history_path`` and append one line each, in step order.
 
@@ -315,7 +317,9 @@ def replay(
     when continuing) is written before the first new probe line; nothing is written when nothing
     new is probed. A checkpoint that fails to load or probe is reported and skipped (and tried
     again by a rerun); the rest go on. An unparseable line of the history is named in a warning
-    and skipped (``strict``: a ValueError naming it instead).
+    and skipped (``strict``: a ValueError naming it instead). ``evaluators`` run on each checkpoint's
+    model after the probe and add their values to its line (``lm_eval/<task>/acc``: see
+    :mod:`fairness_callback.offline.lm_eval_pass`); one that fails is named there and the line is written.
     """
     from tqdm.auto import tqdm
 
@@ -343,6 +347,7 @@ def replay(
             loaded = time.perf_counter()
             result = probe.run(model)
             seconds = time.perf_counter() - loaded
+            evaluated = run_evaluators(evaluators, model, checkpoint)  # never raises: failures are named in it
         except Exception as error:  # noqa: BLE001 - one bad checkpoint must not end the series
             log.error("checkpoint %s (step %d) failed and is skipped: %s", checkpoint.key, checkpoint.step, error)
             summary.failed.append((checkpoint.key, f"{type(error).__name__}: {error}"))
@@ -353,7 +358,7 @@ def replay(
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         gap_key = "jsdp/gap" if "jsdp/gap" in result.metrics else next(k for k in result.metrics if k.endswith("/jsdp/gap"))
-        extra = {"checkpoint": checkpoint.key, "load_seconds": loaded - start}
+        extra = {"checkpoint": checkpoint.key, "load_seconds": loaded - start, **evaluated}
         record = probe_record(checkpoint.step, result, seconds, detector.update(result.metrics[gap_key]), extra)
         if not started:
             writer.start_run(_probe_info(probe, source), resumed=continued is not None)
