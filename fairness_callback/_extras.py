@@ -29,6 +29,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "wandb": ("wandb", "wandb"),
     "matplotlib": ("matplotlib", "plot"),
     "gguf": ("gguf", "gguf"),
+    "lm_eval": ("lm-eval", "eval"),
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "add_lm_eval_options",
     "add_probe_options",
     "add_probe_set_options",
     "build_parser",
@@ -17,6 +18,7 @@ __all__ = [
     "chosen_sets",
     "gguf_checkpoints",
     "list_runs",
+    "lm_eval_evaluators",
     "main",
     "make_probe",
     "model_placement",
@@ -206,6 +208,62 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_lm_eval_options(parser: argparse.ArgumentParser) -> None:
+    """replay's lm-evaluation-harness options: the tasks run on each checkpoint already loaded for the probe."""
+    group = parser.add_argument_group(
+        "lm-eval (the [eval] extra)",
+        "run lm-evaluation-harness tasks on each checkpoint already loaded for the probe; their metrics go "
+        "into the same history line as lm_eval/<task>/<metric> (e.g. lm_eval/lambada_openai/acc), which "
+        "`report` takes as the trade-off's cost",
+    )
+    group.add_argument(
+        "--lm-eval-task",
+        action="append",
+        metavar="NAME|YAML",
+        help="an lm-eval task name, or a task YAML file (its folder is searched for the task); "
+        "repeat or comma-separate for several",
+    )
+    group.add_argument(
+        "--lm-eval-include",
+        action="append",
+        metavar="DIR",
+        help="a folder of task YAML files to look the names up in (repeatable)",
+    )
+    group.add_argument("--lm-eval-limit", type=_positive_int, metavar="N", help="evaluate at most N documents per task")
+    group.add_argument(
+        "--lm-eval-batch-size", type=_positive_int, default=16, metavar="N", help="lm-eval's batch size (default 16)"
+    )
+    group.add_argument(
+        "--lm-eval-fewshot", type=_non_negative_int, metavar="N", help="few-shot examples (default: each task's own)"
+    )
+
+
+def lm_eval_evaluators(args: argparse.Namespace, tokenizer) -> list:
+    """The replay's evaluators from ``--lm-eval-*`` (none without ``--lm-eval-task``)."""
+    if not args.lm_eval_task:
+        return []
+    from .offline.lm_eval_pass import LmEvalEvaluator
+
+    return [
+        LmEvalEvaluator(
+            tokenizer,
+            args.lm_eval_task,
+            args.lm_eval_include or (),
+            args.lm_eval_limit,
+            args.lm_eval_batch_size,
+            args.lm_eval_fewshot,
+        )
+    ]
+
+
+def _lm_eval_failures(history: str, run_id: str | None, steps: Sequence[int]) -> list[str]:
+    """``step N (checkpoint): error`` of the lines just written whose lm-eval pass failed."""
+    from .training.history import is_probe, read_history
+
+    lines = [r for r in read_history(history) if is_probe(r) and r.get("run_id") == run_id and r.get("step") in steps]
+    return [f"step {r['step']} ({r.get('checkpoint')}): {r['lm_eval/error']}" for r in lines if r.get("lm_eval/error")]
+
+
 def check_axis_options(args: argparse.Namespace) -> None:
     """The directory options name directories; a list option (``--bbq-categories``) comes with its set's option."""
     from .cli_options import cli_options
@@ -314,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the tokenizer is read from it too unless --tokenizer is given",
     )
     add_probe_options(replay)
+    add_lm_eval_options(replay)
 
     demo = commands.add_parser(
         "demo", help="train a small GPT-NeoX on a skewed corpus with the callback attached (CPU, a few minutes)"
@@ -396,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--cost-column",
         metavar="NAME",
-        help="history column for the cost (default: eval_loss or val_loss if present); lower is better unless --higher-is-better",
+        help="history column for the cost (default: the first lm-eval accuracy, lm_eval/<task>/acc, written by "
+        "replay --lm-eval-task, else eval_loss or val_loss if present); lower is better unless --higher-is-better, "
+        "except lm_eval/<task>/<metric> columns: higher is better (perplexities: lower)",
     )
     direction = report.add_mutually_exclusive_group()
     direction.add_argument(
@@ -530,6 +591,15 @@ def run_replay(args: argparse.Namespace) -> int:
 
     if bool(args.paths) == bool(args.model):
         raise SystemExit("fairness-callback: error: replay needs checkpoint PATHs or --model ID --revisions ..., not both")
+    lm_eval_given = [
+        f"--{o}" for o in ("lm-eval-include", "lm-eval-limit", "lm-eval-fewshot") if getattr(args, o.replace("-", "_"))
+    ]
+    if lm_eval_given and not args.lm_eval_task:
+        raise SystemExit(f"fairness-callback: error: {' and '.join(lm_eval_given)} needs --lm-eval-task")
+    if args.lm_eval_task:
+        from ._extras import require
+
+        require("lm_eval", "replay --lm-eval-task")  # one line naming the extra, before any checkpoint is read
     try:
         if args.model:
             if not args.revisions:
@@ -556,19 +626,22 @@ def run_replay(args: argparse.Namespace) -> int:
             max_memory=placement.max_memory,
             offload_folder=None if placement.offload_folder is None else str(placement.offload_folder),
         )
-        tokenizer = args.tokenizer or args.model or next((c.source for c in checkpoints if c.kind == "hf"), None)
-        if tokenizer is None:
+        tokenizer_source = args.tokenizer or args.model or next((c.source for c in checkpoints if c.kind == "hf"), None)
+        if tokenizer_source is None:
             raise ValueError("Lightning .ckpt files carry no tokenizer: give --tokenizer")
         from transformers import AutoTokenizer
 
         gguf = {} if args.tokenizer or not args.gguf else {"gguf_file": args.gguf}
-        probe = make_probe(args, AutoTokenizer.from_pretrained(tokenizer, revision=checkpoints[0].revision, **gguf))
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, revision=checkpoints[0].revision, **gguf)
+        probe = make_probe(args, tokenizer)
+        evaluators = lm_eval_evaluators(args, tokenizer)
     except (OSError, ValueError, ImportError) as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
     try:
-        summary = replay(checkpoints, probe, args.history, loader, run_id=args.run_id, strict=args.strict)
+        summary = replay(checkpoints, probe, args.history, loader, run_id=args.run_id, strict=args.strict, evaluators=evaluators)
     except ValueError as error:
         raise SystemExit(f"fairness-callback: error: {error}") from None
+    failed_evals = _lm_eval_failures(args.history, summary.run_id, summary.probed) if evaluators else []
     if os.environ.get("RANK", "0") == "0":  # under torchrun, every rank has the whole series' summary: rank 0 prints it
         print(
             f"{len(summary.probed)} checkpoint(s) probed, {len(summary.skipped)} already in {args.history}, "
@@ -576,7 +649,9 @@ def run_replay(args: argparse.Namespace) -> int:
         )
         for key, failure in summary.failed:
             print(f"  failed: {key}: {failure}")
-    return 1 if summary.failed else 0
+        for failure in failed_evals:
+            print(f"  lm-eval failed (the probe line is written without its values): {failure}")
+    return 1 if summary.failed or failed_evals else 0
 
 
 def run_demo(args: argparse.Namespace) -> int:

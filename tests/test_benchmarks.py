@@ -67,6 +67,17 @@ def test_bench_overhead(tmp_path):
     assert figures["probe_s"] <= figures["callback_s"] and figures["callback_pct"] > 0
 
 
+def test_bench_lm_eval_pass(tmp_path):
+    """Two tiny checkpoints and a 16-item local task: one pass and replay + a separate lm-eval run agree."""
+    pytest.importorskip("lm_eval")
+    figures = run_script("bench_lm_eval_pass.py", "--quick", tmp_path=tmp_path)
+    assert figures["quick"] and figures["checkpoints"] == 2 and figures["items"] == 16
+    assert figures["one_pass_s_per_ckpt"] > 0 and figures["two_passes_s_per_ckpt"] > 0 and figures["two_over_one"] > 0
+    assert set(figures["one_pass_parts_s_per_ckpt"]) == {"load_s", "probe_s", "lm_eval_s"}
+    assert set(figures["accuracies"]) == {"0", "100"} and all(0 <= v <= 1 for v in figures["accuracies"].values())
+    assert figures["same_values"] is True and "cli_s_per_ckpt" not in figures
+
+
 def test_bench_memory(tmp_path):
     figures = run_script("bench_memory.py", "--batch-sizes", "16", "--vocab-sizes", "8192", tmp_path=tmp_path)
     rows = {row["sharing"]: row for row in figures["configs"]}

@@ -121,6 +121,16 @@ def test_report_without_matplotlib_is_one_line(tmp_path):
     assert not (tmp_path / "report").exists()
 
 
+def test_replay_with_lm_eval_tasks_without_lm_eval_is_one_line(tmp_path):
+    # Before any checkpoint is read: the path does not even exist.
+    result = cli(["replay", str(tmp_path / "run"), "--history", str(tmp_path / "h.jsonl"), "--lm-eval-task", "x"], ("lm_eval",))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        'fairness-callback: error: replay --lm-eval-task needs lm-eval: pip install "fairness-callback[eval]"'
+    )
+    assert not (tmp_path / "h.jsonl").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("framework, missing", [("hf", ("matplotlib",)), ("lightning", ("lightning", "tensorboard"))])
 def test_demo_checks_what_it_needs_before_it_trains(tmp_path, framework, missing):

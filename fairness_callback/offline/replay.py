@@ -33,6 +33,7 @@ from ..training.history import HistoryWriter, is_probe, is_run_start, read_histo
 from ..training.recorder import probe_record
 from ..training.records import ProbeRecord
 from ..training.sudden_change import SuddenChangeDetector
+from .lm_eval_pass import Evaluator, run_evaluators
 from .model_loading import DeviceMap, MaxMemory, Placement, load_causal_lm
 from .plots import probe_records
 
@@ -329,6 +330,7 @@ def replay(
     run_id: str | None = None,
     source: str | None = None,
     strict: bool = False,
+    evaluators: Sequence[Evaluator] = (),
 ) -> ReplaySummary:
     """Probe every checkpoint not yet in the replay's run of ``history_path`` and append one line each, in step order.
 
@@ -339,7 +341,9 @@ def replay(
     when continuing) is written before the first new probe line; nothing is written when nothing
     new is probed. A checkpoint that fails to load or probe is reported and skipped (and tried
     again by a rerun); the rest go on. An unparseable line of the history is named in a warning
-    and skipped (``strict``: a ValueError naming it instead).
+    and skipped (``strict``: a ValueError naming it instead). ``evaluators`` run on each checkpoint's
+    model after the probe and add their values to its line (``lm_eval/<task>/acc``: see
+    :mod:`fairness_callback.offline.lm_eval_pass`); one that fails is named there and the line is written.
     """
     from tqdm.auto import tqdm
 
@@ -347,7 +351,7 @@ def replay(
 
     group = RankGroup.from_env()
     if group is not None:
-        return replay_on_ranks(group, checkpoints, probe, history_path, loader, progress, run_id, source, strict)
+        return replay_on_ranks(group, checkpoints, probe, history_path, loader, progress, run_id, source, strict, evaluators)
     history_path = Path(history_path)
     source = source if source is not None else replay_source(checkpoints)
     previous = read_history(history_path, strict) if history_path.exists() else []
@@ -363,7 +367,7 @@ def replay(
     for checkpoint in bar:
         bar.set_postfix_str(f"step {checkpoint.step}")
         try:
-            record = probe_checkpoint(checkpoint, probe, loader)
+            record = probe_checkpoint(checkpoint, probe, loader, evaluators)
         except Exception as error:  # noqa: BLE001 - one bad checkpoint must not end the series
             log.error("checkpoint %s (step %d) failed and is skipped: %s", checkpoint.key, checkpoint.step, error)
             summary.failed.append((checkpoint.key, f"{type(error).__name__}: {error}"))
@@ -379,10 +383,14 @@ def replay(
 
 
 def probe_checkpoint(
-    checkpoint: Checkpoint, probe: FairnessProbe, loader: Callable[[Checkpoint], torch.nn.Module]
+    checkpoint: Checkpoint,
+    probe: FairnessProbe,
+    loader: Callable[[Checkpoint], torch.nn.Module],
+    evaluators: Sequence[Evaluator] = (),
 ) -> ProbeRecord:
-    """Load ``checkpoint``, probe it and free it: its probe line, without the sudden-change flag
-    (:func:`with_sudden_flag` adds it, in step order). Raises what loading or probing raised."""
+    """Load ``checkpoint``, probe it, run ``evaluators`` on the same model and free it: its probe
+    line, without the sudden-change flag (:func:`with_sudden_flag` adds it, in step order). Raises
+    what loading or probing raised (an evaluator's failure is named in the line instead)."""
     model = None
     try:
         start = time.perf_counter()
@@ -390,12 +398,14 @@ def probe_checkpoint(
         loaded = time.perf_counter()
         result = probe.run(model)
         seconds = time.perf_counter() - loaded
+        evaluated = run_evaluators(evaluators, model, checkpoint)  # never raises: failures are named in it
     finally:
         del model
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    return probe_record(checkpoint.step, result, seconds, {}, {"checkpoint": checkpoint.key, "load_seconds": loaded - start})
+    extra = {"checkpoint": checkpoint.key, "load_seconds": loaded - start, **evaluated}
+    return probe_record(checkpoint.step, result, seconds, {}, extra)
 
 
 def gap_key_of(values: Mapping[str, Any]) -> str:

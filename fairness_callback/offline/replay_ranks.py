@@ -31,6 +31,7 @@ import torch.distributed as dist
 from ..probe import FairnessProbe
 from ..training.history import HistoryWriter, read_history, read_records, select_run
 from ..training.records import ProbeRecord
+from .lm_eval_pass import Evaluator
 from .replay import (
     Checkpoint,
     Loader,
@@ -141,6 +142,7 @@ def replay_on_ranks(
     run_id: str | None = None,
     source: str | None = None,
     strict: bool = False,
+    evaluators: Sequence[Evaluator] = (),
 ) -> ReplaySummary:
     """:func:`~fairness_callback.offline.replay.replay` on ``group``'s ranks (see the module
     docstring); every rank returns the same summary, of the whole series."""
@@ -167,7 +169,7 @@ def replay_on_ranks(
         bar = tqdm(mine, desc=f"replay rank {group.rank}", unit="ckpt", disable=not progress or group.rank != 0)
         for checkpoint in bar:
             try:
-                record = probe_checkpoint(checkpoint, probe, load)
+                record = probe_checkpoint(checkpoint, probe, load, evaluators)
             except Exception as error:  # noqa: BLE001 - one bad checkpoint must not end the series
                 log.error(
                     "rank %d: checkpoint %s (step %d) failed and is skipped: %s",

@@ -29,6 +29,7 @@ from ..probe.keys import MetricKey
 from ..probe.tasks import GENDER_TASK, ProbeTask
 from ..training.history import LOSS_KEYS, RunSummary, history_runs, is_run_start, is_stop, latest_run_id, read_history, select_run
 from ..training.sudden_change import sudden_changes
+from .lm_eval_pass import accuracy_column, lm_eval_higher_is_better
 from .plots import Marks, plot_axes, plot_curves, plot_gap, plot_not_specified, plot_pro_anti, probe_records, recorded_task
 from .tradeoff import (
     GAP_KEY,
@@ -267,19 +268,31 @@ def resolve_cost(
     """The performance values the cost is computed from, or None if there are none.
 
     A cost CSV (higher is better unless ``higher_is_better=False``), else ``cost_column`` of the
-    history, else the first of :data:`LOSS_KEYS` the history has (for history columns,
-    lower is better unless ``higher_is_better=True``).
+    history, else the history's first lm-eval accuracy (``lm_eval/<task>/acc``, ``acc_norm`` or
+    ``exact_match``, written by ``replay --lm-eval-task``: higher is better), else the first of
+    :data:`LOSS_KEYS` the history has. A history column is lower-is-better unless
+    ``higher_is_better=True``, except an ``lm_eval/<task>/<metric>`` column: higher is better
+    unless it is a perplexity or bits per byte (``higher_is_better`` overrides both).
     """
     if cost_csv is not None and cost_column is not None:
         raise ReportError("give --cost-csv or --cost-column, not both")
     if cost_csv is not None:
         better = True if higher_is_better is None else higher_is_better
         return Cost(f"`{Path(cost_csv).name}` (step,score)", read_cost_csv(cost_csv), better)
-    better = bool(higher_is_better)
     if cost_column is not None:
-        return _history_cost(probes, cost_column, Path(history_path), better)
+        direction = lm_eval_higher_is_better(cost_column) if higher_is_better is None else higher_is_better
+        return _history_cost(probes, cost_column, Path(history_path), bool(direction))
+    accuracy = accuracy_column(list(dict.fromkeys(k for r in probes for k, v in r.items() if _finite(v))))
+    if accuracy is not None:
+        values = _history_cost(probes, accuracy, Path(history_path), True).values
+        return Cost(
+            f"history column `{accuracy}` (lm-evaluation-harness's accuracy, written by `replay --lm-eval-task`; "
+            "the default cost when no --cost-csv or --cost-column is given)",
+            values,
+            True if higher_is_better is None else higher_is_better,
+        )
     column = _loss_key(probes)
-    return _history_cost(probes, column, Path(history_path), better) if column else None
+    return _history_cost(probes, column, Path(history_path), bool(higher_is_better)) if column else None
 
 
 def _write_figures(probes, stops, out: Path, alpha: float, marks: Marks, task: ProbeTask) -> tuple[dict[str, Path], list[str]]:
@@ -345,7 +358,7 @@ def _tradeoff_section(summary: ReportSummary) -> list[str]:
         "",
         f"Stopping at step t instead of the final probed step {summary.final_step} "
         f"(`{summary.monitor}` = {format_number(final.gap, '+.4f')}); cost from "
-        f"{summary.cost.description if summary.cost else 'nothing (no held-out loss in the history; use --cost-csv or --cost-column)'}.",
+        f"{summary.cost.description if summary.cost else 'nothing (no lm-eval accuracy or held-out loss in the history; use --cost-csv or --cost-column)'}.",
         "",
     ]
     if final.gain is None:
@@ -648,9 +661,11 @@ def write_report(
         history_path: a ``fairness_history.jsonl``.
         out_dir: the directory to write to (created if needed).
         cost_csv: a ``step,score`` CSV (e.g. LAMBADA accuracy) for the performance cost.
-        cost_column: a history column for the cost instead (default: ``eval_loss`` or ``val_loss``).
+        cost_column: a history column for the cost instead (default: the first lm-eval accuracy,
+            ``lm_eval/<task>/acc``, else ``eval_loss`` or ``val_loss``; see :func:`resolve_cost`).
         max_cost: the largest cost allowed for the recommended stop step.
-        higher_is_better: the cost values' direction (default: True for a CSV, False for a column).
+        higher_is_better: the cost values' direction (default: True for a CSV and an lm-eval
+            accuracy or other lm-eval score, False for perplexities and other columns).
         monitor: the gap the fairness gain and the sudden changes are computed on. With several
             probes in the run (keys ``<probe>/jsdp/gap``) one probe's key, e.g. ``gender/jsdp/gap``;
             the default ``jsdp/gap`` then means the run's early-stopping monitor (from its run-start
@@ -684,7 +699,8 @@ def write_report(
     cost = resolve_cost(raw, history_path, cost_csv, cost_column, higher_is_better)
     if max_cost is not None and cost is None:
         raise ReportError(
-            f"--max-cost needs a cost: {history_path} has no {' or '.join(LOSS_KEYS)}; give --cost-csv or --cost-column"
+            f"--max-cost needs a cost: {history_path} has no lm_eval/<task>/acc or {' or '.join(LOSS_KEYS)}; "
+            "give --cost-csv or --cost-column"
         )
     rows = tradeoff_table(probes, local, cost)
     flags = sudden_changes([metric_value(r, local) for r in probes], k, window)

@@ -154,7 +154,8 @@ class ProbeRecord(_Line):
     ``religion/ar/consistent``; the sudden-change flags ``<gap key>_sudden``; the held-out loss
     under its key, ``eval_loss`` / ``val_loss``; with a stop rule ``stopping/best``,
     ``stopping/best_step``, ``stopping/wait``, ``stopping/statistic``, ``stopping/decided``; a
-    replay's ``checkpoint`` and ``load_seconds``), ``by_seed`` (per-seed AR / JSD-P lists by metric
+    replay's ``checkpoint`` and ``load_seconds``, and with ``--lm-eval-task`` ``lm_eval/<task>/<metric>``,
+    ``lm_eval/seconds`` or ``lm_eval/error``), ``by_seed`` (per-seed AR / JSD-P lists by metric
     key), ``units`` (per-sentence gap values by monitored key, encoded) and how long it took."""
 
     EVENT: ClassVar[str] = "probe"
