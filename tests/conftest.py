@@ -58,6 +58,15 @@ def tiny_neox(bpe_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def saved_model(tmp_path_factory, tiny_neox, bpe_tokenizer):
+    """``tiny_neox`` and ``bpe_tokenizer`` saved with ``save_pretrained`` in one folder (a model path for the CLI)."""
+    directory = tmp_path_factory.mktemp("model")
+    tiny_neox.save_pretrained(directory)
+    bpe_tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2(bpe_tokenizer):
     """A random 2-layer GPT-2 (learned absolute positions): wrong position ids under left padding show here."""
     return support.make_gpt2(bpe_tokenizer)

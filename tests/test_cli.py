@@ -10,14 +10,6 @@ import pytest
 from fairness_callback.cli import main
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory, tiny_neox, bpe_tokenizer):
-    directory = tmp_path_factory.mktemp("model")
-    tiny_neox.save_pretrained(directory)
-    bpe_tokenizer.save_pretrained(directory)
-    return directory
-
-
 @pytest.mark.slow
 def test_probe_prints_table_and_writes_json(saved_model, tmp_path, capsys):
     out = tmp_path / "metrics.json"

@@ -57,14 +57,6 @@ def third_party_sets():
         unregister_probe_set(name)
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory, tiny_neox, bpe_tokenizer):
-    directory = tmp_path_factory.mktemp("model")
-    tiny_neox.save_pretrained(directory)
-    bpe_tokenizer.save_pretrained(directory)
-    return directory
-
-
 def test_the_packages_sets_have_their_options_in_registration_order():
     assert [(spec.name, option.flag) for spec, option in cli_options()][:4] == [
         ("winobias", "winobias"),

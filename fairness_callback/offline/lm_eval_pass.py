@@ -23,13 +23,13 @@ import copy
 import logging
 import math
 import os
-import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._extras import require
+from ..probe.fairness_probe import restored_state
 
 if TYPE_CHECKING:
     import torch
@@ -96,26 +96,11 @@ def run_evaluators(evaluators: Sequence[Evaluator], model: torch.nn.Module, chec
     return values
 
 
-@contextlib.contextmanager
-def kept_state(model: torch.nn.Module) -> Iterator[None]:
+def kept_state(model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
     """Put back what an evaluation changes: every module's training flag, and the random states of
-    ``random``, NumPy and torch (CPU and, where initialised, CUDA) that lm-eval seeds."""
-    import numpy as np
-    import torch
-
-    modes = [(module, module.training) for module in model.modules()]
-    states = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.random.set_rng_state(states[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+    ``random``, NumPy and torch (CPU and, where initialised, CUDA) that lm-eval seeds (the probe's
+    own :func:`~fairness_callback.probe.fairness_probe.restored_state`)."""
+    return restored_state(model)
 
 
 # -- tasks ---------------------------------------------------------------------------------------

@@ -131,6 +131,17 @@ def _pairs(text: str, what: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _json_items(text: str) -> list[tuple[str, object]]:
+    """The items of the JSON object ``text``; ValueError for text that is not one."""
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not a JSON object: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"expected a JSON object, got {text!r}")
+    return list(loaded.items())
+
+
 def parse_max_memory(text: str | dict) -> MaxMemory:
     """accelerate's ``max_memory`` from ``"0=20GiB,1=20GiB,cpu=60GiB"`` (or a JSON object, or a dict):
     device (an accelerator index, ``cpu``, ``mps``, ``disk``) -> bytes (:func:`parse_size`).
@@ -140,13 +151,7 @@ def parse_max_memory(text: str | dict) -> MaxMemory:
     if isinstance(text, dict):
         items = list(text.items())
     elif text.strip().startswith("{"):
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"not a JSON object: {error}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"expected a JSON object, got {text!r}")
-        items = list(loaded.items())
+        items = _json_items(text)
     else:
         items = list(_pairs(text, "DEVICE=SIZE, e.g. 0=20GiB,1=20GiB,cpu=60GiB"))
     memory: MaxMemory = {}
@@ -189,13 +194,7 @@ def parse_device_map(text: str | dict) -> DeviceMap:
     elif text.strip() in DEVICE_MAP_STRATEGIES:
         return text.strip()
     elif text.strip().startswith("{"):
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"not a JSON object: {error}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"expected a JSON object, got {text!r}")
-        items = list(loaded.items())
+        items = _json_items(text)
     elif "=" in text:
         items = list(_pairs(text, "MODULE=DEVICE, e.g. model.layers=0,lm_head=cpu"))
     else:

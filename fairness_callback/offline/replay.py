@@ -321,6 +321,19 @@ def _done(records: Sequence[dict]) -> set:
     return {r.get("checkpoint") for r in records if is_probe(r)}
 
 
+def resume_point(
+    history_path: Path, checkpoints: Sequence[Checkpoint], source: str, run_id: str | None, strict: bool
+) -> tuple[str | None, list[dict], list[Checkpoint], list[int]]:
+    """Where a replay of ``checkpoints`` into ``history_path`` starts: the run it continues (None:
+    a new one) and that run's lines (:func:`_choose_run`), the checkpoints left to probe, and the
+    steps of those the run already holds."""
+    previous = read_history(history_path, strict) if history_path.exists() else []
+    continued, run_records = _choose_run(history_path, previous, checkpoints, source, run_id)
+    done = _done(run_records)
+    todo = [c for c in checkpoints if c.key not in done]
+    return continued, run_records, todo, [c.step for c in checkpoints if c.key in done]
+
+
 def replay(
     checkpoints: Sequence[Checkpoint],
     probe: FairnessProbe,
@@ -354,15 +367,11 @@ def replay(
         return replay_on_ranks(group, checkpoints, probe, history_path, loader, progress, run_id, source, strict, evaluators)
     history_path = Path(history_path)
     source = source if source is not None else replay_source(checkpoints)
-    previous = read_history(history_path, strict) if history_path.exists() else []
-    continued, run_records = _choose_run(history_path, previous, checkpoints, source, run_id)
-    done = _done(run_records)
+    continued, run_records, todo, skipped = resume_point(history_path, checkpoints, source, run_id, strict)
     detector = gap_detector(run_records)
     writer = HistoryWriter(history_path, continued)
-    summary = ReplaySummary(run_id=writer.run_id, resumed=continued is not None)
+    summary = ReplaySummary(run_id=writer.run_id, resumed=continued is not None, skipped=skipped)
     started = False
-    todo = [c for c in checkpoints if c.key not in done]
-    summary.skipped = [c.step for c in checkpoints if c.key in done]
     bar = tqdm(todo, desc="replay", unit="ckpt", disable=not progress)
     for checkpoint in bar:
         bar.set_postfix_str(f"step {checkpoint.step}")

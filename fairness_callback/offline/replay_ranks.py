@@ -36,13 +36,13 @@ from .replay import (
     Checkpoint,
     Loader,
     ReplaySummary,
-    _choose_run,
     _done,
     _probe_info,
     describe_probe,
     gap_detector,
     probe_checkpoint,
     replay_source,
+    resume_point,
     with_sudden_flag,
 )
 
@@ -209,13 +209,10 @@ def _plan(
         merged = merge_rank_files(history_path, strict)
         if merged:
             log.info("replay: %d line(s) of an interrupted replay merged into %s", merged, history_path)
-        previous = read_history(history_path, strict) if history_path.exists() else []
-        continued, run_records = _choose_run(history_path, previous, checkpoints, source, run_id)
-        done = _done(run_records)
+        continued, _, todo, skipped = resume_point(history_path, checkpoints, source, run_id, strict)
         writer = HistoryWriter(history_path, continued)
-        todo = [c.key for c in checkpoints if c.key not in done]
         if todo:
             writer.start_run({**_probe_info(probe, source), "ranks": dist.get_world_size()}, resumed=continued is not None)
-        return writer.run_id, continued is not None, todo, [c.step for c in checkpoints if c.key in done]
+        return writer.run_id, continued is not None, [c.key for c in todo], skipped
     except (ValueError, OSError) as error:
         return error

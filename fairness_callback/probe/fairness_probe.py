@@ -36,6 +36,7 @@ __all__ = [
     "Normalize",
     "PREFIX_SHARING",
     "preserved_state",
+    "restored_state",
     "ProbeResult",
 ]
 
@@ -102,19 +103,14 @@ class ProbeResult:
 
 
 @contextmanager
-def preserved_state(model: torch.nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode without autograd; restore every module's mode and all RNG states after.
-
-    Eval mode switches dropout off, so no RNG is drawn; the states are restored anyway so that
-    a model with stochastic layers of its own cannot shift the training run's random stream.
-    """
+def restored_state(model: torch.nn.Module) -> Iterator[None]:
+    """Restore, on leaving, every module's training flag of ``model`` and the random states of
+    ``random``, NumPy and torch (CPU and, where initialised, CUDA), whatever ran inside."""
     modes = [(module, module.training) for module in model.modules()]
     rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    model.eval()
     try:
-        with torch.no_grad():
-            yield
+        yield
     finally:
         for module, training in modes:
             module.training = training
@@ -123,6 +119,19 @@ def preserved_state(model: torch.nn.Module) -> Iterator[None]:
         torch.set_rng_state(rng[2])
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+
+
+@contextmanager
+def preserved_state(model: torch.nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode without autograd; restore every module's mode and all RNG states after.
+
+    Eval mode switches dropout off, so no RNG is drawn; the states are restored anyway so that
+    a model with stochastic layers of its own cannot shift the training run's random stream.
+    """
+    with restored_state(model):
+        model.eval()
+        with torch.no_grad():
+            yield
 
 
 def fixed_subset(probe_set: ProbeSet, max_prompts: int, prompts_per_sentence: int) -> ProbeSet:

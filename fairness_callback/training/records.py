@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeAlias
 
 __all__ = [
@@ -105,8 +105,10 @@ class _Line:
         return {"run_id": self.run_id, "schema": self.schema}
 
     def to_line(self) -> dict[str, Any]:
-        """The JSON object the history holds for this record (NaN as null)."""
-        raise NotImplementedError
+        """The JSON object the history holds for this record (NaN as null): its ``event`` and every
+        field, in declaration order, then ``run_id`` and ``schema``."""
+        body = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("run_id", "schema")}
+        return _plain({"event": self.EVENT, **body, **self._tail()})
 
 
 @dataclass(frozen=True)
@@ -222,20 +224,6 @@ class FailureRecord(_Line):
     error_type: str | None = None
     message: str | None = None
 
-    def to_line(self) -> dict[str, Any]:
-        return _plain(
-            {
-                "event": self.EVENT,
-                "step": self.step,
-                "time": self.time,
-                "probe": self.probe,
-                "ranks": self.ranks,
-                "error_type": self.error_type,
-                "message": self.message,
-                **self._tail(),
-            }
-        )
-
     @classmethod
     def from_line(cls, line: Mapping[str, Any], where: str = "history") -> FailureRecord:
         return cls(
@@ -267,24 +255,6 @@ class StopRecord(_Line):
     best_value: float | None = None
     statistic: float | None = None
     other_gaps: dict[str, dict[str, float | None]] | None = None
-
-    def to_line(self) -> dict[str, Any]:
-        return _plain(
-            {
-                "event": self.EVENT,
-                "step": self.step,
-                "time": self.time,
-                "reason": self.reason,
-                "message": self.message,
-                "monitor": self.monitor,
-                "rule": self.rule,
-                "best_step": self.best_step,
-                "best_value": self.best_value,
-                "statistic": self.statistic,
-                "other_gaps": self.other_gaps,
-                **self._tail(),
-            }
-        )
 
     @classmethod
     def from_line(cls, line: Mapping[str, Any], where: str = "history") -> StopRecord:
